@@ -1,0 +1,184 @@
+import { deriveNodeStatus } from './node-status.js';
+import { placeReplicas, placementState, planDrain } from './placement.js';
+import type { Deployment, Drain, DrainState, FleetNode, Instance, NodeStatus } from './types.js';
+
+export interface FleetSnapshot {
+  nodes: FleetNode[];
+  deployments: Deployment[];
+  instances: Instance[];
+  drains: Drain[];
+}
+
+export interface FleetOptions {
+  heartbeatGraceMs: number;
+  /** A replacement that is not healthy this long after creation is abandoned. */
+  migrationTimeoutMs: number;
+}
+
+export interface FleetEvent {
+  kind: string;
+  nodeId?: string;
+  instanceId?: string;
+  data: Record<string, unknown>;
+}
+
+/** Everything one reconciler pass wants changed, as data; the shell applies it in one transaction. */
+export interface FleetActions {
+  nodeStatus: { nodeId: string; status: NodeStatus }[];
+  create: { deploymentId: string; nodeId: string; replaces: string | null }[];
+  /** A healthy instance becomes an endpoint (and a replacement stops being one). */
+  publish: string[];
+  /** Stop serving and stop running; `restartOnEnable` keeps the row for `enable`. */
+  stop: { instanceId: string; restartOnEnable: boolean }[];
+  /** Rows of instances the agent reports stopped and nobody needs any more. */
+  remove: string[];
+  drains: { nodeId: string; state: DrainState; message: string; blockedBy: string[] }[];
+  events: FleetEvent[];
+}
+
+export function emptyFleetActions(): FleetActions {
+  return { nodeStatus: [], create: [], publish: [], stop: [], remove: [], drains: [], events: [] };
+}
+
+/**
+ * One level-triggered pass over the fleet: node liveness, migrations in flight, replica
+ * counts and drains. It never looks at what just happened, only at the current facts,
+ * so running it twice on the same snapshot asks for the same changes.
+ */
+export function reconcileFleet(snapshot: FleetSnapshot, now: Date, options: FleetOptions): FleetActions {
+  const actions = emptyFleetActions();
+  const drainsByNode = new Map(snapshot.drains.map((d) => [d.nodeId, d]));
+
+  // 1. Liveness: statuses follow heartbeats, cordons and drains.
+  const nodes = snapshot.nodes.map((node) => {
+    const status = deriveNodeStatus(node, drainsByNode.get(node.id), now, options.heartbeatGraceMs);
+    if (status !== node.status) {
+      actions.nodeStatus.push({ nodeId: node.id, status });
+      if (status === 'down' || node.status === 'down') {
+        actions.events.push({
+          kind: status === 'down' ? 'node.down' : 'node.up',
+          nodeId: node.id,
+          data: { hostname: node.hostname, from: node.status, to: status },
+        });
+      }
+    }
+    return { ...node, status };
+  });
+
+  const byId = new Map(snapshot.instances.map((i) => [i.id, i]));
+  const stopped = new Set<string>();
+  const promoted = new Set<string>();
+  const stop = (instanceId: string, restartOnEnable = false) => {
+    if (stopped.has(instanceId)) return;
+    stopped.add(instanceId);
+    actions.stop.push({ instanceId, restartOnEnable });
+  };
+
+  // 2. Instances: publish the healthy, finish or abandon migrations, forget the stopped.
+  for (const instance of snapshot.instances) {
+    if (instance.desired === 'stopped') {
+      if (instance.status === 'stopped' && !instance.restartOnEnable) actions.remove.push(instance.id);
+      continue;
+    }
+    if (instance.replaces === null) {
+      if (instance.healthy && !instance.published) actions.publish.push(instance.id);
+      continue;
+    }
+    const old = byId.get(instance.replaces);
+    if (instance.healthy || !old || old.desired === 'stopped') {
+      // Make-before-break: the new incarnation serves first, then the old one is withdrawn.
+      actions.publish.push(instance.id);
+      promoted.add(instance.id);
+      if (old && old.desired === 'running') {
+        stop(old.id);
+        actions.events.push({
+          kind: 'instance.migration_completed',
+          instanceId: instance.id,
+          nodeId: instance.nodeId,
+          data: { from_instance: old.id, from_node: old.nodeId, to_node: instance.nodeId },
+        });
+      }
+      continue;
+    }
+    const age = now.getTime() - instance.createdAt.getTime();
+    if (instance.status === 'failed' || age > options.migrationTimeoutMs) {
+      stop(instance.id);
+      actions.events.push({
+        kind: 'instance.migration_failed',
+        instanceId: old.id,
+        nodeId: old.nodeId,
+        data: {
+          replacement: instance.id,
+          target_node: instance.nodeId,
+          reason: instance.status === 'failed' ? 'replacement failed to start' : `replacement not healthy after ${Math.round(age / 1000)} s`,
+        },
+      });
+    }
+  }
+
+  // Instances still wanted after this pass's stops (a replacement counts as its original's slot).
+  const live = snapshot.instances.filter((i) => i.desired === 'running' && !stopped.has(i.id));
+  const placement = placementState(live);
+
+  // 3. Drains: move what can move, stop pinned ones only when forced, finish when empty.
+  const deployments = new Map(snapshot.deployments.map((d) => [d.id, d]));
+  for (const drain of snapshot.drains) {
+    if (drain.state !== 'running' && drain.state !== 'blocked') continue;
+    const node = nodes.find((n) => n.id === drain.nodeId);
+    if (!node) continue;
+    const remaining = snapshot.instances.filter((i) => i.nodeId === node.id && i.status !== 'stopped' && !(i.desired === 'stopped' && i.restartOnEnable));
+    const update = (state: DrainState, message: string, blockedBy: string[] = []) => {
+      if (state !== drain.state || message !== drain.message || blockedBy.join() !== drain.blockedBy.join()) {
+        actions.drains.push({ nodeId: node.id, state, message, blockedBy });
+      }
+    };
+    if (remaining.length === 0) {
+      update('completed', 'all instances moved off the node');
+      actions.events.push({ kind: 'node.drained', nodeId: node.id, data: { hostname: node.hostname } });
+      continue;
+    }
+    if (now.getTime() > drain.deadline.getTime()) {
+      update('failed', `drain timed out with ${remaining.length} instance(s) still on the node`, remaining.map((i) => i.id));
+      actions.events.push({ kind: 'node.drain_failed', nodeId: node.id, data: { reason: 'timeout', remaining: remaining.map((i) => i.id) } });
+      continue;
+    }
+    const plan = planDrain(node.id, nodes, live, deployments, placement);
+    for (const move of plan.moves) {
+      const original = byId.get(move.instanceId) as Instance;
+      actions.create.push({ deploymentId: original.deploymentId, nodeId: move.targetNodeId, replaces: original.id });
+      actions.events.push({
+        kind: 'instance.migration_started',
+        instanceId: original.id,
+        nodeId: node.id,
+        data: { from_node: node.id, to_node: move.targetNodeId, reason: 'drain' },
+      });
+    }
+    if (drain.force) for (const id of plan.pinned) stop(id, true);
+    const pinned = drain.force ? [] : plan.pinned;
+    if (pinned.length > 0 && pinned.length === remaining.length) {
+      update('blocked', `${pinned.length} pinned instance(s) cannot migrate; drain with force to stop them until the node is enabled`, pinned);
+    } else if (plan.unplaceable.length > 0) {
+      update('running', `waiting for room for ${plan.unplaceable.length} instance(s)`, plan.unplaceable.map((u) => u.instanceId));
+    } else {
+      update('running', `moving ${remaining.length} instance(s)`, pinned);
+    }
+  }
+
+  // 4. Replicas: place what is missing on ready nodes with room, spread across nodes.
+  // A pinned instance parked by a forced drain keeps its slot: it comes back on `enable`.
+  const parked = new Set([
+    ...snapshot.instances.filter((i) => i.restartOnEnable).map((i) => i.id),
+    ...actions.stop.filter((s) => s.restartOnEnable).map((s) => s.instanceId),
+  ]);
+  for (const deployment of snapshot.deployments) {
+    const slots = snapshot.instances.filter(
+      (i) => i.deploymentId === deployment.id && (i.replaces === null || promoted.has(i.id)) && (parked.has(i.id) || (i.desired === 'running' && !stopped.has(i.id))),
+    ).length;
+    const missing = deployment.replicas - slots;
+    if (missing <= 0) continue;
+    for (const nodeId of placeReplicas(deployment, missing, nodes, placement)) {
+      actions.create.push({ deploymentId: deployment.id, nodeId, replaces: null });
+    }
+  }
+  return actions;
+}

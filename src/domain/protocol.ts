@@ -1,0 +1,60 @@
+// The agent protocol (DESIGN.md §7): agents pull. A heartbeat carries the node's actual state;
+// every reply carries the whole desired state, so a missed message costs nothing.
+import type { InstanceStatus, NodeRole, Workload } from './types.js';
+
+/** Bumped when the wire format changes incompatibly; the operator accepts its own and the previous. */
+export const PROTOCOL_VERSION = 1;
+
+export interface RegisterRequest {
+  hostname: string;
+  region: string;
+  role: NodeRole;
+  max_instances: number;
+  labels?: Record<string, string>;
+  /** The id this agent was given before (kept in its data dir), so a wiped database keeps ids. */
+  node_id?: string;
+  agent_version: string;
+  agent_url?: string;
+  protocol_version: number;
+}
+
+export interface RegisterResponse {
+  node_id: string;
+  heartbeat_interval_ms: number;
+}
+
+export interface ActualInstance {
+  id: string;
+  status: InstanceStatus;
+  healthy: boolean;
+  pid: number | null;
+  port: number | null;
+  /** Free-form reason for the last failure, shown to people. */
+  message?: string;
+}
+
+export interface HeartbeatRequest {
+  node_id: string;
+  agent_version: string;
+  protocol_version: number;
+  components: Record<string, string>;
+  instances: ActualInstance[];
+  /** The desired generation the agent has converged to (or is converging to). */
+  generation: number;
+}
+
+export interface DesiredInstance {
+  id: string;
+  deployment_id: string;
+  deployment: string;
+  desired: 'running' | 'stopped';
+  workload: Workload;
+}
+
+export interface DesiredState {
+  node_id: string;
+  generation: number;
+  draining: boolean;
+  instances: DesiredInstance[];
+  components: Record<string, { version: string }>;
+}

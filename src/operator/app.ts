@@ -1,0 +1,102 @@
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { authorize, bearerToken, isOpenPath, type Role } from './auth.js';
+import type { OperatorContext } from './context.js';
+import { ApiError, errors } from './errors.js';
+import './request-actor.js';
+import { agentRoutes } from './routes/agent.js';
+import { deploymentRoutes } from './routes/deployments.js';
+import { eventRoutes } from './routes/events.js';
+import { healthRoutes } from './routes/health.js';
+import { instanceRoutes } from './routes/instances.js';
+import { nodeRoutes } from './routes/nodes.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Least role that may call the route; default viewer for reads, operator for writes. */
+    role?: Role;
+  }
+}
+
+function errorBody(error: ApiError) {
+  return { error: { code: error.code, message: error.message, details: error.details } };
+}
+
+/** Maps anything thrown in a route to the error catalog; a user's mistake never becomes a 500. */
+function toApiError(error: FastifyError): ApiError | undefined {
+  if (error instanceof ApiError) return error;
+  if (hasZodFastifySchemaValidationErrors(error)) {
+    return errors.validation({
+      issues: error.validation.map((v) => ({
+        path: `${error.validationContext ?? 'body'}${v.instancePath.replaceAll('/', '.')}`,
+        message: v.message,
+      })),
+    });
+  }
+  if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || (error.statusCode === 400 && error instanceof SyntaxError)) {
+    return errors.malformedJson(error.message);
+  }
+  if (error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return errors.malformedJson('the body is empty; send {} or drop the content-type');
+  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
+  }
+  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new ApiError(413, 'BODY_TOO_LARGE', 'the request body is too large');
+  if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+    return new ApiError(error.statusCode, error.code ?? 'BAD_REQUEST', error.message);
+  }
+  return undefined;
+}
+
+export async function buildOperatorApp(ctx: OperatorContext): Promise<FastifyInstance> {
+  const app = Fastify({ loggerInstance: ctx.log as FastifyBaseLogger, disableRequestLogging: true, forceCloseConnections: true, return503OnClosing: false });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'drydock operator API', version: ctx.version, description: 'Zero-downtime fleet upgrades (DESIGN.md §6)' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  app.addHook('onRequest', async (req) => {
+    if (!ctx.tokens || isOpenPath(req.url)) return;
+    const token = bearerToken(req.headers.authorization);
+    const principal = token ? ctx.tokens.authenticate(token) : undefined;
+    if (!principal) throw errors.unauthenticated();
+    req.principal = principal;
+    const needed = req.routeOptions.config.role ?? (req.method === 'GET' || req.method === 'HEAD' ? 'viewer' : 'operator');
+    authorize(principal, needed);
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    ctx.metrics.httpDuration.observe(
+      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    const error = errors.routeNotFound(req.method, req.url.split('?')[0] ?? req.url);
+    void reply.code(404).send(errorBody(error));
+  });
+
+  app.setErrorHandler((error: FastifyError, req, reply) => {
+    const apiError = toApiError(error);
+    if (apiError) return reply.code(apiError.status).send(errorBody(apiError));
+    req.log.error({ err: error, url: req.url }, 'request failed');
+    return reply.code(500).send({ error: { code: 'INTERNAL', message: 'the operator failed to handle this request; see its log', details: {} } });
+  });
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await app.register(async (scope) => healthRoutes(scope, ctx));
+  await app.register(async (scope) => nodeRoutes(scope, ctx));
+  await app.register(async (scope) => instanceRoutes(scope, ctx));
+  await app.register(async (scope) => deploymentRoutes(scope, ctx));
+  await app.register(async (scope) => agentRoutes(scope, ctx));
+  await app.register(async (scope) => eventRoutes(scope, ctx));
+  return app;
+}

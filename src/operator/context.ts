@@ -1,0 +1,26 @@
+import type { Logger } from 'pino';
+import type { Db } from '../store/db.js';
+import type { TokenStore } from './auth.js';
+import type { DesiredWaiters } from './desired-waiters.js';
+import type { FleetReconciler } from './fleet-reconciler.js';
+import type { HeartbeatBuffer } from './heartbeat-buffer.js';
+import type { OperatorMetrics } from './metrics.js';
+
+/** What every route plugin may use. Built once per operator by `startOperator`/`buildOperatorApp`. */
+export interface OperatorContext {
+  db: Db;
+  log: Logger;
+  tokens: TokenStore | undefined;
+  waiters: DesiredWaiters;
+  reconciler: FleetReconciler;
+  heartbeats: HeartbeatBuffer;
+  metrics: OperatorMetrics;
+  newId: () => string;
+  version: string;
+  startedAt: Date;
+  settings: {
+    heartbeatIntervalMs: number;
+    heartbeatGraceMs: number;
+    drainTimeoutMs: number;
+  };
+}

@@ -1,0 +1,55 @@
+/**
+ * The error catalog: every error a user can get has a stable code, an HTTP status and a
+ * message that says what to do next. Routes throw these; the error handler renders
+ * `{"error": {"code", "message", "details"}}`.
+ */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+export const errors = {
+  validation: (details: Record<string, unknown>) =>
+    new ApiError(400, 'VALIDATION_FAILED', 'the request is invalid; see details.issues for each field', details),
+  malformedJson: (reason: string) => new ApiError(400, 'MALFORMED_JSON', `the request body is not valid JSON: ${reason}`),
+  unauthenticated: () =>
+    new ApiError(401, 'UNAUTHENTICATED', 'missing or unknown bearer token; send `Authorization: Bearer <token>` (DRYDOCK_TOKEN for the CLI)'),
+  forbidden: (needed: string, role: string) =>
+    new ApiError(403, 'FORBIDDEN', `this action needs role ${needed} or higher; your token has role ${role}`, { needed, role }),
+  notFound: (what: string, id: string, hint: string) =>
+    new ApiError(404, `${what.toUpperCase()}_NOT_FOUND`, `no ${what} "${id}"; ${hint}`, { id }),
+  routeNotFound: (method: string, url: string) =>
+    new ApiError(404, 'ROUTE_NOT_FOUND', `no route ${method} ${url}; see /openapi.json for the API`),
+  nodeDown: (hostname: string) =>
+    new ApiError(409, 'NODE_DOWN', `node ${hostname} is down (no heartbeat); bring its agent back before draining it`, { hostname }),
+  nodeNotRegistered: (id: string) =>
+    new ApiError(404, 'NODE_NOT_REGISTERED', `node ${id} is not registered; register again`, { id }),
+  drainCannotFit: (unplaceable: unknown[]) =>
+    new ApiError(
+      409,
+      'DRAIN_CANNOT_FIT',
+      `${unplaceable.length} instance(s) fit on no other ready node; add capacity or enable nodes, nothing was changed`,
+      { unplaceable },
+    ),
+  deploymentExists: (name: string) =>
+    new ApiError(409, 'DEPLOYMENT_EXISTS', `a deployment named ${name} exists already; pick another name`, { name }),
+  instanceNotRunning: (id: string) =>
+    new ApiError(409, 'INSTANCE_NOT_RUNNING', `instance ${id} is being stopped; only running instances migrate`, { id }),
+  migrationInProgress: (id: string, replacement: string) =>
+    new ApiError(409, 'MIGRATION_IN_PROGRESS', `instance ${id} is already migrating (replacement ${replacement}); wait for it`, {
+      id,
+      replacement,
+    }),
+  instancePinned: (id: string) =>
+    new ApiError(409, 'INSTANCE_PINNED', `instance ${id} is pinned by its deployment's node_selector; pass force to move it anyway`, { id }),
+  targetInvalid: (reason: string, target: string) =>
+    new ApiError(409, 'TARGET_UNAVAILABLE', `cannot migrate to ${target}: ${reason}`, { target }),
+  noCapacity: (id: string) =>
+    new ApiError(409, 'NO_CAPACITY', `no ready node has room for instance ${id}; add capacity or enable a node`, { id }),
+} as const;

@@ -1,0 +1,81 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { type FleetOptions, reconcileFleet } from '../domain/fleet-reconcile.js';
+import type { Db } from '../store/db.js';
+import { applyFleetActions } from '../store/fleet-apply.js';
+import { loadFleetSnapshot } from '../store/fleet-snapshot.js';
+import type { DesiredWaiters } from './desired-waiters.js';
+
+export interface FleetReconcilerOptions extends FleetOptions {
+  /** Time between passes when nothing wakes the loop (default 500 ms). */
+  intervalMs: number;
+}
+
+/**
+ * The fleet loop: load a snapshot, decide purely, apply in one transaction. Passes never
+ * overlap; a wake during a pass schedules one more pass right after it.
+ */
+export class FleetReconciler {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = true;
+  passes = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly waiters: DesiredWaiters,
+    private readonly log: Logger,
+    private readonly options: FleetReconcilerOptions,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** Ask for a pass soon (after an API write or a heartbeat that changed something). */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.running) this.again = true;
+    else this.schedule(0);
+  }
+
+  private schedule(delayMs: number): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.pass(), delayMs);
+  }
+
+  private async pass(): Promise<void> {
+    if (this.stopped || this.running) return;
+    this.running = this.tick()
+      .catch((error) => this.log.error({ err: error }, 'fleet reconcile pass failed; retrying'))
+      .finally(() => {
+        this.running = undefined;
+        if (this.stopped) return;
+        const delay = this.again ? 0 : this.options.intervalMs;
+        this.again = false;
+        this.schedule(delay);
+      });
+    await this.running;
+  }
+
+  /** One pass; exported for tests that want to step the loop by hand. */
+  async tick(): Promise<void> {
+    this.passes++;
+    const { snapshot, now } = await loadFleetSnapshot(this.db);
+    const actions = reconcileFleet(snapshot, now, this.options);
+    const changes =
+      actions.nodeStatus.length + actions.create.length + actions.publish.length + actions.stop.length +
+      actions.remove.length + actions.drains.length + actions.events.length;
+    if (changes === 0) return;
+    const touched = await applyFleetActions(this.db, actions, randomUUID, 'reconciler');
+    this.waiters.wake(touched);
+  }
+}

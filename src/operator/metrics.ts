@@ -1,0 +1,51 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Db } from '../store/db.js';
+
+/** The operator's Prometheus metrics; one registry per operator so tests can run several. */
+export class OperatorMetrics {
+  readonly registry = new Registry();
+  readonly heartbeats: Counter;
+  readonly httpDuration: Histogram;
+
+  constructor(db: Db) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'drydock_operator_' });
+    this.heartbeats = new Counter({
+      name: 'drydock_heartbeats_received_total',
+      help: 'Agent heartbeats received by this operator.',
+      registers: [this.registry],
+    });
+    this.httpDuration = new Histogram({
+      name: 'drydock_http_request_duration_seconds',
+      help: 'HTTP request duration by method, route and status code.',
+      labelNames: ['method', 'route', 'status_code'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [this.registry],
+    });
+    // Fleet gauges are read from the database at scrape time: every operator replica reports
+    // the same truth, and nothing has to be kept in sync in memory.
+    new Gauge({
+      name: 'drydock_nodes',
+      help: 'Nodes by status and region.',
+      labelNames: ['status', 'region'],
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        const rows = await db.query<{ status: string; region: string; count: number }>(
+          'SELECT status, region, count(*)::int AS count FROM nodes GROUP BY status, region',
+        );
+        for (const row of rows) this.set({ status: row.status, region: row.region }, row.count);
+      },
+    });
+    new Gauge({
+      name: 'drydock_instances',
+      help: 'Instances by status as last reported by their agents.',
+      labelNames: ['status'],
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        const rows = await db.query<{ status: string; count: number }>('SELECT status, count(*)::int AS count FROM instances GROUP BY status');
+        for (const row of rows) this.set({ status: row.status }, row.count);
+      },
+    });
+  }
+}

@@ -1,0 +1,81 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { DesiredState } from '../../domain/protocol.js';
+import type { Db } from '../../store/db.js';
+import { appendEvents } from '../../store/events.js';
+import { desiredInstancesForNode } from '../../store/instances.js';
+import { findNode, registerNode } from '../../store/nodes.js';
+import type { OperatorContext } from '../context.js';
+import { errors } from '../errors.js';
+import { DesiredQuery, HeartbeatBody, RegisterBody } from '../schemas.js';
+
+/** The full desired state of one node; every reply carries all of it (DESIGN.md §7). */
+export async function loadDesiredState(db: Db, nodeId: string): Promise<DesiredState | undefined> {
+  const [node] = await db.query<{ generation: string; draining: boolean }>(
+    `SELECT n.generation, coalesce(d.state IN ('running', 'blocked'), false) AS draining
+       FROM nodes n LEFT JOIN drains d ON d.node_id = n.id WHERE n.id = $1`,
+    [nodeId],
+  );
+  if (!node) return undefined;
+  return {
+    node_id: nodeId,
+    generation: Number(node.generation),
+    draining: node.draining,
+    instances: await desiredInstancesForNode(db, nodeId),
+    components: {},
+  };
+}
+
+export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
+  const app = base.withTypeProvider<ZodTypeProvider>();
+  const tags = ['agent gateway'];
+  const config = { role: 'agent' as const };
+
+  app.post('/api/v1/agent/register', { config, schema: { tags, body: RegisterBody } }, async (req) => {
+    const before = await findNode(ctx.db, req.body.hostname);
+    const { id } = await ctx.db.transaction(async (tx) => {
+      const registered = await registerNode(tx, req.body, ctx.newId());
+      await appendEvents(tx, [
+        {
+          kind: before ? 'node.reregistered' : 'node.registered',
+          actor: req.principal?.name ?? 'agent',
+          nodeId: registered.id,
+          data: { hostname: req.body.hostname, region: req.body.region, agent_version: req.body.agent_version },
+        },
+      ]);
+      return registered;
+    });
+    ctx.reconciler.wake();
+    return { node_id: id, heartbeat_interval_ms: ctx.settings.heartbeatIntervalMs };
+  });
+
+  app.post('/api/v1/agent/heartbeat', { config, schema: { tags, body: HeartbeatBody } }, async (req) => {
+    const body = req.body;
+    ctx.metrics.heartbeats.inc();
+    await ctx.heartbeats.add({
+      nodeId: body.node_id,
+      agentVersion: body.agent_version,
+      protocolVersion: body.protocol_version,
+      components: body.components,
+      instances: body.instances,
+    });
+    const desired = await loadDesiredState(ctx.db, body.node_id);
+    if (!desired) throw errors.nodeNotRegistered(body.node_id);
+    return desired;
+  });
+
+  // Long-poll: held open until the node's desired generation moves past `after`.
+  app.get('/api/v1/agent/desired', { config, schema: { tags, querystring: DesiredQuery } }, async (req) => {
+    const { node_id: nodeId, after, wait } = req.query;
+    const deadline = Date.now() + wait * 1000;
+    const closed = new AbortController();
+    req.raw.once('close', () => closed.abort());
+    for (;;) {
+      const desired = await loadDesiredState(ctx.db, nodeId);
+      if (!desired) throw errors.nodeNotRegistered(nodeId);
+      const remaining = deadline - Date.now();
+      if (desired.generation > after || remaining <= 0 || closed.signal.aborted) return desired;
+      await ctx.waiters.wait(nodeId, remaining, closed.signal);
+    }
+  });
+}

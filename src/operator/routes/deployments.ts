@@ -1,0 +1,74 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { deploymentHealth } from '../../domain/deployment-health.js';
+import { type DeploymentView, findDeployment, insertDeployment, listDeployments } from '../../store/deployments.js';
+import { appendEvents } from '../../store/events.js';
+import { listInstances } from '../../store/instances.js';
+import type { OperatorContext } from '../context.js';
+import { errors } from '../errors.js';
+import { actorOf } from '../request-actor.js';
+import { DeploymentSpec, DeploymentView as DeploymentViewSchema, Endpoint, IdParam } from '../schemas.js';
+
+function withHealth(d: DeploymentView) {
+  return { ...d, health: deploymentHealth(d.replicas, d.min_available, d.healthy_instances) };
+}
+
+export async function deploymentRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
+  const app = base.withTypeProvider<ZodTypeProvider>();
+  const tags = ['deployments'];
+  const params = IdParam.describe('deployment id or name');
+  const mustFind = async (id: string) => {
+    const deployment = await findDeployment(ctx.db, id);
+    if (!deployment) throw errors.notFound('deployment', id, 'list deployments with GET /api/v1/deployments (`drydock deployments`)');
+    return deployment;
+  };
+
+  app.get('/api/v1/deployments', { schema: { tags, response: { 200: z.array(DeploymentViewSchema) } } }, async () =>
+    (await listDeployments(ctx.db)).map(withHealth),
+  );
+
+  app.get('/api/v1/deployments/active', { schema: { tags, summary: 'Deployments with at least one instance wanted' } }, async () =>
+    (await listDeployments(ctx.db)).filter((d) => d.replicas > 0).map(withHealth),
+  );
+
+  app.post(
+    '/api/v1/deployments',
+    { schema: { tags, body: DeploymentSpec, response: { 201: DeploymentViewSchema }, summary: 'Create a deployment; instances are placed at once' } },
+    async (req, reply) => {
+      const id = ctx.newId();
+      await ctx.db.transaction(async (tx) => {
+        if (!(await insertDeployment(tx, id, req.body))) throw errors.deploymentExists(req.body.name);
+        await appendEvents(tx, [
+          { kind: 'deployment.created', actor: actorOf(req), data: { deployment_id: id, name: req.body.name, replicas: req.body.replicas } },
+        ]);
+      });
+      ctx.reconciler.wake();
+      return reply.code(201).send(withHealth((await findDeployment(ctx.db, id)) as DeploymentView));
+    },
+  );
+
+  app.get('/api/v1/deployments/:id', { schema: { tags, params, response: { 200: DeploymentViewSchema } } }, async (req) =>
+    withHealth(await mustFind(req.params.id)),
+  );
+
+  app.get('/api/v1/deployments/:id/health', { schema: { tags, params } }, async (req) => {
+    const d = await mustFind(req.params.id);
+    return {
+      status: deploymentHealth(d.replicas, d.min_available, d.healthy_instances),
+      deployment_id: d.id,
+      name: d.name,
+      replicas: d.replicas,
+      min_available: d.min_available,
+      healthy_instances: d.healthy_instances,
+    };
+  });
+
+  app.get('/api/v1/deployments/:id/endpoints', { schema: { tags, params, response: { 200: z.array(Endpoint) } } }, async (req) => {
+    const d = await mustFind(req.params.id);
+    const instances = await listInstances(ctx.db, { deploymentId: d.id });
+    return instances
+      .filter((i) => i.published && i.url !== null)
+      .map((i) => ({ instance_id: i.id, node_id: i.node_id, url: i.url as string, healthy: i.healthy }));
+  });
+}

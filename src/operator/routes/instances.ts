@@ -1,0 +1,108 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { chooseMigrationTarget } from '../../domain/migration.js';
+import { appendEvents } from '../../store/events.js';
+import { loadFleetSnapshot } from '../../store/fleet-snapshot.js';
+import { findDeployment } from '../../store/deployments.js';
+import { findInstance, insertInstances, listInstances } from '../../store/instances.js';
+import { bumpGenerations } from '../../store/nodes.js';
+import type { OperatorContext } from '../context.js';
+import { errors } from '../errors.js';
+import { actorOf } from '../request-actor.js';
+import { IdParam, InstanceListQuery, InstanceView, MigrateBody } from '../schemas.js';
+import { mustFindNode } from './nodes.js';
+
+export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
+  const app = base.withTypeProvider<ZodTypeProvider>();
+  const tags = ['instances'];
+  const mustFindInstance = async (id: string) => {
+    const instance = await findInstance(ctx.db, id);
+    if (!instance) throw errors.notFound('instance', id, 'list instances with GET /api/v1/instances (`drydock instances`)');
+    return instance;
+  };
+
+  app.get('/api/v1/instances', { schema: { tags, querystring: InstanceListQuery, response: { 200: z.array(InstanceView) } } }, async (req) => {
+    const nodeId = req.query.node ? (await mustFindNode(ctx, req.query.node)).id : undefined;
+    let deploymentId: string | undefined;
+    if (req.query.deployment) {
+      const deployment = await findDeployment(ctx.db, req.query.deployment);
+      if (!deployment) throw errors.notFound('deployment', req.query.deployment, 'list deployments with GET /api/v1/deployments');
+      deploymentId = deployment.id;
+    }
+    return listInstances(ctx.db, { nodeId, deploymentId });
+  });
+
+  app.get('/api/v1/instances/:id', { schema: { tags, params: IdParam, response: { 200: InstanceView } } }, async (req) =>
+    mustFindInstance(req.params.id),
+  );
+
+  app.get('/api/v1/instances/:id/health', { schema: { tags, params: IdParam } }, async (req) => {
+    const instance = await mustFindInstance(req.params.id);
+    return {
+      instance_id: instance.id,
+      status: instance.healthy ? 'healthy' : 'unhealthy',
+      healthy: instance.healthy,
+      state: instance.status,
+      node_id: instance.node_id,
+      url: instance.url,
+      checked_at: instance.updated_at,
+      message: instance.message,
+    };
+  });
+
+  app.post(
+    '/api/v1/instances/:id/migrate',
+    { schema: { tags, params: IdParam, body: MigrateBody, summary: 'Move one instance make-before-break' } },
+    async (req, reply) => {
+      const view = await mustFindInstance(req.params.id);
+      const targetNodeId = req.body?.target_node ? (await mustFindNode(ctx, req.body.target_node)).id : undefined;
+      const { snapshot } = await loadFleetSnapshot(ctx.db);
+      const instance = snapshot.instances.find((i) => i.id === view.id);
+      const deployment = snapshot.deployments.find((d) => d.id === view.deployment_id);
+      if (!instance || !deployment) throw errors.notFound('instance', view.id, 'it was removed meanwhile');
+      const choice = chooseMigrationTarget(instance, deployment, snapshot.nodes, snapshot.instances, {
+        targetNodeId,
+        force: req.body?.force,
+      });
+      if (!choice.ok) {
+        switch (choice.error) {
+          case 'not_running':
+            throw errors.instanceNotRunning(view.id);
+          case 'in_progress':
+            throw errors.migrationInProgress(view.id, choice.replacement ?? '');
+          case 'pinned':
+            throw errors.instancePinned(view.id);
+          case 'target_invalid':
+            throw errors.targetInvalid(choice.reason, req.body?.target_node ?? '');
+          case 'no_capacity':
+            throw errors.noCapacity(view.id);
+        }
+      }
+      const replacementId = ctx.newId();
+      await ctx.db.transaction(async (tx) => {
+        await insertInstances(tx, [{ id: replacementId, deploymentId: deployment.id, nodeId: choice.target.id, replaces: instance.id }]);
+        await bumpGenerations(tx, [choice.target.id]);
+        await appendEvents(tx, [
+          {
+            kind: 'instance.migration_started',
+            actor: actorOf(req),
+            nodeId: instance.nodeId,
+            instanceId: instance.id,
+            data: { from_node: instance.nodeId, to_node: choice.target.id, replacement: replacementId, reason: 'manual', force: req.body?.force ?? false },
+          },
+        ]);
+      });
+      ctx.waiters.wake([choice.target.id]);
+      ctx.reconciler.wake();
+      return reply.code(202).send({
+        instance_id: instance.id,
+        replacement_id: replacementId,
+        from_node: instance.nodeId,
+        to_node: choice.target.id,
+        to_hostname: choice.target.hostname,
+        status: 'migrating',
+      });
+    },
+  );
+}

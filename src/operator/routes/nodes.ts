@@ -1,0 +1,102 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { planDrain } from '../../domain/placement.js';
+import { clearDrain, startDrain } from '../../store/drains.js';
+import { appendEvents } from '../../store/events.js';
+import { loadFleetSnapshot } from '../../store/fleet-snapshot.js';
+import { listInstances, restartParkedInstances } from '../../store/instances.js';
+import { bumpGenerations, findNode, listNodes, type NodeView, setCordoned, setNodeStatuses } from '../../store/nodes.js';
+import type { OperatorContext } from '../context.js';
+import { errors } from '../errors.js';
+import { actorOf } from '../request-actor.js';
+import { DrainBody, IdParam, InstanceView, NodeListQuery, NodeView as NodeViewSchema } from '../schemas.js';
+
+export async function mustFindNode(ctx: OperatorContext, idOrHostname: string): Promise<NodeView> {
+  const node = await findNode(ctx.db, idOrHostname);
+  if (!node) throw errors.notFound('node', idOrHostname, 'list nodes with GET /api/v1/nodes (`drydock nodes`)');
+  return node;
+}
+
+export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
+  const app = base.withTypeProvider<ZodTypeProvider>();
+  const tags = ['nodes'];
+  const params = IdParam.describe('node id or hostname');
+
+  app.get('/api/v1/nodes', { schema: { tags, querystring: NodeListQuery, response: { 200: z.array(NodeViewSchema) } } }, async (req) =>
+    listNodes(ctx.db, req.query),
+  );
+
+  app.get('/api/v1/nodes/:id', { schema: { tags, params, response: { 200: NodeViewSchema } } }, async (req) =>
+    mustFindNode(ctx, req.params.id),
+  );
+
+  app.get('/api/v1/nodes/:id/instances', { schema: { tags, params, response: { 200: z.array(InstanceView) } } }, async (req) => {
+    const node = await mustFindNode(ctx, req.params.id);
+    return listInstances(ctx.db, { nodeId: node.id });
+  });
+
+  app.post('/api/v1/nodes/:id/cordon', { schema: { tags, params, summary: 'Stop placing new instances on the node' } }, async (req) => {
+    const node = await mustFindNode(ctx, req.params.id);
+    if (!node.cordoned) {
+      await ctx.db.transaction(async (tx) => {
+        await setCordoned(tx, node.id, true);
+        if (node.status === 'ready') await setNodeStatuses(tx, [{ nodeId: node.id, status: 'cordoned' }]);
+        await appendEvents(tx, [{ kind: 'node.cordoned', actor: actorOf(req), nodeId: node.id, data: { hostname: node.hostname } }]);
+      });
+    }
+    return mustFindNode(ctx, node.id);
+  });
+
+  const enable = async (id: string, actor: string) => {
+    const node = await mustFindNode(ctx, id);
+    if (!node.cordoned && !node.drain) return node;
+    const restarted = await ctx.db.transaction(async (tx) => {
+      await setCordoned(tx, node.id, false);
+      await clearDrain(tx, node.id);
+      const parked = await restartParkedInstances(tx, node.id);
+      if (parked.length > 0) await bumpGenerations(tx, [node.id]);
+      if (node.status !== 'down') await setNodeStatuses(tx, [{ nodeId: node.id, status: 'ready' }]);
+      await appendEvents(tx, [{ kind: 'node.enabled', actor, nodeId: node.id, data: { hostname: node.hostname, restarted: parked } }]);
+      return parked;
+    });
+    if (restarted.length > 0) ctx.waiters.wake([node.id]);
+    ctx.reconciler.wake();
+    return mustFindNode(ctx, node.id);
+  };
+  const enableSchema = { tags, params, summary: 'Uncordon: end any drain, place instances again, restart parked pinned instances' };
+  app.post('/api/v1/nodes/:id/enable', { schema: enableSchema }, async (req) => enable(req.params.id, actorOf(req)));
+  app.post('/api/v1/nodes/:id/uncordon', { schema: enableSchema }, async (req) => enable(req.params.id, actorOf(req)));
+
+  app.post(
+    '/api/v1/nodes/:id/drain',
+    { schema: { tags, params, body: DrainBody, summary: 'Cordon, then move every instance off the node (make-before-break)' } },
+    async (req, reply) => {
+      const node = await mustFindNode(ctx, req.params.id);
+      if (node.status === 'down') throw errors.nodeDown(node.hostname);
+      const force = req.body?.force ?? false;
+      const timeoutMs = req.body?.timeout ?? ctx.settings.drainTimeoutMs;
+      // A drain that cannot fit what it must move fails before it changes anything.
+      const { snapshot } = await loadFleetSnapshot(ctx.db);
+      const plan = planDrain(node.id, snapshot.nodes, snapshot.instances, new Map(snapshot.deployments.map((d) => [d.id, d])));
+      if (plan.unplaceable.length > 0) throw errors.drainCannotFit(plan.unplaceable);
+      await ctx.db.transaction(async (tx) => {
+        const actor = actorOf(req);
+        await setCordoned(tx, node.id, true);
+        await startDrain(tx, node.id, { force, timeoutMs });
+        await setNodeStatuses(tx, [{ nodeId: node.id, status: 'draining' }]);
+        await appendEvents(tx, [
+          ...(node.cordoned ? [] : [{ kind: 'node.cordoned', actor, nodeId: node.id, data: { hostname: node.hostname } }]),
+          {
+            kind: 'node.drain_started',
+            actor,
+            nodeId: node.id,
+            data: { hostname: node.hostname, force, timeout_ms: timeoutMs, moves: plan.moves.length, pinned: plan.pinned },
+          },
+        ]);
+      });
+      ctx.reconciler.wake();
+      return reply.code(202).send(await mustFindNode(ctx, node.id));
+    },
+  );
+}

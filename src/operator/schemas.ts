@@ -1,0 +1,158 @@
+// Request and response shapes of the HTTP API. They validate input and generate /openapi.json.
+import { z } from 'zod';
+import { parseDuration } from '../domain/duration.js';
+import { NODE_ROLES, NODE_STATUSES } from '../domain/types.js';
+
+export const IdParam = z.object({ id: z.string().min(1).max(200).describe('id (or hostname/name where the route says so)') });
+
+const Labels = z.record(z.string().max(63), z.string().max(253));
+
+export const NodeSelectorSchema = z
+  .object({
+    hostname: z.string().min(1).optional(),
+    region: z.string().min(1).optional(),
+    role: z.enum(NODE_ROLES).optional(),
+    labels: Labels.optional(),
+  })
+  .strict();
+
+export const WorkloadSchema = z
+  .object({
+    command: z.string().min(1).describe('executable to run (resolved on the agent PATH)'),
+    args: z.array(z.string()).max(100).optional(),
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'env names are letters, digits and _'), z.string()).optional(),
+    health_path: z.string().startsWith('/').max(500).optional().describe('probed at http://127.0.0.1:$PORT{health_path}; default /'),
+  })
+  .strict();
+
+export const DeploymentSpec = z
+  .object({
+    name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits and -, at most 63'),
+    replicas: z.number().int().min(0).max(10_000),
+    min_available: z.number().int().min(0).default(0),
+    workload: WorkloadSchema,
+    node_selector: NodeSelectorSchema.nullable().optional(),
+  })
+  .strict()
+  .refine((d) => d.min_available <= d.replicas, { message: 'min_available cannot exceed replicas', path: ['min_available'] });
+
+const Duration = z
+  .union([z.string(), z.number()])
+  .refine((v) => parseDuration(v) !== null, 'a duration like "30s", "10m" or a number of seconds')
+  .transform((v) => parseDuration(v) as number);
+
+export const DrainBody = z
+  .object({
+    force: z.boolean().optional().describe('stop pinned instances until the node is enabled'),
+    timeout: Duration.optional().describe('bound on the whole drain; default 10m'),
+  })
+  .strict()
+  .nullable()
+  .optional();
+
+export const MigrateBody = z
+  .object({
+    target_node: z.string().min(1).optional().describe('node id or hostname; default: best node with room'),
+    force: z.boolean().optional().describe('move a pinned instance anyway'),
+  })
+  .strict()
+  .nullable()
+  .optional();
+
+export const NodeListQuery = z.object({
+  region: z.string().optional(),
+  status: z.enum(NODE_STATUSES).optional(),
+});
+
+export const InstanceListQuery = z.object({
+  node: z.string().optional().describe('node id or hostname'),
+  deployment: z.string().optional().describe('deployment id or name'),
+});
+
+export const EventsQuery = z.object({
+  after: z.coerce.number().int().min(0).optional(),
+  kind_prefix: z.string().max(100).optional(),
+  node_id: z.string().optional(),
+  rollout_id: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(5000).optional(),
+});
+
+export const NodeView = z.looseObject({
+  id: z.string(),
+  hostname: z.string(),
+  region: z.string(),
+  role: z.string(),
+  status: z.enum(NODE_STATUSES),
+  draining: z.boolean(),
+  active_instances: z.number().int(),
+  max_instances: z.number().int(),
+  available_capacity: z.number().int(),
+  components: z.record(z.string(), z.string()),
+  agent_version: z.string().nullable(),
+});
+
+export const InstanceView = z.looseObject({
+  id: z.string(),
+  deployment_id: z.string(),
+  node_id: z.string(),
+  status: z.string(),
+  healthy: z.boolean(),
+  url: z.string().nullable(),
+});
+
+export const DeploymentView = z.looseObject({
+  id: z.string(),
+  name: z.string(),
+  replicas: z.number().int(),
+  min_available: z.number().int(),
+});
+
+export const Endpoint = z.object({
+  instance_id: z.string(),
+  node_id: z.string(),
+  url: z.string(),
+  healthy: z.boolean(),
+});
+
+export const ErrorBody = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()) }),
+});
+
+// Agent gateway.
+export const RegisterBody = z
+  .object({
+    hostname: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/, 'a hostname'),
+    region: z.string().regex(/^[a-z0-9-]{1,63}$/, 'lowercase letters, digits and -'),
+    role: z.enum(NODE_ROLES).default('worker'),
+    max_instances: z.number().int().min(0).max(100_000),
+    labels: Labels.optional(),
+    node_id: z.string().min(1).max(200).optional(),
+    agent_version: z.string().min(1).max(100),
+    agent_url: z.string().url().optional(),
+    protocol_version: z.number().int().min(1),
+  })
+  .strict();
+
+export const ActualInstanceSchema = z.object({
+  id: z.string(),
+  status: z.enum(['pending', 'starting', 'running', 'stopping', 'stopped', 'failed', 'unknown']),
+  healthy: z.boolean(),
+  pid: z.number().int().nullable(),
+  port: z.number().int().nullable(),
+  message: z.string().max(2000).optional(),
+});
+
+export const HeartbeatBody = z.object({
+  node_id: z.string().min(1),
+  agent_version: z.string().min(1).max(100),
+  protocol_version: z.number().int().min(1),
+  components: z.record(z.string(), z.string()).default({}),
+  instances: z.array(ActualInstanceSchema).max(100_000),
+  generation: z.number().int().min(0),
+});
+
+export const DesiredQuery = z.object({
+  node_id: z.string().min(1),
+  after: z.coerce.number().int().min(0).default(0).describe('return once the generation is above this'),
+  wait: z.coerce.number().int().min(0).max(60).default(25).describe('seconds to hold the request open'),
+});

@@ -1,0 +1,136 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { DEFAULT_HEARTBEAT_GRACE_MS } from '../domain/node-status.js';
+import type { Db } from '../store/db.js';
+import { migrateUp } from '../store/migrator.js';
+import { nodeGenerations } from '../store/nodes.js';
+import { openDb } from '../store/open.js';
+import { loadTokens } from './auth.js';
+import { buildOperatorApp } from './app.js';
+import type { OperatorContext } from './context.js';
+import { DesiredWaiters } from './desired-waiters.js';
+import { FleetReconciler } from './fleet-reconciler.js';
+import { HeartbeatBuffer } from './heartbeat-buffer.js';
+import { isLoopback, parseListen } from './listen-address.js';
+import { OperatorMetrics } from './metrics.js';
+
+export interface OperatorOptions {
+  /** host:port to listen on (default 127.0.0.1:8080; port 0 picks a free one). */
+  listen: string;
+  /** Postgres server URL; without it the embedded database in `dataDir` is used. */
+  databaseUrl?: string | undefined;
+  /** Embedded database directory (default ./.drydock). */
+  dataDir?: string | undefined;
+  /** YAML tokens file; without it the operator runs open and only on loopback. */
+  tokensFile?: string | undefined;
+  /** Apply pending `pre` migrations at start (default true). */
+  migrate: boolean;
+  heartbeatIntervalMs: number;
+  heartbeatGraceMs: number;
+  drainTimeoutMs: number;
+  migrationTimeoutMs: number;
+  reconcileIntervalMs: number;
+  version: string;
+  log: Logger;
+  /** Use this database instead of opening one (tests). */
+  db?: Db;
+}
+
+export const OPERATOR_DEFAULTS = {
+  listen: '127.0.0.1:8080',
+  heartbeatIntervalMs: 2_000,
+  heartbeatGraceMs: DEFAULT_HEARTBEAT_GRACE_MS,
+  drainTimeoutMs: 10 * 60_000,
+  migrationTimeoutMs: 2 * 60_000,
+  reconcileIntervalMs: 500,
+} as const;
+
+export interface RunningOperator {
+  url: string;
+  app: FastifyInstance;
+  ctx: OperatorContext;
+  close(): Promise<void>;
+}
+
+export async function startOperator(options: OperatorOptions): Promise<RunningOperator> {
+  const { host, port } = parseListen(options.listen, 8080);
+  const tokens = options.tokensFile ? loadTokens(options.tokensFile) : undefined;
+  if (!tokens && !isLoopback(host)) {
+    throw new Error(
+      `refusing to listen on ${host} without authentication: pass --tokens FILE, or listen on 127.0.0.1 for local use`,
+    );
+  }
+  const log = options.log;
+  const db = options.db ?? (await openDb({ databaseUrl: options.databaseUrl, dataDir: options.dataDir, purpose: 'drydock operator' }));
+  const ownsDb = !options.db;
+  try {
+    if (options.migrate) {
+      const applied = await migrateUp(db, { phase: 'pre' });
+      if (applied.length > 0) log.info({ applied: applied.map((m) => `${m.version}_${m.name}`) }, 'applied migrations');
+    }
+    const waiters = new DesiredWaiters();
+    let reconciler: FleetReconciler | undefined;
+    const heartbeats = new HeartbeatBuffer(db, 50, 1000, () => reconciler?.wake());
+    reconciler = new FleetReconciler(db, waiters, log.child({ loop: 'fleet' }), {
+      intervalMs: options.reconcileIntervalMs,
+      heartbeatGraceMs: options.heartbeatGraceMs,
+      migrationTimeoutMs: options.migrationTimeoutMs,
+    });
+    const ctx: OperatorContext = {
+      db,
+      log,
+      tokens,
+      waiters,
+      reconciler,
+      heartbeats,
+      metrics: new OperatorMetrics(db),
+      newId: randomUUID,
+      version: options.version,
+      startedAt: new Date(),
+      settings: {
+        heartbeatIntervalMs: options.heartbeatIntervalMs,
+        heartbeatGraceMs: options.heartbeatGraceMs,
+        drainTimeoutMs: options.drainTimeoutMs,
+      },
+    };
+    const app = await buildOperatorApp(ctx);
+    await app.listen({ host, port });
+    const address = app.server.address();
+    const boundPort = typeof address === 'object' && address ? address.port : port;
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+    reconciler.start();
+
+    // Other operator replicas change desired state too; one cheap poll a second notices it.
+    let generations = await nodeGenerations(db);
+    const poller = setInterval(() => {
+      if (waiters.waiting === 0) return;
+      nodeGenerations(db)
+        .then((next) => {
+          const changed = [...next].filter(([id, gen]) => generations.get(id) !== gen).map(([id]) => id);
+          generations = next;
+          waiters.wake(changed);
+        })
+        .catch((error) => log.warn({ err: error }, 'generation poll failed'));
+    }, 1000);
+
+    if (!tokens) log.warn(`no --tokens file: the API is OPEN to anyone who can reach ${url} (loopback only)`);
+    log.info({ url, engine: db.engine, version: options.version }, 'operator listening');
+    return {
+      url,
+      app,
+      ctx,
+      async close() {
+        clearInterval(poller);
+        await reconciler.stop();
+        waiters.wakeAll();
+        await app.close();
+        await heartbeats.flush().catch(() => {});
+        if (ownsDb) await db.close();
+      },
+    };
+  } catch (error) {
+    if (ownsDb) await db.close().catch(() => {});
+    throw error;
+  }
+}

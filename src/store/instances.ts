@@ -1,0 +1,125 @@
+import type { DesiredInstance } from '../domain/protocol.js';
+import type { Db } from './db.js';
+
+export type InstanceView = {
+  id: string;
+  deployment_id: string;
+  deployment: string;
+  node_id: string;
+  hostname: string;
+  region: string;
+  desired: 'running' | 'stopped';
+  status: string;
+  /** Healthy as last reported, and its node is alive. */
+  healthy: boolean;
+  published: boolean;
+  migratable: boolean;
+  replaces: string | null;
+  restart_on_enable: boolean;
+  pid: number | null;
+  port: number | null;
+  url: string | null;
+  message: string | null;
+  created_at: string;
+  updated_at: string;
+};
+
+const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
+const INSTANCE_VIEW = `
+  SELECT i.id, i.deployment_id, d.name AS deployment, i.node_id, n.hostname, n.region, i.desired, i.status,
+         (i.healthy AND n.status <> 'down') AS healthy, i.published,
+         (d.node_selector IS NULL OR d.node_selector = '{}'::jsonb) AS migratable,
+         i.replaces, i.restart_on_enable, i.pid, i.port,
+         CASE WHEN i.port IS NULL THEN NULL ELSE 'http://' || ${hostOf('n.agent_url')} || ':' || i.port END AS url,
+         i.message,
+         to_char(i.created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
+         to_char(i.updated_at AT TIME ZONE 'UTC', ${ISO}) AS updated_at
+    FROM instances i
+    JOIN deployments d ON d.id = i.deployment_id
+    JOIN nodes n ON n.id = i.node_id`;
+
+/** The host part of the agent's URL: instances listen on the agent's address. */
+function hostOf(column: string): string {
+  return `coalesce(substring(${column} from '^https?://([^:/]+)'), '127.0.0.1')`;
+}
+
+export interface InstanceFilter {
+  nodeId?: string;
+  deploymentId?: string;
+}
+
+export async function listInstances(db: Db, filter: InstanceFilter = {}): Promise<InstanceView[]> {
+  return db.query<InstanceView>(
+    `${INSTANCE_VIEW}
+      WHERE ($1::text IS NULL OR i.node_id = $1) AND ($2::text IS NULL OR i.deployment_id = $2)
+      ORDER BY d.name, n.hostname, i.id`,
+    [filter.nodeId ?? null, filter.deploymentId ?? null],
+  );
+}
+
+export async function findInstance(db: Db, id: string): Promise<InstanceView | undefined> {
+  const rows = await db.query<InstanceView>(`${INSTANCE_VIEW} WHERE i.id = $1`, [id]);
+  return rows[0];
+}
+
+export interface NewInstance {
+  id: string;
+  deploymentId: string;
+  nodeId: string;
+  replaces: string | null;
+}
+
+export async function insertInstances(tx: Db, instances: readonly NewInstance[]): Promise<void> {
+  if (instances.length === 0) return;
+  await tx.query(
+    `INSERT INTO instances (id, deployment_id, node_id, replaces)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])`,
+    [instances.map((i) => i.id), instances.map((i) => i.deploymentId), instances.map((i) => i.nodeId), instances.map((i) => i.replaces)],
+  );
+}
+
+/** A healthy instance becomes an endpoint; a replacement stops being one (it is the instance now). */
+export async function publishInstances(tx: Db, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await tx.query('UPDATE instances SET published = true, replaces = NULL, updated_at = now() WHERE id = ANY($1::text[])', [ids]);
+}
+
+/** Withdraws the endpoints first, then asks their agents to stop them. Returns the affected node ids. */
+export async function stopInstances(tx: Db, stops: readonly { instanceId: string; restartOnEnable: boolean }[]): Promise<string[]> {
+  if (stops.length === 0) return [];
+  const rows = await tx.query<{ node_id: string }>(
+    `UPDATE instances i SET desired = 'stopped', published = false, replaces = NULL,
+            restart_on_enable = s.restart_on_enable, updated_at = now()
+       FROM unnest($1::text[], $2::bool[]) AS s(id, restart_on_enable)
+      WHERE i.id = s.id
+      RETURNING i.node_id`,
+    [stops.map((s) => s.instanceId), stops.map((s) => s.restartOnEnable)],
+  );
+  return rows.map((r) => r.node_id);
+}
+
+export async function removeInstances(tx: Db, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await tx.query(`DELETE FROM instances WHERE id = ANY($1::text[]) AND desired = 'stopped'`, [ids]);
+}
+
+/** Pinned instances parked by a forced drain start again on their node. Returns their ids. */
+export async function restartParkedInstances(tx: Db, nodeId: string): Promise<string[]> {
+  const rows = await tx.query<{ id: string }>(
+    `UPDATE instances SET desired = 'running', restart_on_enable = false, status = 'pending', healthy = false, updated_at = now()
+      WHERE node_id = $1 AND restart_on_enable RETURNING id`,
+    [nodeId],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** The instance set an agent must converge to. */
+export async function desiredInstancesForNode(db: Db, nodeId: string): Promise<DesiredInstance[]> {
+  return db.query<DesiredInstance>(
+    `SELECT i.id, i.deployment_id, d.name AS deployment, i.desired, d.workload
+       FROM instances i JOIN deployments d ON d.id = i.deployment_id
+      WHERE i.node_id = $1 AND NOT (i.desired = 'stopped' AND i.status = 'stopped')
+      ORDER BY i.id`,
+    [nodeId],
+  );
+}

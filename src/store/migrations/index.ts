@@ -1,0 +1,19 @@
+// Every migration the binary knows, in order. Files are named NNNN_name.phase.sql; `pre`
+// migrations expand the schema (safe for the previous binary), `post` ones contract it
+// after a rollout and are applied only on request (`drydock migrate up --phase post`).
+import fleet from './0001_fleet.pre.sql';
+
+export interface Migration {
+  version: number;
+  name: string;
+  phase: 'pre' | 'post';
+  sql: string;
+}
+
+function migration(file: string, sql: string): Migration {
+  const match = /^(\d{4})_([a-z0-9_]+)\.(pre|post)\.sql$/.exec(file);
+  if (!match) throw new Error(`bad migration file name ${file}`);
+  return { version: Number(match[1]), name: match[2] as string, phase: match[3] as 'pre' | 'post', sql };
+}
+
+export const MIGRATIONS: readonly Migration[] = [migration('0001_fleet.pre.sql', fleet)];

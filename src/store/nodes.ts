@@ -1,0 +1,176 @@
+import type { ActualInstance, RegisterRequest } from '../domain/protocol.js';
+import type { NodeStatus } from '../domain/types.js';
+import type { Db } from './db.js';
+
+/** A node as the API shows it (DESIGN.md §6 field names). */
+export type NodeView = {
+  id: string;
+  hostname: string;
+  region: string;
+  role: string;
+  labels: Record<string, string>;
+  status: NodeStatus;
+  draining: boolean;
+  cordoned: boolean;
+  schedulable: boolean;
+  max_instances: number;
+  active_instances: number;
+  available_capacity: number;
+  components: Record<string, string>;
+  agent_version: string | null;
+  agent_url: string | null;
+  last_heartbeat_at: string | null;
+  registered_at: string;
+  drain: {
+    state: string;
+    force: boolean;
+    message: string;
+    blocked_by: string[];
+    started_at: string;
+    deadline: string;
+  } | null;
+};
+
+const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
+const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', ${ISO})`;
+
+const NODE_VIEW = `
+  SELECT n.id, n.hostname, n.region, n.role, n.labels, n.status,
+         coalesce(d.state IN ('running', 'blocked'), false) AS draining,
+         n.cordoned,
+         n.status = 'ready' AS schedulable,
+         n.max_instances,
+         coalesce(a.active, 0)::int AS active_instances,
+         greatest(n.max_instances - coalesce(a.active, 0), 0)::int AS available_capacity,
+         n.components, n.agent_version, n.agent_url,
+         ${iso('n.last_heartbeat_at')} AS last_heartbeat_at,
+         ${iso('n.registered_at')} AS registered_at,
+         CASE WHEN d.node_id IS NULL THEN NULL ELSE json_build_object(
+           'state', d.state, 'force', d.force, 'message', d.message, 'blocked_by', d.blocked_by,
+           'started_at', ${iso('d.started_at')}, 'deadline', ${iso('d.deadline')}) END AS drain
+    FROM nodes n
+    LEFT JOIN drains d ON d.node_id = n.id
+    LEFT JOIN (
+      -- An instance counts until its agent reports it stopped; a pinned instance parked by a
+      -- forced drain does not (it is not running, it only waits for enable).
+      SELECT node_id, count(*) AS active FROM instances WHERE status <> 'stopped' GROUP BY node_id
+    ) a ON a.node_id = n.id`;
+
+export async function listNodes(db: Db, filter: { region?: string; status?: string } = {}): Promise<NodeView[]> {
+  return db.query<NodeView>(
+    `${NODE_VIEW}
+      WHERE ($1::text IS NULL OR n.region = $1) AND ($2::text IS NULL OR n.status = $2)
+      ORDER BY n.region, n.hostname`,
+    [filter.region ?? null, filter.status ?? null],
+  );
+}
+
+/** Finds a node by id or by hostname (the CLI accepts either). */
+export async function findNode(db: Db, idOrHostname: string): Promise<NodeView | undefined> {
+  const rows = await db.query<NodeView>(`${NODE_VIEW} WHERE n.id = $1 OR n.hostname = $1 ORDER BY (n.id = $1) DESC LIMIT 1`, [
+    idOrHostname,
+  ]);
+  return rows[0];
+}
+
+/**
+ * Registers an agent. The hostname is the node's identity: the same hostname always gets the
+ * same id. An agent that remembers an id from before (a wiped database) gets it back.
+ */
+export async function registerNode(db: Db, request: RegisterRequest, newId: string): Promise<{ id: string }> {
+  const rows = await db.query<{ id: string }>(
+    `INSERT INTO nodes (id, hostname, region, role, labels, max_instances, agent_version, agent_url, protocol_version, last_heartbeat_at, status)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), 'ready')
+     ON CONFLICT (hostname) DO UPDATE SET
+       region = excluded.region, role = excluded.role, labels = excluded.labels,
+       max_instances = excluded.max_instances, agent_version = excluded.agent_version,
+       agent_url = excluded.agent_url, protocol_version = excluded.protocol_version,
+       last_heartbeat_at = now(), updated_at = now()
+     RETURNING id`,
+    [
+      request.node_id ?? newId,
+      request.hostname,
+      request.region,
+      request.role,
+      JSON.stringify(request.labels ?? {}),
+      request.max_instances,
+      request.agent_version,
+      request.agent_url ?? null,
+      request.protocol_version,
+    ],
+  );
+  return rows[0] as { id: string };
+}
+
+export interface HeartbeatRecord {
+  nodeId: string;
+  agentVersion: string;
+  protocolVersion: number;
+  components: Record<string, string>;
+  instances: ActualInstance[];
+}
+
+/**
+ * Writes a batch of heartbeats in two statements, whatever the batch size (row-by-row writes
+ * are ~20x slower, STACK.md). An agent only updates instances that belong to its own node.
+ */
+export async function recordHeartbeats(db: Db, batch: readonly HeartbeatRecord[]): Promise<void> {
+  if (batch.length === 0) return;
+  await db.transaction(async (tx) => {
+    await tx.query(
+      `UPDATE nodes n SET last_heartbeat_at = now(), updated_at = now(),
+              agent_version = h.agent_version, protocol_version = h.protocol_version, components = h.components
+         FROM unnest($1::text[], $2::text[], $3::int[], $4::jsonb[]) AS h(id, agent_version, protocol_version, components)
+        WHERE n.id = h.id`,
+      [
+        batch.map((h) => h.nodeId),
+        batch.map((h) => h.agentVersion),
+        batch.map((h) => h.protocolVersion),
+        batch.map((h) => JSON.stringify(h.components)),
+      ],
+    );
+    const reports = batch.flatMap((h) => h.instances.map((i) => ({ ...i, nodeId: h.nodeId })));
+    if (reports.length === 0) return;
+    await tx.query(
+      `UPDATE instances i SET status = r.status, healthy = r.healthy, pid = r.pid, port = r.port,
+              message = r.message, updated_at = now()
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int[], $6::int[], $7::text[])
+              AS r(id, node_id, status, healthy, pid, port, message)
+        WHERE i.id = r.id AND i.node_id = r.node_id
+          AND (i.status, i.healthy, i.pid, i.port, i.message) IS DISTINCT FROM (r.status, r.healthy, r.pid, r.port, r.message)`,
+      [
+        reports.map((r) => r.id),
+        reports.map((r) => r.nodeId),
+        reports.map((r) => r.status),
+        reports.map((r) => r.healthy),
+        reports.map((r) => r.pid),
+        reports.map((r) => r.port),
+        reports.map((r) => r.message ?? null),
+      ],
+    );
+  });
+}
+
+export async function setCordoned(tx: Db, nodeId: string, cordoned: boolean): Promise<void> {
+  await tx.query('UPDATE nodes SET cordoned = $2, updated_at = now() WHERE id = $1', [nodeId, cordoned]);
+}
+
+export async function setNodeStatuses(tx: Db, changes: readonly { nodeId: string; status: NodeStatus }[]): Promise<void> {
+  if (changes.length === 0) return;
+  await tx.query(
+    `UPDATE nodes n SET status = c.status, updated_at = now()
+       FROM unnest($1::text[], $2::text[]) AS c(id, status) WHERE n.id = c.id`,
+    [changes.map((c) => c.nodeId), changes.map((c) => c.status)],
+  );
+}
+
+/** Marks the nodes' desired state as changed; their agents' long-polls wake up on it. */
+export async function bumpGenerations(tx: Db, nodeIds: readonly string[]): Promise<void> {
+  if (nodeIds.length === 0) return;
+  await tx.query('UPDATE nodes SET generation = generation + 1 WHERE id = ANY($1::text[])', [[...new Set(nodeIds)]]);
+}
+
+export async function nodeGenerations(db: Db): Promise<Map<string, number>> {
+  const rows = await db.query<{ id: string; generation: string }>('SELECT id, generation FROM nodes');
+  return new Map(rows.map((r) => [r.id, Number(r.generation)]));
+}

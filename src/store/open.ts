@@ -1,0 +1,39 @@
+import { join, resolve } from 'node:path';
+import pg from 'pg';
+import { lockDataDir } from './data-dir-lock.js';
+import { type Db, PoolDb } from './db.js';
+
+export const DEFAULT_DATA_DIR = './.drydock';
+
+export interface OpenDbOptions {
+  /** A Postgres server; when absent the embedded engine is used. */
+  databaseUrl?: string | undefined;
+  /** Where the embedded engine keeps its files (default ./.drydock). */
+  dataDir?: string | undefined;
+  /** Who holds the data dir, written into the lock file. */
+  purpose?: string;
+  /** Connection pool size for the server engine (default 10). */
+  poolSize?: number;
+}
+
+export async function openDb(options: OpenDbOptions = {}): Promise<Db> {
+  if (options.databaseUrl) {
+    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
+    // An idle client losing its connection must not crash the process; the next query reconnects.
+    pool.on('error', () => {});
+    await pool.query('select 1');
+    return new PoolDb('postgres', pool);
+  }
+  const dataDir = resolve(options.dataDir ?? DEFAULT_DATA_DIR);
+  const release = lockDataDir(dataDir, options.purpose ?? 'drydock');
+  try {
+    // Loaded lazily: only the embedded mode needs PGlite (agents and the CLI never do).
+    const { createPgConfig } = await import('@electric-sql/pglite/node-postgres');
+    const pool = new pg.Pool(createPgConfig(join(dataDir, 'pgdata')) as unknown as pg.PoolConfig);
+    await pool.query('select 1');
+    return new PoolDb('pglite', pool, async () => release());
+  } catch (error) {
+    release();
+    throw error;
+  }
+}
