@@ -12,7 +12,7 @@ import type { OperatorContext } from './context.js';
 import { DesiredWaiters } from './desired-waiters.js';
 import { FleetReconciler } from './fleet-reconciler.js';
 import { HeartbeatBuffer } from './heartbeat-buffer.js';
-import { isLoopback, parseListen } from './listen-address.js';
+import { isLoopback, parseListen } from '../listen-address.js';
 import { OperatorMetrics } from './metrics.js';
 
 export interface OperatorOptions {

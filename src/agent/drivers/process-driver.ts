@@ -1,0 +1,128 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import type { Workload } from '../../domain/types.js';
+
+/** Start time of a process from /proc (Linux); null where /proc is not available. */
+export function processStartTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22 (starttime); fields after the ")" of the command name are space separated.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return false;
+  }
+}
+
+/** Is this pid still the process we started (same start time), and not a zombie? */
+export function isSameProcessAlive(pid: number, procStart: string | null): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  if (isZombie(pid)) return false;
+  if (procStart === null) return true;
+  return processStartTime(pid) === procStart;
+}
+
+/** A free loopback port, chosen by the kernel. */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface StartedProcess {
+  pid: number;
+  port: number;
+  procStart: string | null;
+  child: ChildProcess;
+}
+
+/**
+ * The `process` driver: each instance is a real child process in its own process group
+ * (detached), so it outlives the agent and a stop can signal the whole group. Output goes
+ * to `<logDir>/<instance>.log`. The workload sees only PATH, HOME, its own env and PORT:
+ * the agent's environment (which may hold tokens) is not passed on.
+ */
+export async function startProcess(instanceId: string, deployment: string, workload: Workload, logDir: string): Promise<StartedProcess> {
+  mkdirSync(logDir, { recursive: true });
+  const port = await freePort();
+  const log = openSync(join(logDir, `${instanceId}.log`), 'a');
+  try {
+    const child = spawn(workload.command, workload.args ?? [], {
+      detached: true,
+      stdio: ['ignore', log, log],
+      env: {
+        PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+        HOME: process.env.HOME ?? '/',
+        ...workload.env,
+        PORT: String(port),
+        DRYDOCK_INSTANCE_ID: instanceId,
+        DRYDOCK_DEPLOYMENT: deployment,
+      },
+    });
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.once('spawn', () => resolve(child.pid as number));
+      child.once('error', reject);
+    });
+    child.unref();
+    return { pid, port, procStart: processStartTime(pid), child };
+  } finally {
+    closeSync(log);
+  }
+}
+
+/** SIGTERM to the instance's process group, SIGKILL after `graceMs`. Resolves when it is gone. */
+export async function stopProcess(pid: number, procStart: string | null, graceMs: number): Promise<void> {
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        // Already gone.
+      }
+    }
+  };
+  if (!isSameProcessAlive(pid, procStart)) return;
+  signal('SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!isSameProcessAlive(pid, procStart)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  signal('SIGKILL');
+  const killDeadline = Date.now() + 5000;
+  while (Date.now() < killDeadline && isSameProcessAlive(pid, procStart)) await new Promise((r) => setTimeout(r, 50));
+}
+
+/** One HTTP probe of the instance's health path; healthy means a 2xx within the timeout. */
+export async function probeHealth(port: number, path: string, timeoutMs: number): Promise<boolean> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
+    await response.arrayBuffer();
+    return response.ok;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,30 @@
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly heartbeatsSent = new Counter({
+    name: 'drydock_agent_heartbeats_sent_total',
+    help: 'Heartbeats acknowledged by the operator.',
+    registers: [this.registry],
+  });
+  readonly heartbeatFailures = new Counter({
+    name: 'drydock_agent_heartbeat_failures_total',
+    help: 'Heartbeats that failed (operator unreachable or refusing).',
+    registers: [this.registry],
+  });
+  readonly instanceRestarts = new Counter({
+    name: 'drydock_agent_instance_restarts_total',
+    help: 'Instances restarted after they exited or failed to start.',
+    registers: [this.registry],
+  });
+  readonly instances = new Gauge({
+    name: 'drydock_agent_instances',
+    help: 'Instances hosted by this agent by status.',
+    labelNames: ['status'],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'drydock_agent_' });
+  }
+}

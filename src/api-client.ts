@@ -1,0 +1,69 @@
+/**
+ * A small client for the operator's HTTP API, shared by the CLI and the agent. Errors from
+ * the operator arrive as `{"error": {"code", "message", "details"}}` and become ApiCallError.
+ */
+export class ApiCallError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+export interface ApiClientOptions {
+  baseUrl: string;
+  token?: string | undefined;
+  /** Per-request timeout in ms (default 30 s). */
+  timeoutMs?: number;
+}
+
+export class ApiClient {
+  readonly baseUrl: string;
+
+  constructor(private readonly options: ApiClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, '');
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, init: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<T> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const timeout = AbortSignal.timeout(init.timeoutMs ?? this.options.timeoutMs ?? 30_000);
+    const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+    let response: Response;
+    try {
+      response = await fetch(`${this.baseUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+    } catch (error) {
+      const reason = (error as Error & { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
+      throw new ApiCallError(0, 'UNREACHABLE', `cannot reach the operator at ${this.baseUrl} (${reason}); is it running? set DRYDOCK_URL or --operator`);
+    }
+    const text = await response.text();
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (!response.ok) {
+      const error = (parsed as { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | undefined)?.error;
+      throw new ApiCallError(
+        response.status,
+        error?.code ?? `HTTP_${response.status}`,
+        error?.message ?? `${method} ${path} failed with HTTP ${response.status}`,
+        error?.details ?? {},
+      );
+    }
+    return parsed as T;
+  }
+
+  get<T>(path: string, init?: { signal?: AbortSignal; timeoutMs?: number }): Promise<T> {
+    return this.request<T>('GET', path, undefined, init);
+  }
+
+  post<T>(path: string, body: unknown = {}, init?: { signal?: AbortSignal; timeoutMs?: number }): Promise<T> {
+    return this.request<T>('POST', path, body, init);
+  }
+}

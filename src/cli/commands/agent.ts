@@ -1,0 +1,64 @@
+import { hostname } from 'node:os';
+import { type Command, Option } from 'commander';
+import { Agent } from '../../agent/agent.js';
+import { NODE_ROLES } from '../../domain/types.js';
+import { createLogger } from '../../logging.js';
+import { action, DEFAULT_OPERATOR_URL, parseIntOption } from '../context.js';
+import { durationOption } from './operator.js';
+
+function parseLabels(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const labels = { ...previous };
+  for (const pair of value.split(',').filter(Boolean)) {
+    const [key, val] = pair.split('=');
+    if (!key || val === undefined) throw new Error(`--label must be key=value, got "${pair}"`);
+    labels[key] = val;
+  }
+  return labels;
+}
+
+export function registerAgentCommand(program: Command): void {
+  program
+    .command('agent')
+    .description('run a node agent: registers, heartbeats, hosts instances, converges to the desired state')
+    .addOption(new Option('--operator <url>', 'operator URL').env('DRYDOCK_URL').default(DEFAULT_OPERATOR_URL))
+    .option('--hostname <name>', 'node hostname (its identity)', hostname())
+    .requiredOption('--region <region>', 'failure domain, e.g. us-east')
+    .addOption(new Option('--role <role>', 'node role').choices([...NODE_ROLES]).default('worker'))
+    .option('--max-instances <n>', 'instances this node may host', '10')
+    .option('--label <k=v,...>', 'node labels (repeatable)', parseLabels)
+    .option('--listen <host:port>', "address of the agent's own /health and /metrics", '127.0.0.1:8081')
+    .option('--data-dir <dir>', 'agent state, instance logs', './.drydock-agent')
+    .addOption(new Option('--token <token>', 'bearer token with role agent').env('DRYDOCK_TOKEN'))
+    .option('--heartbeat-interval <duration>', 'time between heartbeats', '2s')
+    .option('--drain-delay <duration>', 'wait between an endpoint being withdrawn and its instance being stopped', '1s')
+    .option('--stop-grace <duration>', 'SIGTERM to SIGKILL grace when stopping an instance', '10s')
+    .action(
+      action(async (opts) => {
+        const log = createLogger('agent');
+        const agent = new Agent({
+          operatorUrl: opts.operator,
+          token: opts.token,
+          hostname: opts.hostname,
+          region: opts.region,
+          role: opts.role,
+          maxInstances: parseIntOption(opts.maxInstances, '--max-instances'),
+          labels: opts.label ?? {},
+          listen: opts.listen,
+          dataDir: opts.dataDir,
+          heartbeatIntervalMs: durationOption(opts.heartbeatInterval, '--heartbeat-interval'),
+          drainDelayMs: durationOption(opts.drainDelay, '--drain-delay'),
+          stopGraceMs: durationOption(opts.stopGrace, '--stop-grace'),
+          version: DRYDOCK_VERSION,
+          log,
+        });
+        await agent.start();
+        const shutdown = async (signal: string) => {
+          log.info({ signal }, 'agent stopping; instances keep running');
+          await agent.stop();
+          process.exit(0);
+        };
+        process.once('SIGINT', () => void shutdown('SIGINT'));
+        process.once('SIGTERM', () => void shutdown('SIGTERM'));
+      }),
+    );
+}

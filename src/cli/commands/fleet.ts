@@ -1,0 +1,191 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import type { ApiClient } from '../../api-client.js';
+import type { DeploymentView } from '../../store/deployments.js';
+import type { InstanceView } from '../../store/instances.js';
+import type { NodeView } from '../../store/nodes.js';
+import { action, clientFor } from '../context.js';
+import { printJson, printRows } from '../output.js';
+
+const enc = encodeURIComponent;
+
+const nodeColumns: [string, (n: NodeView) => unknown][] = [
+  ['HOSTNAME', (n) => n.hostname],
+  ['REGION', (n) => n.region],
+  ['ROLE', (n) => n.role],
+  ['STATUS', (n) => n.status],
+  ['INSTANCES', (n) => `${n.active_instances}/${n.max_instances}`],
+  ['AGENT', (n) => n.agent_version],
+  ['DRAIN', (n) => (n.drain ? n.drain.state : '-')],
+  ['ID', (n) => n.id],
+];
+
+/** Follows a drain until it completes (0), or fails / is blocked / runs out of time (non-zero). */
+async function waitForDrain(client: ApiClient, nodeId: string, json: boolean): Promise<void> {
+  let last = '';
+  for (;;) {
+    const node = await client.get<NodeView>(`/api/v1/nodes/${enc(nodeId)}`);
+    const state = node.drain?.state ?? 'none';
+    const line = `${node.hostname}: drain ${state}, ${node.active_instances} instance(s) left — ${node.drain?.message ?? ''}`;
+    if (line !== last && !json) process.stdout.write(`${line}\n`);
+    last = line;
+    if (state === 'completed') {
+      if (json) printJson(node);
+      return;
+    }
+    if (state === 'failed' || state === 'blocked' || state === 'none') {
+      if (json) printJson(node);
+      throw new Error(`drain of ${node.hostname} ${state === 'none' ? 'was cancelled' : state}: ${node.drain?.message ?? ''}`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+export function registerFleetCommands(program: Command): void {
+  program
+    .command('nodes')
+    .description('list nodes with status, load and agent version')
+    .option('--region <region>', 'only this region')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (opts, command: Command) => {
+        const query = opts.region ? `?region=${enc(opts.region)}` : '';
+        printRows(await clientFor(command).get<NodeView[]>(`/api/v1/nodes${query}`), nodeColumns, opts.json, 'no nodes registered');
+      }),
+    );
+
+  const node = program.command('node').description('act on one node (NODE is a hostname or an id)');
+  node
+    .command('show <node>')
+    .description('show one node')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (id: string, opts, command: Command) => {
+        const view = await clientFor(command).get<NodeView>(`/api/v1/nodes/${enc(id)}`);
+        if (opts.json) return printJson(view);
+        printRows([view], nodeColumns, false, '');
+        if (view.drain) process.stdout.write(`\ndrain: ${view.drain.state} — ${view.drain.message} (deadline ${view.drain.deadline})\n`);
+      }),
+    );
+  node
+    .command('drain <node>')
+    .description('cordon the node and migrate every instance off it, make-before-break')
+    .option('--force', 'stop pinned instances until the node is enabled')
+    .option('--timeout <duration>', 'bound on the drain', '10m')
+    .option('--wait', 'follow the drain until it completes; non-zero exit when it fails or is blocked')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (id: string, opts, command: Command) => {
+        const client = clientFor(command);
+        const view = await client.post<NodeView>(`/api/v1/nodes/${enc(id)}/drain`, { force: opts.force ?? false, timeout: opts.timeout });
+        if (opts.wait) return waitForDrain(client, view.id, opts.json);
+        if (opts.json) return printJson(view);
+        process.stdout.write(`draining ${view.hostname}: ${view.active_instances} instance(s) to move (follow with --wait or \`drydock node show ${view.hostname}\`)\n`);
+      }),
+    );
+  for (const [verb, description] of [
+    ['enable', 'uncordon: end the drain, accept instances again, restart parked pinned instances'],
+    ['uncordon', 'same as enable'],
+    ['cordon', 'stop placing new instances on the node'],
+  ] as const) {
+    node
+      .command(`${verb} <node>`)
+      .description(description)
+      .option('--json', 'machine-readable output')
+      .action(
+        action(async (id: string, opts, command: Command) => {
+          const view = await clientFor(command).post<NodeView>(`/api/v1/nodes/${enc(id)}/${verb}`);
+          if (opts.json) return printJson(view);
+          process.stdout.write(`${view.hostname}: ${view.status}\n`);
+        }),
+      );
+  }
+
+  program
+    .command('instances')
+    .description('list instances')
+    .option('--node <node>', 'only instances on this node (hostname or id)')
+    .option('--deployment <deployment>', 'only instances of this deployment (name or id)')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (opts, command: Command) => {
+        const params = new URLSearchParams();
+        if (opts.node) params.set('node', opts.node);
+        if (opts.deployment) params.set('deployment', opts.deployment);
+        const rows = await clientFor(command).get<InstanceView[]>(`/api/v1/instances${params.size ? `?${params}` : ''}`);
+        printRows(
+          rows,
+          [
+            ['ID', (i) => i.id],
+            ['DEPLOYMENT', (i) => i.deployment],
+            ['NODE', (i) => i.hostname],
+            ['STATUS', (i) => i.status],
+            ['HEALTHY', (i) => (i.healthy ? 'yes' : 'no')],
+            ['ENDPOINT', (i) => (i.published ? i.url : '-')],
+            ['PID', (i) => i.pid],
+          ],
+          opts.json,
+          'no instances',
+        );
+      }),
+    );
+
+  const instance = program.command('instance').description('act on one instance');
+  instance
+    .command('migrate <id>')
+    .description('move one instance to another node, make-before-break')
+    .option('--to <node>', 'target node (hostname or id); default: best node with room')
+    .option('--force', 'move a pinned instance anyway')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (id: string, opts, command: Command) => {
+        const body: Record<string, unknown> = { force: opts.force ?? false };
+        if (opts.to) body.target_node = opts.to;
+        const result = await clientFor(command).post<{ replacement_id: string; to_hostname: string }>(`/api/v1/instances/${enc(id)}/migrate`, body);
+        if (opts.json) return printJson(result);
+        process.stdout.write(`migrating ${id} to ${result.to_hostname} (new instance ${result.replacement_id})\n`);
+      }),
+    );
+
+  program
+    .command('deployments')
+    .description('list deployments and their health')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (opts, command: Command) => {
+        const rows = await clientFor(command).get<(DeploymentView & { health: string })[]>('/api/v1/deployments');
+        printRows(
+          rows,
+          [
+            ['NAME', (d) => d.name],
+            ['HEALTH', (d) => d.health],
+            ['READY', (d) => `${d.healthy_instances}/${d.replicas}`],
+            ['MIN', (d) => d.min_available],
+            ['ID', (d) => d.id],
+          ],
+          opts.json,
+          'no deployments',
+        );
+      }),
+    );
+
+  program
+    .command('deploy')
+    .description('create a deployment from a YAML or JSON file')
+    .requiredOption('-f, --file <file>', 'deployment spec: {name, replicas, min_available, workload: {command, args, env, health_path}, node_selector}')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (opts, command: Command) => {
+        let spec: unknown;
+        try {
+          spec = parseYaml(readFileSync(opts.file, 'utf8'));
+        } catch (error) {
+          throw new Error(`cannot read ${opts.file}: ${(error as Error).message}`);
+        }
+        const created = await clientFor(command).post<DeploymentView>('/api/v1/deployments', spec);
+        if (opts.json) return printJson(created);
+        process.stdout.write(`created deployment ${created.name} (${created.id}) with ${created.replicas} replica(s)\n`);
+      }),
+    );
+}
