@@ -11,7 +11,7 @@ const program = new Command('drydock')
   .option('--operator <url>', 'operator URL for API commands (env DRYDOCK_URL, default http://127.0.0.1:8080)')
   .option('--token <token>', 'bearer token for API commands (env DRYDOCK_TOKEN)')
   .showHelpAfterError('(run with --help for usage)')
-  .enablePositionalOptions();
+  .configureHelp({ showGlobalOptions: true });
 
 registerOperatorCommand(program);
 registerAgentCommand(program);

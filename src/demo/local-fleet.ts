@@ -53,7 +53,10 @@ export interface LocalFleetOptions {
 export class LocalFleet {
   readonly processes = new Map<string, FleetProcess>();
   operatorUrl = '';
-  private readonly instancePids = new Set<number>();
+  /** PIDs of every instance seen through the API, stopped by `stop()`. */
+  readonly instancePids = new Set<number>();
+  /** PIDs of every operator and agent process this fleet ever started. */
+  readonly spawnedPids = new Set<number>();
 
   constructor(private readonly options: LocalFleetOptions) {
     mkdirSync(options.dir, { recursive: true });
@@ -68,6 +71,7 @@ export class LocalFleet {
     });
     closeSync(fd);
     const proc = { name, child, pid: child.pid as number, log };
+    this.spawnedPids.add(proc.pid);
     this.processes.set(name, proc);
     return proc;
   }

@@ -18,7 +18,8 @@ export function planConvergence(desired: readonly DesiredInstance[], local: Read
   const plan: ConvergencePlan = { start: [], stop: [] };
   const wanted = new Map(desired.map((d) => [d.id, d]));
   for (const instance of desired) {
-    if (instance.desired === 'running' && !local.has(instance.id)) plan.start.push(instance);
+    const phase = local.get(instance.id);
+    if (instance.desired === 'running' && (phase === undefined || phase === 'stopped')) plan.start.push(instance);
   }
   for (const [id, phase] of local) {
     if (phase === 'stopping' || phase === 'stopped') continue;

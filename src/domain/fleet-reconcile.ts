@@ -1,5 +1,5 @@
 import { deriveNodeStatus } from './node-status.js';
-import { placeReplicas, placementState, planDrain } from './placement.js';
+import { loadByNode, type PlacementState, placeReplicas, placementState, planDrain } from './placement.js';
 import type { Deployment, Drain, DrainState, FleetNode, Instance, NodeStatus } from './types.js';
 
 export interface FleetSnapshot {
@@ -65,6 +65,10 @@ export function reconcileFleet(snapshot: FleetSnapshot, now: Date, options: Flee
     return { ...node, status };
   });
 
+  const statusById = new Map(nodes.map((n) => [n.id, n.status]));
+  // The last health report from a node that is down is stale (the API and the edge do not count
+  // it either): it must neither publish an endpoint nor let a migration stop the old instance.
+  const healthyNow = (i: Instance) => i.healthy && statusById.get(i.nodeId) !== 'down';
   const byId = new Map(snapshot.instances.map((i) => [i.id, i]));
   const stopped = new Set<string>();
   const promoted = new Set<string>();
@@ -81,11 +85,11 @@ export function reconcileFleet(snapshot: FleetSnapshot, now: Date, options: Flee
       continue;
     }
     if (instance.replaces === null) {
-      if (instance.healthy && !instance.published) actions.publish.push(instance.id);
+      if (healthyNow(instance) && !instance.published) actions.publish.push(instance.id);
       continue;
     }
     const old = byId.get(instance.replaces);
-    if (instance.healthy || !old || old.desired === 'stopped') {
+    if (healthyNow(instance) || !old || old.desired === 'stopped') {
       // Make-before-break: the new incarnation serves first, then the old one is withdrawn.
       actions.publish.push(instance.id);
       promoted.add(instance.id);
@@ -118,7 +122,10 @@ export function reconcileFleet(snapshot: FleetSnapshot, now: Date, options: Flee
 
   // Instances still wanted after this pass's stops (a replacement counts as its original's slot).
   const live = snapshot.instances.filter((i) => i.desired === 'running' && !stopped.has(i.id));
-  const placement = placementState(live);
+  // Spread follows what is still wanted; load follows what still holds a slot. An instance holds
+  // its slot until its agent reports it stopped (as active_instances counts it), including one
+  // asked to stop a moment ago, so a node never runs more than max_instances while old ones wind down.
+  const placement: PlacementState = { ...placementState(live), load: loadByNode(snapshot.instances) };
 
   // 3. Drains: move what can move, stop pinned ones only when forced, finish when empty.
   const deployments = new Map(snapshot.deployments.map((d) => [d.id, d]));
@@ -126,7 +133,9 @@ export function reconcileFleet(snapshot: FleetSnapshot, now: Date, options: Flee
     if (drain.state !== 'running' && drain.state !== 'blocked') continue;
     const node = nodes.find((n) => n.id === drain.nodeId);
     if (!node) continue;
-    const remaining = snapshot.instances.filter((i) => i.nodeId === node.id && i.status !== 'stopped' && !(i.desired === 'stopped' && i.restartOnEnable));
+    // A pinned instance parked by a forced drain counts until its agent reports it stopped, like a
+    // migrated one: "drained" must mean nothing runs there any more (a disruptive install may follow).
+    const remaining = snapshot.instances.filter((i) => i.nodeId === node.id && i.status !== 'stopped');
     const update = (state: DrainState, message: string, blockedBy: string[] = []) => {
       if (state !== drain.state || message !== drain.message || blockedBy.join() !== drain.blockedBy.join()) {
         actions.drains.push({ nodeId: node.id, state, message, blockedBy });

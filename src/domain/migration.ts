@@ -27,8 +27,8 @@ export function chooseMigrationTarget(
   const pinned = isPinned(deployment.nodeSelector);
   if (pinned && !request.force) return { ok: false, error: 'pinned', reason: 'pinned by node_selector' };
 
-  const live = instances.filter((i) => i.desired === 'running');
-  const state = placementState(live);
+  // All instances, not only running ones: one still stopping holds its slot until its agent reports it stopped.
+  const state = placementState(instances);
   const source = nodes.find((n) => n.id === instance.nodeId);
   if (request.targetNodeId !== undefined) {
     const target = nodes.find((n) => n.id === request.targetNodeId);

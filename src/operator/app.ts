@@ -52,6 +52,17 @@ export async function buildOperatorApp(ctx: OperatorContext): Promise<FastifyIns
   const app = Fastify({ loggerInstance: ctx.log as FastifyBaseLogger, disableRequestLogging: true, forceCloseConnections: true, return503OnClosing: false });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+  // `curl -d '{"force": true}'` without -H sends form encoding; runbooks do exactly that, so a
+  // form-encoded body is read as the JSON it is (and refused clearly when it is not JSON).
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
+    const text = String(body).trim();
+    if (text === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch (error) {
+      done(errors.malformedJson(`${(error as Error).message} (send JSON with Content-Type: application/json)`), undefined);
+    }
+  });
 
   await app.register(swagger, {
     openapi: {

@@ -1,5 +1,5 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { resolve } from 'node:path';
 
 export class DataDirLockedError extends Error {
   constructor(
@@ -22,20 +22,35 @@ function isAlive(pid: number): boolean {
   }
 }
 
+// Lock files this process holds right now. A lock file naming our own pid is only stale when
+// it is not in here (an earlier process with the same pid left it, e.g. a restarted container
+// that is pid 1 every time); when it is in here, this is a second open in the same process,
+// which loses writes just like a second process would.
+const heldByThisProcess = new Set<string>();
+
 /**
- * Takes `<dataDir>/drydock.lock` for this process. PGlite opened by two processes loses
- * writes silently, so the second one must fail loudly instead. A lock left by a dead
- * process (kill -9) is taken over. Returns the release function.
+ * Takes `<dataDir>/drydock.lock` for this process. PGlite opened twice (by two processes, or
+ * twice by one) loses writes silently, so the second open must fail loudly instead. A lock
+ * left by a dead process (kill -9) is taken over. Returns the release function.
  */
 export function lockDataDir(dataDir: string, purpose: string): () => void {
   mkdirSync(dataDir, { recursive: true });
-  const path = join(dataDir, 'drydock.lock');
+  const path = resolve(dataDir, 'drydock.lock');
+  if (heldByThisProcess.has(path)) throw new DataDirLockedError(dataDir, process.pid);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(path, 'wx', 0o600);
       writeSync(fd, JSON.stringify({ pid: process.pid, purpose, started_at: new Date().toISOString() }));
       closeSync(fd);
-      return () => rmSync(path, { force: true });
+      heldByThisProcess.add(path);
+      let released = false;
+      return () => {
+        // Only the first call releases: a later one must not remove a lock someone took since.
+        if (released) return;
+        released = true;
+        heldByThisProcess.delete(path);
+        rmSync(path, { force: true });
+      };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       let holder = 0;

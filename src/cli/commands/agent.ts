@@ -20,7 +20,6 @@ export function registerAgentCommand(program: Command): void {
   program
     .command('agent')
     .description('run a node agent: registers, heartbeats, hosts instances, converges to the desired state')
-    .addOption(new Option('--operator <url>', 'operator URL').env('DRYDOCK_URL').default(DEFAULT_OPERATOR_URL))
     .option('--hostname <name>', 'node hostname (its identity)', hostname())
     .requiredOption('--region <region>', 'failure domain, e.g. us-east')
     .addOption(new Option('--role <role>', 'node role').choices([...NODE_ROLES]).default('worker'))
@@ -28,16 +27,17 @@ export function registerAgentCommand(program: Command): void {
     .option('--label <k=v,...>', 'node labels (repeatable)', parseLabels)
     .option('--listen <host:port>', "address of the agent's own /health and /metrics", '127.0.0.1:8081')
     .option('--data-dir <dir>', 'agent state, instance logs', './.drydock-agent')
-    .addOption(new Option('--token <token>', 'bearer token with role agent').env('DRYDOCK_TOKEN'))
     .option('--heartbeat-interval <duration>', 'time between heartbeats', '2s')
     .option('--drain-delay <duration>', 'wait between an endpoint being withdrawn and its instance being stopped', '1s')
     .option('--stop-grace <duration>', 'SIGTERM to SIGKILL grace when stopping an instance', '10s')
     .action(
-      action(async (opts) => {
+      action(async (opts, command: Command) => {
         const log = createLogger('agent');
+        // --operator and --token are the global options every API command shares.
+        const globals = command.optsWithGlobals<{ operator?: string; token?: string }>();
         const agent = new Agent({
-          operatorUrl: opts.operator,
-          token: opts.token,
+          operatorUrl: globals.operator ?? process.env.DRYDOCK_URL ?? DEFAULT_OPERATOR_URL,
+          token: globals.token ?? process.env.DRYDOCK_TOKEN,
           hostname: opts.hostname,
           region: opts.region,
           role: opts.role,
