@@ -1,4 +1,5 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../process-metrics.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -25,6 +26,6 @@ export class AgentMetrics {
   });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'drydock_agent_' });
+    collectProcessMetrics(this.registry, 'drydock_agent_');
   }
 }

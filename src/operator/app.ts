@@ -1,5 +1,5 @@
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { authorize, bearerToken, isOpenPath, type Role } from './auth.js';
 import type { OperatorContext } from './context.js';
@@ -49,7 +49,10 @@ function toApiError(error: FastifyError): ApiError | undefined {
 }
 
 export async function buildOperatorApp(ctx: OperatorContext): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: ctx.log as FastifyBaseLogger, disableRequestLogging: true, forceCloseConnections: true, return503OnClosing: false });
+  const app = Fastify({
+    loggerInstance: ctx.log as FastifyBaseLogger,
+    // Heartbeats and long-polls would drown the log; the request histogram covers traffic.
+    logController: new LogController({ disableRequestLogging: true }), forceCloseConnections: true, return503OnClosing: false });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   // `curl -d '{"force": true}'` without -H sends form encoding; runbooks do exactly that, so a

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../process-metrics.js';
 import type { Db } from '../store/db.js';
 
 /** The operator's Prometheus metrics; one registry per operator so tests can run several. */
@@ -8,7 +9,7 @@ export class OperatorMetrics {
   readonly httpDuration: Histogram;
 
   constructor(db: Db) {
-    collectDefaultMetrics({ register: this.registry, prefix: 'drydock_operator_' });
+    collectProcessMetrics(this.registry, 'drydock_operator_');
     this.heartbeats = new Counter({
       name: 'drydock_heartbeats_received_total',
       help: 'Agent heartbeats received by this operator.',
