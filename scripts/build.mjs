@@ -5,6 +5,7 @@
 import { build } from 'esbuild';
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { commonOptions } from './esbuild-options.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const outfile = join(root, 'dist/drydock.mjs');
@@ -31,17 +32,7 @@ const started = Date.now();
 await build({
   entryPoints: [join(root, 'src/cli/main.ts')],
   outfile: process.env.DRYDOCK_BUILD_OUTFILE ?? outfile,
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  sourcemap: false,
-  legalComments: 'none',
-  loader: { '.sql': 'text' },
-  external: ['@electric-sql/pglite', '@electric-sql/pglite/*', 'pg-native'],
+  ...commonOptions,
   define: { DRYDOCK_VERSION: JSON.stringify(version) },
-  // CommonJS dependencies (pg, pino) call require() for Node built-ins; give the ESM bundle one.
-  banner: { js: "import { createRequire as __drydockRequire } from 'node:module'; const require = __drydockRequire(import.meta.url);" },
-  logLevel: 'warning',
 });
 console.log(`built ${process.env.DRYDOCK_BUILD_OUTFILE ?? 'dist/drydock.mjs'} (drydock ${version}) in ${Date.now() - started} ms`);

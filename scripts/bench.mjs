@@ -1,0 +1,13 @@
+// Runs a benchmark from bench/: bundles it like the CLI (SQL as text) into dist/bench/, then
+// runs it with the remaining arguments. Usage: node scripts/bench.mjs heartbeats [args...]
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import { commonOptions } from './esbuild-options.mjs';
+
+const root = new URL('..', import.meta.url).pathname;
+const [name = 'heartbeats', ...args] = process.argv.slice(2);
+const outfile = join(root, 'dist/bench', `${name}.mjs`);
+await build({ ...commonOptions, entryPoints: [join(root, 'bench', `${name}.ts`)], outfile, define: { DRYDOCK_VERSION: '"bench"' } });
+const result = spawnSync(process.execPath, [outfile, ...args], { stdio: 'inherit', cwd: root });
+process.exit(result.status ?? 1);
