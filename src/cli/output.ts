@@ -23,7 +23,10 @@ export function printJson(value: unknown): void {
 
 /** Prints rows as a table, or as JSON with --json. */
 export function printRows<T>(rows: readonly T[], columns: readonly Column<T>[], json: boolean | undefined, empty: string): void {
-  if (json) return printJson(rows);
+  if (json) {
+    printJson(rows);
+    return;
+  }
   process.stdout.write(rows.length === 0 ? `${empty}\n` : `${formatTable(rows, columns)}\n`);
 }
 

@@ -22,8 +22,8 @@ export class DesiredWaiters {
   /** Resolves on the next wake for the node, after `timeoutMs`, or when `signal` aborts. */
   wait(nodeId: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
-      let set = this.waiters.get(nodeId);
-      if (!set) this.waiters.set(nodeId, (set = new Set()));
+      const set = this.waiters.get(nodeId) ?? new Set<() => void>();
+      this.waiters.set(nodeId, set);
       const done = () => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', done);

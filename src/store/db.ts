@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type pg from 'pg';
 
 /**
  * The one database seam: SQL text with bound parameters in, rows out. Both engines (a
