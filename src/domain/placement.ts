@@ -73,8 +73,8 @@ export function placementState(instances: readonly Instance[]): PlacementState {
   const replicaNodes = new Map<string, Set<string>>();
   for (const i of instances) {
     if (i.desired !== 'running') continue;
-    let set = replicaNodes.get(i.deploymentId);
-    if (!set) replicaNodes.set(i.deploymentId, (set = new Set()));
+    const set = replicaNodes.get(i.deploymentId) ?? new Set<string>();
+    replicaNodes.set(i.deploymentId, set);
     set.add(i.nodeId);
   }
   return { load: loadByNode(instances), replicaNodes };
@@ -82,8 +82,8 @@ export function placementState(instances: readonly Instance[]): PlacementState {
 
 export function recordPlacement(state: PlacementState, deploymentId: string, nodeId: string): void {
   state.load.set(nodeId, (state.load.get(nodeId) ?? 0) + 1);
-  let set = state.replicaNodes.get(deploymentId);
-  if (!set) state.replicaNodes.set(deploymentId, (set = new Set()));
+  const set = state.replicaNodes.get(deploymentId) ?? new Set<string>();
+  state.replicaNodes.set(deploymentId, set);
   set.add(nodeId);
 }
 
