@@ -33,12 +33,47 @@ export interface ActualInstance {
   message?: string;
 }
 
+export const ARTIFACT_KINDS = ['agent', 'binary', 'script'] as const;
+export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
+
+export const INSTALL_PHASES = ['downloading', 'verifying', 'installing', 'assessing', 'done', 'failed', 'reverted'] as const;
+export type InstallPhase = (typeof INSTALL_PHASES)[number];
+
+/** One component the node should run, with what the agent needs to fetch and verify it. */
+export interface DesiredComponent {
+  version: string;
+  artifact_id: string;
+  kind: ArtifactKind;
+  sha256: string;
+  size: number;
+  /** base64 ed25519 signature of `artifactSigningMessage(...)`; null only for unsigned drafts. */
+  signature: string | null;
+  /** Path on the operator to download the bytes from (streamed). */
+  url: string;
+  /** True only when the operator asks for an explicit rollback: the only way a downgrade is installed. */
+  rollback: boolean;
+  disruptive: boolean;
+}
+
+/** Progress of one component install, persisted by the agent and reported in every heartbeat. */
+export interface InstallReport {
+  component: string;
+  version: string;
+  previous_version: string | null;
+  phase: InstallPhase;
+  /** Why it failed or was reverted, for people. */
+  reason?: string;
+  updated_at: string;
+}
+
 export interface HeartbeatRequest {
   node_id: string;
   agent_version: string;
   protocol_version: number;
   components: Record<string, string>;
   instances: ActualInstance[];
+  /** Installs in progress or finished since the last desired change (optional for old agents). */
+  installs?: InstallReport[];
   /** The desired generation the agent has converged to (or is converging to). */
   generation: number;
 }
@@ -56,5 +91,5 @@ export interface DesiredState {
   generation: number;
   draining: boolean;
   instances: DesiredInstance[];
-  components: Record<string, { version: string }>;
+  components: Record<string, DesiredComponent>;
 }
