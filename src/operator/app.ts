@@ -29,7 +29,8 @@ function toApiError(error: FastifyError): ApiError | undefined {
   if (hasZodFastifySchemaValidationErrors(error)) {
     return errors.validation({
       issues: error.validation.map((v) => ({
-        path: `${error.validationContext ?? 'body'}${v.instancePath.replaceAll('/', '.')}`,
+        // The root of the body is instancePath "/": it is reported as plain "body", not "body.".
+        path: [error.validationContext ?? 'body', ...v.instancePath.split('/').filter(Boolean)].join('.'),
         message: v.message,
       })),
     });

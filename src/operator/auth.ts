@@ -19,7 +19,8 @@ const TokenEntry = z.object({
   token: z.string().min(16, 'tokens must be at least 16 characters'),
   role: z.enum([...USER_ROLES, 'agent']),
 });
-const TokensFile = z.union([z.object({ tokens: z.array(TokenEntry).min(1) }), z.array(TokenEntry).min(1)]);
+const TokenList = z.array(TokenEntry).min(1);
+const TokensFile = z.object({ tokens: TokenList }).transform((file) => file.tokens);
 
 export interface TokenStore {
   authenticate(bearer: string): Principal | undefined;
@@ -35,12 +36,14 @@ export function loadTokens(path: string): TokenStore {
   } catch (error) {
     throw new Error(`cannot read tokens file ${path}: ${(error as Error).message}`);
   }
-  const parsed = TokensFile.safeParse(raw);
+  // The shape picks the schema: a union of the two would report any mistake inside an entry
+  // (a misspelled role, say) as "(root): Invalid input" instead of naming the field.
+  const parsed = Array.isArray(raw) ? TokenList.safeParse(raw) : TokensFile.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new Error(`tokens file ${path} is invalid at ${issue?.path.join('.') || '(root)'}: ${issue?.message}`);
   }
-  const entries = Array.isArray(parsed.data) ? parsed.data : parsed.data.tokens;
+  const entries = parsed.data;
   const names = new Set<string>();
   for (const entry of entries) {
     if (names.has(entry.name)) throw new Error(`tokens file ${path}: name ${entry.name} appears twice`);

@@ -1,0 +1,97 @@
+// A scripted agent: it speaks the real agent protocol to a real operator, but the test decides
+// what it reports. That keeps instance health under the test's control without processes.
+import type { ActualInstance, DesiredState } from '../../src/domain/protocol.js';
+import type { ApiClient } from './operator.js';
+
+export interface FakeNodeSpec {
+  hostname: string;
+  region?: string;
+  max_instances?: number;
+  labels?: Record<string, string>;
+  agent_url?: string;
+}
+
+export class FakeNode {
+  /** What the node reports for each instance; every heartbeat carries all of it. */
+  readonly actual = new Map<string, ActualInstance>();
+  generation = 0;
+  /** The last heartbeat that failed, if any (the background loop keeps going). */
+  lastError: string | undefined;
+  private loop: { stop: boolean; done: Promise<void> } | undefined;
+
+  private constructor(
+    readonly api: ApiClient,
+    readonly id: string,
+    readonly hostname: string,
+  ) {}
+
+  /** Registers through the agent gateway, as an agent does at start. */
+  static async register(api: ApiClient, spec: FakeNodeSpec): Promise<FakeNode> {
+    const response = await api.post<{ node_id: string; heartbeat_interval_ms: number }>('/api/v1/agent/register', {
+      hostname: spec.hostname,
+      region: spec.region ?? 'us-east',
+      role: 'worker',
+      max_instances: spec.max_instances ?? 4,
+      agent_version: 'test',
+      protocol_version: 1,
+      ...(spec.labels ? { labels: spec.labels } : {}),
+      ...(spec.agent_url ? { agent_url: spec.agent_url } : {}),
+    });
+    if (response.status !== 200) throw new Error(`register ${spec.hostname} answered ${response.status}: ${response.text}`);
+    return new FakeNode(api, response.body.node_id, spec.hostname);
+  }
+
+  /** Reports the instance running and healthy on `port` from the next heartbeat on. */
+  runHealthy(instanceId: string, port: number): void {
+    this.actual.set(instanceId, { id: instanceId, status: 'running', healthy: true, pid: 20_000 + (port % 10_000), port });
+  }
+
+  report(instance: ActualInstance): void {
+    this.actual.set(instance.id, instance);
+  }
+
+  reportStopped(instanceId: string): void {
+    this.actual.set(instanceId, { id: instanceId, status: 'stopped', healthy: false, pid: null, port: null });
+  }
+
+  /** Sends one heartbeat with everything the node reports; returns the desired state it got back. */
+  async heartbeat(): Promise<DesiredState> {
+    const response = await this.api.post<DesiredState>('/api/v1/agent/heartbeat', {
+      node_id: this.id,
+      agent_version: 'test',
+      protocol_version: 1,
+      components: { 'node-agent': 'test' },
+      instances: [...this.actual.values()],
+      generation: this.generation,
+    });
+    if (response.status !== 200) throw new Error(`heartbeat of ${this.hostname} answered ${response.status}: ${response.text}`);
+    this.generation = response.body.generation;
+    return response.body;
+  }
+
+  /** Heartbeats every `intervalMs` in the background, like a live agent, until `stopHeartbeats`. */
+  startHeartbeats(intervalMs = 250): void {
+    if (this.loop) return;
+    const loop = { stop: false, done: Promise.resolve() };
+    loop.done = (async () => {
+      while (!loop.stop) {
+        try {
+          await this.heartbeat();
+          this.lastError = undefined;
+        } catch (error) {
+          this.lastError = (error as Error).message;
+        }
+        await new Promise((resolve) => setTimeout(resolve, intervalMs));
+      }
+    })();
+    this.loop = loop;
+  }
+
+  async stopHeartbeats(): Promise<void> {
+    const loop = this.loop;
+    this.loop = undefined;
+    if (!loop) return;
+    loop.stop = true;
+    await loop.done;
+  }
+}
