@@ -70,13 +70,13 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       if (applied.length > 0) log.info({ applied: applied.map((m) => `${m.version}_${m.name}`) }, 'applied migrations');
     }
     const waiters = new DesiredWaiters();
-    let reconciler: FleetReconciler | undefined;
-    const heartbeats = new HeartbeatBuffer(db, 50, 1000, () => reconciler?.wake());
-    reconciler = new FleetReconciler(db, waiters, log.child({ loop: 'fleet' }), {
+    const reconciler = new FleetReconciler(db, waiters, log.child({ loop: 'fleet' }), {
       intervalMs: options.reconcileIntervalMs,
       heartbeatGraceMs: options.heartbeatGraceMs,
       migrationTimeoutMs: options.migrationTimeoutMs,
     });
+    // A heartbeat that changed instance health should be acted on now, not at the next tick.
+    const heartbeats = new HeartbeatBuffer(db, 50, 1000, () => reconciler.wake());
     const ctx: OperatorContext = {
       db,
       log,
