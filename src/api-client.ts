@@ -1,3 +1,26 @@
+import { createReadStream } from 'node:fs';
+
+/**
+ * A file as a fetch body that reads the next piece only when the request has sent the last one
+ * (Node 20's Readable.toWeb reads ahead without bound, which would buffer a large file whole).
+ */
+export function fileBodyStream(path: string): ReadableStream<Uint8Array> {
+  const pieces = createReadStream(path, { highWaterMark: 256 * 1024 })[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const next = await pieces.next();
+        if (next.done) controller.close();
+        else controller.enqueue(new Uint8Array(next.value as Buffer));
+      },
+      async cancel() {
+        await pieces.return?.();
+      },
+    },
+    { highWaterMark: 1 },
+  );
+}
+
 /**
  * A small client for the operator's HTTP API, shared by the CLI and the agent. Errors from
  * the operator arrive as `{"error": {"code", "message", "details"}}` and become ApiCallError.
@@ -27,15 +50,23 @@ export class ApiClient {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
   }
 
-  async request<T>(method: string, path: string, body?: unknown, init: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<T> {
+  async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    init: { signal?: AbortSignal; timeoutMs?: number; stream?: ReadableStream<Uint8Array> } = {},
+  ): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (init.stream) headers['content-type'] = 'application/octet-stream';
+    else if (body !== undefined) headers['content-type'] = 'application/json';
     const timeout = AbortSignal.timeout(init.timeoutMs ?? this.options.timeoutMs ?? 30_000);
     const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
     let response: Response;
     try {
-      response = await fetch(`${this.baseUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+      const payload = init.stream ?? (body === undefined ? undefined : JSON.stringify(body));
+      // A stream body is sent as it is read (`duplex: 'half'` is how fetch spells that).
+      response = await fetch(`${this.baseUrl}${path}`, { method, headers, body: payload, signal, ...(init.stream ? { duplex: 'half' } : {}) } as RequestInit);
     } catch (error) {
       const reason = (error as Error & { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
       throw new ApiCallError(0, 'UNREACHABLE', `cannot reach the operator at ${this.baseUrl} (${reason}); is it running? set DRYDOCK_URL or --operator`);
@@ -65,5 +96,14 @@ export class ApiClient {
 
   post<T>(path: string, body: unknown = {}, init?: { signal?: AbortSignal; timeoutMs?: number }): Promise<T> {
     return this.request<T>('POST', path, body, init);
+  }
+
+  put<T>(path: string, body: unknown, init?: { signal?: AbortSignal; timeoutMs?: number }): Promise<T> {
+    return this.request<T>('PUT', path, body, init);
+  }
+
+  /** POSTs `stream` as an application/octet-stream body without reading it into memory first. */
+  upload<T>(path: string, stream: ReadableStream<Uint8Array>, init: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<T> {
+    return this.request<T>('POST', path, undefined, { ...init, stream });
   }
 }

@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import type { KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -7,6 +8,7 @@ import { parseListen } from '../listen-address.js';
 import { type LocalPhase, planConvergence } from '../domain/agent-converge.js';
 import { type ActualInstance, type DesiredInstance, type DesiredState, PROTOCOL_VERSION } from '../domain/protocol.js';
 import type { NodeRole } from '../domain/types.js';
+import { ComponentReconciler } from './components/component-reconciler.js';
 import { isSameProcessAlive, probeHealth, startProcess, stopProcess } from './drivers/process-driver.js';
 import { buildAgentServer } from './http-server.js';
 import { AgentMetrics } from './metrics.js';
@@ -29,6 +31,12 @@ export interface AgentOptions {
   /** SIGTERM → SIGKILL grace when stopping an instance (default 10 s). */
   stopGraceMs: number;
   version: string;
+  /** Public keys whose artifact signatures this agent accepts (`--trusted-key`; default none: nothing installs). */
+  trustedKeys: KeyObject[];
+  /** Development only: install artifacts without a signature (`--allow-unsigned`; default false). */
+  allowUnsigned: boolean;
+  /** Deadline of a component's `health` check (default 30 s). */
+  componentHealthDeadlineMs?: number;
   log: Logger;
 }
 
@@ -59,11 +67,13 @@ export class Agent {
   private desired: DesiredState | undefined;
   private generation = 0;
   private converging: Promise<void> = Promise.resolve();
+  private componentsDone: Promise<void> = Promise.resolve();
   private stopped = false;
   private readonly abort = new AbortController();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private server: FastifyInstance | undefined;
   private lastContact: Date | undefined;
+  readonly components: ComponentReconciler;
   url = '';
 
   constructor(private readonly options: AgentOptions) {
@@ -71,6 +81,18 @@ export class Agent {
     this.statePath = join(options.dataDir, 'agent-state.json');
     this.logDir = join(options.dataDir, 'instances');
     this.state = readAgentState(this.statePath);
+    this.components = new ComponentReconciler({
+      dataDir: options.dataDir,
+      operatorUrl: options.operatorUrl,
+      token: options.token,
+      nodeId: () => this.nodeId ?? '',
+      trust: { trustedKeys: options.trustedKeys, allowUnsigned: options.allowUnsigned },
+      builtIn: { 'node-agent': options.version },
+      healthDeadlineMs: options.componentHealthDeadlineMs,
+      // Each phase change reaches the operator at once, not at the next interval.
+      onPhaseChange: () => void this.heartbeat().catch(() => {}),
+      log: options.log.child({ part: 'components' }),
+    });
   }
 
   get nodeId(): string | undefined {
@@ -82,6 +104,8 @@ export class Agent {
     this.server = await buildAgentServer(this);
     this.url = await listenOn(this.server, this.options.listen);
     await this.register();
+    // An install the previous process left half done is finished or undone before anything else.
+    this.componentsDone = this.components.reconcile().catch((error) => this.options.log.error({ err: error }, 'component recovery failed'));
     this.loop('heartbeat', () => this.heartbeat(), this.options.heartbeatIntervalMs);
     this.loop('supervise', () => this.supervise(), 1000);
     void this.longPoll();
@@ -94,6 +118,7 @@ export class Agent {
     this.abort.abort();
     for (const timer of this.timers.values()) clearTimeout(timer);
     await this.converging.catch(() => {});
+    await this.componentsDone;
     await this.server?.close();
   }
 
@@ -174,8 +199,9 @@ export class Agent {
         node_id: this.nodeId,
         agent_version: this.options.version,
         protocol_version: PROTOCOL_VERSION,
-        components: { 'node-agent': this.options.version },
+        components: this.components.installedVersions(),
         instances: this.actualInstances(),
+        installs: this.components.reports(),
         generation: this.generation,
       });
       this.metrics.heartbeatsSent.inc();
@@ -219,6 +245,12 @@ export class Agent {
     this.converging = this.converging.then(() => this.converge(desired)).catch((error) => {
       this.options.log.error({ err: error }, 'converge failed');
     });
+    // Installs run beside instance convergence (an install may take minutes), one at a time.
+    if (!this.stopped) {
+      this.componentsDone = this.components.reconcile(desired.components ?? {}).catch((error) => {
+        this.options.log.error({ err: error }, 'component reconcile failed');
+      });
+    }
   }
 
   private async converge(desired: DesiredState): Promise<void> {

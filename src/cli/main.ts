@@ -1,13 +1,23 @@
 import { Command } from 'commander';
 import { registerAgentCommand } from './commands/agent.js';
+import { registerArtifactCommands, registerSetVersionCommand } from './commands/artifacts.js';
 import { registerDemoCommands } from './commands/demo.js';
 import { registerFleetCommands } from './commands/fleet.js';
+import { registerKeysCommands } from './commands/keys.js';
 import { registerMigrateCommand } from './commands/migrate.js';
 import { registerOperatorCommand } from './commands/operator.js';
 
+// `--version` is also an option of `artifacts publish`; commander reads the root's options
+// anywhere on the line (so --operator works after a subcommand), so the root only claims
+// --version as the very first argument.
+if (process.argv[2] === '--version') {
+  process.stdout.write(`${DRYDOCK_VERSION}\n`);
+  process.exit(0);
+}
+
 const program = new Command('drydock')
   .description('zero-downtime upgrades for fleets of machines')
-  .version(DRYDOCK_VERSION, '-V, --version', 'print the drydock version')
+  .version(DRYDOCK_VERSION, '-V', 'print the drydock version (or --version as the first argument)')
   .option('--operator <url>', 'operator URL for API commands (env DRYDOCK_URL, default http://127.0.0.1:8080)')
   .option('--token <token>', 'bearer token for API commands (env DRYDOCK_TOKEN)')
   .showHelpAfterError('(run with --help for usage)')
@@ -17,6 +27,10 @@ registerOperatorCommand(program);
 registerAgentCommand(program);
 registerMigrateCommand(program);
 registerFleetCommands(program);
+registerKeysCommands(program);
+registerArtifactCommands(program);
+const nodeCommand = program.commands.find((c) => c.name() === 'node');
+if (nodeCommand) registerSetVersionCommand(nodeCommand);
 registerDemoCommands(program);
 
 await program.parseAsync(process.argv);

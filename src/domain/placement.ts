@@ -29,15 +29,17 @@ export interface TargetRequest {
   exclude?: ReadonlySet<string>;
   /** Ignore the deployment's node selector (a forced migration of a pinned instance). */
   ignoreSelector?: boolean;
+  /** Use these nodes only when nothing else fits (nodes a rollout has not upgraded yet). */
+  avoid?: ReadonlySet<string>;
 }
 
 /**
  * Picks the node for one new instance, or null when none has room. Order of preference:
- * a node without a replica of this deployment, the preferred region, the least loaded node,
+ * a node without a replica of this deployment, a node not to avoid, the preferred region, the least loaded node,
  * then hostname so the choice is deterministic.
  */
 export function pickTargetNode(request: TargetRequest): FleetNode | null {
-  const { deployment, nodes, load, replicaNodes, preferRegion, exclude, ignoreSelector } = request;
+  const { deployment, nodes, load, replicaNodes, preferRegion, exclude, ignoreSelector, avoid } = request;
   const candidates = nodes.filter(
     (node) =>
       isSchedulable(node) &&
@@ -46,8 +48,9 @@ export function pickTargetNode(request: TargetRequest): FleetNode | null {
       (load.get(node.id) ?? 0) < node.maxInstances,
   );
   if (candidates.length === 0) return null;
-  const score = (node: FleetNode): [number, number, number] => [
+  const score = (node: FleetNode): [number, number, number, number] => [
     replicaNodes.has(node.id) ? 1 : 0,
+    avoid?.has(node.id) ? 1 : 0,
     preferRegion !== undefined && node.region !== preferRegion ? 1 : 0,
     (load.get(node.id) ?? 0) / node.maxInstances,
   ];

@@ -6,16 +6,23 @@ import type { OperatorContext } from './context.js';
 import { ApiError, errors } from './errors.js';
 import './request-actor.js';
 import { agentRoutes } from './routes/agent.js';
+import { artifactRoutes } from './routes/artifacts.js';
 import { deploymentRoutes } from './routes/deployments.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { instanceRoutes } from './routes/instances.js';
+import { nodeComponentRoutes } from './routes/node-components.js';
 import { nodeRoutes } from './routes/nodes.js';
+import { fleetStateRoutes } from './routes/fleet-state.js';
+import { rolloutActionRoutes } from './routes/rollout-actions.js';
+import { rolloutRoutes } from './routes/rollouts.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** Least role that may call the route; default viewer for reads, operator for writes. */
     role?: Role;
+    /** Agents may call this route too (artifact downloads), besides people with `role`. */
+    alsoAgent?: boolean;
   }
 }
 
@@ -83,6 +90,7 @@ export async function buildOperatorApp(ctx: OperatorContext): Promise<FastifyIns
     const principal = token ? ctx.tokens.authenticate(token) : undefined;
     if (!principal) throw errors.unauthenticated();
     req.principal = principal;
+    if (principal.role === 'agent' && req.routeOptions.config.alsoAgent) return;
     const needed = req.routeOptions.config.role ?? (req.method === 'GET' || req.method === 'HEAD' ? 'viewer' : 'operator');
     authorize(principal, needed);
   });
@@ -111,7 +119,12 @@ export async function buildOperatorApp(ctx: OperatorContext): Promise<FastifyIns
   await app.register(async (scope) => nodeRoutes(scope, ctx));
   await app.register(async (scope) => instanceRoutes(scope, ctx));
   await app.register(async (scope) => deploymentRoutes(scope, ctx));
+  await app.register(async (scope) => nodeComponentRoutes(scope, ctx));
+  await app.register(async (scope) => artifactRoutes(scope, ctx));
   await app.register(async (scope) => agentRoutes(scope, ctx));
   await app.register(async (scope) => eventRoutes(scope, ctx));
+  await app.register(async (scope) => rolloutRoutes(scope, ctx));
+  await app.register(async (scope) => rolloutActionRoutes(scope, ctx));
+  await app.register(async (scope) => fleetStateRoutes(scope, ctx));
   return app;
 }

@@ -4,6 +4,8 @@ import type { TokenStore } from './auth.js';
 import type { DesiredWaiters } from './desired-waiters.js';
 import type { FleetReconciler } from './fleet-reconciler.js';
 import type { HeartbeatBuffer } from './heartbeat-buffer.js';
+import type { LeaderLease } from './leader-lease.js';
+import type { RolloutReconciler } from './rollout-reconciler.js';
 import type { OperatorMetrics } from './metrics.js';
 
 /** What every route plugin may use. Built once per operator by `startOperator`/`buildOperatorApp`. */
@@ -13,6 +15,8 @@ export interface OperatorContext {
   tokens: TokenStore | undefined;
   waiters: DesiredWaiters;
   reconciler: FleetReconciler;
+  rollouts: RolloutReconciler;
+  lease: LeaderLease;
   heartbeats: HeartbeatBuffer;
   metrics: OperatorMetrics;
   newId: () => string;

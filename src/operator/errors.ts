@@ -52,4 +52,59 @@ export const errors = {
     new ApiError(409, 'TARGET_UNAVAILABLE', `cannot migrate to ${target}: ${reason}`, { target }),
   noCapacity: (id: string) =>
     new ApiError(409, 'NO_CAPACITY', `no ready node has room for instance ${id}; add capacity or enable a node`, { id }),
+  unsupportedUpload: (contentType: string) =>
+    new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `send the artifact bytes as application/octet-stream (got ${contentType || 'no content type'})`, {
+      content_type: contentType,
+    }),
+  artifactEmpty: () => new ApiError(400, 'ARTIFACT_EMPTY', 'the upload has no bytes; send the artifact file as the request body'),
+  artifactTooLarge: (limit: number) =>
+    new ApiError(413, 'ARTIFACT_TOO_LARGE', `artifacts are limited to ${limit} bytes; nothing was stored`, { limit }),
+  digestMismatch: (expected: string, actual: string) =>
+    new ApiError(400, 'DIGEST_MISMATCH', `the bytes received hash to ${actual}, not the sha256 ${expected} the request named; upload again`, {
+      expected,
+      actual,
+    }),
+  badPublicKey: (reason: string) =>
+    new ApiError(400, 'BAD_PUBLIC_KEY', `public_key is not an ed25519 public key in PEM form (${reason}); send drydock-signing.pub`),
+  signatureInvalid: (keyId: string) =>
+    new ApiError(400, 'SIGNATURE_INVALID', `the signature does not match these bytes, component, version and kind under key ${keyId}; sign them again`, {
+      key_id: keyId,
+    }),
+  artifactVersionExists: (component: string, version: string, existing: string, uploaded: string) =>
+    new ApiError(
+      409,
+      'ARTIFACT_VERSION_EXISTS',
+      `${component} ${version} was published already with other bytes; a version never changes, publish a new version`,
+      { component, version, existing_sha256: existing, uploaded_sha256: uploaded },
+    ),
+  lifecycleTransition: (id: string, from: string, action: string, allowedFrom: readonly string[]) =>
+    new ApiError(409, 'INVALID_LIFECYCLE_TRANSITION', `artifact ${id} is ${from}; ${action} applies only to ${allowedFrom.join(' or ')} artifacts`, {
+      id,
+      lifecycle: from,
+      action,
+      allowed_from: allowedFrom,
+    }),
+  artifactUnsigned: (id: string) =>
+    new ApiError(409, 'ARTIFACT_UNSIGNED', `artifact ${id} is unsigned; only signed artifacts can be blessed, publish it with --key`, { id }),
+  artifactInUse: (id: string, nodes: unknown[]) =>
+    new ApiError(
+      409,
+      'ARTIFACT_IN_USE',
+      `artifact ${id} is run, desired or kept for rollback by ${nodes.length} node(s); move them to another version first`,
+      { id, nodes },
+    ),
+  artifactArchived: (component: string, version: string) =>
+    new ApiError(409, 'ARTIFACT_ARCHIVED', `${component} ${version} is archived; pick a version that is not archived`, { component, version }),
+  componentVersionNotFound: (component: string, version: string) =>
+    new ApiError(404, 'ARTIFACT_NOT_FOUND', `no artifact ${component} ${version}; publish it with \`drydock artifacts publish\``, {
+      component,
+      version,
+    }),
+  nodeNotDrained: (hostname: string, component: string, activeInstances: number) =>
+    new ApiError(
+      409,
+      'NODE_NOT_DRAINED',
+      `${component} is disruptive and ${hostname} still hosts ${activeInstances} instance(s); drain the node first (or pass force)`,
+      { hostname, component, active_instances: activeInstances },
+    ),
 } as const;

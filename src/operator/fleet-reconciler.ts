@@ -4,7 +4,9 @@ import { type FleetOptions, reconcileFleet } from '../domain/fleet-reconcile.js'
 import type { Db } from '../store/db.js';
 import { applyFleetActions } from '../store/fleet-apply.js';
 import { loadFleetSnapshot } from '../store/fleet-snapshot.js';
+import { assertTerm } from '../store/leases.js';
 import type { DesiredWaiters } from './desired-waiters.js';
+import { type LeaderLease, RECONCILER_LEASE } from './leader-lease.js';
 
 export interface FleetReconcilerOptions extends FleetOptions {
   /** Time between passes when nothing wakes the loop (default 500 ms). */
@@ -27,6 +29,8 @@ export class FleetReconciler {
     private readonly waiters: DesiredWaiters,
     private readonly log: Logger,
     private readonly options: FleetReconcilerOptions,
+    /** Only the leader reconciles; without a lease (tests of one operator) it always does. */
+    private readonly lease?: LeaderLease,
   ) {}
 
   start(): void {
@@ -68,6 +72,8 @@ export class FleetReconciler {
 
   /** One pass; exported for tests that want to step the loop by hand. */
   async tick(): Promise<void> {
+    const term = this.lease ? this.lease.term : 0;
+    if (term === null) return;
     this.passes++;
     const { snapshot, now } = await loadFleetSnapshot(this.db);
     const actions = reconcileFleet(snapshot, now, this.options);
@@ -75,7 +81,9 @@ export class FleetReconciler {
       actions.nodeStatus.length + actions.create.length + actions.publish.length + actions.stop.length +
       actions.remove.length + actions.drains.length + actions.events.length;
     if (changes === 0) return;
-    const touched = await applyFleetActions(this.db, actions, randomUUID, 'reconciler');
+    const lease = this.lease;
+    const fence = lease ? (tx: Db) => assertTerm(tx, RECONCILER_LEASE, lease.holder, term) : undefined;
+    const touched = await applyFleetActions(this.db, actions, randomUUID, 'reconciler', fence);
     this.waiters.wake(touched);
   }
 }

@@ -1,6 +1,9 @@
 // Request and response shapes of the HTTP API. They validate input and generate /openapi.json.
 import { z } from 'zod';
+import { ARTIFACT_LIFECYCLES } from '../domain/artifact-lifecycle.js';
 import { parseDuration } from '../domain/duration.js';
+import { ARTIFACT_KINDS, INSTALL_PHASES } from '../domain/protocol.js';
+import { isSemver } from '../domain/semver.js';
 import { NODE_ROLES, NODE_STATUSES } from '../domain/types.js';
 
 export const IdParam = z.object({ id: z.string().min(1).max(200).describe('id (or hostname/name where the route says so)') });
@@ -77,6 +80,15 @@ export const EventsQuery = z.object({
   limit: z.coerce.number().int().min(1).max(5000).optional(),
 });
 
+const InstallView = z.looseObject({
+  component: z.string(),
+  version: z.string(),
+  previous_version: z.string().nullable(),
+  phase: z.enum(INSTALL_PHASES),
+  reason: z.string().nullable(),
+  updated_at: z.string(),
+});
+
 export const NodeView = z.looseObject({
   id: z.string(),
   hostname: z.string(),
@@ -89,6 +101,7 @@ export const NodeView = z.looseObject({
   available_capacity: z.number().int(),
   components: z.record(z.string(), z.string()),
   agent_version: z.string().nullable(),
+  installs: z.array(InstallView),
 });
 
 export const InstanceView = z.looseObject({
@@ -142,12 +155,22 @@ export const ActualInstanceSchema = z.object({
   message: z.string().max(2000).optional(),
 });
 
+export const InstallReportSchema = z.object({
+  component: z.string().min(1).max(100),
+  version: z.string().min(1).max(100),
+  previous_version: z.string().max(100).nullable(),
+  phase: z.enum(INSTALL_PHASES),
+  reason: z.string().max(4000).optional(),
+  updated_at: z.string().max(100),
+});
+
 export const HeartbeatBody = z.object({
   node_id: z.string().min(1),
   agent_version: z.string().min(1).max(100),
   protocol_version: z.number().int().min(1),
   components: z.record(z.string(), z.string()).default({}),
   instances: z.array(ActualInstanceSchema).max(100_000),
+  installs: z.array(InstallReportSchema).max(1000).optional(),
   generation: z.number().int().min(0),
 });
 
@@ -156,3 +179,52 @@ export const DesiredQuery = z.object({
   after: z.coerce.number().int().min(0).default(0).describe('return once the generation is above this'),
   wait: z.coerce.number().int().min(0).max(60).default(25).describe('seconds to hold the request open'),
 });
+
+// Artifacts.
+export const ComponentName = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits and -, at most 63');
+export const Version = z.string().max(100).refine(isSemver, 'a semantic version like 1.2.3 or 2.0.0-rc.1');
+const Base64Signature = z
+  .string()
+  .regex(/^[A-Za-z0-9+/]{86}==$/, 'a base64 ed25519 signature (64 bytes), as `drydock artifacts publish` makes it');
+const QueryBool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
+export const ArtifactUploadQuery = z
+  .object({
+    component: ComponentName,
+    version: Version,
+    kind: z.enum(ARTIFACT_KINDS),
+    disruptive: QueryBool.optional().describe('installing it stops instances, so nodes are drained first; default false'),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/, 'lowercase hex sha256').optional().describe('refuse the upload unless the bytes hash to this'),
+    signature: Base64Signature.optional().describe('ed25519 signature of the artifact; needs public_key'),
+    public_key: z.string().max(1000).optional().describe('PEM of the key that signed it; the signature is checked against it'),
+  })
+  .strict()
+  .refine((q) => (q.signature === undefined) === (q.public_key === undefined), {
+    message: 'send signature and public_key together (or neither, for an unsigned draft)',
+    path: ['signature'],
+  });
+
+export const ArtifactListQuery = z.object({ component: ComponentName.optional() });
+
+export const ArtifactView = z.looseObject({
+  id: z.string(),
+  component: z.string(),
+  version: z.string(),
+  kind: z.enum(ARTIFACT_KINDS),
+  sha256: z.string(),
+  size: z.number().int(),
+  signature: z.string().nullable(),
+  key_id: z.string().nullable(),
+  disruptive: z.boolean(),
+  lifecycle: z.enum(ARTIFACT_LIFECYCLES),
+});
+
+export const NodeComponentParams = z.object({ id: z.string().min(1).max(200), component: ComponentName });
+
+export const SetVersionBody = z
+  .object({
+    version: Version,
+    force: z.boolean().optional().describe('install a disruptive component although the node still hosts instances'),
+    rollback: z.boolean().optional().describe('an explicit rollback: the only way the agent installs a lower version'),
+  })
+  .strict();

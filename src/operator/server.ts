@@ -12,6 +12,8 @@ import type { OperatorContext } from './context.js';
 import { DesiredWaiters } from './desired-waiters.js';
 import { FleetReconciler } from './fleet-reconciler.js';
 import { HeartbeatBuffer } from './heartbeat-buffer.js';
+import { LeaderLease } from './leader-lease.js';
+import { RolloutReconciler } from './rollout-reconciler.js';
 import { isLoopback, parseListen } from '../listen-address.js';
 import { OperatorMetrics } from './metrics.js';
 
@@ -31,6 +33,8 @@ export interface OperatorOptions {
   drainTimeoutMs: number;
   migrationTimeoutMs: number;
   reconcileIntervalMs: number;
+  /** Leader lease lifetime without renewal (default 10 s): how long a dead leader blocks a new one. */
+  leaseTtlMs?: number;
   version: string;
   log: Logger;
   /** Use this database instead of opening one (tests). */
@@ -70,11 +74,24 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       if (applied.length > 0) log.info({ applied: applied.map((m) => `${m.version}_${m.name}`) }, 'applied migrations');
     }
     const waiters = new DesiredWaiters();
-    const reconciler = new FleetReconciler(db, waiters, log.child({ loop: 'fleet' }), {
-      intervalMs: options.reconcileIntervalMs,
-      heartbeatGraceMs: options.heartbeatGraceMs,
-      migrationTimeoutMs: options.migrationTimeoutMs,
-    });
+    const lease = new LeaderLease(db, log.child({ loop: 'lease' }), options.leaseTtlMs ?? 10_000);
+    const reconciler = new FleetReconciler(
+      db,
+      waiters,
+      log.child({ loop: 'fleet' }),
+      {
+        intervalMs: options.reconcileIntervalMs,
+        heartbeatGraceMs: options.heartbeatGraceMs,
+        migrationTimeoutMs: options.migrationTimeoutMs,
+      },
+      lease,
+    );
+    const rollouts = new RolloutReconciler(db, lease, waiters, reconciler, log.child({ loop: 'rollouts' }), options.reconcileIntervalMs);
+    lease.onChange = (leader) => {
+      if (!leader) return;
+      reconciler.wake();
+      rollouts.wake();
+    };
     // A heartbeat that changed instance health should be acted on now, not at the next tick.
     const heartbeats = new HeartbeatBuffer(db, 50, 1000, () => reconciler.wake());
     const ctx: OperatorContext = {
@@ -83,6 +100,8 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       tokens,
       waiters,
       reconciler,
+      rollouts,
+      lease,
       heartbeats,
       metrics: new OperatorMetrics(db),
       newId: randomUUID,
@@ -99,7 +118,10 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     const address = app.server.address();
     const boundPort = typeof address === 'object' && address ? address.port : port;
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+    await lease.renew();
+    lease.start();
     reconciler.start();
+    rollouts.start();
 
     // Other operator replicas change desired state too; one cheap poll a second notices it.
     let generations = await nodeGenerations(db);
@@ -122,7 +144,9 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       ctx,
       async close() {
         clearInterval(poller);
+        await rollouts.stop();
         await reconciler.stop();
+        await lease.stop();
         waiters.wakeAll();
         await app.close();
         await heartbeats.flush().catch(() => {});

@@ -9,8 +9,16 @@ import { bumpGenerations, setNodeStatuses } from './nodes.js';
  * Applies one reconciler decision and its events in one transaction. Returns the nodes whose
  * desired state changed so their agents' long-polls can be woken.
  */
-export async function applyFleetActions(db: Db, actions: FleetActions, newId: () => string, actor: string): Promise<string[]> {
+export async function applyFleetActions(
+  db: Db,
+  actions: FleetActions,
+  newId: () => string,
+  actor: string,
+  /** Runs first in the transaction; throws when this writer lost leadership (the fence). */
+  fence: (tx: Db) => Promise<void> = async () => {},
+): Promise<string[]> {
   return db.transaction(async (tx) => {
+    await fence(tx);
     await setNodeStatuses(tx, actions.nodeStatus);
     const created = actions.create.map((c) => ({ id: newId(), deploymentId: c.deploymentId, nodeId: c.nodeId, replaces: c.replaces }));
     await insertInstances(tx, created);

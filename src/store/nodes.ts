@@ -1,6 +1,7 @@
-import type { ActualInstance, RegisterRequest } from '../domain/protocol.js';
+import type { ActualInstance, InstallReport, RegisterRequest } from '../domain/protocol.js';
 import type { NodeStatus } from '../domain/types.js';
 import type { Db } from './db.js';
+import { recordInstallReports } from './node-components.js';
 
 /** A node as the API shows it (DESIGN.md §6 field names). */
 export type NodeView = {
@@ -29,6 +30,8 @@ export type NodeView = {
     started_at: string;
     deadline: string;
   } | null;
+  /** The latest install report per component, as the node's agent sent it. */
+  installs: (Omit<InstallReport, 'reason'> & { reason: string | null; received_at: string })[];
 };
 
 const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
@@ -47,7 +50,11 @@ const NODE_VIEW = `
          ${iso('n.registered_at')} AS registered_at,
          CASE WHEN d.node_id IS NULL THEN NULL ELSE json_build_object(
            'state', d.state, 'force', d.force, 'message', d.message, 'blocked_by', d.blocked_by,
-           'started_at', ${iso('d.started_at')}, 'deadline', ${iso('d.deadline')}) END AS drain
+           'started_at', ${iso('d.started_at')}, 'deadline', ${iso('d.deadline')}) END AS drain,
+         coalesce((SELECT json_agg(json_build_object(
+             'component', i.component, 'version', i.version, 'previous_version', i.previous_version, 'phase', i.phase,
+             'reason', i.reason, 'updated_at', i.reported_at, 'received_at', ${iso('i.updated_at')}) ORDER BY i.component)
+           FROM node_installs i WHERE i.node_id = n.id), '[]') AS installs
     FROM nodes n
     LEFT JOIN drains d ON d.node_id = n.id
     LEFT JOIN (
@@ -108,6 +115,8 @@ export interface HeartbeatRecord {
   protocolVersion: number;
   components: Record<string, string>;
   instances: ActualInstance[];
+  /** Install progress per component; absent from agents that predate installs. */
+  installs?: InstallReport[];
 }
 
 /**
@@ -128,6 +137,10 @@ export async function recordHeartbeats(db: Db, batch: readonly HeartbeatRecord[]
         batch.map((h) => h.protocolVersion),
         batch.map((h) => JSON.stringify(h.components)),
       ],
+    );
+    await recordInstallReports(
+      tx,
+      batch.map((h) => ({ nodeId: h.nodeId, installs: h.installs ?? [] })),
     );
     const reports = batch.flatMap((h) => h.instances.map((i) => ({ ...i, nodeId: h.nodeId })));
     if (reports.length === 0) return;

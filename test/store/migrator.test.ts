@@ -17,7 +17,11 @@ describe(`migrator on ${TEST_ENGINE}`, () => {
     expect(applied.map((m) => m.version)).toEqual(MIGRATIONS.filter((m) => m.phase === 'pre').map((m) => m.version));
     expect(await migrateUp(t.db)).toEqual([]);
     const rows = await appliedMigrations(t.db);
-    expect(rows.map((r) => [r.version, r.name, r.phase])).toEqual([[1, 'fleet', 'pre']]);
+    expect(rows.map((r) => [r.version, r.name, r.phase])).toEqual([
+      [1, 'fleet', 'pre'],
+      [2, 'artifacts', 'pre'],
+      [3, 'rollouts', 'pre'],
+    ]);
     expect((await schemaAssessment(t.db)).ready).toBe(true);
   });
 

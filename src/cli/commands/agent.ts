@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { type Command, Option } from 'commander';
 import { Agent } from '../../agent/agent.js';
 import { NODE_ROLES } from '../../domain/types.js';
 import { createLogger } from '../../logging.js';
+import { publicKeyFromPem } from '../../signing.js';
 import { action, DEFAULT_OPERATOR_URL, parseIntOption } from '../context.js';
 import { durationOption } from './operator.js';
 
@@ -14,6 +16,21 @@ function parseLabels(value: string, previous: Record<string, string> = {}): Reco
     labels[key] = val;
   }
   return labels;
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** Reads each trusted public key; a missing or non-ed25519 file stops the agent at start. */
+function readTrustedKeys(files: string[]) {
+  return files.map((file) => {
+    try {
+      return publicKeyFromPem(readFileSync(file, 'utf8'));
+    } catch (error) {
+      throw new Error(`--trusted-key ${file}: ${(error as Error).message}; give the .pub file written by \`drydock keys generate\``);
+    }
+  });
 }
 
 export function registerAgentCommand(program: Command): void {
@@ -30,9 +47,18 @@ export function registerAgentCommand(program: Command): void {
     .option('--heartbeat-interval <duration>', 'time between heartbeats', '2s')
     .option('--drain-delay <duration>', 'wait between an endpoint being withdrawn and its instance being stopped', '1s')
     .option('--stop-grace <duration>', 'SIGTERM to SIGKILL grace when stopping an instance', '10s')
+    .option('--trusted-key <file>', 'ed25519 public key (PEM) whose artifact signatures are accepted (repeatable)', collect)
+    .option('--allow-unsigned', 'DEVELOPMENT ONLY: install component artifacts that carry no signature', false)
+    .option('--component-health-deadline <duration>', "deadline of a component's health check", '30s')
     .action(
       action(async (opts, command: Command) => {
         const log = createLogger('agent');
+        const trustedKeys = readTrustedKeys(opts.trustedKey ?? []);
+        if (opts.allowUnsigned) {
+          log.warn('!!! --allow-unsigned: this agent installs UNSIGNED component artifacts. Development only: never run a production node like this. !!!');
+        } else if (trustedKeys.length === 0) {
+          log.warn('no --trusted-key given: every component artifact will be refused (no trusted key)');
+        }
         // --operator and --token are the global options every API command shares.
         const globals = command.optsWithGlobals<{ operator?: string; token?: string }>();
         const agent = new Agent({
@@ -49,6 +75,9 @@ export function registerAgentCommand(program: Command): void {
           drainDelayMs: durationOption(opts.drainDelay, '--drain-delay'),
           stopGraceMs: durationOption(opts.stopGrace, '--stop-grace'),
           version: DRYDOCK_VERSION,
+          trustedKeys,
+          allowUnsigned: opts.allowUnsigned === true,
+          componentHealthDeadlineMs: durationOption(opts.componentHealthDeadline, '--component-health-deadline'),
           log,
         });
         await agent.start();

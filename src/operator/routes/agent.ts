@@ -4,6 +4,7 @@ import type { DesiredState } from '../../domain/protocol.js';
 import type { Db } from '../../store/db.js';
 import { appendEvents } from '../../store/events.js';
 import { desiredInstancesForNode } from '../../store/instances.js';
+import { desiredComponentsForNode } from '../../store/node-components.js';
 import { findNode, registerNode } from '../../store/nodes.js';
 import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
@@ -22,7 +23,7 @@ export async function loadDesiredState(db: Db, nodeId: string): Promise<DesiredS
     generation: Number(node.generation),
     draining: node.draining,
     instances: await desiredInstancesForNode(db, nodeId),
-    components: {},
+    components: await desiredComponentsForNode(db, nodeId),
   };
 }
 
@@ -58,6 +59,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
       protocolVersion: body.protocol_version,
       components: body.components,
       instances: body.instances,
+      ...(body.installs ? { installs: body.installs } : {}),
     });
     const desired = await loadDesiredState(ctx.db, body.node_id);
     if (!desired) throw errors.nodeNotRegistered(body.node_id);

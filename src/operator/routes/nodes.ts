@@ -2,11 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { planDrain } from '../../domain/placement.js';
-import { clearDrain, startDrain } from '../../store/drains.js';
-import { appendEvents } from '../../store/events.js';
 import { loadFleetSnapshot } from '../../store/fleet-snapshot.js';
-import { listInstances, restartParkedInstances } from '../../store/instances.js';
-import { bumpGenerations, findNode, listNodes, type NodeView, setCordoned, setNodeStatuses } from '../../store/nodes.js';
+import { listInstances } from '../../store/instances.js';
+import { beginDrain, cordonNode, enableNode } from '../../store/node-actions.js';
+import { findNode, listNodes, type NodeView } from '../../store/nodes.js';
 import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
 import { actorOf } from '../request-actor.js';
@@ -38,28 +37,14 @@ export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): P
 
   app.post('/api/v1/nodes/:id/cordon', { schema: { tags, params, summary: 'Stop placing new instances on the node' } }, async (req) => {
     const node = await mustFindNode(ctx, req.params.id);
-    if (!node.cordoned) {
-      await ctx.db.transaction(async (tx) => {
-        await setCordoned(tx, node.id, true);
-        if (node.status === 'ready') await setNodeStatuses(tx, [{ nodeId: node.id, status: 'cordoned' }]);
-        await appendEvents(tx, [{ kind: 'node.cordoned', actor: actorOf(req), nodeId: node.id, data: { hostname: node.hostname } }]);
-      });
-    }
+    await ctx.db.transaction((tx) => cordonNode(tx, node, { actor: actorOf(req) }));
     return mustFindNode(ctx, node.id);
   });
 
   const enable = async (id: string, actor: string) => {
     const node = await mustFindNode(ctx, id);
     if (!node.cordoned && !node.drain) return node;
-    const restarted = await ctx.db.transaction(async (tx) => {
-      await setCordoned(tx, node.id, false);
-      await clearDrain(tx, node.id);
-      const parked = await restartParkedInstances(tx, node.id);
-      if (parked.length > 0) await bumpGenerations(tx, [node.id]);
-      if (node.status !== 'down') await setNodeStatuses(tx, [{ nodeId: node.id, status: 'ready' }]);
-      await appendEvents(tx, [{ kind: 'node.enabled', actor, nodeId: node.id, data: { hostname: node.hostname, restarted: parked } }]);
-      return parked;
-    });
+    const restarted = await ctx.db.transaction((tx) => enableNode(tx, node, { actor }));
     if (restarted.length > 0) ctx.waiters.wake([node.id]);
     ctx.reconciler.wake();
     return mustFindNode(ctx, node.id);
@@ -80,21 +65,9 @@ export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): P
       const { snapshot } = await loadFleetSnapshot(ctx.db);
       const plan = planDrain(node.id, snapshot.nodes, snapshot.instances, new Map(snapshot.deployments.map((d) => [d.id, d])));
       if (plan.unplaceable.length > 0) throw errors.drainCannotFit(plan.unplaceable);
-      await ctx.db.transaction(async (tx) => {
-        const actor = actorOf(req);
-        await setCordoned(tx, node.id, true);
-        await startDrain(tx, node.id, { force, timeoutMs });
-        await setNodeStatuses(tx, [{ nodeId: node.id, status: 'draining' }]);
-        await appendEvents(tx, [
-          ...(node.cordoned ? [] : [{ kind: 'node.cordoned', actor, nodeId: node.id, data: { hostname: node.hostname } }]),
-          {
-            kind: 'node.drain_started',
-            actor,
-            nodeId: node.id,
-            data: { hostname: node.hostname, force, timeout_ms: timeoutMs, moves: plan.moves.length, pinned: plan.pinned },
-          },
-        ]);
-      });
+      await ctx.db.transaction((tx) =>
+        beginDrain(tx, node, { force, timeoutMs, details: { moves: plan.moves.length, pinned: plan.pinned } }, { actor: actorOf(req) }),
+      );
       ctx.reconciler.wake();
       return reply.code(202).send(await mustFindNode(ctx, node.id));
     },

@@ -2,6 +2,8 @@
 // migrations expand the schema (safe for the previous binary), `post` ones contract it
 // after a rollout and are applied only on request (`drydock migrate up --phase post`).
 import fleet from './0001_fleet.pre.sql';
+import artifacts from './0002_artifacts.pre.sql';
+import rollouts from './0003_rollouts.pre.sql';
 
 export interface Migration {
   version: number;
@@ -16,4 +18,8 @@ function migration(file: string, sql: string): Migration {
   return { version: Number(match[1]), name: match[2] as string, phase: match[3] as 'pre' | 'post', sql };
 }
 
-export const MIGRATIONS: readonly Migration[] = [migration('0001_fleet.pre.sql', fleet)];
+export const MIGRATIONS: readonly Migration[] = [
+  migration('0001_fleet.pre.sql', fleet),
+  migration('0002_artifacts.pre.sql', artifacts),
+  migration('0003_rollouts.pre.sql', rollouts),
+];

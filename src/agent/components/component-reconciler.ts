@@ -1,0 +1,223 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { type ComponentAction, type InstallRecord, planComponentInstalls } from '../../domain/install-plan.js';
+import type { DesiredComponent, InstallReport } from '../../domain/protocol.js';
+import { downloadArtifact } from './download.js';
+import { type InstallContext, installerFor } from './installers.js';
+import { type InstallJournal, readJournal, writeJournal } from './journal.js';
+import { ComponentLayout } from './layout.js';
+import { refusalReason, type TrustPolicy } from './verify.js';
+
+export interface ComponentReconcilerOptions {
+  dataDir: string;
+  /** Base URL the desired component `url` paths are relative to. */
+  operatorUrl: string;
+  token?: string | undefined;
+  nodeId: () => string;
+  trust: TrustPolicy;
+  /** Components this process provides itself and reports as installed (e.g. `node-agent`). */
+  builtIn?: Record<string, string>;
+  /** Deadline of a `health` check (default 30 s). */
+  healthDeadlineMs?: number;
+  /** Deadline of a script's `install` / `rollback` (default 10 min). */
+  scriptDeadlineMs?: number;
+  /** Deadline of one artifact download (default 10 min). */
+  downloadTimeoutMs?: number;
+  /** Wait before retrying a failed download (default 30 s). */
+  downloadRetryMs?: number;
+  /** Called after every persisted phase change, e.g. to heartbeat at once. */
+  onPhaseChange?: (report: InstallReport) => void;
+  log: Logger;
+  clock?: () => Date;
+}
+
+/**
+ * The imperative shell around `planComponentInstalls`: one install at a time, each phase
+ * written to the journal before the agent acts on it, so a kill -9 anywhere leaves a record
+ * from which the next process finishes the job (done) or undoes it (reverted).
+ */
+export class ComponentReconciler {
+  readonly layout: ComponentLayout;
+  private journal: InstallJournal;
+  private desired: Record<string, DesiredComponent> | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private readonly clock: () => Date;
+
+  constructor(private readonly options: ComponentReconcilerOptions) {
+    this.layout = new ComponentLayout(join(options.dataDir, 'components'));
+    this.journal = readJournal(this.layout.journalFile);
+    this.clock = options.clock ?? (() => new Date());
+  }
+
+  /** Proven versions, as heartbeats report them (a version being assessed is not reported yet). */
+  installedVersions(): Record<string, string> {
+    return { ...this.journal.installed, ...this.options.builtIn };
+  }
+
+  reports(): InstallReport[] {
+    return Object.values(this.journal.installs)
+      .sort((a, b) => a.component.localeCompare(b.component))
+      .map((r) => ({
+        component: r.component,
+        version: r.version,
+        previous_version: r.previous_version,
+        phase: r.phase,
+        ...(r.reason ? { reason: r.reason } : {}),
+        updated_at: r.updated_at,
+      }));
+  }
+
+  /**
+   * Converges to `desired` (undefined: only finish what a previous process left half done).
+   * Calls are serialized; a call during a pass makes one more pass with the latest desired.
+   */
+  reconcile(desired?: Record<string, DesiredComponent>): Promise<void> {
+    if (desired) this.desired = desired;
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.pass();
+        } while (this.again);
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  private async pass(): Promise<void> {
+    const actions = planComponentInstalls({ desired: this.desired, installed: this.installedVersions(), records: this.journal.installs, now: this.clock() });
+    for (const action of actions) {
+      try {
+        await this.execute(action);
+      } catch (error) {
+        // Unexpected (disk full, permissions): the record stays in its phase and the next
+        // pass treats it as interrupted, exactly like a crash.
+        this.options.log.error({ err: error, component: action.component }, 'component install step failed');
+      }
+    }
+  }
+
+  private async execute(action: ComponentAction): Promise<void> {
+    switch (action.kind) {
+      case 'install':
+        return this.install(action.component, action.desired, action.previous, action.interrupted);
+      case 'refuse':
+        this.save({ ...this.newRecord(action.component, action.desired, action.previous, 0), phase: 'failed', reason: action.reason });
+        return;
+      case 'assess':
+        return this.assess(action.record);
+      case 'revert':
+        return this.revert(action.record, action.reason);
+      case 'fail':
+        this.save({ ...action.record, phase: 'failed', reason: action.reason });
+        return;
+    }
+  }
+
+  private newRecord(component: string, desired: DesiredComponent, previous: string | null, interrupted: number): InstallRecord {
+    return {
+      component,
+      version: desired.version,
+      previous_version: previous,
+      kind: desired.kind,
+      artifact_id: desired.artifact_id,
+      sha256: desired.sha256,
+      rollback: desired.rollback,
+      phase: 'downloading',
+      interrupted,
+      updated_at: this.clock().toISOString(),
+    };
+  }
+
+  private async install(component: string, desired: DesiredComponent, previous: string | null, interrupted: number): Promise<void> {
+    const record = this.save(this.newRecord(component, desired, previous, interrupted));
+    const file = this.layout.downloadFile(component, desired.version);
+    let sha256: string;
+    try {
+      ({ sha256 } = await downloadArtifact({
+        url: `${this.options.operatorUrl.replace(/\/+$/, '')}${desired.url}`,
+        token: this.options.token,
+        file,
+        maxBytes: desired.size,
+        timeoutMs: this.options.downloadTimeoutMs,
+      }));
+    } catch (error) {
+      const retryAt = new Date(this.clock().getTime() + (this.options.downloadRetryMs ?? 30_000)).toISOString();
+      this.save({ ...record, phase: 'failed', reason: `download failed: ${(error as Error).message}`, retry_at: retryAt });
+      return;
+    }
+    this.save({ ...record, phase: 'verifying' });
+    const refusal = refusalReason(component, desired, sha256, this.options.trust) ?? (installerFor(desired.kind) ? undefined : `artifact kind "${desired.kind}" cannot be installed by this agent yet (agent self-upgrade needs the supervisor)`);
+    if (refusal) {
+      rmSync(file, { force: true });
+      this.save({ ...record, phase: 'failed', reason: refusal });
+      return;
+    }
+    this.save({ ...record, phase: 'installing' });
+    try {
+      await this.layout.unpack(component, desired.version, file);
+    } catch (error) {
+      this.save({ ...record, phase: 'failed', reason: `archive could not be unpacked: ${(error as Error).message}` });
+      return;
+    } finally {
+      rmSync(file, { force: true });
+    }
+    const failed = await installerFor(desired.kind)!.activate(this.context(record));
+    if (failed) return this.revert(record, failed);
+    // Interruptions of the download do not count against the new version's assessment.
+    await this.assess({ ...record, interrupted: 0 });
+  }
+
+  private async assess(record: InstallRecord): Promise<void> {
+    const assessing = this.save({ ...record, phase: 'assessing' });
+    const installer = installerFor(record.kind)!;
+    const failed = await installer.assess(this.context(record));
+    if (failed) return this.revert(assessing, failed);
+    this.journal.installed[record.component] = record.version;
+    this.save({ ...assessing, phase: 'done', interrupted: 0 });
+  }
+
+  private async revert(record: InstallRecord, reason: string): Promise<void> {
+    const reverting = this.save({ ...record, reverting: reason });
+    this.layout.removeStaging(record.component, record.version);
+    const undoFailed = installerFor(record.kind) ? await installerFor(record.kind)!.revert(this.context(record)) : undefined;
+    if (record.previous_version === null) delete this.journal.installed[record.component];
+    else this.journal.installed[record.component] = record.previous_version;
+    const { reverting: _done, ...rest } = reverting;
+    this.save({ ...rest, phase: 'reverted', reason: undoFailed ? `${reason}; ${undoFailed}` : reason });
+    this.options.log.warn({ component: record.component, version: record.version, back_to: record.previous_version, reason }, 'component reverted');
+  }
+
+  private context(record: InstallRecord): InstallContext {
+    return {
+      layout: this.layout,
+      component: record.component,
+      version: record.version,
+      previous: record.previous_version,
+      nodeId: this.options.nodeId(),
+      healthDeadlineMs: this.options.healthDeadlineMs ?? 30_000,
+      scriptDeadlineMs: this.options.scriptDeadlineMs ?? 600_000,
+    };
+  }
+
+  /** Persists the record before the agent acts on its phase, then tells the agent. */
+  private save(record: InstallRecord): InstallRecord {
+    const previous = this.journal.installs[record.component];
+    const saved = { ...record, updated_at: this.clock().toISOString() };
+    this.journal.installs[record.component] = saved;
+    writeJournal(this.layout.journalFile, this.journal);
+    if (previous?.phase !== saved.phase || previous.version !== saved.version) {
+      this.options.log.info({ component: saved.component, version: saved.version, phase: saved.phase, reason: saved.reason }, 'component install phase');
+      this.options.onPhaseChange?.(this.reports().find((r) => r.component === saved.component)!);
+    }
+    return saved;
+  }
+}

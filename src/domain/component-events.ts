@@ -1,0 +1,33 @@
+// Which events an install report causes, compared with the report stored before it. An event
+// is recorded only when the install's state changes, never on a repeated heartbeat.
+import type { InstallPhase } from './protocol.js';
+
+export type InstallEventKind = 'node.install_started' | 'node.install_completed' | 'node.install_failed' | 'node.reverted';
+
+const TERMINAL: Partial<Record<InstallPhase, InstallEventKind>> = {
+  done: 'node.install_completed',
+  failed: 'node.install_failed',
+  reverted: 'node.reverted',
+};
+
+export function isTerminalPhase(phase: InstallPhase): boolean {
+  return phase in TERMINAL;
+}
+
+/**
+ * The event for a report, or undefined when it changes nothing worth one. `before` is the
+ * stored report of the same node and component (undefined when there was none).
+ */
+export function installEventFor(
+  before: { version: string; phase: InstallPhase } | undefined,
+  after: { version: string; phase: InstallPhase },
+): InstallEventKind | undefined {
+  const sameInstall = before !== undefined && before.version === after.version;
+  if (sameInstall && before.phase === after.phase) return undefined;
+  const terminal = TERMINAL[after.phase];
+  if (terminal) return terminal;
+  // A non-terminal phase: the install started unless this same install was already under way
+  // (downloading → verifying → … are progress of one install, not new ones).
+  if (sameInstall && !isTerminalPhase(before.phase)) return undefined;
+  return 'node.install_started';
+}

@@ -1,0 +1,134 @@
+import { matchesSelector } from '../selector.js';
+import type { FleetNode } from '../types.js';
+import type { RolloutSpec } from './spec.js';
+
+export interface PlannedNode {
+  id: string;
+  hostname: string;
+  region: string;
+}
+
+export interface PlannedBatch {
+  index: number;
+  canary: boolean;
+  nodes: PlannedNode[];
+}
+
+export interface BatchPlan {
+  batches: PlannedBatch[];
+  /** Selected nodes that already run the target version: their tasks start as skipped. */
+  skipped: PlannedNode[];
+  /** Most nodes of one region that may be in flight at once, per region. */
+  regionCaps: Record<string, number>;
+  /** Regions whose budget allows no node at all (minAvailablePerRegion too high). */
+  blockedRegions: string[];
+}
+
+/** The nodes a rollout targets: the selector's role, regions, labels and hostnames. */
+export function selectTargets(spec: RolloutSpec, nodes: readonly FleetNode[]): FleetNode[] {
+  const { role, regions, labels, hostnames } = spec.selector;
+  return nodes.filter(
+    (n) =>
+      (role === undefined || n.role === role) &&
+      (regions === undefined || regions.includes(n.region)) &&
+      (hostnames === undefined || hostnames.includes(n.hostname)) &&
+      matchesSelector(n, labels ? { labels } : null),
+  );
+}
+
+function regionOrder(spec: RolloutSpec, targets: readonly FleetNode[]): string[] {
+  const present = [...new Set(targets.map((n) => n.region))];
+  const listed = spec.selector.regions ?? [];
+  return [...listed.filter((r) => present.includes(r)), ...present.filter((r) => !listed.includes(r)).sort()];
+}
+
+/**
+ * Splits the targets into ordered batches. Every batch respects the per-region budget
+ * (maxUnavailablePerRegion, or the region's size minus minAvailablePerRegion), so 3
+ * control-plane nodes with minAvailablePerRegion 2 go one at a time per region. The canary
+ * batch comes first; then `rolling` interleaves regions, `region-by-region` finishes one region
+ * before the next, and `parallel-regions` takes a slice of every region in each batch.
+ */
+export function planBatches(spec: RolloutSpec, nodes: readonly FleetNode[], currentVersion: (node: FleetNode) => string | undefined): BatchPlan {
+  const selected = selectTargets(spec, nodes);
+  const asPlanned = (n: FleetNode): PlannedNode => ({ id: n.id, hostname: n.hostname, region: n.region });
+  const skipped = selected.filter((n) => currentVersion(n) === spec.target.version);
+  const targets = selected.filter((n) => currentVersion(n) !== spec.target.version);
+  const regions = regionOrder(spec, targets);
+  const byRegion = new Map(
+    regions.map((r) => [r, targets.filter((n) => n.region === r).sort((a, b) => a.hostname.localeCompare(b.hostname))]),
+  );
+
+  const regionCaps: Record<string, number> = {};
+  const blockedRegions: string[] = [];
+  for (const region of regions) {
+    // The budget counts every selected node of the region, including ones already upgraded.
+    const size = selected.filter((n) => n.region === region).length;
+    let cap = spec.strategy.maxUnavailablePerRegion ?? size;
+    if (spec.strategy.minAvailablePerRegion !== undefined) cap = Math.min(cap, size - spec.strategy.minAvailablePerRegion);
+    regionCaps[region] = Math.max(0, cap);
+    if (cap <= 0) blockedRegions.push(region);
+  }
+
+  const batch = spec.strategy.batch;
+  const batchSize = 'size' in batch ? batch.size : Math.max(1, Math.ceil((batch.percent / 100) * targets.length));
+  const batches: PlannedBatch[] = [];
+  const queue = new Map([...byRegion].map(([r, list]) => [r, [...list]]));
+  const push = (list: FleetNode[], canary = false) => {
+    if (list.length > 0) batches.push({ index: batches.length, canary, nodes: list.map(asPlanned) });
+  };
+  const take = (region: string, count: number): FleetNode[] => {
+    const list = queue.get(region) ?? [];
+    return list.splice(0, Math.max(0, Math.min(count, regionCaps[region] ?? 0)));
+  };
+  const remaining = () => [...queue.values()].reduce((sum, list) => sum + list.length, 0);
+  const usable = regions.filter((r) => (regionCaps[r] ?? 0) > 0);
+
+  if (spec.strategy.canary) {
+    const canary: FleetNode[] = [];
+    for (const region of usable) {
+      if (canary.length >= spec.strategy.canary.nodes) break;
+      canary.push(...take(region, spec.strategy.canary.nodes - canary.length));
+    }
+    push(canary, true);
+  }
+
+  if (spec.strategy.order === 'region-by-region') {
+    for (const region of usable) while ((queue.get(region)?.length ?? 0) > 0) push(take(region, batchSize));
+  } else if (spec.strategy.order === 'parallel-regions') {
+    // Each batch takes a slice of every region: `size` nodes of each, or `percent` of each
+    // region's targets (a percent of the whole fleet from every region would make each batch
+    // regions × percent of the fleet).
+    const slice = (region: string) =>
+      'size' in batch ? batch.size : Math.max(1, Math.ceil((batch.percent / 100) * (byRegion.get(region)?.length ?? 0)));
+    while (usable.some((r) => (queue.get(r)?.length ?? 0) > 0)) push(usable.flatMap((r) => take(r, slice(r))));
+  } else {
+    // rolling: round-robin over regions, filling each batch up to its size within the caps. The
+    // turn carries over between batches, so batches of one node still alternate regions.
+    let turn = 0;
+    while (usable.some((r) => (queue.get(r)?.length ?? 0) > 0) && remaining() > 0) {
+      const current: FleetNode[] = [];
+      const inBatch = new Map<string, number>();
+      let progressed = true;
+      let nextTurn = turn;
+      while (current.length < batchSize && progressed) {
+        progressed = false;
+        for (let k = 0; k < usable.length; k++) {
+          if (current.length >= batchSize) break;
+          const at = (turn + k) % usable.length;
+          const region = usable[at] as string;
+          if ((inBatch.get(region) ?? 0) >= (regionCaps[region] ?? 0)) continue;
+          const [next] = take(region, 1);
+          if (!next) continue;
+          current.push(next);
+          inBatch.set(region, (inBatch.get(region) ?? 0) + 1);
+          progressed = true;
+          nextTurn = (at + 1) % usable.length;
+        }
+      }
+      turn = nextTurn;
+      push(current);
+    }
+  }
+  return { batches, skipped: skipped.map(asPlanned), regionCaps, blockedRegions };
+}

@@ -1,0 +1,172 @@
+import { assessBreaker } from './breaker.js';
+import { IN_FLIGHT, type NodeFacts, type Rollout, type RolloutDecision, type RolloutTask, TERMINAL } from './model.js';
+import { advanceTask, afterFailure, startTask, type TaskStep } from './task-machine.js';
+import { isWithinWindow, nextWindowOpen } from './window.js';
+
+/** How often an active rollout is looked at when nothing wakes it (health gates, pauses). */
+const POLL_MS = 1_000;
+
+/**
+ * The rollout reconciler's decision: a pure function of the rollout, its tasks, the facts of
+ * its nodes and the time. Level-triggered: it never asks what just happened, so running it
+ * again on the same snapshot decides the same thing, and a crash between ticks loses nothing.
+ */
+export function decideRollout(rollout: Rollout, tasks: readonly RolloutTask[], nodes: ReadonlyMap<string, NodeFacts>, now: Date): RolloutDecision {
+  const decision: RolloutDecision = { rollout: {}, tasks: [], commands: [], events: [], requeueAfterMs: null };
+  const current = new Map(tasks.map((t) => [t.id, { ...t }]));
+  const apply = (task: RolloutTask, step: TaskStep) => {
+    if (Object.keys(step.changes).length > 0) {
+      decision.tasks.push({ id: task.id, from: task.state, changes: step.changes });
+      Object.assign(current.get(task.id) as RolloutTask, step.changes);
+    }
+    decision.commands.push(...step.commands);
+    decision.events.push(...step.events.map((e) => ({ ...e, data: { ...e.data } })));
+  };
+  const status = rollout.status;
+  if (!['running', 'paused', 'waiting_for_window', 'awaiting_decision', 'aborting', 'rolling_back'].includes(status)) return decision;
+
+  // 1. In-flight tasks always move on, whatever the rollout's status: stopping a node halfway
+  //    would leave it cordoned and half-installed.
+  for (const task of tasks) {
+    if (!IN_FLIGHT.includes(task.state)) continue;
+    const step = advanceTask(rollout, task, nodes.get(task.nodeId), now);
+    apply(task, step);
+    const after = current.get(task.id) as RolloutTask;
+    if (after.state === 'failed') {
+      decision.commands.push(...afterFailure(rollout, after));
+      decision.events.push({
+        kind: 'rollout.node_failed',
+        nodeId: task.nodeId,
+        data: { hostname: task.hostname, batch: task.batch, direction: task.direction, reason: after.lastError },
+      });
+    } else if (after.state === 'done' || after.state === 'rolled_back') {
+      decision.events.push({
+        kind: 'rollout.node_completed',
+        nodeId: task.nodeId,
+        data: { hostname: task.hostname, batch: task.batch, direction: task.direction },
+      });
+    }
+  }
+  const all = [...current.values()];
+  const inFlight = all.filter((t) => IN_FLIGHT.includes(t.state));
+  const forward = all.filter((t) => t.direction === 'forward');
+  if (inFlight.length > 0) decision.requeueAfterMs = POLL_MS;
+
+  // 2. The circuit breaker: judged on forward tasks, whatever batch they were in.
+  if (status === 'running' || status === 'waiting_for_window') {
+    const finished = forward
+      .filter((t) => (t.state === 'done' || t.state === 'failed') && t.finishedAt)
+      .map((t) => ({ nodeId: t.nodeId, outcome: t.state as 'done' | 'failed', finishedAt: t.finishedAt as Date }));
+    const verdict = assessBreaker(finished, forward.filter((t) => t.state !== 'skipped').length, rollout.spec.strategy.circuitBreaker, rollout.breakerResetAt);
+    if (verdict.tripped) {
+      decision.rollout.status = 'awaiting_decision';
+      decision.events.push({ kind: 'rollout.circuit_breaker_tripped', data: { reason: verdict.reason, failed_nodes: verdict.failedNodes } });
+      decision.continuation = { reason: verdict.reason, failedNodes: verdict.failedNodes };
+      return decision;
+    }
+  }
+
+  switch (status) {
+    case 'running':
+    case 'waiting_for_window':
+      advanceBatches(rollout, all, nodes, now, decision, apply);
+      break;
+    case 'aborting':
+      for (const task of all.filter((t) => t.state === 'pending')) apply(task, { changes: { state: 'skipped', stateSince: now }, commands: [], events: [] });
+      if (inFlight.length === 0) {
+        decision.rollout.status = 'aborted';
+        decision.events.push({ kind: 'rollout.aborted', data: { done: forward.filter((t) => t.state === 'done').length } });
+      }
+      break;
+    case 'rolling_back':
+      rollBack(rollout, all, nodes, now, decision, apply);
+      break;
+    default:
+      // paused / awaiting_decision: nothing new starts until a human acts.
+      break;
+  }
+  return decision;
+}
+
+type Apply = (task: RolloutTask, step: TaskStep) => void;
+
+function advanceBatches(rollout: Rollout, all: RolloutTask[], nodes: ReadonlyMap<string, NodeFacts>, now: Date, decision: RolloutDecision, apply: Apply) {
+  const inBatch = (i: number) => all.filter((t) => t.direction === 'forward' && t.batch === i);
+  const batchDone = (i: number) => inBatch(i).every((t) => TERMINAL.includes(t.state));
+  const currentBatch = rollout.currentBatch;
+  let batchFinishedAt = rollout.batchFinishedAt;
+  if (currentBatch >= 0 && !batchDone(currentBatch)) return;
+  if (currentBatch >= 0 && batchFinishedAt === null) {
+    batchFinishedAt = now;
+    decision.rollout.batchFinishedAt = now;
+    const tasks = inBatch(currentBatch);
+    decision.events.push({
+      kind: 'rollout.batch_completed',
+      data: { batch: currentBatch, done: tasks.filter((t) => t.state === 'done').length, failed: tasks.filter((t) => t.state === 'failed').length },
+    });
+  }
+  const next = currentBatch + 1;
+  if (next >= rollout.batchCount) {
+    decision.rollout.status = 'completed';
+    const forward = all.filter((t) => t.direction === 'forward');
+    decision.events.push({
+      kind: 'rollout.completed',
+      data: { done: forward.filter((t) => t.state === 'done').length, failed: forward.filter((t) => t.state === 'failed').length },
+    });
+    decision.requeueAfterMs = null;
+    return;
+  }
+  // Pause between batches; after the canary, its soak time as well.
+  if (batchFinishedAt) {
+    const wasCanary = currentBatch === 0 && rollout.spec.strategy.canary !== undefined;
+    const wait = rollout.spec.strategy.pauseBetweenBatches + (wasCanary ? rollout.spec.strategy.canary?.soak ?? 0 : 0);
+    const remaining = batchFinishedAt.getTime() + wait - now.getTime();
+    if (remaining > 0) {
+      decision.requeueAfterMs = Math.min(decision.requeueAfterMs ?? remaining, remaining);
+      return;
+    }
+  }
+  if (!isWithinWindow(rollout.spec.window, now)) {
+    if (rollout.status !== 'waiting_for_window') {
+      decision.rollout.status = 'waiting_for_window';
+      decision.events.push({ kind: 'rollout.waiting_for_window', data: { next_open: nextWindowOpen(rollout.spec.window, now)?.toISOString() ?? null } });
+    }
+    decision.requeueAfterMs = 60_000;
+    return;
+  }
+  if (rollout.status === 'waiting_for_window') decision.rollout.status = 'running';
+  decision.rollout.currentBatch = next;
+  decision.rollout.batchStartedAt = now;
+  decision.rollout.batchFinishedAt = null;
+  const starting = inBatch(next).filter((t) => t.state === 'pending');
+  decision.events.push({ kind: 'rollout.batch_started', data: { batch: next, nodes: starting.map((t) => t.hostname) } });
+  for (const task of starting) apply(task, startTask(rollout, task, nodes.get(task.nodeId), now));
+  decision.requeueAfterMs = POLL_MS;
+}
+
+/**
+ * Rollback returns every node the rollout completed to its previous version, newest batch
+ * first, one original batch at a time, through the same drain and health rules.
+ */
+function rollBack(rollout: Rollout, all: RolloutTask[], nodes: ReadonlyMap<string, NodeFacts>, now: Date, decision: RolloutDecision, apply: Apply) {
+  for (const task of all.filter((t) => t.state === 'pending')) apply(task, { changes: { state: 'skipped', stateSince: now }, commands: [], events: [] });
+  if (all.some((t) => IN_FLIGHT.includes(t.state))) return;
+  const candidates = all.filter((t) => t.direction === 'forward' && t.state === 'done');
+  if (candidates.length === 0) {
+    const failed = all.filter((t) => t.direction === 'rollback' && t.state === 'failed');
+    decision.rollout.status = failed.length > 0 ? 'failed' : 'rolled_back';
+    decision.events.push({
+      kind: 'rollout.rolled_back',
+      data: { rolled_back: all.filter((t) => t.state === 'rolled_back').length, failed: failed.map((t) => t.hostname) },
+    });
+    decision.requeueAfterMs = null;
+    return;
+  }
+  const newest = Math.max(...candidates.map((t) => t.batch));
+  for (const task of candidates.filter((t) => t.batch === newest)) {
+    const reversed: RolloutTask = { ...task, direction: 'rollback', state: 'pending' };
+    const start = startTask(rollout, reversed, nodes.get(task.nodeId), now);
+    apply(task, { ...start, changes: { ...start.changes, direction: 'rollback', finishedAt: null, healthySince: null } });
+  }
+  decision.requeueAfterMs = POLL_MS;
+}

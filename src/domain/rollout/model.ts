@@ -1,0 +1,108 @@
+import type { InstallPhase } from '../protocol.js';
+import type { DrainState, NodeStatus } from '../types.js';
+import type { RolloutSpec } from './spec.js';
+
+export const ROLLOUT_STATUSES = [
+  'awaiting_approval',
+  'running',
+  'paused',
+  'waiting_for_window',
+  'awaiting_decision',
+  'aborting',
+  'rolling_back',
+  'completed',
+  'aborted',
+  'rolled_back',
+  'rejected',
+  'failed',
+] as const;
+export type RolloutStatus = (typeof ROLLOUT_STATUSES)[number];
+
+/** Statuses in which a rollout holds its nodes (DESIGN.md §8.1: one active rollout per node). */
+export const ACTIVE_ROLLOUT_STATUSES: readonly RolloutStatus[] = [
+  'awaiting_approval',
+  'running',
+  'paused',
+  'waiting_for_window',
+  'awaiting_decision',
+  'aborting',
+  'rolling_back',
+];
+
+export const TASK_STATES = ['pending', 'cordoned', 'draining', 'installing', 'verifying', 'done', 'failed', 'rolled_back', 'skipped'] as const;
+export type TaskState = (typeof TASK_STATES)[number];
+export const IN_FLIGHT: readonly TaskState[] = ['cordoned', 'draining', 'installing', 'verifying'];
+export const TERMINAL: readonly TaskState[] = ['done', 'failed', 'rolled_back', 'skipped'];
+
+/** One node inside a rollout. Its id is `${rolloutId}/${nodeId}`: a retried step is the same step. */
+export interface RolloutTask {
+  id: string;
+  nodeId: string;
+  hostname: string;
+  region: string;
+  batch: number;
+  state: TaskState;
+  direction: 'forward' | 'rollback';
+  /** The component version before the rollout: what rollback returns to (null: none installed). */
+  fromVersion: string | null;
+  stateSince: Date;
+  healthySince: Date | null;
+  finishedAt: Date | null;
+  lastError: string | null;
+  /** Whether this task cordoned the node (and so must enable it again). */
+  cordonedByUs: boolean;
+}
+
+export interface Rollout {
+  id: string;
+  spec: RolloutSpec;
+  status: RolloutStatus;
+  drainMode: 'migrate' | 'restart' | 'none';
+  /** -1 before the first batch starts. */
+  currentBatch: number;
+  batchCount: number;
+  batchStartedAt: Date | null;
+  batchFinishedAt: Date | null;
+  /** Failures before this instant no longer count toward maxConsecutiveFailures (a human said continue). */
+  breakerResetAt: Date | null;
+}
+
+/** What the rollout needs to know about a node, as of the snapshot. */
+export interface NodeFacts {
+  id: string;
+  status: NodeStatus;
+  cordoned: boolean;
+  drainState: DrainState | null;
+  drainMessage: string;
+  /** The target component's version the node reports running. */
+  version: string | undefined;
+  /** The latest install report for the target component. */
+  install: { version: string; phase: InstallPhase; reason?: string | undefined } | undefined;
+  /** Every instance on the node is healthy (vacuously true for an empty node). */
+  instancesHealthy: boolean;
+}
+
+export type NodeCommand =
+  | { kind: 'cordon'; nodeId: string }
+  | { kind: 'drain'; nodeId: string; timeoutMs: number; force: boolean }
+  | { kind: 'set_version'; nodeId: string; component: string; version: string | null; rollback: boolean }
+  | { kind: 'enable'; nodeId: string };
+
+export interface RolloutEvent {
+  kind: string;
+  nodeId?: string;
+  data: Record<string, unknown>;
+}
+
+export interface RolloutDecision {
+  /** Fields of the rollout to change (empty when none). */
+  rollout: Partial<Omit<Rollout, 'id' | 'spec'>>;
+  /** Task changes, each guarded by the state it was decided from. */
+  tasks: { id: string; from: TaskState; changes: Partial<Omit<RolloutTask, 'id' | 'nodeId'>> }[];
+  commands: NodeCommand[];
+  events: RolloutEvent[];
+  /** Open a continuation approval (the breaker tripped). */
+  continuation?: { reason: string; failedNodes: string[] };
+  /** When to look again at the latest, if nothing wakes the rollout first. */
+  requeueAfterMs: number | null;
+}

@@ -1,0 +1,181 @@
+import type { Deployment, FleetNode, Instance } from '../types.js';
+import { type CompatRule, compatViolations } from './compat.js';
+import type { RolloutPlan } from './plan.js';
+import type { RolloutSpec } from './spec.js';
+
+export type CheckStatus = 'pass' | 'warn' | 'fail';
+
+export interface PreflightCheck {
+  id: string;
+  status: CheckStatus;
+  message: string;
+  objects: string[];
+  /** A failed check a human chose to override by name (recorded in events). */
+  overridden?: boolean;
+}
+
+export interface PreflightReport {
+  checks: PreflightCheck[];
+  /** True when a failed check is not overridden: the rollout may not be created. */
+  blocked: boolean;
+}
+
+/** Instance facts agents report (volume replica health, backup/snapshot activity). */
+export interface InstanceFacts extends Instance {
+  volume: { replicas: number; healthy_replicas: number } | null;
+  activity: string | null;
+}
+
+export interface PreflightInput {
+  spec: RolloutSpec;
+  plan: RolloutPlan;
+  nodes: readonly FleetNode[];
+  instances: readonly InstanceFacts[];
+  deployments: readonly Deployment[];
+  artifact: { lifecycle: string; signed: boolean } | undefined;
+  /** Lifecycle of the artifact of each version some target node would roll back to (undefined: none published). */
+  rollbackArtifacts: ReadonlyMap<string, string | undefined>;
+  /** Version of the target component on each target node now. */
+  fromVersions: ReadonlyMap<string, string | undefined>;
+  activeRolloutNodes: readonly { node_id: string; rollout_id: string; name: string }[];
+  compatRules: readonly CompatRule[];
+  /** Every version of every component running in the fleet (the operator's own included). */
+  running: ReadonlyMap<string, readonly string[]>;
+  overrides: readonly string[];
+}
+
+/** The share of a region's slots that must stay free to drain into (seed runbook: "keep ≥ 20 %"). */
+export const MIN_SPARE_PERCENT = 20;
+
+const check = (id: string, status: CheckStatus, message: string, objects: string[] = []): PreflightCheck => ({ id, status, message, objects });
+
+/** Every preflight check of DESIGN.md §1.6 / issue 4, as data. Pure: all facts come in. */
+export function runPreflight(input: PreflightInput): PreflightReport {
+  const { spec, plan, nodes } = input;
+  const targetIds = new Set(plan.batches.flatMap((b) => b.nodes.map((n) => n.id)));
+  const targets = nodes.filter((n) => targetIds.has(n.id));
+  const hostname = (id: string) => nodes.find((n) => n.id === id)?.hostname ?? id;
+  const onTargets = input.instances.filter((i) => targetIds.has(i.nodeId) && i.desired === 'running');
+  const checks: PreflightCheck[] = [];
+
+  const busy = input.activeRolloutNodes.filter((a) => targetIds.has(a.node_id));
+  checks.push(
+    busy.length > 0
+      ? check('active-rollout', 'fail', `${busy.length} target node(s) are in another active rollout (${[...new Set(busy.map((b) => b.name))].join(', ')})`, busy.map((b) => hostname(b.node_id)))
+      : check('active-rollout', 'pass', 'no other active rollout touches these nodes'),
+  );
+
+  const notReady = targets.filter((n) => n.status !== 'ready');
+  checks.push(
+    notReady.length > 0
+      ? check('nodes-ready', 'fail', `${notReady.length} target node(s) are not ready: ${notReady.map((n) => `${n.hostname} ${n.status}`).join(', ')}`, notReady.map((n) => n.hostname))
+      : targets.length === 0
+        ? check('nodes-ready', 'warn', 'the selector matches no node that needs this version')
+        : check('nodes-ready', 'pass', `${targets.length} target node(s) ready`),
+  );
+
+  checks.push(spareCapacity(input, targetIds));
+
+  const lastReplica = onTargets.filter((i) => i.volume && i.volume.healthy_replicas <= 1);
+  checks.push(
+    lastReplica.length > 0
+      ? check('volume-last-replica', 'fail', `${lastReplica.length} instance(s) on target nodes are down to their last healthy volume replica`, lastReplica.map((i) => i.id))
+      : check('volume-last-replica', 'pass', 'no volume is down to its last healthy replica'),
+  );
+
+  const active = onTargets.filter((i) => i.activity !== null && i.activity !== '');
+  checks.push(
+    active.length > 0
+      ? check('backup-in-progress', 'fail', `backup or snapshot in progress on target nodes: ${active.map((i) => `${i.id} (${i.activity})`).join(', ')}`, active.map((i) => i.id))
+      : check('backup-in-progress', 'pass', 'no backup or snapshot in progress on target nodes'),
+  );
+
+  const pinned = plan.pinned.map((p) => `${p.instance_id} on ${p.hostname}`);
+  if (plan.drain_mode !== 'migrate' || pinned.length === 0) {
+    checks.push(check('non-migratable', 'pass', plan.drain_mode === 'migrate' ? 'every instance on target nodes can migrate' : `drain mode ${plan.drain_mode}: nothing migrates`));
+  } else if (spec.strategy.drain.nonMigratable === 'stop') {
+    checks.push(check('non-migratable', 'warn', `${pinned.length} pinned instance(s) will be stopped while their node upgrades and restarted after (nonMigratable: stop)`, pinned));
+  } else {
+    checks.push(check('non-migratable', 'fail', `${pinned.length} pinned instance(s) cannot migrate and nonMigratable is block: ${pinned.join(', ')}`, pinned));
+  }
+
+  const target = `${spec.target.component} ${spec.target.version}`;
+  const artifact = input.artifact;
+  if (!artifact) checks.push(check('artifact', 'fail', `${target} is not published`));
+  else if (!artifact.signed) checks.push(check('artifact', 'fail', `${target} is unsigned`));
+  else if (artifact.lifecycle === 'archived') checks.push(check('artifact', 'fail', `${target} is archived`));
+  else if (artifact.lifecycle !== 'blessed' && artifact.lifecycle !== 'live') checks.push(check('artifact', 'fail', `${target} is ${artifact.lifecycle}; bless or promote it first`));
+  else checks.push(check('artifact', 'pass', `${target} is signed and ${artifact.lifecycle}`));
+
+  const missing: string[] = [];
+  const unmanaged: string[] = [];
+  for (const node of targets) {
+    const from = input.fromVersions.get(node.id);
+    if (from === undefined) unmanaged.push(node.hostname);
+    else {
+      const lifecycle = input.rollbackArtifacts.get(from);
+      if (lifecycle === undefined || lifecycle === 'archived') missing.push(`${node.hostname} → ${from}`);
+    }
+  }
+  if (missing.length > 0) checks.push(check('rollback-version', 'fail', `the version to roll back to is not available (archived or never published): ${missing.join(', ')}`, missing));
+  else if (unmanaged.length > 0) checks.push(check('rollback-version', 'warn', `${unmanaged.length} node(s) report no ${spec.target.component} version: nothing to roll back to`, unmanaged));
+  else checks.push(check('rollback-version', 'pass', 'every node can roll back to its current version'));
+
+  const violations = compatViolations(input.compatRules, spec.target.component, spec.target.version, input.running);
+  checks.push(
+    violations.length > 0
+      ? check(
+          'compatibility',
+          'fail',
+          violations.map((v) => `${v.rule.component} ${v.rule.range} requires ${v.rule.requires_component} ${v.rule.requires_range} (found ${v.offending.join(', ')})`).join('; '),
+          violations.flatMap((v) => v.offending),
+        )
+      : check('compatibility', 'pass', 'the compatibility matrix allows this version'),
+  );
+
+  checks.push(disruptionBudget(input));
+
+  for (const c of checks) if (c.status === 'fail' && input.overrides.includes(c.id)) c.overridden = true;
+  return { checks, blocked: checks.some((c) => c.status === 'fail' && !c.overridden) };
+}
+
+function spareCapacity(input: PreflightInput, targetIds: ReadonlySet<string>): PreflightCheck {
+  if (input.plan.drain_mode !== 'migrate') return check('spare-capacity', 'pass', `drain mode ${input.plan.drain_mode}: no instance moves`);
+  const problems: string[] = [];
+  for (const region of [...new Set(input.nodes.filter((n) => targetIds.has(n.id)).map((n) => n.region))].sort()) {
+    const regionNodes = input.nodes.filter((n) => n.region === region && n.status !== 'down');
+    const slots = regionNodes.reduce((sum, n) => sum + n.maxInstances, 0);
+    const used = input.instances.filter((i) => i.status !== 'stopped' && regionNodes.some((n) => n.id === i.nodeId)).length;
+    const free = slots - used;
+    const largest = Math.max(
+      0,
+      ...input.plan.batches.map((b) => input.plan.moves.filter((m) => m.batch === b.index && b.nodes.some((n) => n.id === m.from_node && n.region === region)).length),
+    );
+    const percent = slots === 0 ? 0 : Math.round((free * 100) / slots);
+    if (percent < MIN_SPARE_PERCENT) problems.push(`${region}: ${percent} % spare (${free}/${slots} slots), below ${MIN_SPARE_PERCENT} %`);
+    else if (free < largest) problems.push(`${region}: ${free} free slot(s) but the largest batch moves ${largest} instance(s)`);
+  }
+  const unplaced = input.plan.moves.filter((m) => m.to_node === null);
+  if (unplaced.length > 0) problems.push(`${unplaced.length} instance(s) fit nowhere: ${unplaced.map((m) => m.instance_id).join(', ')}`);
+  return problems.length > 0
+    ? check('spare-capacity', 'fail', problems.join('; '), problems)
+    : check('spare-capacity', 'pass', `every region keeps at least ${MIN_SPARE_PERCENT} % spare capacity and room for its largest batch`);
+}
+
+function disruptionBudget(input: PreflightInput): PreflightCheck {
+  const problems: string[] = [];
+  for (const region of input.plan.blockedRegions) problems.push(`${region}: minAvailablePerRegion leaves no node to upgrade`);
+  if (input.plan.drain_mode === 'restart') {
+    // In place: every instance on a batch's nodes is down together.
+    for (const batch of input.plan.batches) {
+      const ids = new Set(batch.nodes.map((n) => n.id));
+      for (const d of input.deployments) {
+        const down = input.instances.filter((i) => i.deploymentId === d.id && i.desired === 'running' && ids.has(i.nodeId)).length;
+        if (d.replicas - down < d.minAvailable) problems.push(`batch ${batch.index}: ${d.name} would drop to ${d.replicas - down} of min_available ${d.minAvailable}`);
+      }
+    }
+  }
+  return problems.length > 0
+    ? check('disruption-budget', 'fail', problems.join('; '), problems)
+    : check('disruption-budget', 'pass', 'per-region budgets and every deployment’s min_available hold');
+}

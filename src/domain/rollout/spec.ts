@@ -1,0 +1,157 @@
+// The rollout spec (DESIGN.md §5): validated once, with defaults made explicit, so every later
+// decision reads a complete object. zod is pure computation, so it may live in the domain.
+// Nested objects use prefault({}): the empty object is parsed, so the inner defaults apply.
+import { z } from 'zod';
+import { parseDuration } from '../duration.js';
+import { isSemver } from '../semver.js';
+import { NODE_ROLES } from '../types.js';
+
+const duration = (fallback: string) =>
+  z
+    .union([z.string(), z.number()])
+    .default(fallback)
+    .refine((v) => parseDuration(v) !== null, 'a duration like "30s", "10m" or a number of seconds')
+    .transform((v) => parseDuration(v) as number);
+
+export const WEEKDAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
+export type Weekday = (typeof WEEKDAYS)[number];
+const clock = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'a time of day like "02:00"');
+
+export const RolloutSpecSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits, . and -, at most 63'),
+    target: z.object({
+      component: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a component name like node-agent'),
+      version: z.string().refine(isSemver, 'a semantic version like 2.0.0'),
+    }).strict(),
+    selector: z
+      .object({
+        role: z.enum(NODE_ROLES).optional(),
+        regions: z.array(z.string().min(1)).min(1).optional(),
+        labels: z.record(z.string(), z.string()).optional(),
+        hostnames: z.array(z.string().min(1)).min(1).optional(),
+      })
+      .strict()
+      .prefault({}),
+    strategy: z
+      .object({
+        order: z.enum(['rolling', 'region-by-region', 'parallel-regions']).default('rolling'),
+        canary: z.object({ nodes: z.number().int().min(1).default(1), soak: duration('0s') }).strict().optional(),
+        batch: z
+          .union(
+            [z.object({ percent: z.number().gt(0).max(100) }).strict(), z.object({ size: z.number().int().min(1) }).strict()],
+            // zod's own union message is a bare "Invalid input"; say which two shapes are accepted.
+            { error: 'either { percent: a number over 0 and at most 100 } or { size: a whole number of nodes, at least 1 }' },
+          )
+          .default({ size: 1 }),
+        maxUnavailablePerRegion: z.number().int().min(1).optional(),
+        minAvailablePerRegion: z.number().int().min(0).optional(),
+        pauseBetweenBatches: duration('0s'),
+        drain: z
+          .object({
+            mode: z.enum(['migrate', 'restart', 'none']).optional(),
+            timeout: duration('10m'),
+            nonMigratable: z.enum(['block', 'stop']).default('block'),
+          })
+          .strict()
+          .prefault({}),
+        health: z
+          .object({
+            timeout: duration('5m'),
+            minHealthyTime: duration('30s'),
+            checks: z.array(z.enum(['version', 'heartbeat', 'instances'])).default(['version', 'heartbeat', 'instances']),
+          })
+          .strict()
+          .prefault({}),
+        circuitBreaker: z
+          .object({
+            maxConsecutiveFailures: z.number().int().min(1).default(2),
+            maxFailurePercent: z.number().gt(0).max(100).optional(),
+          })
+          .strict()
+          .prefault({}),
+        onNodeFailure: z.enum(['rollback-node', 'leave']).default('rollback-node'),
+      })
+      .strict()
+      .prefault({})
+      .refine((s) => !(s.maxUnavailablePerRegion !== undefined && s.minAvailablePerRegion !== undefined), {
+        message: 'set maxUnavailablePerRegion or minAvailablePerRegion, not both',
+      }),
+    approval: z.object({ required: z.boolean().default(false), distinctApprover: z.boolean().default(false) }).strict().prefault({}),
+    window: z
+      .object({
+        days: z.array(z.enum(WEEKDAYS)).min(1).default([...WEEKDAYS]),
+        start: clock,
+        end: clock,
+        timezone: z.string().default('UTC'),
+      })
+      .strict()
+      .refine((w) => isTimeZone(w.timezone), { message: 'an IANA time zone like UTC or Europe/Berlin', path: ['timezone'] })
+      .optional(),
+    hooks: z.object({ preNode: z.array(z.unknown()).default([]), postNode: z.array(z.unknown()).default([]) }).strict().optional(),
+  })
+  .strict();
+
+export type RolloutSpec = z.output<typeof RolloutSpecSchema>;
+export type RolloutSpecInput = z.input<typeof RolloutSpecSchema>;
+
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface SpecIssue {
+  path: string;
+  message: string;
+}
+
+/** Validates a spec (from YAML, JSON or the API) and fills in every default. */
+export function parseRolloutSpec(input: unknown): { ok: true; spec: RolloutSpec } | { ok: false; issues: SpecIssue[] } {
+  const parsed = RolloutSpecSchema.safeParse(input);
+  if (parsed.success) return { ok: true, spec: parsed.data };
+  return { ok: false, issues: parsed.error.issues.map((i) => ({ path: i.path.join('.') || '(root)', message: i.message })) };
+}
+
+/** Drain mode actually used: explicit, else migrate for disruptive components and none otherwise. */
+export function effectiveDrainMode(spec: RolloutSpec, disruptive: boolean): 'migrate' | 'restart' | 'none' {
+  return spec.strategy.drain.mode ?? (disruptive ? 'migrate' : 'none');
+}
+
+const FORBIDDEN_KEYS = new Set(['__proto__', 'prototype', 'constructor']);
+
+/**
+ * Applies `--set path=value` edits (an approver's changes) to a spec input: values are JSON
+ * when they parse as JSON, strings otherwise. Returns the edited copy; the caller re-validates.
+ */
+export function applySpecEdits(input: unknown, edits: readonly string[]): unknown {
+  const copy = structuredClone(input) as Record<string, unknown>;
+  for (const edit of edits) {
+    const eq = edit.indexOf('=');
+    if (eq <= 0) throw new Error(`edit "${edit}" is not path=value`);
+    const path = edit.slice(0, eq).split('.');
+    // The edit comes from an approver over the API: a path through __proto__ or constructor would
+    // write to Object.prototype of the operator process instead of the spec.
+    if (path.some((key) => key === '' || FORBIDDEN_KEYS.has(key))) throw new Error(`edit "${edit}" has an invalid path`);
+    const raw = edit.slice(eq + 1);
+    let value: unknown = raw;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      // Not JSON: keep it as a string (durations like 30s, names).
+    }
+    let cursor: Record<string, unknown> = copy;
+    for (const key of path.slice(0, -1)) {
+      if (typeof cursor[key] !== 'object' || cursor[key] === null) cursor[key] = {};
+      cursor = cursor[key] as Record<string, unknown>;
+    }
+    const last = path.at(-1) as string;
+    // Switching batch between percent and size replaces the other key.
+    if (path.length >= 2 && path.at(-2) === 'batch') for (const k of ['percent', 'size']) if (k !== last) delete cursor[k];
+    cursor[last] = value;
+  }
+  return copy;
+}

@@ -1,0 +1,129 @@
+import type { NodeCommand, NodeFacts, Rollout, RolloutEvent, RolloutTask, TaskState } from './model.js';
+
+export interface TaskStep {
+  changes: Partial<Omit<RolloutTask, 'id' | 'nodeId'>>;
+  commands: NodeCommand[];
+  events: RolloutEvent[];
+}
+
+const none = (): TaskStep => ({ changes: {}, commands: [], events: [] });
+
+/** The version a task drives its node to: the target going forward, the old version going back. */
+export function taskTargetVersion(rollout: Rollout, task: RolloutTask): string | null {
+  return task.direction === 'forward' ? rollout.spec.target.version : task.fromVersion;
+}
+
+function setVersion(rollout: Rollout, task: RolloutTask): NodeCommand {
+  return {
+    kind: 'set_version',
+    nodeId: task.nodeId,
+    component: rollout.spec.target.component,
+    version: taskTargetVersion(rollout, task),
+    rollback: task.direction === 'rollback',
+  };
+}
+
+function move(state: TaskState, now: Date, extra: Partial<RolloutTask> = {}): Partial<RolloutTask> {
+  return { state, stateSince: now, ...extra };
+}
+
+/** Starts a pending task: cordon first when the node will be drained, else install at once. */
+export function startTask(rollout: Rollout, task: RolloutTask, node: NodeFacts | undefined, now: Date): TaskStep {
+  const event: RolloutEvent = {
+    kind: 'rollout.node_started',
+    nodeId: task.nodeId,
+    data: { hostname: task.hostname, batch: task.batch, direction: task.direction, version: taskTargetVersion(rollout, task) },
+  };
+  if (rollout.drainMode === 'none') {
+    return { changes: move('installing', now), commands: [setVersion(rollout, task)], events: [event] };
+  }
+  const cordonedByUs = !(node?.cordoned ?? false);
+  return {
+    changes: move('cordoned', now, { cordonedByUs }),
+    commands: cordonedByUs ? [{ kind: 'cordon', nodeId: task.nodeId }] : [],
+    events: [event],
+  };
+}
+
+function fail(task: RolloutTask, now: Date, reason: string): TaskStep {
+  return { changes: move('failed', now, { finishedAt: now, lastError: reason, healthySince: null }), commands: [], events: [] };
+}
+
+/**
+ * One step of an in-flight task, from the node's current facts. Each state has a deadline so a
+ * node that never answers fails its task instead of holding the rollout forever.
+ */
+export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts | undefined, now: Date): TaskStep {
+  const spec = rollout.spec;
+  const age = now.getTime() - task.stateSince.getTime();
+  const target = taskTargetVersion(rollout, task);
+  if (!node) return fail(task, now, 'node no longer exists');
+  // A node without the component reports no version (undefined); rolling back a first install
+  // targets null. Both mean "not installed".
+  const running = node.version ?? null;
+
+  switch (task.state) {
+    case 'cordoned':
+      if (rollout.drainMode === 'migrate') {
+        return {
+          changes: move('draining', now),
+          commands: [{ kind: 'drain', nodeId: task.nodeId, timeoutMs: spec.strategy.drain.timeout, force: spec.strategy.drain.nonMigratable === 'stop' }],
+          events: [],
+        };
+      }
+      return { changes: move('installing', now), commands: [setVersion(rollout, task)], events: [] };
+
+    case 'draining':
+      if (node.drainState === 'completed') return { changes: move('installing', now), commands: [setVersion(rollout, task)], events: [] };
+      if (node.drainState === 'failed') return fail(task, now, `drain failed: ${node.drainMessage}`);
+      if (node.drainState === 'blocked') return fail(task, now, `drain blocked: ${node.drainMessage} (drain.nonMigratable is block)`);
+      // The fleet drain has its own deadline; this one only catches a drain that vanished.
+      if (age > spec.strategy.drain.timeout + 30_000) return fail(task, now, 'drain did not finish in time');
+      return none();
+
+    case 'installing': {
+      const install = node.install?.version === target ? node.install : undefined;
+      if (install && (install.phase === 'failed' || install.phase === 'reverted')) {
+        return fail(task, now, `install ${install.phase}${install.reason ? `: ${install.reason}` : ''}`);
+      }
+      if (running === target && (install === undefined || install.phase === 'done')) {
+        return { changes: move('verifying', now, { healthySince: null }), commands: [], events: [] };
+      }
+      if (age > spec.strategy.health.timeout) return fail(task, now, `install of ${target} did not finish within ${spec.strategy.health.timeout / 1000} s`);
+      return none();
+    }
+
+    case 'verifying': {
+      if (running !== target) return fail(task, now, `node reports ${running ?? 'no version'} instead of ${target ?? 'no version'} (reverted)`);
+      const checks = spec.strategy.health.checks;
+      const healthy =
+        (!checks.includes('heartbeat') || node.status !== 'down') && (!checks.includes('instances') || node.instancesHealthy);
+      if (!healthy) {
+        if (age > spec.strategy.health.timeout) return fail(task, now, `not healthy within ${spec.strategy.health.timeout / 1000} s`);
+        return task.healthySince ? { changes: { healthySince: null }, commands: [], events: [] } : none();
+      }
+      const since = task.healthySince ?? now;
+      if (now.getTime() - since.getTime() >= spec.strategy.health.minHealthyTime) {
+        return {
+          changes: move(task.direction === 'forward' ? 'done' : 'rolled_back', now, { finishedAt: now, lastError: null }),
+          commands: task.cordonedByUs ? [{ kind: 'enable', nodeId: task.nodeId }] : [],
+          events: [],
+        };
+      }
+      return task.healthySince ? none() : { changes: { healthySince: now }, commands: [], events: [] };
+    }
+
+    default:
+      return none();
+  }
+}
+
+/** What happens to a node whose task just failed: back to its old version, and enabled again. */
+export function afterFailure(rollout: Rollout, task: RolloutTask): NodeCommand[] {
+  const commands: NodeCommand[] = [];
+  if (task.direction === 'forward' && rollout.spec.strategy.onNodeFailure === 'rollback-node') {
+    commands.push({ kind: 'set_version', nodeId: task.nodeId, component: rollout.spec.target.component, version: task.fromVersion, rollback: true });
+  }
+  if (task.cordonedByUs) commands.push({ kind: 'enable', nodeId: task.nodeId });
+  return commands;
+}

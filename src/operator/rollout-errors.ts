@@ -1,0 +1,39 @@
+import type { PreflightCheck } from '../domain/rollout/preflight.js';
+import type { SpecIssue } from '../domain/rollout/spec.js';
+import { ApiError } from './errors.js';
+
+/** The rollout part of the error catalog (kept apart from errors.ts so each file stays small). */
+export const rolloutErrors = {
+  specInvalid: (issues: SpecIssue[]) =>
+    new ApiError(400, 'ROLLOUT_SPEC_INVALID', `the rollout spec is invalid: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { issues }),
+  preflightFailed: (checks: PreflightCheck[]) => {
+    const failed = checks.filter((c) => c.status === 'fail' && !c.overridden);
+    return new ApiError(
+      409,
+      'PREFLIGHT_FAILED',
+      `preflight failed: ${failed.map((c) => `${c.id} (${c.message})`).join('; ')}; fix it, or override a check by name with --override CHECK`,
+      { checks, failed: failed.map((c) => c.id) },
+    );
+  },
+  notFound: (id: string) => new ApiError(404, 'ROLLOUT_NOT_FOUND', `no rollout "${id}"; list rollouts with \`drydock rollout list\``, { id }),
+  wrongStatus: (id: string, status: string, action: string, allowed: readonly string[]) =>
+    new ApiError(409, 'ROLLOUT_WRONG_STATUS', `rollout ${id} is ${status}; ${action} needs it to be ${allowed.join(' or ')}`, {
+      id,
+      status,
+      action,
+      allowed,
+    }),
+  sameApprover: (who: string) =>
+    new ApiError(403, 'DISTINCT_APPROVER_REQUIRED', `this rollout needs an approver other than its creator (${who}); ask someone else to approve`, {
+      creator: who,
+    }),
+  approverUnknown: () =>
+    new ApiError(
+      403,
+      'DISTINCT_APPROVER_REQUIRED',
+      'this rollout needs an approver other than its creator, and without --tokens nobody is identified; run the operator with a tokens file',
+    ),
+  nameTaken: (name: string) =>
+    new ApiError(409, 'ROLLOUT_EXISTS', `an active rollout named ${name} exists already; wait for it or pick another name`, { name }),
+  badEdit: (message: string) => new ApiError(400, 'ROLLOUT_EDIT_INVALID', message),
+};

@@ -1,0 +1,102 @@
+import type { Logger } from 'pino';
+import { ACTIVE_ROLLOUT_STATUSES } from '../domain/rollout/model.js';
+import { decideRollout } from '../domain/rollout/decide.js';
+import type { Db } from '../store/db.js';
+import { assertTerm } from '../store/leases.js';
+import { applyRolloutDecision } from '../store/rollout-apply.js';
+import { loadNodeFacts } from '../store/rollout-facts.js';
+import { activeRolloutIds, loadRollout, TaskConflictError } from '../store/rollouts.js';
+import type { DesiredWaiters } from './desired-waiters.js';
+import type { FleetReconciler } from './fleet-reconciler.js';
+import { type LeaderLease, RECONCILER_LEASE } from './leader-lease.js';
+
+/**
+ * The rollout loop (leader only): for each active rollout, in its own transaction fenced by the
+ * leader's term: load the rollout, its tasks and its nodes' facts → decideRollout → apply.
+ * Rollouts are reconciled by id from current state, so a crash between ticks loses nothing.
+ */
+export class RolloutReconciler {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = true;
+  ticks = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly lease: LeaderLease,
+    private readonly waiters: DesiredWaiters,
+    private readonly fleet: FleetReconciler,
+    private readonly log: Logger,
+    /** Time between passes when nothing wakes the loop (default 500 ms). */
+    private readonly intervalMs = 500,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  wake(): void {
+    if (this.stopped) return;
+    if (this.running) this.again = true;
+    else this.schedule(0);
+  }
+
+  private schedule(delayMs: number): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.pass(), delayMs);
+  }
+
+  private async pass(): Promise<void> {
+    if (this.stopped || this.running) return;
+    this.running = this.tick()
+      .catch((error) => this.log.error({ err: error }, 'rollout pass failed; retrying'))
+      .finally(() => {
+        this.running = undefined;
+        if (this.stopped) return;
+        const delay = this.again ? 0 : this.intervalMs;
+        this.again = false;
+        this.schedule(delay);
+      });
+    await this.running;
+  }
+
+  async tick(): Promise<void> {
+    const term = this.lease.term;
+    if (term === null) return;
+    this.ticks++;
+    for (const id of await activeRolloutIds(this.db, ACTIVE_ROLLOUT_STATUSES)) {
+      try {
+        await this.reconcile(id, term);
+      } catch (error) {
+        if (error instanceof TaskConflictError) this.again = true;
+        else throw error;
+      }
+    }
+  }
+
+  private async reconcile(id: string, term: number): Promise<void> {
+    const touched = await this.db.transaction(async (tx) => {
+      await assertTerm(tx, RECONCILER_LEASE, this.lease.holder, term);
+      const loaded = await loadRollout(tx, id, { lock: true });
+      if (!loaded) return [];
+      const facts = await loadNodeFacts(tx, loaded.tasks.map((t) => t.nodeId), loaded.rollout.spec.target.component);
+      const [clock] = await tx.query<{ now: Date }>('SELECT now() AS now');
+      const decision = decideRollout(loaded.rollout, loaded.tasks, facts, new Date((clock as { now: Date }).now));
+      const changed = decision.tasks.length + decision.commands.length + decision.events.length + Object.keys(decision.rollout).length;
+      if (changed === 0) return [];
+      return applyRolloutDecision(tx, loaded.rollout, loaded.tasks, decision);
+    });
+    if (touched.length > 0) {
+      this.waiters.wake(touched);
+      this.fleet.wake();
+    }
+  }
+}

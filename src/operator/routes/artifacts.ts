@@ -1,0 +1,156 @@
+import type { Readable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { LIFECYCLE_ACTIONS, type LifecycleAction, lifecycleStep } from '../../domain/artifact-lifecycle.js';
+import { keyId, publicKeyFromPem, verifyArtifact } from '../../signing.js';
+import { type ArtifactView as ArtifactViewRow, findArtifact, insertArtifact, listArtifacts, lockArtifact, nodesUsingVersion, setLifecycle } from '../../store/artifacts.js';
+import { BlobTooLargeError, commitBlob, discardStaged, findBlob, openBlobStream, stageBlob } from '../../store/blobs.js';
+import { appendEvents } from '../../store/events.js';
+import type { OperatorContext } from '../context.js';
+import { errors } from '../errors.js';
+import { actorOf } from '../request-actor.js';
+import { ArtifactListQuery, ArtifactUploadQuery, ArtifactView, IdParam } from '../schemas.js';
+
+/** 2 GiB: room for OS images; the bytes stream to Postgres, so the limit is about storage, not memory. */
+export const MAX_ARTIFACT_BYTES = 2 * 1024 ** 3;
+
+const EVENT_OF: Record<LifecycleAction, string> = { bless: 'artifact.blessed', promote: 'artifact.promoted', archive: 'artifact.archived' };
+
+function isStream(body: unknown): body is Readable {
+  return typeof body === 'object' && body !== null && typeof (body as Readable).pipe === 'function' && Symbol.asyncIterator in body;
+}
+
+export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
+  const app = base.withTypeProvider<ZodTypeProvider>();
+  const tags = ['artifacts'];
+  // The upload body is handed to the route as the raw request stream, never buffered.
+  app.addContentTypeParser('application/octet-stream', { bodyLimit: MAX_ARTIFACT_BYTES }, (_req, payload, done) => done(null, payload));
+
+  const mustFindArtifact = async (id: string) => {
+    const artifact = await findArtifact(ctx.db, id);
+    if (!artifact) throw errors.notFound('artifact', id, 'list artifacts with GET /api/v1/artifacts (`drydock artifacts list`)');
+    return artifact;
+  };
+
+  app.post(
+    '/api/v1/artifacts',
+    {
+      bodyLimit: MAX_ARTIFACT_BYTES,
+      schema: {
+        tags,
+        querystring: ArtifactUploadQuery,
+        summary: 'Publish an artifact: metadata in the query, the file as an application/octet-stream body (streamed)',
+        response: { 200: ArtifactView, 201: ArtifactView },
+      },
+    },
+    async (req, reply) => {
+      const q = req.query;
+      if (!isStream(req.body)) throw errors.unsupportedUpload(req.headers['content-type'] ?? '');
+      let key: ReturnType<typeof publicKeyFromPem> | undefined;
+      if (q.public_key !== undefined) {
+        try {
+          key = publicKeyFromPem(q.public_key);
+        } catch (error) {
+          throw errors.badPublicKey((error as Error).message);
+        }
+      }
+      const staged = await stageBlob(ctx.db, req.body, { maxBytes: MAX_ARTIFACT_BYTES }).catch((error: unknown) => {
+        throw error instanceof BlobTooLargeError ? errors.artifactTooLarge(error.limit) : error;
+      });
+      let outcome: { artifact: ArtifactViewRow; created: boolean };
+      try {
+        if (staged.size === 0) throw errors.artifactEmpty();
+        if (q.sha256 !== undefined && q.sha256 !== staged.sha256) throw errors.digestMismatch(q.sha256, staged.sha256);
+        const claim = { component: q.component, version: q.version, kind: q.kind, sha256: staged.sha256 };
+        const signerId = key ? keyId(key) : null;
+        if (key && q.signature && !verifyArtifact([key], q.signature, claim)) throw errors.signatureInvalid(signerId ?? '');
+        const disruptive = q.disruptive ?? false;
+        outcome = await ctx.db.transaction(async (tx) => {
+          await commitBlob(tx, staged);
+          const result = await insertArtifact(tx, {
+            id: ctx.newId(),
+            ...claim,
+            size: staged.size,
+            signature: q.signature ?? null,
+            keyId: signerId,
+            disruptive,
+            createdBy: actorOf(req),
+          });
+          const stored = result.artifact;
+          if (!result.created) {
+            // Publishing again is harmless only when it is the very same artifact.
+            if (stored.sha256 !== staged.sha256 || stored.kind !== q.kind || stored.disruptive !== disruptive) {
+              throw errors.artifactVersionExists(q.component, q.version, stored.sha256, staged.sha256);
+            }
+            return result;
+          }
+          await appendEvents(tx, [
+            {
+              kind: 'artifact.published',
+              actor: actorOf(req),
+              data: { artifact_id: stored.id, component: stored.component, version: stored.version, kind: stored.kind, sha256: stored.sha256, size: stored.size, signed: stored.signature !== null, key_id: stored.key_id },
+            },
+          ]);
+          return result;
+        });
+      } finally {
+        // Before replying: a client that sees the answer sees no leftover staged chunks.
+        await discardStaged(ctx.db, staged.stagingKey);
+      }
+      return reply.code(outcome.created ? 201 : 200).send(outcome.artifact);
+    },
+  );
+
+  app.get('/api/v1/artifacts', { schema: { tags, querystring: ArtifactListQuery, response: { 200: z.array(ArtifactView) } } }, async (req) =>
+    listArtifacts(ctx.db, req.query),
+  );
+
+  app.get('/api/v1/artifacts/:id', { schema: { tags, params: IdParam, response: { 200: ArtifactView } } }, async (req) =>
+    mustFindArtifact(req.params.id),
+  );
+
+  app.get(
+    '/api/v1/artifacts/:id/blob',
+    { config: { alsoAgent: true }, schema: { tags, params: IdParam, summary: 'The artifact bytes, streamed from the database' } },
+    async (req, reply) => {
+      const artifact = await mustFindArtifact(req.params.id);
+      const blob = await findBlob(ctx.db, artifact.sha256);
+      if (!blob) throw errors.notFound('artifact', artifact.id, 'its bytes are gone; publish it again');
+      return reply
+        .header('content-type', 'application/octet-stream')
+        .header('content-length', String(blob.size))
+        .header('x-drydock-sha256', blob.sha256)
+        .send(openBlobStream(ctx.db, blob));
+    },
+  );
+
+  for (const action of LIFECYCLE_ACTIONS) {
+    app.post(
+      `/api/v1/artifacts/:id/${action}`,
+      { schema: { tags, params: IdParam, response: { 200: ArtifactView }, summary: `Lifecycle: ${action} (draft → blessed → live → archived)` } },
+      async (req) => {
+        const artifact = await mustFindArtifact(req.params.id);
+        const step = lifecycleStep(artifact.lifecycle, action);
+        if (step.kind === 'invalid') throw errors.lifecycleTransition(artifact.id, step.from, action, step.allowedFrom);
+        if (step.kind === 'unchanged') return artifact;
+        if (action === 'bless' && artifact.signature === null) throw errors.artifactUnsigned(artifact.id);
+        await ctx.db.transaction(async (tx) => {
+          const lifecycle = await lockArtifact(tx, artifact.id, action === 'archive' ? 'update' : 'share');
+          if (lifecycle !== step.from) throw errors.lifecycleTransition(artifact.id, lifecycle ?? 'gone', action, [step.from]);
+          if (action === 'archive') {
+            const users = await nodesUsingVersion(tx, artifact.component, artifact.version);
+            if (users.length > 0) throw errors.artifactInUse(artifact.id, users);
+          }
+          const { demoted } = await setLifecycle(tx, artifact.id, step.from, step.to);
+          const data = { artifact_id: artifact.id, component: artifact.component, version: artifact.version, from: step.from, to: step.to };
+          await appendEvents(tx, [
+            { kind: EVENT_OF[action], actor: actorOf(req), data },
+            ...demoted.map((id) => ({ kind: 'artifact.demoted', actor: actorOf(req), data: { artifact_id: id, component: artifact.component, replaced_by: artifact.id } })),
+          ]);
+        });
+        return mustFindArtifact(artifact.id);
+      },
+    );
+  }
+}

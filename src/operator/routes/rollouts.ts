@@ -1,0 +1,100 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { ROLLOUT_STATUSES } from '../../domain/rollout/model.js';
+import { listApprovals, insertApproval } from '../../store/approvals.js';
+import { appendEvents, type NewEvent } from '../../store/events.js';
+import { insertRollout, listRolloutRows, loadRollout, findRolloutId } from '../../store/rollouts.js';
+import type { OperatorContext } from '../context.js';
+import { actorOf } from '../request-actor.js';
+import { rolloutErrors } from '../rollout-errors.js';
+import { planFromStore, tasksFor } from '../rollout-planning.js';
+import { rolloutDetail, rolloutSummary } from '../rollout-view.js';
+import { IdParam } from '../schemas.js';
+
+export const OverrideQuery = z.object({
+  override: z
+    .union([z.string(), z.array(z.string())])
+    .optional()
+    .transform((v) => (v === undefined ? [] : (Array.isArray(v) ? v : [v]).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean)))
+    .describe('preflight check ids to override (repeat or comma-separate)'),
+});
+// The body is the rollout spec itself (DESIGN.md §5); it is validated by parseRolloutSpec so
+// every error names its field the same way for the API, the CLI and approver edits.
+const SpecBody = z.record(z.string(), z.unknown()).describe('the rollout spec (DESIGN.md §5)');
+
+export async function mustLoadRollout(ctx: OperatorContext, idOrName: string, db = ctx.db, lock = false) {
+  const id = await findRolloutId(db, idOrName);
+  const loaded = id ? await loadRollout(db, id, { lock }) : undefined;
+  if (!loaded) throw rolloutErrors.notFound(idOrName);
+  return loaded;
+}
+
+export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
+  const app = base.withTypeProvider<ZodTypeProvider>();
+  const tags = ['rollouts'];
+
+  app.post('/api/v1/rollouts/plan', { schema: { tags, body: SpecBody, querystring: OverrideQuery, summary: 'Dry run: batches, moves, duration, preflight' } }, async (req) => {
+    const result = await planFromStore(ctx.db, req.body, req.query.override, ctx.version);
+    if (!result.ok) throw rolloutErrors.specInvalid(result.issues);
+    const { spec, plan, preflight } = result.planned;
+    return { spec, plan, preflight };
+  });
+
+  app.post('/api/v1/rollouts', { schema: { tags, body: SpecBody, querystring: OverrideQuery, summary: 'Create a rollout (after preflight)' } }, async (req, reply) => {
+    const overrides = req.query.override;
+    const id = ctx.newId();
+    const actor = actorOf(req);
+    const rolloutId = await ctx.db.transaction(async (tx) => {
+      // Serialize creations so two rollouts cannot both pass the one-rollout-per-node check.
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [0x64726f6c]);
+      const result = await planFromStore(tx, req.body, overrides, ctx.version);
+      if (!result.ok) throw rolloutErrors.specInvalid(result.issues);
+      const { spec, plan, preflight, disruptive } = result.planned;
+      if (preflight.blocked) throw rolloutErrors.preflightFailed(preflight.checks);
+      const taken = await tx.query(`SELECT 1 FROM rollouts WHERE name = $1 AND finished_at IS NULL AND status NOT IN ('rejected')`, [spec.name]);
+      if (taken.length > 0) throw rolloutErrors.nameTaken(spec.name);
+      const status = spec.approval.required ? 'awaiting_approval' : 'running';
+      const [clock] = await tx.query<{ now: Date }>('SELECT now() AS now');
+      await insertRollout(
+        tx,
+        { id, name: spec.name, specInput: req.body, spec, status, drainMode: plan.drain_mode, disruptive, batchCount: plan.batches.length, plan, preflight, overrides, createdBy: actor },
+        tasksFor(id, result.planned, new Date((clock as { now: Date }).now)),
+      );
+      const events: NewEvent[] = [
+        { kind: 'rollout.created', actor, rolloutId: id, data: { name: spec.name, component: spec.target.component, version: spec.target.version, batches: plan.batches.length } },
+        ...preflight.checks
+          .filter((c) => c.overridden)
+          .map((c) => ({ kind: 'rollout.preflight_overridden', actor, rolloutId: id, data: { check: c.id, message: c.message } })),
+      ];
+      if (spec.approval.required) {
+        await insertApproval(tx, { id: ctx.newId(), rolloutId: id, kind: 'plan', options: ['approve', 'reject'], reason: null, requestedBy: actor });
+        events.push({ kind: 'rollout.approval_requested', actor, rolloutId: id, data: { kind: 'plan', distinct_approver: spec.approval.distinctApprover } });
+      } else {
+        events.push({ kind: 'rollout.started', actor, rolloutId: id, data: {} });
+      }
+      await appendEvents(tx, events);
+      return id;
+    });
+    ctx.rollouts.wake();
+    const loaded = await mustLoadRollout(ctx, rolloutId);
+    return reply.code(201).send(rolloutDetail(loaded.row, loaded.tasks, await listApprovals(ctx.db, { rolloutId }), new Date()));
+  });
+
+  app.get(
+    '/api/v1/rollouts',
+    { schema: { tags, querystring: z.object({ status: z.enum(ROLLOUT_STATUSES).optional() }), summary: 'Rollouts, newest first' } },
+    async (req) => (await listRolloutRows(ctx.db, req.query)).map((row) => rolloutSummary(row)),
+  );
+
+  app.get('/api/v1/rollouts/:id', { schema: { tags, params: IdParam.describe('rollout id or name'), summary: 'One rollout with batches, tasks, plan, preflight, approvals' } }, async (req) => {
+    const loaded = await mustLoadRollout(ctx, req.params.id);
+    return rolloutDetail(loaded.row, loaded.tasks, await listApprovals(ctx.db, { rolloutId: loaded.row.id }), new Date());
+  });
+
+  app.get(
+    '/api/v1/approvals',
+    { schema: { tags: ['approvals'], querystring: z.object({ status: z.enum(['pending', 'approved', 'rejected', 'decided', 'cancelled']).optional(), rollout_id: z.string().optional() }) } },
+    async (req) => listApprovals(ctx.db, { status: req.query.status, rolloutId: req.query.rollout_id }),
+  );
+}

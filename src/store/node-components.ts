@@ -1,0 +1,124 @@
+// What each node should run per component (set by people now, by rollouts next), and the
+// install progress its agent reports.
+import { installEventFor } from '../domain/component-events.js';
+import type { DesiredComponent, InstallPhase, InstallReport } from '../domain/protocol.js';
+import type { Db } from './db.js';
+import { appendEvents, type NewEvent } from './events.js';
+
+export interface NodeComponentRow {
+  node_id: string;
+  component: string;
+  version: string;
+  artifact_id: string;
+  previous_version: string | null;
+  rollback: boolean;
+  force: boolean;
+  updated_by: string;
+  updated_at: string;
+}
+
+const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+export async function findNodeComponent(db: Db, nodeId: string, component: string): Promise<NodeComponentRow | undefined> {
+  const [row] = await db.query<NodeComponentRow>(
+    `SELECT node_id, component, version, artifact_id, previous_version, rollback, force, updated_by, ${iso('updated_at')} AS updated_at
+       FROM node_components WHERE node_id = $1 AND component = $2`,
+    [nodeId, component],
+  );
+  return row;
+}
+
+export async function setNodeComponent(
+  tx: Db,
+  row: { nodeId: string; component: string; version: string; artifactId: string; previousVersion: string | null; rollback: boolean; force: boolean; updatedBy: string },
+): Promise<void> {
+  await tx.query(
+    `INSERT INTO node_components (node_id, component, version, artifact_id, previous_version, rollback, force, updated_by)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (node_id, component) DO UPDATE SET version = excluded.version, artifact_id = excluded.artifact_id,
+       previous_version = excluded.previous_version, rollback = excluded.rollback, force = excluded.force,
+       updated_by = excluded.updated_by, updated_at = now()`,
+    [row.nodeId, row.component, row.version, row.artifactId, row.previousVersion, row.rollback, row.force, row.updatedBy],
+  );
+}
+
+/** The desired components of a node, with what its agent needs to fetch and verify each. */
+export async function desiredComponentsForNode(db: Db, nodeId: string): Promise<Record<string, DesiredComponent>> {
+  const rows = await db.query<DesiredComponent & { component: string }>(
+    `SELECT c.component, c.version, a.id AS artifact_id, a.kind, a.sha256, a.size::float8 AS size, a.signature,
+            '/api/v1/artifacts/' || a.id || '/blob' AS url, c.rollback, a.disruptive
+       FROM node_components c JOIN artifacts a ON a.id = c.artifact_id
+      WHERE c.node_id = $1 ORDER BY c.component`,
+    [nodeId],
+  );
+  return Object.fromEntries(rows.map(({ component, ...desired }) => [component, desired]));
+}
+
+export interface NodeInstallReports {
+  nodeId: string;
+  installs: readonly InstallReport[];
+}
+
+/**
+ * Stores the latest install report per node and component and appends one event per change of
+ * an install, in the caller's transaction. A repeated report changes no row and writes no
+ * event. Reports for a node that is not registered are dropped.
+ */
+export async function recordInstallReports(tx: Db, batch: readonly NodeInstallReports[]): Promise<void> {
+  // One row per node and component (the last report wins): an upsert may touch a row only once.
+  const latest = new Map<string, InstallReport & { nodeId: string }>();
+  for (const b of batch) for (const r of b.installs) latest.set(`${b.nodeId}\u0000${r.component}`, { ...r, nodeId: b.nodeId });
+  const reports = [...latest.values()];
+  if (reports.length === 0) return;
+  // All parts of one statement see the same snapshot, so `before` holds the rows as they were.
+  const changed = await tx.query<{
+    node_id: string;
+    component: string;
+    version: string;
+    previous_version: string | null;
+    phase: InstallPhase;
+    reason: string | null;
+    before_version: string | null;
+    before_phase: InstallPhase | null;
+  }>(
+    `WITH r AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+                AS r(node_id, component, version, previous_version, phase, reason, reported_at)
+     ), before AS (
+       SELECT i.node_id, i.component, i.version, i.phase FROM node_installs i JOIN r USING (node_id, component)
+     ), written AS (
+       INSERT INTO node_installs (node_id, component, version, previous_version, phase, reason, reported_at)
+       SELECT r.node_id, r.component, r.version, r.previous_version, r.phase, r.reason, r.reported_at
+         FROM r JOIN nodes n ON n.id = r.node_id
+       ON CONFLICT (node_id, component) DO UPDATE SET version = excluded.version, previous_version = excluded.previous_version,
+          phase = excluded.phase, reason = excluded.reason, reported_at = excluded.reported_at, updated_at = now()
+        WHERE (node_installs.version, node_installs.previous_version, node_installs.phase, node_installs.reason)
+              IS DISTINCT FROM (excluded.version, excluded.previous_version, excluded.phase, excluded.reason)
+       RETURNING node_id, component, version, previous_version, phase, reason
+     )
+     SELECT w.*, b.version AS before_version, b.phase AS before_phase
+       FROM written w LEFT JOIN before b USING (node_id, component)`,
+    [
+      reports.map((r) => r.nodeId),
+      reports.map((r) => r.component),
+      reports.map((r) => r.version),
+      reports.map((r) => r.previous_version),
+      reports.map((r) => r.phase),
+      reports.map((r) => r.reason ?? null),
+      reports.map((r) => r.updated_at),
+    ],
+  );
+  const events: NewEvent[] = [];
+  for (const row of changed) {
+    const before = row.before_version !== null && row.before_phase !== null ? { version: row.before_version, phase: row.before_phase } : undefined;
+    const kind = installEventFor(before, row);
+    if (!kind) continue;
+    events.push({
+      kind,
+      actor: 'agent',
+      nodeId: row.node_id,
+      data: { component: row.component, version: row.version, previous_version: row.previous_version, phase: row.phase, ...(row.reason ? { reason: row.reason } : {}) },
+    });
+  }
+  await appendEvents(tx, events);
+}

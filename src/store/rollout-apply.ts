@@ -1,0 +1,72 @@
+import { randomUUID } from 'node:crypto';
+import type { Rollout, RolloutDecision, RolloutTask } from '../domain/rollout/model.js';
+import { insertApproval } from './approvals.js';
+import type { Db } from './db.js';
+import { appendEvents } from './events.js';
+import { beginDrain, cordonNode, enableNode, setComponentVersion, VersionUnavailableError } from './node-actions.js';
+import { findNode } from './nodes.js';
+import { updateRollout, updateTasks } from './rollouts.js';
+
+const TERMINAL_STATUSES = new Set(['completed', 'aborted', 'rolled_back', 'failed', 'rejected']);
+
+export const CONTINUATION_OPTIONS = ['continue_anyway', 'rollback_completed_batches', 'abort'];
+
+/**
+ * Applies one rollout decision inside the caller's (fenced) transaction: task moves guarded by
+ * their previous state, node commands with their events, the rollout's own fields. Returns the
+ * ids of nodes whose desired state changed, to wake their agents.
+ */
+export async function applyRolloutDecision(tx: Db, rollout: Rollout, tasks: readonly RolloutTask[], decision: RolloutDecision): Promise<string[]> {
+  const who = { actor: 'reconciler', rolloutId: rollout.id };
+  await updateTasks(tx, decision.tasks);
+  const status = decision.rollout.status;
+  await updateRollout(tx, rollout.id, decision.rollout, { finished: status !== undefined && TERMINAL_STATUSES.has(status) });
+  const touched = new Set<string>();
+  const taskByNode = new Map(tasks.map((t) => [t.nodeId, t]));
+  for (const command of decision.commands) {
+    const node = await findNode(tx, command.nodeId);
+    if (!node) continue;
+    touched.add(node.id);
+    switch (command.kind) {
+      case 'cordon':
+        await cordonNode(tx, node, who);
+        break;
+      case 'drain':
+        await beginDrain(tx, node, { force: command.force, timeoutMs: command.timeoutMs }, who);
+        break;
+      case 'enable':
+        await enableNode(tx, node, who);
+        break;
+      case 'set_version': {
+        const task = taskByNode.get(node.id);
+        const change = { component: command.component, version: command.version, rollback: command.rollback, previousVersion: command.rollback ? null : (task?.fromVersion ?? null) };
+        try {
+          await setComponentVersion(tx, node, change, who);
+        } catch (error) {
+          if (!(error instanceof VersionUnavailableError)) throw error;
+          // The version to return to is gone: stop managing the component rather than loop; the
+          // agent keeps what it runs (after a failed install, the old version by itself).
+          await setComponentVersion(tx, node, { ...change, version: null }, who);
+          await appendEvents(tx, [{ kind: 'rollout.version_unavailable', actor: who.actor, rolloutId: rollout.id, nodeId: node.id, data: { reason: error.message } }]);
+        }
+        break;
+      }
+    }
+  }
+  if (decision.continuation) {
+    await insertApproval(tx, {
+      id: randomUUID(),
+      rolloutId: rollout.id,
+      kind: 'continuation',
+      options: CONTINUATION_OPTIONS,
+      reason: decision.continuation.reason,
+      requestedBy: 'reconciler',
+    });
+    decision.events.push({ kind: 'rollout.approval_requested', data: { kind: 'continuation', options: CONTINUATION_OPTIONS, reason: decision.continuation.reason } });
+  }
+  await appendEvents(
+    tx,
+    decision.events.map((e) => ({ kind: e.kind, actor: who.actor, rolloutId: rollout.id, nodeId: e.nodeId ?? null, data: e.data })),
+  );
+  return [...touched];
+}

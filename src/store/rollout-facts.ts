@@ -1,0 +1,43 @@
+import type { NodeFacts } from '../domain/rollout/model.js';
+import type { Db } from './db.js';
+
+/** The facts a rollout decides on for its nodes: liveness, cordon, drain, versions, installs, instance health. */
+export async function loadNodeFacts(db: Db, nodeIds: readonly string[], component: string): Promise<Map<string, NodeFacts>> {
+  const rows = await db.query<{
+    id: string;
+    status: NodeFacts['status'];
+    cordoned: boolean;
+    drain_state: NodeFacts['drainState'];
+    drain_message: string | null;
+    version: string | null;
+    install_version: string | null;
+    install_phase: NonNullable<NodeFacts['install']>['phase'] | null;
+    install_reason: string | null;
+    unhealthy: number;
+  }>(
+    `SELECT n.id, n.status, n.cordoned, d.state AS drain_state, d.message AS drain_message,
+            n.components ->> $2 AS version,
+            ni.version AS install_version, ni.phase AS install_phase, ni.reason AS install_reason,
+            (SELECT count(*) FROM instances i WHERE i.node_id = n.id AND i.desired = 'running' AND NOT i.healthy)::int AS unhealthy
+       FROM nodes n
+       LEFT JOIN drains d ON d.node_id = n.id
+       LEFT JOIN node_installs ni ON ni.node_id = n.id AND ni.component = $2
+      WHERE n.id = ANY($1::text[])`,
+    [nodeIds, component],
+  );
+  return new Map(
+    rows.map((r) => [
+      r.id,
+      {
+        id: r.id,
+        status: r.status,
+        cordoned: r.cordoned,
+        drainState: r.drain_state,
+        drainMessage: r.drain_message ?? '',
+        version: r.version ?? undefined,
+        install: r.install_version && r.install_phase ? { version: r.install_version, phase: r.install_phase, reason: r.install_reason ?? undefined } : undefined,
+        instancesHealthy: r.unhealthy === 0,
+      },
+    ]),
+  );
+}

@@ -1,0 +1,125 @@
+// Builders shared by the rollout domain tests: a fleet, a parsed spec, a rollout with its tasks
+// built from a plan (the way the operator builds them), and node facts.
+import type { BatchPlan } from '../../../src/domain/rollout/batches.js';
+import type { NodeFacts, Rollout, RolloutTask } from '../../../src/domain/rollout/model.js';
+import { parseRolloutSpec, type RolloutSpec, type RolloutSpecInput } from '../../../src/domain/rollout/spec.js';
+import type { Deployment, FleetNode, Instance } from '../../../src/domain/types.js';
+
+export const T0 = new Date('2024-05-07T03:00:00.000Z');
+export const REGIONS = ['us-east', 'eu-west', 'ap-south'] as const;
+
+export const at = (ms: number): Date => new Date(T0.getTime() + ms);
+
+export function fleetNode(id: string, over: Partial<FleetNode> = {}): FleetNode {
+  return {
+    id,
+    hostname: `host-${id}`,
+    region: 'us-east',
+    role: 'worker',
+    labels: {},
+    status: 'ready',
+    cordoned: false,
+    maxInstances: 10,
+    lastHeartbeatAt: T0,
+    ...over,
+  };
+}
+
+/** `perRegion` nodes in each region, ids r<region index>-n<k>, hostnames sorted in the same order. */
+export function fleet(perRegion: number, over: Partial<FleetNode> = {}, regions: readonly string[] = REGIONS): FleetNode[] {
+  return regions.flatMap((region, r) =>
+    Array.from({ length: perRegion }, (_, k) => fleetNode(`r${r}-n${String(k).padStart(2, '0')}`, { region, ...over })),
+  );
+}
+
+export function deployment(id: string, over: Partial<Deployment> = {}): Deployment {
+  return { id, name: id, replicas: 1, minAvailable: 0, workload: { command: 'app' }, nodeSelector: null, ...over };
+}
+
+export function instance(id: string, deploymentId: string, nodeId: string, over: Partial<Instance> = {}): Instance {
+  return {
+    id,
+    deploymentId,
+    nodeId,
+    desired: 'running',
+    status: 'running',
+    healthy: true,
+    published: true,
+    replaces: null,
+    restartOnEnable: false,
+    createdAt: T0,
+    ...over,
+  };
+}
+
+type StrategyInput = NonNullable<RolloutSpecInput['strategy']>;
+
+/** A valid spec for `node-agent 2.0.0` with the given strategy (defaults filled by the real parser). */
+export function spec(strategy: StrategyInput = {}, over: Partial<RolloutSpecInput> = {}): RolloutSpec {
+  const parsed = parseRolloutSpec({ name: 'agent-2', target: { component: 'node-agent', version: '2.0.0' }, strategy, ...over });
+  if (!parsed.ok) throw new Error(`fixture spec is invalid: ${JSON.stringify(parsed.issues)}`);
+  return parsed.spec;
+}
+
+export function rollout(s: RolloutSpec, over: Partial<Rollout> = {}): Rollout {
+  return {
+    id: 'ro-1',
+    spec: s,
+    status: 'running',
+    drainMode: 'migrate',
+    currentBatch: -1,
+    batchCount: 1,
+    batchStartedAt: null,
+    batchFinishedAt: null,
+    breakerResetAt: null,
+    ...over,
+  };
+}
+
+export function task(nodeId: string, over: Partial<RolloutTask> = {}): RolloutTask {
+  return {
+    id: `ro-1/${nodeId}`,
+    nodeId,
+    hostname: `host-${nodeId}`,
+    region: 'us-east',
+    batch: 0,
+    state: 'pending',
+    direction: 'forward',
+    fromVersion: '1.0.0',
+    stateSince: T0,
+    healthySince: null,
+    finishedAt: null,
+    lastError: null,
+    cordonedByUs: false,
+    ...over,
+  };
+}
+
+/** Tasks as the operator creates them from a plan: pending per batch, skipped for nodes already on the target. */
+export function tasksFromPlan(plan: BatchPlan, fromVersion: (nodeId: string) => string | null = () => '1.0.0', since = T0): RolloutTask[] {
+  const pending = plan.batches.flatMap((b) =>
+    b.nodes.map((n) => task(n.id, { hostname: n.hostname, region: n.region, batch: b.index, fromVersion: fromVersion(n.id), stateSince: since })),
+  );
+  const skipped = plan.skipped.map((n) =>
+    task(n.id, { hostname: n.hostname, region: n.region, batch: 0, state: 'skipped', fromVersion: fromVersion(n.id), stateSince: since }),
+  );
+  return [...pending, ...skipped];
+}
+
+export function facts(id: string, over: Partial<NodeFacts> = {}): NodeFacts {
+  return {
+    id,
+    status: 'ready',
+    cordoned: false,
+    drainState: null,
+    drainMessage: '',
+    version: '1.0.0',
+    install: undefined,
+    instancesHealthy: true,
+    ...over,
+  };
+}
+
+export function factsMap(list: readonly NodeFacts[]): Map<string, NodeFacts> {
+  return new Map(list.map((f) => [f.id, f]));
+}
