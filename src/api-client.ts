@@ -1,3 +1,4 @@
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { createReadStream } from 'node:fs';
 
 /**
@@ -105,5 +106,44 @@ export class ApiClient {
   /** POSTs `stream` as an application/octet-stream body without reading it into memory first. */
   upload<T>(path: string, stream: ReadableStream<Uint8Array>, init: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<T> {
     return this.request<T>('POST', path, undefined, { ...init, stream });
+  }
+
+  /**
+   * Follows a Server-Sent Events endpoint and yields each event's JSON data. Reconnects with
+   * Last-Event-ID after a dropped connection, so nothing is missed or repeated.
+   */
+  async *stream<T>(path: string, signal?: AbortSignal): AsyncGenerator<T> {
+    let lastId: string | undefined;
+    while (!signal?.aborted) {
+      const headers: Record<string, string> = { accept: 'text/event-stream' };
+      if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
+      if (lastId) headers['last-event-id'] = lastId;
+      let response: Response;
+      try {
+        response = await fetch(`${this.baseUrl}${path}`, { headers, signal });
+      } catch (error) {
+        if (signal?.aborted) return;
+        throw new ApiCallError(0, 'UNREACHABLE', `cannot reach the operator at ${this.baseUrl} (${(error as Error).message})`);
+      }
+      if (!response.ok || !response.body) throw new ApiCallError(response.status, `HTTP_${response.status}`, `${path} failed with HTTP ${response.status}`);
+      const queue: T[] = [];
+      const parser = createParser({
+        onEvent: (event: EventSourceMessage) => {
+          if (event.id) lastId = event.id;
+          queue.push(JSON.parse(event.data) as T);
+        },
+      });
+      const decoder = new TextDecoder();
+      try {
+        for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+          parser.feed(decoder.decode(chunk, { stream: true }));
+          while (queue.length > 0) yield queue.shift() as T;
+        }
+      } catch (error) {
+        if (signal?.aborted) return;
+        void error; // a dropped connection: reconnect below and resume after lastId
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
   }
 }

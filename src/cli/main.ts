@@ -1,11 +1,14 @@
 import { Command } from 'commander';
 import { registerAgentCommand } from './commands/agent.js';
+import { registerAuditCommands } from './commands/audit.js';
+import { registerRolloutCommands } from './commands/rollout.js';
 import { registerArtifactCommands, registerSetVersionCommand } from './commands/artifacts.js';
 import { registerDemoCommands } from './commands/demo.js';
 import { registerFleetCommands } from './commands/fleet.js';
 import { registerKeysCommands } from './commands/keys.js';
 import { registerMigrateCommand } from './commands/migrate.js';
 import { registerOperatorCommand } from './commands/operator.js';
+import { registerSupervisorCommand } from './commands/supervisor.js';
 
 // `--version` is also an option of `artifacts publish`; commander reads the root's options
 // anywhere on the line (so --operator works after a subcommand), so the root only claims
@@ -25,12 +28,15 @@ const program = new Command('drydock')
 
 registerOperatorCommand(program);
 registerAgentCommand(program);
+registerSupervisorCommand(program);
 registerMigrateCommand(program);
 registerFleetCommands(program);
 registerKeysCommands(program);
 registerArtifactCommands(program);
 const nodeCommand = program.commands.find((c) => c.name() === 'node');
 if (nodeCommand) registerSetVersionCommand(nodeCommand);
+registerRolloutCommands(program);
+registerAuditCommands(program);
 registerDemoCommands(program);
 
 await program.parseAsync(process.argv);

@@ -22,6 +22,8 @@ export interface InstallRecord {
   sha256: string;
   /** The request was an explicit rollback (part of "same request" below). */
   rollback: boolean;
+  /** The desired state's request id, when the operator sends one (part of "same request"). */
+  request_id?: string;
   phase: InstallPhase;
   reason?: string;
   /** How many times this install was found interrupted by a restart of the agent. */
@@ -149,7 +151,12 @@ function recover(component: string, record: InstallRecord, desired: DesiredCompo
 }
 
 function isSameRequest(record: InstallRecord, desired: DesiredComponent): boolean {
-  return record.version === desired.version && record.sha256 === desired.sha256 && record.rollback === desired.rollback;
+  return (
+    record.version === desired.version &&
+    record.sha256 === desired.sha256 &&
+    record.rollback === desired.rollback &&
+    record.request_id === desired.request_id
+  );
 }
 
 /** Component names and versions become directory names on the node: only plain names pass. */

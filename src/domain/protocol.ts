@@ -53,6 +53,11 @@ export interface DesiredComponent {
   /** True only when the operator asks for an explicit rollback: the only way a downgrade is installed. */
   rollback: boolean;
   disruptive: boolean;
+  /**
+   * Changes whenever someone sets this component's version on the node again (even to the same
+   * version): a request that failed is retried only when a new request arrives.
+   */
+  request_id?: string;
 }
 
 /** Progress of one component install, persisted by the agent and reported in every heartbeat. */

@@ -46,7 +46,8 @@ export async function setNodeComponent(
 export async function desiredComponentsForNode(db: Db, nodeId: string): Promise<Record<string, DesiredComponent>> {
   const rows = await db.query<DesiredComponent & { component: string }>(
     `SELECT c.component, c.version, a.id AS artifact_id, a.kind, a.sha256, a.size::float8 AS size, a.signature,
-            '/api/v1/artifacts/' || a.id || '/blob' AS url, c.rollback, a.disruptive
+            '/api/v1/artifacts/' || a.id || '/blob' AS url, c.rollback, a.disruptive,
+            to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') AS request_id
        FROM node_components c JOIN artifacts a ON a.id = c.artifact_id
       WHERE c.node_id = $1 ORDER BY c.component`,
     [nodeId],

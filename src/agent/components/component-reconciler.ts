@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import { type ComponentAction, type InstallRecord, planComponentInstalls } from '../../domain/install-plan.js';
 import type { DesiredComponent, InstallReport } from '../../domain/protocol.js';
 import { downloadArtifact } from './download.js';
-import { type InstallContext, installerFor } from './installers.js';
+import { UNSUPERVISED_REASON } from './agent-installer.js';
+import { type InstallContext, type Installer, installerFor } from './installers.js';
 import { type InstallJournal, readJournal, writeJournal } from './journal.js';
 import { ComponentLayout } from './layout.js';
 import { refusalReason, type TrustPolicy } from './verify.js';
@@ -26,6 +27,8 @@ export interface ComponentReconcilerOptions {
   downloadTimeoutMs?: number;
   /** Wait before retrying a failed download (default 30 s). */
   downloadRetryMs?: number;
+  /** Installs artifacts of kind `agent`; only a supervised agent has one (absent: refused). */
+  agentInstaller?: Installer;
   /** Called after every persisted phase change, e.g. to heartbeat at once. */
   onPhaseChange?: (report: InstallReport) => void;
   log: Logger;
@@ -131,6 +134,7 @@ export class ComponentReconciler {
       artifact_id: desired.artifact_id,
       sha256: desired.sha256,
       rollback: desired.rollback,
+      ...(desired.request_id === undefined ? {} : { request_id: desired.request_id }),
       phase: 'downloading',
       interrupted,
       updated_at: this.clock().toISOString(),
@@ -155,7 +159,8 @@ export class ComponentReconciler {
       return;
     }
     this.save({ ...record, phase: 'verifying' });
-    const refusal = refusalReason(component, desired, sha256, this.options.trust) ?? (installerFor(desired.kind) ? undefined : `artifact kind "${desired.kind}" cannot be installed by this agent yet (agent self-upgrade needs the supervisor)`);
+    const installer = this.installerFor(desired.kind);
+    const refusal = refusalReason(component, desired, sha256, this.options.trust) ?? (installer ? undefined : this.missingInstaller(desired.kind));
     if (refusal) {
       rmSync(file, { force: true });
       this.save({ ...record, phase: 'failed', reason: refusal });
@@ -163,14 +168,15 @@ export class ComponentReconciler {
     }
     this.save({ ...record, phase: 'installing' });
     try {
-      await this.layout.unpack(component, desired.version, file);
+      if (installer!.place) await installer!.place(this.context(record), file);
+      else await this.layout.unpack(component, desired.version, file);
     } catch (error) {
       this.save({ ...record, phase: 'failed', reason: `archive could not be unpacked: ${(error as Error).message}` });
       return;
     } finally {
       rmSync(file, { force: true });
     }
-    const failed = await installerFor(desired.kind)!.activate(this.context(record));
+    const failed = await installer!.activate(this.context(record));
     if (failed) return this.revert(record, failed);
     // Interruptions of the download do not count against the new version's assessment.
     await this.assess({ ...record, interrupted: 0 });
@@ -178,22 +184,34 @@ export class ComponentReconciler {
 
   private async assess(record: InstallRecord): Promise<void> {
     const assessing = this.save({ ...record, phase: 'assessing' });
-    const installer = installerFor(record.kind)!;
-    const failed = await installer.assess(this.context(record));
+    const installer = this.installerFor(record.kind);
+    // A journal left by a supervised agent, read by an unsupervised one: it cannot be assessed here.
+    const failed = installer ? await installer.assess(this.context(record)) : this.missingInstaller(record.kind);
     if (failed) return this.revert(assessing, failed);
     this.journal.installed[record.component] = record.version;
     this.save({ ...assessing, phase: 'done', interrupted: 0 });
+    await installer!.settled?.(this.context(record));
   }
 
   private async revert(record: InstallRecord, reason: string): Promise<void> {
     const reverting = this.save({ ...record, reverting: reason });
     this.layout.removeStaging(record.component, record.version);
-    const undoFailed = installerFor(record.kind) ? await installerFor(record.kind)!.revert(this.context(record)) : undefined;
+    const installer = this.installerFor(record.kind);
+    const undoFailed = installer ? await installer.revert(this.context(record)) : undefined;
     if (record.previous_version === null) delete this.journal.installed[record.component];
     else this.journal.installed[record.component] = record.previous_version;
     const { reverting: _done, ...rest } = reverting;
     this.save({ ...rest, phase: 'reverted', reason: undoFailed ? `${reason}; ${undoFailed}` : reason });
     this.options.log.warn({ component: record.component, version: record.version, back_to: record.previous_version, reason }, 'component reverted');
+    await installer?.settled?.(this.context(record));
+  }
+
+  private installerFor(kind: InstallRecord['kind']): Installer | undefined {
+    return kind === 'agent' ? this.options.agentInstaller : installerFor(kind);
+  }
+
+  private missingInstaller(kind: InstallRecord['kind']): string {
+    return kind === 'agent' ? UNSUPERVISED_REASON : `artifact kind "${kind}" cannot be installed by this agent`;
   }
 
   private context(record: InstallRecord): InstallContext {

@@ -1,7 +1,9 @@
+import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { type Command, Option } from 'commander';
 import { Agent } from '../../agent/agent.js';
+import { supervisorLinkFromEnv } from '../../agent/supervisor/agent-link.js';
 import { NODE_ROLES } from '../../domain/types.js';
 import { createLogger } from '../../logging.js';
 import { publicKeyFromPem } from '../../signing.js';
@@ -59,6 +61,8 @@ export function registerAgentCommand(program: Command): void {
         } else if (trustedKeys.length === 0) {
           log.warn('no --trusted-key given: every component artifact will be refused (no trusted key)');
         }
+        // Set only when `drydock supervisor` started this agent: then it may upgrade itself.
+        const supervisor = supervisorLinkFromEnv(log);
         // --operator and --token are the global options every API command shares.
         const globals = command.optsWithGlobals<{ operator?: string; token?: string }>();
         const agent = new Agent({
@@ -70,7 +74,8 @@ export function registerAgentCommand(program: Command): void {
           maxInstances: parseIntOption(opts.maxInstances, '--max-instances'),
           labels: opts.label ?? {},
           listen: opts.listen,
-          dataDir: opts.dataDir,
+          // Absolute, so installer steps (health, install scripts) resolve whatever the cwd.
+          dataDir: resolve(opts.dataDir),
           heartbeatIntervalMs: durationOption(opts.heartbeatInterval, '--heartbeat-interval'),
           drainDelayMs: durationOption(opts.drainDelay, '--drain-delay'),
           stopGraceMs: durationOption(opts.stopGrace, '--stop-grace'),
@@ -78,6 +83,7 @@ export function registerAgentCommand(program: Command): void {
           trustedKeys,
           allowUnsigned: opts.allowUnsigned === true,
           componentHealthDeadlineMs: durationOption(opts.componentHealthDeadline, '--component-health-deadline'),
+          ...(supervisor ? { supervisor } : {}),
           log,
         });
         await agent.start();

@@ -82,7 +82,9 @@ export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts
       return none();
 
     case 'installing': {
-      const install = node.install?.version === target ? node.install : undefined;
+      // Only a report made since this task asked for the version counts: an older failure of
+      // the same version (an earlier rollout) must not fail this attempt.
+      const install = node.install?.version === target && node.install.at.getTime() >= task.stateSince.getTime() ? node.install : undefined;
       if (install && (install.phase === 'failed' || install.phase === 'reverted')) {
         return fail(task, now, `install ${install.phase}${install.reason ? `: ${install.reason}` : ''}`);
       }
