@@ -22,8 +22,8 @@ export async function applyFleetActions(
     await setNodeStatuses(tx, actions.nodeStatus);
     const created = actions.create.map((c) => ({ id: newId(), deploymentId: c.deploymentId, nodeId: c.nodeId, replaces: c.replaces }));
     await insertInstances(tx, created);
-    await publishInstances(tx, actions.publish);
-    const stoppedOn = await stopInstances(tx, actions.stop);
+    const published = await publishInstances(tx, actions.publish);
+    const stopped = await stopInstances(tx, actions.stop);
     await removeInstances(tx, actions.remove);
     await updateDrains(tx, actions.drains);
     const placed = created.map((c) => ({
@@ -33,8 +33,15 @@ export async function applyFleetActions(
       instanceId: c.id,
       data: { deployment_id: c.deploymentId, replaces: c.replaces },
     }));
-    await appendEvents(tx, [...actions.events.map((e) => ({ ...e, actor })), ...placed]);
-    const touched = [...created.map((c) => c.nodeId), ...stoppedOn];
+    // Routers follow endpoints through these two events (DESIGN.md §7: make-before-break).
+    const endpoints = [
+      ...published.map((p) => ({ kind: 'instance.published', actor, nodeId: p.node_id, instanceId: p.id, data: { deployment_id: p.deployment_id } })),
+      ...stopped
+        .filter((s) => s.was_published)
+        .map((s) => ({ kind: 'instance.withdrawn', actor, nodeId: s.node_id, instanceId: s.id, data: { deployment_id: s.deployment_id } })),
+    ];
+    await appendEvents(tx, [...actions.events.map((e) => ({ ...e, actor })), ...placed, ...endpoints]);
+    const touched = [...created.map((c) => c.nodeId), ...stopped.map((s) => s.node_id)];
     await bumpGenerations(tx, touched);
     return [...new Set(touched)];
   });

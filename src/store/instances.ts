@@ -79,23 +79,40 @@ export async function insertInstances(tx: Db, instances: readonly NewInstance[])
 }
 
 /** A healthy instance becomes an endpoint; a replacement stops being one (it is the instance now). */
-export async function publishInstances(tx: Db, ids: readonly string[]): Promise<void> {
-  if (ids.length === 0) return;
-  await tx.query('UPDATE instances SET published = true, replaces = NULL, updated_at = now() WHERE id = ANY($1::text[])', [ids]);
+export async function publishInstances(tx: Db, ids: readonly string[]): Promise<EndpointChange[]> {
+  if (ids.length === 0) return [];
+  return tx.query<EndpointChange>(
+    `UPDATE instances SET published = true, replaces = NULL, updated_at = now()
+      WHERE id = ANY($1::text[]) AND NOT published RETURNING id, node_id, deployment_id`,
+    [ids],
+  );
 }
 
-/** Withdraws the endpoints first, then asks their agents to stop them. Returns the affected node ids. */
-export async function stopInstances(tx: Db, stops: readonly { instanceId: string; restartOnEnable: boolean }[]): Promise<string[]> {
+/** An instance that became or stopped being an endpoint (routers follow these events). */
+export interface EndpointChange {
+  id: string;
+  node_id: string;
+  deployment_id: string;
+}
+
+/**
+ * Withdraws the endpoints first, then asks their agents to stop them. Returns each stopped
+ * instance with whether it was an endpoint until now.
+ */
+export async function stopInstances(
+  tx: Db,
+  stops: readonly { instanceId: string; restartOnEnable: boolean }[],
+): Promise<(EndpointChange & { was_published: boolean })[]> {
   if (stops.length === 0) return [];
-  const rows = await tx.query<{ node_id: string }>(
+  return tx.query<EndpointChange & { was_published: boolean }>(
     `UPDATE instances i SET desired = 'stopped', published = false, replaces = NULL,
             restart_on_enable = s.restart_on_enable, updated_at = now()
-       FROM unnest($1::text[], $2::bool[]) AS s(id, restart_on_enable)
-      WHERE i.id = s.id
-      RETURNING i.node_id`,
+       FROM unnest($1::text[], $2::bool[]) AS s(id, restart_on_enable),
+            (SELECT id, published FROM instances WHERE id = ANY($1::text[])) AS before
+      WHERE i.id = s.id AND before.id = i.id
+      RETURNING i.id, i.node_id, i.deployment_id, before.published AS was_published`,
     [stops.map((s) => s.instanceId), stops.map((s) => s.restartOnEnable)],
   );
-  return rows.map((r) => r.node_id);
 }
 
 export async function removeInstances(tx: Db, ids: readonly string[]): Promise<void> {

@@ -67,7 +67,18 @@ describe(`store/artifacts and node components on ${TEST_ENGINE}`, () => {
     expect(await nodesUsingVersion(t.db, 'hypervisor', '2.0.0')).toEqual([{ node_id: b, hostname: 'art-b', reasons: ['desired'] }]);
     expect(await nodesUsingVersion(t.db, 'hypervisor', '3.0.0')).toEqual([]);
     expect(await desiredComponentsForNode(t.db, b)).toEqual({
-      hypervisor: { version: '2.0.0', artifact_id: 'hv-2', kind: 'binary', sha256: sha, size: 100, signature: null, url: '/api/v1/artifacts/hv-2/blob', rollback: false, disruptive: true },
+      hypervisor: {
+        version: '2.0.0',
+        artifact_id: 'hv-2',
+        kind: 'binary',
+        sha256: sha,
+        size: 100,
+        signature: null,
+        url: '/api/v1/artifacts/hv-2/blob',
+        rollback: false,
+        disruptive: true,
+        request_id: expect.stringMatching(/^\d{20}$/),
+      },
     });
   });
 

@@ -145,7 +145,11 @@ describe(`store/fleet-snapshot + fleet-apply on ${TEST_ENGINE}`, () => {
     expect((await nodeGenerations(t.db)).get(nodes.a)).toBe((generations.get(nodes.a) as number) + 1);
     expect(await instanceRow(t.db, replacement.id)).toMatchObject({ published: true, replaces: null, desired: 'running' });
     expect(await instanceRow(t.db, old.id)).toMatchObject({ desired: 'stopped', published: false });
-    expect((await eventsSince(after)).map((e) => [e.kind, e.instance])).toEqual([['instance.migration_completed', replacement.id]]);
+    expect((await eventsSince(after)).map((e) => [e.kind, e.instance])).toEqual([
+      ['instance.migration_completed', replacement.id],
+      ['instance.published', replacement.id],
+      ['instance.withdrawn', old.id],
+    ]);
     expect(await findDeployment(t.db, 'web')).toMatchObject({ instances: 3, healthy_instances: 3 });
 
     // Pass 3: the agent reports the old one stopped: the row goes and the drain completes.

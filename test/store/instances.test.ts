@@ -83,12 +83,13 @@ describe(`store/instances on ${TEST_ENGINE}`, () => {
     expect(await instanceRow(t.db, 'i-web-b')).toMatchObject({ published: false });
   });
 
-  it('stops instances by withdrawing them first, and returns the nodes whose desired state changed', async () => {
-    const nodes = await stopInstances(t.db, [
+  it('stops instances by withdrawing them first, and returns them with their nodes and whether they were endpoints', async () => {
+    const stopped = await stopInstances(t.db, [
       { instanceId: 'i-web-a', restartOnEnable: false },
       { instanceId: 'i-pin-b', restartOnEnable: true },
     ]);
-    expect(nodes.sort()).toEqual([a, b].sort());
+    expect(stopped.map((s) => s.node_id).sort()).toEqual([a, b].sort());
+    expect(stopped.find((s) => s.id === 'i-web-a')).toMatchObject({ deployment_id: 'dep-web', was_published: true });
     expect(await stopInstances(t.db, [])).toEqual([]);
     expect(await instanceRow(t.db, 'i-web-a')).toMatchObject({ desired: 'stopped', published: false, replaces: null, restart_on_enable: false });
     expect(await instanceRow(t.db, 'i-pin-b')).toMatchObject({ desired: 'stopped', restart_on_enable: true });
