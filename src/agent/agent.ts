@@ -8,6 +8,7 @@ import { parseListen } from '../listen-address.js';
 import { type LocalPhase, planConvergence } from '../domain/agent-converge.js';
 import { type ActualInstance, type DesiredInstance, type DesiredState, PROTOCOL_VERSION } from '../domain/protocol.js';
 import type { NodeRole } from '../domain/types.js';
+import { agentInstaller } from './components/agent-installer.js';
 import { ComponentReconciler } from './components/component-reconciler.js';
 import { isSameProcessAlive, probeHealth, startProcess, stopProcess } from './drivers/process-driver.js';
 import { buildAgentServer } from './http-server.js';
@@ -37,7 +38,19 @@ export interface AgentOptions {
   allowUnsigned: boolean;
   /** Deadline of a component's `health` check (default 30 s). */
   componentHealthDeadlineMs?: number;
+  /** Set when `drydock supervisor` runs this agent: only then are `agent` artifacts installed (default: unsupervised). */
+  supervisor?: SupervisorLink;
   log: Logger;
+}
+
+/** What a supervised agent knows of its supervisor (see supervisor/switch-record.ts). */
+export interface SupervisorLink {
+  /** The version dir under components/node-agent/ this process was started from. */
+  versionDir: string;
+  /** The supervisor's assessment deadline. */
+  deadlineMs: number;
+  /** Ends the process so the supervisor starts `current` (exit code EXIT_RESTART). */
+  restart: (reason: string) => void;
 }
 
 interface Hosted {
@@ -73,6 +86,7 @@ export class Agent {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private server: FastifyInstance | undefined;
   private lastContact: Date | undefined;
+  private heartbeatAcknowledgedAt: number | undefined;
   readonly components: ComponentReconciler;
   url = '';
 
@@ -89,9 +103,29 @@ export class Agent {
       trust: { trustedKeys: options.trustedKeys, allowUnsigned: options.allowUnsigned },
       builtIn: { 'node-agent': options.version },
       healthDeadlineMs: options.componentHealthDeadlineMs,
+      ...(options.supervisor ? { agentInstaller: this.selfInstaller(options.supervisor) } : {}),
       // Each phase change reaches the operator at once, not at the next interval.
       onPhaseChange: () => void this.heartbeat().catch(() => {}),
       log: options.log.child({ part: 'components' }),
+    });
+  }
+
+  /** A supervised agent proves a new version of itself by one heartbeat the operator acknowledged. */
+  private selfInstaller(link: SupervisorLink) {
+    return agentInstaller({
+      dataDir: this.options.dataDir,
+      runningDir: link.versionDir,
+      runningVersion: this.options.version,
+      deadlineMs: link.deadlineMs,
+      restart: link.restart,
+      heartbeatAcknowledged: async (untilMs) => {
+        while (this.heartbeatAcknowledgedAt === undefined && Date.now() < untilMs) {
+          // Stopping is not a verdict: the install stays `assessing`, as after a crash.
+          if (this.stopped) throw new Error('agent stopping during its own assessment');
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        return this.heartbeatAcknowledgedAt !== undefined;
+      },
     });
   }
 
@@ -130,6 +164,7 @@ export class Agent {
       hostname: this.options.hostname,
       region: this.options.region,
       version: this.options.version,
+      supervised: this.options.supervisor !== undefined,
       operator: { url: this.options.operatorUrl, reachable, last_contact_at: this.lastContact?.toISOString() ?? null },
       instances: this.actualInstances(),
     };
@@ -206,6 +241,7 @@ export class Agent {
       });
       this.metrics.heartbeatsSent.inc();
       this.lastContact = new Date();
+      this.heartbeatAcknowledgedAt ??= this.lastContact.getTime();
       this.apply(desired);
     } catch (error) {
       this.metrics.heartbeatFailures.inc();

@@ -4,6 +4,7 @@ import { registerAuditCommands } from './commands/audit.js';
 import { registerRolloutCommands } from './commands/rollout.js';
 import { registerArtifactCommands, registerSetVersionCommand } from './commands/artifacts.js';
 import { registerDemoCommands } from './commands/demo.js';
+import { registerEdgeCommand } from './commands/edge.js';
 import { registerFleetCommands } from './commands/fleet.js';
 import { registerKeysCommands } from './commands/keys.js';
 import { registerMigrateCommand } from './commands/migrate.js';
@@ -37,6 +38,7 @@ const nodeCommand = program.commands.find((c) => c.name() === 'node');
 if (nodeCommand) registerSetVersionCommand(nodeCommand);
 registerRolloutCommands(program);
 registerAuditCommands(program);
+registerEdgeCommand(program);
 registerDemoCommands(program);
 
 await program.parseAsync(process.argv);

@@ -78,6 +78,7 @@ export const EventsQuery = z.object({
   node_id: z.string().optional(),
   rollout_id: z.string().optional(),
   limit: z.coerce.number().int().min(1).max(5000).optional(),
+  order: z.enum(['asc', 'desc']).optional().describe('desc: newest first (e.g. ?order=desc&limit=1 to find the end of the log)'),
 });
 
 const InstallView = z.looseObject({

@@ -47,6 +47,8 @@ export interface EventQuery {
   nodeId?: string;
   rolloutId?: string;
   limit?: number;
+  /** newest first (to find where the log ends); default oldest first */
+  newestFirst?: boolean;
 }
 
 export async function listEvents(db: Db, query: EventQuery = {}): Promise<EventRow[]> {
@@ -57,9 +59,9 @@ export async function listEvents(db: Db, query: EventQuery = {}): Promise<EventR
         AND ($2::text IS NULL OR kind LIKE $2 || '%' ESCAPE '\\')
         AND ($3::text IS NULL OR node_id = $3)
         AND ($4::text IS NULL OR rollout_id = $4)
-      ORDER BY id
+      ORDER BY CASE WHEN $6 THEN -id ELSE id END
       LIMIT $5`,
-    [query.after ?? 0, query.kindPrefix === undefined ? null : query.kindPrefix.replace(/[\\%_]/g, '\\$&'), query.nodeId ?? null, query.rolloutId ?? null, query.limit ?? 500],
+    [query.after ?? 0, query.kindPrefix === undefined ? null : query.kindPrefix.replace(/[\\%_]/g, '\\$&'), query.nodeId ?? null, query.rolloutId ?? null, query.limit ?? 500, query.newestFirst ?? false],
   );
   return rows.map((r) => ({ ...r, id: Number(r.id) }));
 }

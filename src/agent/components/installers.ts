@@ -21,9 +21,13 @@ export interface InstallContext {
  * it failed, or undefined. `revert` must be safe to run twice (a crash may interrupt it).
  */
 export interface Installer {
+  /** Puts the downloaded artifact into the version dir (default: unpack the .tar.gz). */
+  place?(ctx: InstallContext, downloaded: string): Promise<void>;
   activate(ctx: InstallContext): Promise<string | undefined>;
   assess(ctx: InstallContext): Promise<string | undefined>;
   revert(ctx: InstallContext): Promise<string | undefined>;
+  /** Runs after `done` or `reverted` is journaled (a crash before it is harmless: it is cleanup). */
+  settled?(ctx: InstallContext): Promise<void>;
 }
 
 function executable(ctx: InstallContext, name: string): string | undefined {
@@ -86,8 +90,9 @@ export const scriptInstaller: Installer = {
   },
 };
 
+/** The installer of a file-based kind; `agent` is made per process (agent-installer.ts), supervised only. */
 export function installerFor(kind: ArtifactKind): Installer | undefined {
   if (kind === 'binary') return binaryInstaller;
   if (kind === 'script') return scriptInstaller;
-  return undefined; // `agent` needs the supervisor (not built yet)
+  return undefined;
 }

@@ -50,6 +50,7 @@ export async function eventRoutes(base: FastifyInstance, ctx: OperatorContext): 
       nodeId: req.query.node_id,
       rolloutId: req.query.rollout_id,
       limit: req.query.limit,
+      newestFirst: req.query.order === 'desc',
     }),
   );
 }
