@@ -105,6 +105,21 @@ export class LocalFleet {
     ]);
   }
 
+  /** Starts `drydock edge` against the operator and waits for its /health. */
+  async startEdge(listen: string): Promise<string> {
+    const proc = this.spawn('edge', ['edge', '--operator', this.operatorUrl, '--listen', listen]);
+    const url = `http://${listen}`;
+    await waitFor(
+      'the edge to answer /health',
+      async () => {
+        if (proc.child.exitCode !== null) throw new Error(`edge exited with code ${proc.child.exitCode}; see ${proc.log}`);
+        return (await fetch(`${url}/health`)).ok ? true : undefined;
+      },
+      30_000,
+    );
+    return url;
+  }
+
   client(token?: string): ApiClient {
     return new ApiClient({ baseUrl: this.operatorUrl, token });
   }
