@@ -33,6 +33,9 @@ await build({
   entryPoints: [join(root, 'src/cli/main.ts')],
   outfile: process.env.DRYDOCK_BUILD_OUTFILE ?? outfile,
   ...commonOptions,
-  define: { DRYDOCK_VERSION: JSON.stringify(version) },
+  // The version lives on one line of its own at the top of the bundle, so a built bundle can be
+  // re-stamped as another version without a rebuild (the demo publishes "v2" of the same build).
+  define: { DRYDOCK_VERSION: '__drydock_version' },
+  banner: { js: `${commonOptions.banner.js}\nconst __drydock_version = ${JSON.stringify(version)};` },
 });
 console.log(`built ${process.env.DRYDOCK_BUILD_OUTFILE ?? 'dist/drydock.mjs'} (drydock ${version}) in ${Date.now() - started} ms`);

@@ -43,6 +43,8 @@ export interface LocalFleetOptions {
   /** Root of every process's data dir and log. */
   dir: string;
   env?: NodeJS.ProcessEnv;
+  /** Bearer token for the fleet's own API calls (waiting for nodes, recording PIDs). */
+  token?: string;
 }
 
 /**
@@ -62,10 +64,10 @@ export class LocalFleet {
     mkdirSync(options.dir, { recursive: true });
   }
 
-  spawn(name: string, args: string[]): FleetProcess {
+  spawn(name: string, args: string[], bin = this.options.bin): FleetProcess {
     const log = join(this.options.dir, `${name}.log`);
     const fd = openSync(log, 'a');
-    const child = spawn(process.execPath, [this.options.bin, ...args], {
+    const child = spawn(process.execPath, [bin, ...args], {
       stdio: ['ignore', fd, fd],
       env: { ...process.env, DRYDOCK_LOG_FORMAT: 'json', ...this.options.env },
     });
@@ -105,9 +107,22 @@ export class LocalFleet {
     ]);
   }
 
+  /**
+   * An agent under `drydock supervisor`, started from `bin` (its first version), so it can
+   * upgrade itself. Stopping the supervisor stops its agent; instances keep running.
+   */
+  startSupervisedAgent(hostname: string, region: string, bin: string, agentArgs: string[] = [], deadline = '30s'): FleetProcess {
+    const dataDir = join(this.options.dir, 'agents', hostname);
+    return this.spawn(
+      hostname,
+      ['supervisor', '--data-dir', dataDir, '--deadline', deadline, '--', 'agent', '--operator', this.operatorUrl, '--hostname', hostname, '--region', region, '--listen', '127.0.0.1:0', ...agentArgs],
+      bin,
+    );
+  }
+
   /** Starts `drydock edge` against the operator and waits for its /health. */
-  async startEdge(listen: string): Promise<string> {
-    const proc = this.spawn('edge', ['edge', '--operator', this.operatorUrl, '--listen', listen]);
+  async startEdge(listen: string, extraArgs: string[] = []): Promise<string> {
+    const proc = this.spawn('edge', ['edge', '--operator', this.operatorUrl, '--listen', listen, ...extraArgs]);
     const url = `http://${listen}`;
     await waitFor(
       'the edge to answer /health',
@@ -120,7 +135,7 @@ export class LocalFleet {
     return url;
   }
 
-  client(token?: string): ApiClient {
+  client(token = this.options.token): ApiClient {
     return new ApiClient({ baseUrl: this.operatorUrl, token });
   }
 

@@ -7,13 +7,16 @@ import { action, parseIntOption } from '../context.js';
 export function registerDemoCommands(program: Command): void {
   program
     .command('demo')
-    .description('the main job on one machine: operator on embedded Postgres, a local fleet, an example deployment')
+    .description('the main job on one machine: a fleet upgraded under live traffic, a bad version caught and rolled back')
     .option('--listen <host:port>', 'operator address', '127.0.0.1:8080')
     .option('--dir <dir>', 'where each demo run keeps its state and logs (a fresh subdirectory per run)', './.drydock/demo')
     .option('--regions <list>', 'comma-separated regions', 'us-east,eu-west,ap-south')
-    .option('--nodes-per-region <n>', 'agents per region', '1')
-    .option('--replicas <n>', 'replicas of the example deployment', '3')
-    .option('--exit', 'stop everything once the fleet is up instead of waiting for Ctrl-C')
+    .option('--nodes-per-region <n>', 'agents per region', '3')
+    .option('--deployments <n>', 'example deployments', '4')
+    .option('--replicas <n>', 'replicas of each example deployment', '3')
+    .option('--rate <n>', 'requests per second the traffic generator sends through the edge', '50')
+    .option('--exit', 'stop everything after the report instead of waiting for Ctrl-C')
+    .option('--report <file>', 'write the report as JSON')
     .action(
       action(async (opts) => {
         await runDemo({
@@ -23,8 +26,11 @@ export function registerDemoCommands(program: Command): void {
           dir: opts.dir,
           regions: String(opts.regions).split(',').filter(Boolean),
           nodesPerRegion: parseIntOption(opts.nodesPerRegion, '--nodes-per-region'),
+          deployments: Math.min(8, Math.max(1, parseIntOption(opts.deployments, '--deployments'))),
           replicas: parseIntOption(opts.replicas, '--replicas'),
+          rate: Math.max(1, parseIntOption(opts.rate, '--rate')),
           exit: opts.exit ?? false,
+          reportFile: opts.report,
         });
       }),
     );
