@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiClient } from '../api-client.js';
+import { PARENT_PID_ENV } from '../parent-watchdog.js';
 import type { InstanceView } from '../store/instances.js';
 import type { NodeView } from '../store/nodes.js';
 
@@ -69,7 +70,7 @@ export class LocalFleet {
     const fd = openSync(log, 'a');
     const child = spawn(process.execPath, [bin, ...args], {
       stdio: ['ignore', fd, fd],
-      env: { ...process.env, DRYDOCK_LOG_FORMAT: 'json', ...this.options.env },
+      env: { ...process.env, DRYDOCK_LOG_FORMAT: 'json', [PARENT_PID_ENV]: String(process.pid), ...this.options.env },
     });
     closeSync(fd);
     const proc = { name, child, pid: child.pid as number, log };

@@ -9,6 +9,7 @@ import { createLogger } from '../../logging.js';
 import { publicKeyFromPem } from '../../signing.js';
 import { action, DEFAULT_OPERATOR_URL, parseIntOption } from '../context.js';
 import { durationOption } from './operator.js';
+import { exitWithParent } from '../../parent-watchdog.js';
 
 function parseLabels(value: string, previous: Record<string, string> = {}): Record<string, string> {
   const labels = { ...previous };
@@ -94,6 +95,7 @@ export function registerAgentCommand(program: Command): void {
         };
         process.once('SIGINT', () => void shutdown('SIGINT'));
         process.once('SIGTERM', () => void shutdown('SIGTERM'));
+        exitWithParent((reason) => void shutdown(reason));
       }),
     );
 }

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { EdgeRouter } from '../../edge/router.js';
 import { createLogger } from '../../logging.js';
 import { action, DEFAULT_OPERATOR_URL } from '../context.js';
+import { exitWithParent } from '../../parent-watchdog.js';
 
 export function registerEdgeCommand(program: Command): void {
   program
@@ -25,6 +26,7 @@ export function registerEdgeCommand(program: Command): void {
         };
         process.once('SIGINT', () => void shutdown());
         process.once('SIGTERM', () => void shutdown());
+        exitWithParent(() => void shutdown());
       }),
     );
 }

@@ -4,6 +4,7 @@ import { createLogger } from '../../logging.js';
 import { OPERATOR_DEFAULTS, startOperator } from '../../operator/server.js';
 import { DEFAULT_DATA_DIR } from '../../store/open.js';
 import { action } from '../context.js';
+import { exitWithParent } from '../../parent-watchdog.js';
 
 export function durationOption(value: string, name: string): number {
   const ms = parseDuration(value);
@@ -47,6 +48,7 @@ export function registerOperatorCommand(program: Command): void {
         };
         process.once('SIGINT', () => void shutdown('SIGINT'));
         process.once('SIGTERM', () => void shutdown('SIGTERM'));
+        exitWithParent((reason) => void shutdown(reason));
       }),
     );
 }

@@ -5,6 +5,7 @@ import { Supervisor } from '../../agent/supervisor/supervisor.js';
 import { createLogger } from '../../logging.js';
 import { action } from '../context.js';
 import { durationOption } from './operator.js';
+import { exitWithParent } from '../../parent-watchdog.js';
 
 export function registerSupervisorCommand(program: Command): void {
   program
@@ -32,6 +33,7 @@ export function registerSupervisorCommand(program: Command): void {
         };
         process.once('SIGINT', () => shutdown('SIGINT'));
         process.once('SIGTERM', () => shutdown('SIGTERM'));
+        exitWithParent((reason) => shutdown(reason));
         await supervisor.run();
         process.exit(0);
       }),
