@@ -1,19 +1,17 @@
-import type { ChildProcess } from 'node:child_process';
 import type { KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ApiCallError, ApiClient } from '../api-client.js';
 import { parseListen } from '../listen-address.js';
-import { type LocalPhase, planConvergence } from '../domain/agent-converge.js';
-import { type ActualInstance, type DesiredInstance, type DesiredState, PROTOCOL_VERSION } from '../domain/protocol.js';
+import { type ActualInstance, type DesiredState, PROTOCOL_VERSION } from '../domain/protocol.js';
 import type { NodeRole } from '../domain/types.js';
 import { agentInstaller } from './components/agent-installer.js';
 import { ComponentReconciler } from './components/component-reconciler.js';
-import { isSameProcessAlive, probeHealth, startProcess, stopProcess } from './drivers/process-driver.js';
 import { buildAgentServer } from './http-server.js';
+import { InstanceHost } from './instance-host.js';
 import { AgentMetrics } from './metrics.js';
-import { type AgentState, type HostedProcess, readAgentState, writeAgentState } from './state-file.js';
+import { type AgentState, readAgentState, writeAgentState } from './state-file.js';
 
 export interface AgentOptions {
   operatorUrl: string;
@@ -53,18 +51,6 @@ export interface SupervisorLink {
   restart: (reason: string) => void;
 }
 
-interface Hosted {
-  proc: HostedProcess;
-  phase: LocalPhase;
-  healthy: boolean;
-  child?: ChildProcess;
-  restarts: number;
-  restartAt?: number;
-  message?: string;
-}
-
-const MAX_BACKOFF_MS = 30_000;
-
 /**
  * The node agent: registers, heartbeats its actual state, long-polls its desired state and
  * converges to it. Instances are detached process groups recorded in the data dir, so a
@@ -74,9 +60,8 @@ export class Agent {
   readonly metrics = new AgentMetrics();
   private readonly client: ApiClient;
   private readonly statePath: string;
-  private readonly logDir: string;
   private state: AgentState;
-  private readonly hosted = new Map<string, Hosted>();
+  private readonly instances: InstanceHost;
   private desired: DesiredState | undefined;
   private generation = 0;
   private converging: Promise<void> = Promise.resolve();
@@ -93,8 +78,22 @@ export class Agent {
   constructor(private readonly options: AgentOptions) {
     this.client = new ApiClient({ baseUrl: options.operatorUrl, token: options.token, timeoutMs: 10_000 });
     this.statePath = join(options.dataDir, 'agent-state.json');
-    this.logDir = join(options.dataDir, 'instances');
     this.state = readAgentState(this.statePath);
+    this.instances = new InstanceHost(
+      {
+        logDir: join(options.dataDir, 'instances'),
+        drainDelayMs: options.drainDelayMs,
+        stopGraceMs: options.stopGraceMs,
+        metrics: this.metrics,
+        log: options.log,
+        persist: (processes) => {
+          this.state.processes = processes;
+          writeAgentState(this.statePath, this.state);
+        },
+        onChange: () => void this.heartbeat().catch(() => {}),
+      },
+      this.state.processes,
+    );
     this.components = new ComponentReconciler({
       dataDir: options.dataDir,
       operatorUrl: options.operatorUrl,
@@ -134,16 +133,15 @@ export class Agent {
   }
 
   async start(): Promise<void> {
-    this.adopt();
     this.server = await buildAgentServer(this);
     this.url = await listenOn(this.server, this.options.listen);
     await this.register();
     // An install the previous process left half done is finished or undone before anything else.
     this.componentsDone = this.components.reconcile().catch((error) => this.options.log.error({ err: error }, 'component recovery failed'));
     this.loop('heartbeat', () => this.heartbeat(), this.options.heartbeatIntervalMs);
-    this.loop('supervise', () => this.supervise(), 1000);
+    this.loop('supervise', () => this.instances.supervise(), 1000);
     void this.longPoll();
-    this.options.log.info({ node_id: this.nodeId, url: this.url, adopted: this.hosted.size }, 'agent started');
+    this.options.log.info({ node_id: this.nodeId, url: this.url, adopted: this.instances.size }, 'agent started');
   }
 
   /** Stops the agent only: the instances keep running and are adopted by the next agent. */
@@ -179,24 +177,7 @@ export class Agent {
     void run();
   }
 
-  /** Re-adopts the instances a previous agent process left running. */
-  private adopt(): void {
-    for (const proc of Object.values(this.state.processes)) {
-      const alive = proc.pid > 0 && isSameProcessAlive(proc.pid, proc.procStart);
-      this.hosted.set(proc.id, {
-        proc,
-        phase: alive ? 'running' : proc.desired === 'running' ? 'backoff' : 'stopped',
-        healthy: false,
-        restarts: 0,
-        restartAt: Date.now(),
-        ...(alive ? {} : { message: 'exited while the agent was not running' }),
-      });
-      if (alive) this.options.log.info({ instance: proc.id, pid: proc.pid }, 'adopted running instance');
-    }
-  }
-
   private persist(): void {
-    this.state.processes = Object.fromEntries([...this.hosted].filter(([, h]) => h.phase !== 'stopped').map(([id, h]) => [id, h.proc]));
     writeAgentState(this.statePath, this.state);
   }
 
@@ -291,133 +272,11 @@ export class Agent {
 
   private async converge(desired: DesiredState): Promise<void> {
     if (this.stopped) return;
-    const phases = new Map([...this.hosted].map(([id, h]) => [id, h.phase]));
-    const plan = planConvergence(desired.instances, phases);
-    for (const id of plan.stop) this.stopInstance(id);
-    for (const instance of plan.start) await this.startInstance(instance);
-    if (plan.start.length + plan.stop.length > 0) void this.heartbeat().catch(() => {});
-  }
-
-  private async startInstance(instance: DesiredInstance, restarts = 0): Promise<void> {
-    const proc: HostedProcess = {
-      id: instance.id,
-      deployment: instance.deployment,
-      pid: 0,
-      port: 0,
-      procStart: null,
-      startedAt: new Date().toISOString(),
-      workload: instance.workload,
-      desired: 'running',
-    };
-    try {
-      const started = await startProcess(instance.id, instance.deployment, instance.workload, this.logDir);
-      Object.assign(proc, { pid: started.pid, port: started.port, procStart: started.procStart });
-      const hosted: Hosted = { proc, phase: 'starting', healthy: false, child: started.child, restarts };
-      started.child.once('exit', (code, signal) => {
-        if (this.hosted.get(instance.id) === hosted && hosted.phase !== 'stopping') this.crashed(hosted, `exited (${signal ?? `code ${code}`})`);
-      });
-      this.hosted.set(instance.id, hosted);
-      this.options.log.info({ instance: instance.id, deployment: instance.deployment, pid: started.pid, port: started.port }, 'started instance');
-    } catch (error) {
-      const hosted: Hosted = { proc, phase: 'backoff', healthy: false, restarts };
-      this.hosted.set(instance.id, hosted);
-      this.crashed(hosted, `failed to start: ${(error as Error).message}`);
-    }
-    this.persist();
-  }
-
-  private crashed(hosted: Hosted, message: string): void {
-    hosted.phase = 'backoff';
-    hosted.healthy = false;
-    hosted.child = undefined;
-    hosted.restarts++;
-    const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(hosted.restarts, 6));
-    hosted.restartAt = Date.now() + delay;
-    hosted.message = `${message}; restarting in ${Math.round(delay / 1000)} s`;
-    this.metrics.instanceRestarts.inc();
-    this.options.log.warn({ instance: hosted.proc.id, message: hosted.message }, 'instance crashed');
-  }
-
-  private stopInstance(id: string): void {
-    const hosted = this.hosted.get(id);
-    if (!hosted) return;
-    const wasRunning = hosted.phase === 'running' || hosted.phase === 'starting';
-    hosted.phase = 'stopping';
-    hosted.proc.desired = 'stopped';
-    this.persist();
-    // The operator withdrew the endpoint in the same change; give routers time to notice.
-    const delay = wasRunning ? this.options.drainDelayMs : 0;
-    setTimeout(() => {
-      void stopProcess(hosted.proc.pid, hosted.proc.procStart, this.options.stopGraceMs)
-        .catch((error) => this.options.log.warn({ err: error, instance: id }, 'stop failed'))
-        .finally(() => {
-          hosted.phase = 'stopped';
-          hosted.healthy = false;
-          this.persist();
-          this.options.log.info({ instance: id, pid: hosted.proc.pid }, 'stopped instance');
-          void this.heartbeat().catch(() => {});
-        });
-    }, delay);
-  }
-
-  /** Once a second: notice exits of adopted processes, restart crashed ones, probe health. */
-  private async supervise(): Promise<void> {
-    const probes: Promise<void>[] = [];
-    for (const hosted of this.hosted.values()) {
-      if (hosted.phase === 'backoff' && Date.now() >= (hosted.restartAt ?? 0) && this.isWanted(hosted.proc.id)) {
-        const want = this.desired?.instances.find((d) => d.id === hosted.proc.id);
-        await this.startInstance(
-          want ?? { id: hosted.proc.id, deployment_id: '', deployment: hosted.proc.deployment, desired: 'running', workload: hosted.proc.workload },
-          hosted.restarts,
-        );
-        continue;
-      }
-      if (hosted.phase !== 'running' && hosted.phase !== 'starting') continue;
-      if (!hosted.child && !isSameProcessAlive(hosted.proc.pid, hosted.proc.procStart)) {
-        this.crashed(hosted, 'exited');
-        continue;
-      }
-      probes.push(
-        probeHealth(hosted.proc.port, hosted.proc.workload.health_path ?? '/', 900).then((healthy) => {
-          if (hosted.phase !== 'running' && hosted.phase !== 'starting') return;
-          const changed = healthy !== hosted.healthy;
-          hosted.healthy = healthy;
-          if (healthy) hosted.phase = 'running';
-          if (changed) void this.heartbeat().catch(() => {});
-        }),
-      );
-    }
-    await Promise.all(probes);
-    for (const [id, hosted] of this.hosted) {
-      if (hosted.phase === 'stopped' && !this.desired?.instances.some((d) => d.id === id)) this.hosted.delete(id);
-    }
-  }
-
-  /** Until the first desired state arrives, adopted instances are assumed wanted. */
-  private isWanted(id: string): boolean {
-    if (!this.desired) return true;
-    return this.desired.instances.some((d) => d.id === id && d.desired === 'running');
+    await this.instances.converge(desired.instances);
   }
 
   actualInstances(): ActualInstance[] {
-    const report: ActualInstance[] = [];
-    for (const [id, h] of this.hosted) {
-      const status = h.phase === 'backoff' ? 'failed' : h.phase;
-      report.push({
-        id,
-        status,
-        healthy: h.phase === 'running' && h.healthy,
-        pid: h.proc.pid || null,
-        port: h.proc.port || null,
-        ...(h.message && h.phase === 'backoff' ? { message: h.message } : {}),
-      });
-    }
-    for (const want of this.desired?.instances ?? []) {
-      if (!this.hosted.has(want.id) && want.desired === 'stopped') {
-        report.push({ id: want.id, status: 'stopped', healthy: false, pid: null, port: null });
-      }
-    }
-    return report;
+    return this.instances.actual();
   }
 }
 
