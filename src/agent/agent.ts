@@ -72,6 +72,8 @@ export class Agent {
   private server: FastifyInstance | undefined;
   private lastContact: Date | undefined;
   private heartbeatAcknowledgedAt: number | undefined;
+  private heartbeatInFlight: Promise<void> | undefined;
+  private heartbeatAgain = false;
   readonly components: ComponentReconciler;
   url = '';
 
@@ -208,7 +210,27 @@ export class Agent {
     }
   }
 
-  private async heartbeat(): Promise<void> {
+  /**
+   * Heartbeats go one at a time: a report sent later must never arrive before an older one (it
+   * would show the operator a state the node already left). A call while one is in flight asks
+   * for one more right after it.
+   */
+  private heartbeat(): Promise<void> {
+    if (this.heartbeatInFlight) {
+      this.heartbeatAgain = true;
+      return this.heartbeatInFlight;
+    }
+    this.heartbeatInFlight = this.sendHeartbeat().finally(() => {
+      this.heartbeatInFlight = undefined;
+      if (this.heartbeatAgain && !this.stopped) {
+        this.heartbeatAgain = false;
+        void this.heartbeat().catch(() => {});
+      }
+    });
+    return this.heartbeatInFlight;
+  }
+
+  private async sendHeartbeat(): Promise<void> {
     if (!this.nodeId) return;
     try {
       const desired = await this.client.post<DesiredState>('/api/v1/agent/heartbeat', {

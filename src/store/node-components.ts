@@ -95,6 +95,9 @@ export async function recordInstallReports(tx: Db, batch: readonly NodeInstallRe
           phase = excluded.phase, reason = excluded.reason, reported_at = excluded.reported_at, updated_at = now()
         WHERE (node_installs.version, node_installs.previous_version, node_installs.phase, node_installs.reason)
               IS DISTINCT FROM (excluded.version, excluded.previous_version, excluded.phase, excluded.reason)
+          -- A report older than the stored one came from a heartbeat that arrived late: it would
+          -- move the install back a phase (and append its events again).
+          AND excluded.reported_at >= node_installs.reported_at
        RETURNING node_id, component, version, previous_version, phase, reason
      )
      SELECT w.*, b.version AS before_version, b.phase AS before_phase

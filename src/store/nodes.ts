@@ -123,19 +123,35 @@ export interface HeartbeatRecord {
  * Writes a batch of heartbeats in two statements, whatever the batch size (row-by-row writes
  * are ~20x slower, STACK.md). An agent only updates instances that belong to its own node.
  */
+/** The agent-clock time of the newest install report, as ISO text (null: none, or unreadable). */
+function newestInstallReport(installs: readonly InstallReport[] | undefined): string | null {
+  const times = (installs ?? []).map((i) => Date.parse(i.updated_at)).filter((t) => Number.isFinite(t));
+  return times.length > 0 ? new Date(Math.max(...times)).toISOString() : null;
+}
+
 export async function recordHeartbeats(db: Db, batch: readonly HeartbeatRecord[]): Promise<void> {
   if (batch.length === 0) return;
   await db.transaction(async (tx) => {
+    // An agent heartbeats on a timer and at once on every install phase change, so a heartbeat
+    // built earlier can arrive after a newer one. Its components would take a node back to the
+    // version it just left (and a rollout's health gate would see a revert that never happened):
+    // a heartbeat whose newest install report is older than one already stored keeps the
+    // stored components. The agent writes `updated_at` with toISOString, whose text order is
+    // time order.
     await tx.query(
       `UPDATE nodes n SET last_heartbeat_at = now(), updated_at = now(),
-              agent_version = h.agent_version, protocol_version = h.protocol_version, components = h.components
-         FROM unnest($1::text[], $2::text[], $3::int[], $4::jsonb[]) AS h(id, agent_version, protocol_version, components)
+              agent_version = h.agent_version, protocol_version = h.protocol_version,
+              components = CASE
+                WHEN h.newest_install < (SELECT max(i.reported_at) FROM node_installs i WHERE i.node_id = n.id) THEN n.components
+                ELSE h.components END
+         FROM unnest($1::text[], $2::text[], $3::int[], $4::jsonb[], $5::text[]) AS h(id, agent_version, protocol_version, components, newest_install)
         WHERE n.id = h.id`,
       [
         batch.map((h) => h.nodeId),
         batch.map((h) => h.agentVersion),
         batch.map((h) => h.protocolVersion),
         batch.map((h) => JSON.stringify(h.components)),
+        batch.map((h) => newestInstallReport(h.installs)),
       ],
     );
     await recordInstallReports(

@@ -1,6 +1,6 @@
 // A scripted agent: it speaks the real agent protocol to a real operator, but the test decides
 // what it reports. That keeps instance health under the test's control without processes.
-import type { ActualInstance, DesiredState } from '../../src/domain/protocol.js';
+import type { ActualInstance, DesiredState, InstallReport } from '../../src/domain/protocol.js';
 import type { ApiClient } from './operator.js';
 
 export interface FakeNodeSpec {
@@ -15,6 +15,15 @@ export class FakeNode {
   /** What the node reports for each instance; every heartbeat carries all of it. */
   readonly actual = new Map<string, ActualInstance>();
   generation = 0;
+  /** Component versions every heartbeat reports (a rollout's health gate reads them). */
+  components: Record<string, string> = { 'node-agent': 'test' };
+  /** Install reports every heartbeat carries (none by default). */
+  installs: InstallReport[] = [];
+  /**
+   * Behave like an agent that installs at once: after each heartbeat, report every desired
+   * component at its desired version from the next heartbeat on (off by default).
+   */
+  followDesiredComponents = false;
   /** The last heartbeat that failed, if any (the background loop keeps going). */
   lastError: string | undefined;
   private loop: { stop: boolean; done: Promise<void> } | undefined;
@@ -60,12 +69,16 @@ export class FakeNode {
       node_id: this.id,
       agent_version: 'test',
       protocol_version: 1,
-      components: { 'node-agent': 'test' },
+      components: this.components,
       instances: [...this.actual.values()],
+      ...(this.installs.length > 0 ? { installs: this.installs } : {}),
       generation: this.generation,
     });
     if (response.status !== 200) throw new Error(`heartbeat of ${this.hostname} answered ${response.status}: ${response.text}`);
     this.generation = response.body.generation;
+    if (this.followDesiredComponents) {
+      for (const [name, desired] of Object.entries(response.body.components ?? {})) this.components[name] = desired.version;
+    }
     return response.body;
   }
 

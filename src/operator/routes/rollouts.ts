@@ -34,7 +34,7 @@ export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext)
   const app = base.withTypeProvider<ZodTypeProvider>();
   const tags = ['rollouts'];
 
-  app.post('/api/v1/rollouts/plan', { schema: { tags, body: SpecBody, querystring: OverrideQuery, summary: 'Dry run: batches, moves, duration, preflight' } }, async (req) => {
+  app.post('/api/v1/rollouts/plan', { config: { role: 'viewer' }, schema: { tags, body: SpecBody, querystring: OverrideQuery, summary: 'Dry run: batches, moves, duration, preflight' } }, async (req) => {
     const result = await planFromStore(ctx.db, req.body, req.query.override, ctx.version);
     if (!result.ok) throw rolloutErrors.specInvalid(result.issues);
     const { spec, plan, preflight } = result.planned;
