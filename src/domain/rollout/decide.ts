@@ -73,7 +73,8 @@ export function decideRollout(rollout: Rollout, tasks: readonly RolloutTask[], n
       break;
     case 'aborting':
       for (const task of all.filter((t) => t.state === 'pending')) apply(task, { changes: { state: 'skipped', stateSince: now }, commands: [], events: [] });
-      if (inFlight.length === 0) {
+      if (anyReverting(rollout, all, nodes, now)) decision.requeueAfterMs = POLL_MS;
+      else if (inFlight.length === 0) {
         decision.rollout.status = 'aborted';
         decision.events.push({ kind: 'rollout.aborted', data: { done: forward.filter((t) => t.state === 'done').length } });
       }
@@ -90,12 +91,33 @@ export function decideRollout(rollout: Rollout, tasks: readonly RolloutTask[], n
 
 type Apply = (task: RolloutTask, step: TaskStep) => void;
 
+/**
+ * A node whose forward task failed goes back to its old version (onNodeFailure rollback-node)
+ * and is down until it runs it again, though its task is finished: the next batch, the next
+ * rollback batch and the end of an abort wait for it, or a region would have more nodes down
+ * than its budget (DESIGN.md §8.2). The wait ends health.timeout after the failure, so a node
+ * that never reports back does not hold the rollout forever.
+ */
+function anyReverting(rollout: Rollout, all: readonly RolloutTask[], nodes: ReadonlyMap<string, NodeFacts>, now: Date): boolean {
+  if (rollout.spec.strategy.onNodeFailure !== 'rollback-node') return false;
+  return all.some((t) => {
+    if (t.state !== 'failed' || t.direction !== 'forward' || !t.finishedAt) return false;
+    if (now.getTime() - t.finishedAt.getTime() > rollout.spec.strategy.health.timeout) return false;
+    const node = nodes.get(t.nodeId);
+    return node !== undefined && (node.version ?? null) !== t.fromVersion;
+  });
+}
+
 function advanceBatches(rollout: Rollout, all: RolloutTask[], nodes: ReadonlyMap<string, NodeFacts>, now: Date, decision: RolloutDecision, apply: Apply) {
   const inBatch = (i: number) => all.filter((t) => t.direction === 'forward' && t.batch === i);
   const batchDone = (i: number) => inBatch(i).every((t) => TERMINAL.includes(t.state));
   const currentBatch = rollout.currentBatch;
   let batchFinishedAt = rollout.batchFinishedAt;
   if (currentBatch >= 0 && !batchDone(currentBatch)) return;
+  if (anyReverting(rollout, all, nodes, now)) {
+    decision.requeueAfterMs = POLL_MS;
+    return;
+  }
   if (currentBatch >= 0 && batchFinishedAt === null) {
     batchFinishedAt = now;
     decision.rollout.batchFinishedAt = now;
@@ -150,7 +172,15 @@ function advanceBatches(rollout: Rollout, all: RolloutTask[], nodes: ReadonlyMap
  */
 function rollBack(rollout: Rollout, all: RolloutTask[], nodes: ReadonlyMap<string, NodeFacts>, now: Date, decision: RolloutDecision, apply: Apply) {
   for (const task of all.filter((t) => t.state === 'pending')) apply(task, { changes: { state: 'skipped', stateSince: now }, commands: [], events: [] });
-  if (all.some((t) => IN_FLIGHT.includes(t.state))) return;
+  // Wait while nodes are in flight, and one tick more after the last of them finished: the
+  // snapshot still shows such a node cordoned by its forward task (the enable is in this very
+  // decision), so starting its rollback now would take that cordon for someone else's and never
+  // cordon the node for its reinstall.
+  const settling = all.some((t) => IN_FLIGHT.includes(t.state)) || decision.tasks.some((c) => IN_FLIGHT.includes(c.from));
+  if (settling || anyReverting(rollout, all, nodes, now)) {
+    decision.requeueAfterMs = POLL_MS;
+    return;
+  }
   const candidates = all.filter((t) => t.direction === 'forward' && t.state === 'done');
   if (candidates.length === 0) {
     const failed = all.filter((t) => t.direction === 'rollback' && t.state === 'failed');

@@ -1,5 +1,6 @@
-import { isPinned } from '../selector.js';
-import { pickTargetNode, placementState, recordPlacement } from '../placement.js';
+import { isSchedulable } from '../node-status.js';
+import { isPinned, matchesSelector } from '../selector.js';
+import { pickTargetNode, placementState, recordPlacement, type TargetRequest } from '../placement.js';
 import type { Deployment, FleetNode, Instance } from '../types.js';
 import { type BatchPlan, planBatches } from './batches.js';
 import { effectiveDrainMode, type RolloutSpec } from './spec.js';
@@ -43,6 +44,33 @@ const DEFAULT_INSTALL_S = 60;
 const DRAIN_S_PER_INSTANCE = 10;
 
 /**
+ * The nodes that can win pickTargetNode for a request: every candidate tied with the best on
+ * its ranking (replica spread, avoid, region, load), leaving it only the hostname tie-break.
+ * pickTargetNode sorts every node it is given (~1 ms at 1,000 nodes) and a plan places every
+ * instance on the drained nodes, so a 1,000-node, 20,000-instance dry run took 18 s; this linear
+ * pass makes it well under a second. plan.test.ts checks the choice equals the unfiltered one.
+ */
+export function contenders(request: TargetRequest): FleetNode[] {
+  const { deployment, nodes, load, replicaNodes, preferRegion, exclude, ignoreSelector, avoid } = request;
+  let best = Number.POSITIVE_INFINITY;
+  let list: FleetNode[] = [];
+  for (const node of nodes) {
+    const used = load.get(node.id) ?? 0;
+    if (used >= node.maxInstances || !isSchedulable(node) || exclude?.has(node.id)) continue;
+    if (!ignoreSelector && !matchesSelector(node, deployment.nodeSelector)) continue;
+    // The ranking as one number: the three yes/no criteria as the integer part, in their order
+    // of precedence, and the load ratio (below 1 for a node with room) as the fraction.
+    const tier = (replicaNodes.has(node.id) ? 4 : 0) + (avoid?.has(node.id) ? 2 : 0) + (preferRegion !== undefined && node.region !== preferRegion ? 1 : 0);
+    const key = tier + used / node.maxInstances;
+    if (key < best) {
+      best = key;
+      list = [node];
+    } else if (key === best) list.push(node);
+  }
+  return list;
+}
+
+/**
  * The dry run: batches, where every instance of a drained node goes, and how long it should
  * take. Moves are simulated batch by batch on the fleet as it will be, preferring nodes that
  * are already upgraded (or not in the rollout) so an instance moves at most once.
@@ -69,6 +97,8 @@ export function planRollout(input: PlanInput): RolloutPlan {
       for (const id of inBatch) pending.delete(id);
       const current = live();
       const state = placementState(current);
+      // Nodes pickTargetNode could choose at all in this batch (ready, not being drained now).
+      const open = nodes.filter((n) => isSchedulable(n) && !inBatch.has(n.id));
       for (const planned of batch.nodes) {
         for (const instance of current.filter((i) => i.nodeId === planned.id)) {
           const deployment = deploymentById.get(instance.deploymentId);
@@ -77,15 +107,16 @@ export function planRollout(input: PlanInput): RolloutPlan {
             pinned.push({ instance_id: instance.id, deployment: deployment.name, node_id: planned.id, hostname: planned.hostname });
             continue;
           }
-          const target = pickTargetNode({
+          const request: TargetRequest = {
             deployment,
-            nodes,
+            nodes: open,
             load: state.load,
             replicaNodes: state.replicaNodes.get(deployment.id) ?? new Set(),
             preferRegion: planned.region,
             exclude: inBatch,
             avoid: pending,
-          });
+          };
+          const target = pickTargetNode({ ...request, nodes: contenders(request) });
           moves.push({
             instance_id: instance.id,
             deployment: deployment.name,

@@ -27,6 +27,15 @@ function move(state: TaskState, now: Date, extra: Partial<RolloutTask> = {}): Pa
   return { state, stateSince: now, ...extra };
 }
 
+/**
+ * Install failures the agent retries on its own (it records a retry time): download errors.
+ * The prefix is the agent's wording in ComponentReconciler.install; the install report carries
+ * no retry flag yet.
+ */
+function isRetriedByAgent(reason: string | undefined): boolean {
+  return reason?.startsWith('download failed') ?? false;
+}
+
 /** Starts a pending task: cordon first when the node will be drained, else install at once. */
 export function startTask(rollout: Rollout, task: RolloutTask, node: NodeFacts | undefined, now: Date): TaskStep {
   const event: RolloutEvent = {
@@ -85,9 +94,14 @@ export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts
       // Only a report made since this task asked for the version counts: an older failure of
       // the same version (an earlier rollout) must not fail this attempt.
       const install = node.install?.version === target && node.install.at.getTime() >= task.stateSince.getTime() ? node.install : undefined;
-      if (install && (install.phase === 'failed' || install.phase === 'reverted')) {
+      // A failed download switched nothing and the agent retries it by itself (an operator
+      // restart mid-download causes one): wait for the retry within health.timeout instead of
+      // failing the node, which would count toward the breaker and roll a healthy node back.
+      const retrying = install?.phase === 'failed' && isRetriedByAgent(install.reason);
+      if (install && !retrying && (install.phase === 'failed' || install.phase === 'reverted')) {
         return fail(task, now, `install ${install.phase}${install.reason ? `: ${install.reason}` : ''}`);
       }
+      if (retrying && age > spec.strategy.health.timeout) return fail(task, now, `install failed: ${install?.reason ?? ''} (no successful retry within ${spec.strategy.health.timeout / 1000} s)`);
       if (running === target && (install === undefined || install.phase === 'done')) {
         return { changes: move('verifying', now, { healthySince: null }), commands: [], events: [] };
       }

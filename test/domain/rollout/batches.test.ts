@@ -195,7 +195,7 @@ describe('planBatches', () => {
         // Same input, same plan.
         expect(planBatches(s, nodes, (n) => (isUpgraded(n) ? '2.0.0' : '1.0.0'))).toEqual(plan);
       }),
-      { numRuns: 300 },
+      { numRuns: 150 },
     );
   });
 });

@@ -28,7 +28,10 @@ function twoBatches(s: RolloutSpec = spec({ batch: { size: 2 } }), over: Partial
 
 /** Marks tasks finished at `ms`. */
 function finish(tasks: RolloutTask[], outcome: Record<string, 'done' | 'failed'>, ms: number): RolloutTask[] {
-  return tasks.map((t) => (outcome[t.nodeId] ? { ...t, state: outcome[t.nodeId], finishedAt: at(ms), stateSince: at(ms), cordonedByUs: true } : t));
+  return tasks.map((t) => {
+    const state = outcome[t.nodeId];
+    return state ? { ...t, state, finishedAt: at(ms), stateSince: at(ms), cordonedByUs: true } : t;
+  });
 }
 
 describe('decideRollout: batches', () => {
@@ -142,7 +145,7 @@ describe('decideRollout: circuit breaker', () => {
   it('trips on the second failure in a row: awaiting_decision, a continuation, no new node', () => {
     const { r, tasks } = setup();
     // c's install fails now: a and c are two consecutive failures.
-    const nodes = factsMap([facts('a'), facts('b', { version: '2.0.0' }), facts('c', { install: { version: '2.0.0', phase: 'reverted' } }), facts('d')]);
+    const nodes = factsMap([facts('a'), facts('b', { version: '2.0.0' }), facts('c', { install: { version: '2.0.0', phase: 'reverted', at: at(5) } }), facts('d')]);
     const d = decideRollout(r, tasks, nodes, at(10));
     expect(d.rollout.status).toBe('awaiting_decision');
     expect(d.continuation).toEqual({ reason: '2 consecutive node failures (maxConsecutiveFailures 2)', failedNodes: ['a', 'c'] });
@@ -163,7 +166,7 @@ describe('decideRollout: circuit breaker', () => {
     const finished = tasks.map((t) => (t.nodeId === 'c' ? { ...t, state: 'failed' as const, finishedAt: at(2) } : t));
     const nodes = factsMap([facts('a'), facts('b', { version: '2.0.0' }), facts('c'), facts('d')]);
     for (const status of ['awaiting_decision', 'paused'] as const) {
-      let current = { rollout: { ...r, status }, tasks: finished };
+      let current: { rollout: Rollout; tasks: RolloutTask[] } = { rollout: { ...r, status }, tasks: finished };
       for (let ms = 10; ms < 120_000; ms += 5_000) {
         const d = decideRollout(current.rollout, current.tasks, nodes, at(ms));
         expect(started(d)).toEqual([]);
@@ -266,6 +269,21 @@ describe('decideRollout: abort and rollback', () => {
     expect(d.requeueAfterMs).toBeNull();
   });
 
+  it('does not roll a node back in the tick its forward task finishes (the snapshot still shows our cordon)', () => {
+    const r = rollout(spec({ health: { minHealthyTime: 0 } }), { status: 'rolling_back', batchCount: 1, currentBatch: 0 });
+    const tasks = [task('a', { state: 'verifying', stateSince: T0, cordonedByUs: true })];
+    const nodes = factsMap([facts('a', { version: '2.0.0', cordoned: true })]);
+    const finishing = decideRollout(r, tasks, nodes, at(1));
+    expect(finishing.tasks).toEqual([{ id: 'ro-1/a', from: 'verifying', changes: expect.objectContaining({ state: 'done' }) }]);
+    expect(finishing.commands).toEqual([{ kind: 'enable', nodeId: 'a' }]);
+    expect(finishing.requeueAfterMs).toBe(1_000);
+    // Next tick, with the node enabled, the rollback cordons it again and will enable it after.
+    const next = apply(r, tasks, finishing);
+    const back = decideRollout(next.rollout, next.tasks, factsMap([facts('a', { version: '2.0.0' })]), at(2));
+    expect(back.tasks).toEqual([{ id: 'ro-1/a', from: 'done', changes: expect.objectContaining({ state: 'cordoned', direction: 'rollback', cordonedByUs: true }) }]);
+    expect(back.commands).toEqual([{ kind: 'cordon', nodeId: 'a' }]);
+  });
+
   it('ends failed when a node could not be rolled back', () => {
     const r = rollout(spec(), { status: 'rolling_back', batchCount: 1, currentBatch: 0 });
     const tasks = [task('a', { state: 'failed', direction: 'rollback', finishedAt: T0 }), task('b', { state: 'rolled_back', direction: 'rollback' })];
@@ -289,6 +307,22 @@ describe('decideRollout: failed nodes', () => {
     expect(d.events[0]).toMatchObject({ kind: 'rollout.node_failed', nodeId: 'a', data: { hostname: 'host-a', batch: 0, direction: 'forward' } });
     // One failure is under the breaker's limit: the next batch starts in the same tick.
     expect(started(d)).toEqual(['b']);
+  });
+
+  it('starts the next batch only once a failed node runs its old version again, or health.timeout passed', () => {
+    const s = spec({ circuitBreaker: { maxConsecutiveFailures: 3 }, health: { timeout: '5m' } });
+    const r = rollout(s, { currentBatch: 0, batchCount: 2, batchFinishedAt: at(0) });
+    const tasks = [task('a', { state: 'failed', finishedAt: at(0), fromVersion: '1.0.0' }), task('b', { batch: 1 })];
+    // a still runs the broken 2.0.0 while it reinstalls 1.0.0: it is down, and counts against the region.
+    const reinstalling = factsMap([facts('a', { version: '2.0.0', install: { version: '1.0.0', phase: 'installing', at: at(0) } }), facts('b')]);
+    const waiting = decideRollout(r, tasks, reinstalling, at(60_000));
+    expect(started(waiting)).toEqual([]);
+    expect(waiting.requeueAfterMs).toBe(1_000);
+    expect(started(decideRollout(r, tasks, factsMap([facts('a', { version: '1.0.0' }), facts('b')]), at(60_000)))).toEqual(['b']);
+    expect(started(decideRollout(r, tasks, reinstalling, at(300_001)))).toEqual(['b']);
+    // With onNodeFailure leave nothing goes back, so nothing is waited for.
+    const leave = { ...r, spec: spec({ onNodeFailure: 'leave', circuitBreaker: { maxConsecutiveFailures: 3 } }) };
+    expect(started(decideRollout(leave, tasks, reinstalling, at(60_000)))).toEqual(['b']);
   });
 
   it('reports a finished node as node_completed', () => {

@@ -42,7 +42,7 @@ export interface SimNodeInit {
 interface SimNode extends SimNodeInit {
   cordoned: boolean;
   drain: { state: DrainState; until: number; fails: boolean } | null;
-  install: { version: string | null; phase: InstallPhase; until: number; outcome: InstallOutcome; reason?: string } | null;
+  install: { version: string | null; phase: InstallPhase; until: number; outcome: InstallOutcome; reason?: string; reportedAt: number } | null;
   /** Runs a broken version: no heartbeat, unhealthy instances. */
   sick: boolean;
 }
@@ -74,13 +74,20 @@ export class FleetModel {
       drainState: node.drain?.state ?? null,
       drainMessage: node.drain?.state === 'failed' ? 'no room for 3 instances' : '',
       version: node.version,
-      install: node.install ? { version: node.install.version ?? '', phase: node.install.phase, reason: node.install.reason } : undefined,
+      install: node.install
+        ? { version: node.install.version ?? '', phase: node.install.phase, reason: node.install.reason, at: new Date(node.install.reportedAt) }
+        : undefined,
       instancesHealthy: !node.sick || node.instances === 0,
     };
   }
 
+  /** Nodes cordoned, down, draining or installing: the only ones with timers or counted unavailable (a 1,000-node fleet is mostly idle). */
+  readonly busy = new Set<SimNode>();
+
   private refresh(node: SimNode): void {
     this.facts.set(node.id, this.factsOf(node));
+    if (node.cordoned || node.sick || node.drain?.state === 'running' || node.install?.phase === 'installing') this.busy.add(node);
+    else this.busy.delete(node);
   }
 
   apply(command: NodeCommand, now: number): void {
@@ -105,10 +112,12 @@ export class FleetModel {
         list.push({ version: command.version, rollback: command.rollback });
         this.versionRequests.set(node.id, list);
         if ((node.version ?? null) === command.version && !node.sick) {
-          node.install = { version: command.version, phase: 'done', until: now, outcome: 'ok' };
+          node.install = { version: command.version, phase: 'done', until: now, outcome: 'ok', reportedAt: now };
         } else {
-          const outcome = this.options.outcome(node.id, command.version, command.rollback);
-          node.install = { version: command.version, phase: 'installing', until: now + this.options.installMs(node.id), outcome };
+          // Going back from a broken version restores the backup the agent kept (DESIGN.md §8.4:
+          // the node returns by itself); only a rollback of a healthy node may fail.
+          const outcome = command.rollback && node.sick ? 'ok' : this.options.outcome(node.id, command.version, command.rollback);
+          node.install = { version: command.version, phase: 'installing', until: now + this.options.installMs(node.id), outcome, reportedAt: now };
         }
         break;
       }
@@ -118,7 +127,7 @@ export class FleetModel {
 
   /** Finishes every drain and install due by `now`. */
   advance(now: number): void {
-    for (const node of this.nodes.values()) {
+    for (const node of [...this.busy]) {
       let changed = false;
       if (node.drain?.state === 'running' && node.drain.until <= now) {
         node.drain.state = node.drain.fails ? 'failed' : 'completed';
@@ -127,6 +136,7 @@ export class FleetModel {
       }
       const install = node.install;
       if (install?.phase === 'installing' && install.until <= now) {
+        install.reportedAt = install.until;
         if (install.outcome === 'fails') {
           install.phase = 'reverted';
           install.reason = 'boot assessment failed, previous version restored';
@@ -145,7 +155,7 @@ export class FleetModel {
   /** The next instant a drain or install finishes, if any is under way. */
   nextEventAt(): number | null {
     let next: number | null = null;
-    for (const node of this.nodes.values()) {
+    for (const node of this.busy) {
       if (node.drain?.state === 'running' && (next === null || node.drain.until < next)) next = node.drain.until;
       if (node.install?.phase === 'installing' && (next === null || node.install.until < next)) next = node.install.until;
     }
@@ -186,7 +196,7 @@ export interface DriveOptions {
   maxVirtualMs: number;
   /** Call decide twice on the same snapshot every n-th tick (0: never). */
   determinismEvery?: number;
-  /** Extra reconciler wake-ups every n ms on top of requeues and fleet reports (0: none). */
+  /** Extra reconciler wake-ups every n ms while nodes are in flight, on top of requeues and fleet reports (0: none). */
   extraWakeMs?: number;
 }
 
@@ -210,7 +220,7 @@ export interface DriveResult {
   violationCount: number;
   trips: BreakerTrip[];
   events: { atMs: number; kind: string; nodeId?: string }[];
-  /** Most tasks in flight at once in any region, and the same counted on the fleet (cordoned, draining, installing or down nodes). */
+  /** Most tasks in flight at once per region, and most nodes unavailable (cordoned, draining or installing) per region. */
   peakInFlightPerRegion: Record<string, number>;
   peakUnavailablePerRegion: Record<string, number>;
 }
@@ -235,6 +245,7 @@ const ROLLBACK_NEXT: Partial<Record<TaskState, readonly TaskState[]>> = {
   verifying: ['rolled_back', 'failed'],
 };
 
+const IN_FLIGHT_STATES = new Set<TaskState>(IN_FLIGHT);
 const FINAL: readonly RolloutStatus[] = ['completed', 'aborted', 'rolled_back', 'failed', 'rejected'];
 
 export function driveRollout(options: DriveOptions): DriveResult {
@@ -264,15 +275,17 @@ export function driveRollout(options: DriveOptions): DriveResult {
   let makespanMs: number | null = null;
 
   const humanActs = (t: number) => {
-    if (decisionAt !== null && t >= decisionAt && rollout.status === 'awaiting_decision') {
-      const choice = options.choose(trips.length - 1);
-      const trip = trips.at(-1);
-      if (trip) trip.choice = choice;
-      if (choice === 'continue') {
-        rollout.status = 'running';
-        rollout.breakerResetAt = new Date(t);
-      } else rollout.status = choice === 'rollback' ? 'rolling_back' : 'aborting';
-      tripUndecided = false;
+    if (decisionAt !== null && t >= decisionAt) {
+      if (rollout.status === 'awaiting_decision') {
+        const choice = options.choose(trips.length - 1);
+        const trip = trips.at(-1);
+        if (trip) trip.choice = choice;
+        if (choice === 'continue') {
+          rollout.status = 'running';
+          rollout.breakerResetAt = new Date(t);
+        } else rollout.status = choice === 'rollback' ? 'rolling_back' : 'aborting';
+        tripUndecided = false;
+      }
       decisionAt = null;
     }
     while (actions.length > 0 && startMs + (actions[0] as OperatorAction).atMs <= t) {
@@ -298,6 +311,8 @@ export function driveRollout(options: DriveOptions): DriveResult {
         violate('unknown task', change.id);
         continue;
       }
+      // Stricter than the store (which applies changes one after another): every change must be
+      // guarded by the state in the snapshot, so a task moves at most once per decision.
       if (change.from !== task.state) violate('stale guard', `${task.id}: decided from ${change.from}, is ${task.state}`);
       const to = change.changes.state;
       const direction = change.changes.direction ?? task.direction;
@@ -352,17 +367,21 @@ export function driveRollout(options: DriveOptions): DriveResult {
 
   const measure = () => {
     const inFlight: Record<string, number> = {};
-    for (const task of tasks) if (IN_FLIGHT.includes(task.state)) inFlight[task.region] = (inFlight[task.region] ?? 0) + 1;
+    for (const task of tasks) if (IN_FLIGHT_STATES.has(task.state)) inFlight[task.region] = (inFlight[task.region] ?? 0) + 1;
     for (const [region, count] of Object.entries(inFlight)) {
       peakInFlight[region] = Math.max(peakInFlight[region] ?? 0, count);
       if (count > (regionCaps[region] ?? 0)) violate('region budget', `${count} in flight in ${region} (cap ${regionCaps[region] ?? 0}) at +${now - startMs} ms`);
     }
+    // The same budget on the fleet itself: nodes cordoned, draining or installing, which includes
+    // a failed node still reinstalling its old version after its task ended.
     const unavailable: Record<string, number> = {};
-    for (const node of fleet.nodes.values()) {
-      const busy = node.cordoned || node.sick || node.drain?.state === 'running' || node.install?.phase === 'installing';
-      if (busy) unavailable[node.region] = (unavailable[node.region] ?? 0) + 1;
+    for (const node of fleet.busy) {
+      if (node.cordoned || node.drain?.state === 'running' || node.install?.phase === 'installing') unavailable[node.region] = (unavailable[node.region] ?? 0) + 1;
     }
-    for (const [region, count] of Object.entries(unavailable)) peakUnavailable[region] = Math.max(peakUnavailable[region] ?? 0, count);
+    for (const [region, count] of Object.entries(unavailable)) {
+      peakUnavailable[region] = Math.max(peakUnavailable[region] ?? 0, count);
+      if (count > (regionCaps[region] ?? 0)) violate('fleet region budget', `${count} nodes unavailable in ${region} (cap ${regionCaps[region] ?? 0}) at +${now - startMs} ms`);
+    }
   };
 
   while (now - startMs <= options.maxVirtualMs) {
@@ -392,8 +411,9 @@ export function driveRollout(options: DriveOptions): DriveResult {
     // Sleep until the requeue, a fleet report, a person, or an extra wake-up, whichever is first.
     const wakes = [fleet.nextEventAt(), decisionAt, actions[0] ? startMs + actions[0].atMs : null];
     if (decision.requeueAfterMs !== null) wakes.push(now + Math.max(1, decision.requeueAfterMs));
-    if (options.extraWakeMs) wakes.push(now + options.extraWakeMs);
-    const next = Math.min(...wakes.filter((w): w is number => w !== null && w > now));
+    if (options.extraWakeMs && tasks.some((t) => IN_FLIGHT.includes(t.state))) wakes.push(now + options.extraWakeMs);
+    // A person due now (a decision delay of 0) acts before the next tick, at the same instant.
+    const next = decisionAt !== null && decisionAt <= now ? now : Math.min(...wakes.filter((w): w is number => w !== null && w > now));
     if (!Number.isFinite(next)) {
       violate('stuck', `${rollout.status} with nothing left to wake it at +${now - startMs} ms`);
       break;

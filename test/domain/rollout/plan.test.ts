@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { planRollout, type PlanInput } from '../../../src/domain/rollout/plan.js';
-import type { Deployment, FleetNode, Instance } from '../../../src/domain/types.js';
+import { pickTargetNode } from '../../../src/domain/placement.js';
+import { contenders, planRollout, type PlanInput } from '../../../src/domain/rollout/plan.js';
+import { type Deployment, type FleetNode, type Instance, NODE_STATUSES } from '../../../src/domain/types.js';
 import { deployment, fleet, fleetNode, instance, spec } from './fixtures.js';
 
 /** Target nodes with `perNode` single-replica instances each, plus `spares` already-upgraded empty nodes per region. */
@@ -153,7 +154,48 @@ describe('planRollout', () => {
         for (const node of w.nodes) expect(load2.get(node.id) ?? 0).toBeLessThanOrEqual(node.maxInstances);
         expect(plan.max_moves_per_instance).toBe(Math.max(0, ...counts.values()));
       }),
-      { numRuns: 150 },
+      { numRuns: 100 },
+    );
+  });
+});
+
+describe('contenders', () => {
+  it('leaves pickTargetNode the same choice as over every node (property)', () => {
+    const arb = fc.record({
+      nodes: fc.array(
+        fc.record({
+          region: fc.constantFrom('us-east', 'eu-west'),
+          status: fc.constantFrom(...NODE_STATUSES, 'ready', 'ready'),
+          maxInstances: fc.integer({ min: 1, max: 6 }),
+          load: fc.integer({ min: 0, max: 6 }),
+          replica: fc.boolean(),
+          avoid: fc.boolean(),
+          exclude: fc.integer({ min: 0, max: 5 }).map((n) => n === 0),
+          gold: fc.boolean(),
+        }),
+        { minLength: 0, maxLength: 12 },
+      ),
+      preferRegion: fc.option(fc.constantFrom('us-east', 'eu-west'), { nil: undefined }),
+      selector: fc.constantFrom(null, { labels: { tier: 'gold' } }),
+      ignoreSelector: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(arb, ({ nodes: specs, preferRegion, selector, ignoreSelector }) => {
+        // Hostnames out of id order, so the tie-break is exercised.
+        const nodes = specs.map((n, k) => fleetNode(`n${k}`, { hostname: `h${(k * 7) % 13}-${k}`, region: n.region, status: n.status, maxInstances: n.maxInstances, labels: n.gold ? { tier: 'gold' } : {} }));
+        const request = {
+          deployment: deployment('d', { nodeSelector: selector }),
+          nodes,
+          load: new Map(specs.map((n, k) => [`n${k}`, n.load])),
+          replicaNodes: new Set(specs.flatMap((n, k) => (n.replica ? [`n${k}`] : []))),
+          avoid: new Set(specs.flatMap((n, k) => (n.avoid ? [`n${k}`] : []))),
+          exclude: new Set(specs.flatMap((n, k) => (n.exclude ? [`n${k}`] : []))),
+          preferRegion,
+          ignoreSelector,
+        };
+        expect(pickTargetNode({ ...request, nodes: contenders(request) })?.id).toBe(pickTargetNode(request)?.id);
+      }),
+      { numRuns: 400 },
     );
   });
 });

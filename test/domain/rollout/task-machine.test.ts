@@ -105,28 +105,35 @@ describe('advanceTask', () => {
 
     it('moves to verifying once the node reports the target and the install is done (or not reported)', () => {
       expect(step(migrate, installing, facts('a', { version: '2.0.0' }), 1).changes).toEqual({ state: 'verifying', stateSince: at(1), healthySince: null });
-      expect(step(migrate, installing, facts('a', { version: '2.0.0', install: { version: '2.0.0', phase: 'done' } }), 1).changes.state).toBe('verifying');
+      expect(step(migrate, installing, facts('a', { version: '2.0.0', install: { version: '2.0.0', phase: 'done', at: at(1) } }), 1).changes.state).toBe('verifying');
     });
 
     it('waits while the install is in progress, even if the version already shows', () => {
       for (const phase of ['downloading', 'verifying', 'installing', 'assessing'] as const) {
-        expect(step(migrate, installing, facts('a', { version: '2.0.0', install: { version: '2.0.0', phase } }), 1).changes).toEqual({});
+        expect(step(migrate, installing, facts('a', { version: '2.0.0', install: { version: '2.0.0', phase, at: at(1) } }), 1).changes).toEqual({});
       }
     });
 
     it('fails on a failed or reverted install, with the reason', () => {
-      expect(step(migrate, installing, facts('a', { install: { version: '2.0.0', phase: 'failed', reason: 'bad signature' } }), 1).changes).toMatchObject({
+      expect(step(migrate, installing, facts('a', { install: { version: '2.0.0', phase: 'failed', reason: 'bad signature', at: at(1) } }), 1).changes).toMatchObject({
         state: 'failed',
         lastError: 'install failed: bad signature',
       });
-      expect(step(migrate, installing, facts('a', { install: { version: '2.0.0', phase: 'reverted' } }), 1).changes).toMatchObject({
+      expect(step(migrate, installing, facts('a', { install: { version: '2.0.0', phase: 'reverted', at: at(1) } }), 1).changes).toMatchObject({
         state: 'failed',
         lastError: 'install reverted',
       });
     });
 
+    it('ignores a report older than the task: an earlier failure of the same version', () => {
+      const stale = facts('a', { version: '1.0.0', install: { version: '2.0.0', phase: 'failed', reason: 'last week', at: at(-1) } });
+      expect(step(migrate, installing, stale, 1).changes).toEqual({});
+      const fresh = facts('a', { version: '1.0.0', install: { version: '2.0.0', phase: 'failed', reason: 'now', at: T0 } });
+      expect(step(migrate, installing, fresh, 1).changes).toMatchObject({ state: 'failed', lastError: 'install failed: now' });
+    });
+
     it('ignores an install report about another version (an older one)', () => {
-      expect(step(migrate, installing, facts('a', { install: { version: '1.9.0', phase: 'failed' } }), 1).changes).toEqual({});
+      expect(step(migrate, installing, facts('a', { install: { version: '1.9.0', phase: 'failed', at: at(1) } }), 1).changes).toEqual({});
     });
 
     it('fails after health.timeout without the target version', () => {

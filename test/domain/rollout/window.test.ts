@@ -111,7 +111,7 @@ describe('nextWindowOpen', () => {
           expect(isWithinWindow(w, new Date(Math.max(now, at.getTime() - 60_000)))).toBe(false);
         }
       }),
-      { numRuns: 150 },
+      { numRuns: 100 },
     );
   });
 });

@@ -1,0 +1,130 @@
+// DESIGN.md §8 as properties of decideRollout: random fleets, specs, failures and human actions,
+// driven in virtual time against a fleet model that obeys the commands (fleet-sim.ts). Every
+// tick is checked: region budgets (in-flight tasks and unavailable nodes), no start after a
+// breaker trip until a decision, no start while paused, batches in order, forward-only task
+// states; every other tick, the same (cloned) snapshot decides deep-equal. At the end every
+// task is finished and every failed node is back on its version.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { planBatches } from '../../../src/domain/rollout/batches.js';
+import type { RolloutSpecInput } from '../../../src/domain/rollout/spec.js';
+import type { FleetNode } from '../../../src/domain/types.js';
+import { fleetNode, rollout, spec, T0, tasksFromPlan } from './fixtures.js';
+import { driveRollout, FleetModel, type HumanChoice, type InstallOutcome, type OperatorAction } from './fleet-sim.js';
+
+type StrategyInput = NonNullable<RolloutSpecInput['strategy']>;
+
+const strategyArb: fc.Arbitrary<StrategyInput> = fc.record({
+  order: fc.constantFrom('rolling' as const, 'region-by-region' as const, 'parallel-regions' as const),
+  batch: fc.oneof(fc.record({ size: fc.integer({ min: 1, max: 4 }) }), fc.record({ percent: fc.integer({ min: 5, max: 60 }) })),
+  canary: fc.option(fc.record({ nodes: fc.integer({ min: 1, max: 2 }), soak: fc.integer({ min: 0, max: 120 }) }), { nil: undefined }),
+  budget: fc.oneof(
+    fc.record({ maxUnavailablePerRegion: fc.integer({ min: 1, max: 3 }) }),
+    fc.record({ minAvailablePerRegion: fc.integer({ min: 0, max: 3 }) }),
+    fc.constant({}),
+  ),
+  pauseBetweenBatches: fc.integer({ min: 0, max: 30 }),
+  drain: fc.record({ mode: fc.constantFrom('migrate' as const, 'restart' as const, 'none' as const) }),
+  health: fc.record({
+    timeout: fc.integer({ min: 20, max: 60 }),
+    minHealthyTime: fc.integer({ min: 0, max: 8 }),
+    checks: fc.constantFrom(['version', 'heartbeat', 'instances'] as const, ['version', 'heartbeat'] as const, ['version'] as const),
+  }),
+  circuitBreaker: fc.record(
+    { maxConsecutiveFailures: fc.integer({ min: 1, max: 4 }), maxFailurePercent: fc.integer({ min: 10, max: 60 }) },
+    { requiredKeys: ['maxConsecutiveFailures'] },
+  ),
+  onNodeFailure: fc.constantFrom('rollback-node' as const, 'leave' as const),
+}).map(({ budget, health, ...rest }) => ({ ...rest, ...budget, health: { ...health, checks: [...health.checks] } }));
+
+interface NodeFate {
+  upgraded: boolean;
+  instances: number;
+  forward: InstallOutcome;
+  rollback: InstallOutcome;
+  drainFails: boolean;
+  installSeconds: number;
+}
+
+const nodeArb: fc.Arbitrary<NodeFate> = fc.record({
+  upgraded: fc.integer({ min: 0, max: 9 }).map((n) => n < 2),
+  instances: fc.integer({ min: 0, max: 3 }),
+  forward: fc.constantFrom<InstallOutcome>('ok', 'ok', 'ok', 'ok', 'fails', 'unhealthy'),
+  rollback: fc.constantFrom<InstallOutcome>('ok', 'ok', 'ok', 'ok', 'ok', 'fails'),
+  drainFails: fc.integer({ min: 0, max: 15 }).map((n) => n === 0),
+  installSeconds: fc.integer({ min: 2, max: 8 }),
+});
+
+const scenarioArb = fc.record({
+  regions: fc.array(fc.array(nodeArb, { minLength: 1, maxLength: 7 }), { minLength: 1, maxLength: 4 }),
+  strategy: strategyArb,
+  window: fc.option(fc.constantFrom({ start: '02:00', end: '04:00' }, { start: '03:00', end: '03:05' }, { start: '22:00', end: '03:30' }), { nil: undefined }),
+  choices: fc.array(fc.constantFrom<HumanChoice>('continue', 'continue', 'rollback', 'abort'), { minLength: 1, maxLength: 6 }),
+  decisionDelay: fc.integer({ min: 0, max: 600_000 }),
+  // A pause always ends in a resume; abort and rollback are final.
+  actions: fc
+    .array(
+      fc.record({
+        atMs: fc.integer({ min: 0, max: 900_000 }),
+        kind: fc.constantFrom('pause' as const, 'pause' as const, 'abort' as const, 'rollback' as const),
+        forMs: fc.integer({ min: 0, max: 600_000 }),
+      }),
+      { maxLength: 3 },
+    )
+    .map((list) =>
+      list.flatMap(({ atMs, kind, forMs }): OperatorAction[] =>
+        kind === 'pause' ? [{ atMs, kind }, { atMs: atMs + forMs, kind: 'resume' }] : [{ atMs, kind }],
+      ),
+    ),
+  extraWakeMs: fc.constantFrom(0, 0, 700, 2_500),
+});
+
+describe('decideRollout keeps DESIGN.md §8 (property)', () => {
+  it('across random fleets, specs, failures and human actions', () => {
+    fc.assert(
+      fc.property(scenarioArb, ({ regions, strategy, window, choices, decisionDelay, actions, extraWakeMs }) => {
+        const nodes: FleetNode[] = [];
+        const fates = new Map<string, NodeFate>();
+        regions.forEach((list, r) =>
+          list.forEach((n, k) => {
+            const node = fleetNode(`r${r}-n${k}`, { region: `region-${r}` });
+            nodes.push(node);
+            fates.set(node.id, n);
+          }),
+        );
+        const s = spec(strategy, window ? { window: { ...window, timezone: 'UTC' } } : {});
+        const versionOf = (id: string) => (fates.get(id)?.upgraded ? '2.0.0' : '1.0.0');
+        const plan = planBatches(s, nodes, (n) => versionOf(n.id));
+        const drainMode = s.strategy.drain.mode ?? 'migrate';
+        const fleet = new FleetModel(
+          nodes.map((n) => ({ id: n.id, region: n.region, version: versionOf(n.id), instances: fates.get(n.id)?.instances ?? 0 })),
+          {
+            drainBaseMs: 1_000,
+            drainMsPerInstance: 1_000,
+            installMs: (id) => (fates.get(id)?.installSeconds ?? 5) * 1_000,
+            outcome: (id, _version, rollback) => (rollback ? fates.get(id)?.rollback : fates.get(id)?.forward) ?? 'ok',
+            drainFails: (id) => fates.get(id)?.drainFails ?? false,
+          },
+        );
+        const result = driveRollout({
+          rollout: rollout(s, { drainMode, batchCount: plan.batches.length }),
+          tasks: tasksFromPlan(plan),
+          fleet,
+          regionCaps: plan.regionCaps,
+          start: T0,
+          decisionDelayMs: decisionDelay,
+          choose: (i) => choices[i % choices.length] as HumanChoice,
+          actions,
+          maxVirtualMs: 10 * 86_400_000,
+          determinismEvery: 2,
+          extraWakeMs,
+        });
+        expect(result.violations).toEqual({});
+        expect(['completed', 'aborted', 'rolled_back', 'failed']).toContain(result.rollout.status);
+        // Without a person stepping in, a rollout whose breaker never tripped completes.
+        if (result.trips.length === 0 && actions.length === 0) expect(result.rollout.status).toBe('completed');
+      }),
+      { numRuns: 120 },
+    );
+  });
+});
