@@ -7,67 +7,40 @@ import { loadFleetSnapshot } from '../store/fleet-snapshot.js';
 import { assertTerm } from '../store/leases.js';
 import type { DesiredWaiters } from './desired-waiters.js';
 import { type LeaderLease, RECONCILER_LEASE } from './leader-lease.js';
+import { ReconcileLoop } from './reconcile-loop.js';
 
 export interface FleetReconcilerOptions extends FleetOptions {
   /** Time between passes when nothing wakes the loop (default 500 ms). */
   intervalMs: number;
 }
 
-/**
- * The fleet loop: load a snapshot, decide purely, apply in one transaction. Passes never
- * overlap; a wake during a pass schedules one more pass right after it.
- */
+/** The fleet loop: load a snapshot, decide purely, apply in one transaction (leader only). */
 export class FleetReconciler {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = true;
+  private readonly loop: ReconcileLoop;
   passes = 0;
 
   constructor(
     private readonly db: Db,
     private readonly waiters: DesiredWaiters,
-    private readonly log: Logger,
+    log: Logger,
     private readonly options: FleetReconcilerOptions,
     /** Only the leader reconciles; without a lease (tests of one operator) it always does. */
     private readonly lease?: LeaderLease,
-  ) {}
-
-  start(): void {
-    this.stopped = false;
-    this.schedule(0);
+  ) {
+    this.loop = new ReconcileLoop('fleet reconcile', () => this.tick(), options.intervalMs, log);
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Ask for a pass soon (after an API write or a heartbeat that changed something). */
   wake(): void {
-    if (this.stopped) return;
-    if (this.running) this.again = true;
-    else this.schedule(0);
-  }
-
-  private schedule(delayMs: number): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.pass(), delayMs);
-  }
-
-  private async pass(): Promise<void> {
-    if (this.stopped || this.running) return;
-    this.running = this.tick()
-      .catch((error) => this.log.error({ err: error }, 'fleet reconcile pass failed; retrying'))
-      .finally(() => {
-        this.running = undefined;
-        if (this.stopped) return;
-        const delay = this.again ? 0 : this.options.intervalMs;
-        this.again = false;
-        this.schedule(delay);
-      });
-    await this.running;
+    this.loop.wake();
   }
 
   /** One pass; exported for tests that want to step the loop by hand. */

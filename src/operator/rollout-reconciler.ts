@@ -9,6 +9,7 @@ import { activeRolloutIds, loadRollout, TaskConflictError } from '../store/rollo
 import type { DesiredWaiters } from './desired-waiters.js';
 import type { FleetReconciler } from './fleet-reconciler.js';
 import { type LeaderLease, RECONCILER_LEASE } from './leader-lease.js';
+import { ReconcileLoop } from './reconcile-loop.js';
 
 /**
  * The rollout loop (leader only): for each active rollout, in its own transaction fenced by the
@@ -16,10 +17,7 @@ import { type LeaderLease, RECONCILER_LEASE } from './leader-lease.js';
  * Rollouts are reconciled by id from current state, so a crash between ticks loses nothing.
  */
 export class RolloutReconciler {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = true;
+  private readonly loop: ReconcileLoop;
   ticks = 0;
 
   constructor(
@@ -27,45 +25,23 @@ export class RolloutReconciler {
     private readonly lease: LeaderLease,
     private readonly waiters: DesiredWaiters,
     private readonly fleet: FleetReconciler,
-    private readonly log: Logger,
+    log: Logger,
     /** Time between passes when nothing wakes the loop (default 500 ms). */
-    private readonly intervalMs = 500,
-  ) {}
-
-  start(): void {
-    this.stopped = false;
-    this.schedule(0);
+    intervalMs = 500,
+  ) {
+    this.loop = new ReconcileLoop('rollout reconcile', () => this.tick(), intervalMs, log);
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   wake(): void {
-    if (this.stopped) return;
-    if (this.running) this.again = true;
-    else this.schedule(0);
-  }
-
-  private schedule(delayMs: number): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.pass(), delayMs);
-  }
-
-  private async pass(): Promise<void> {
-    if (this.stopped || this.running) return;
-    this.running = this.tick()
-      .catch((error) => this.log.error({ err: error }, 'rollout pass failed; retrying'))
-      .finally(() => {
-        this.running = undefined;
-        if (this.stopped) return;
-        const delay = this.again ? 0 : this.intervalMs;
-        this.again = false;
-        this.schedule(delay);
-      });
-    await this.running;
+    this.loop.wake();
   }
 
   async tick(): Promise<void> {
@@ -76,7 +52,8 @@ export class RolloutReconciler {
       try {
         await this.reconcile(id, term);
       } catch (error) {
-        if (error instanceof TaskConflictError) this.again = true;
+        // Someone else moved a task first: decide again on the new state right after this pass.
+        if (error instanceof TaskConflictError) this.loop.wake();
         else throw error;
       }
     }
