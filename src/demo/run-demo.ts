@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { watchRollout } from '../cli/rollout-watch.js';
 import { freePort } from '../agent/drivers/process-driver.js';
+import { parseListen } from '../listen-address.js';
 import type { DeploymentView } from '../store/deployments.js';
 import { buildReport, type DemoReport, printReport } from './demo-report.js';
 import { cli, writeBinaryComponent, writeBundles, writeTokens } from './demo-setup.js';
@@ -33,6 +35,7 @@ const indent = (text: string) => text.trimEnd().split('\n').map((l) => `    ${l}
  * through the same API and CLI a user would use. Every process it starts is stopped on exit.
  */
 export async function runDemo(options: DemoOptions): Promise<DemoReport> {
+  await assertPortFree(options.listen);
   const dir = resolve(options.dir, new Date().toISOString().replace(/[:.]/g, '-'));
   mkdirSync(dir, { recursive: true });
   const { file: tokensFile, tokens } = writeTokens(dir, () => randomBytes(24).toString('base64url'));
@@ -188,6 +191,16 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     await shutdown();
     throw error;
   }
+}
+
+/** Fails early and clearly when the operator's address is taken (a second demo, another service). */
+async function assertPortFree(listen: string): Promise<void> {
+  const { host, port } = parseListen(listen, 8080);
+  await new Promise<void>((resolvePromise, reject) => {
+    const probe = createServer();
+    probe.once('error', () => reject(new Error(`${host}:${port} is in use; pick another address with --listen (npm start -- --listen 127.0.0.1:18080)`)));
+    probe.listen(port, host, () => probe.close(() => resolvePromise()));
+  });
 }
 
 function writeSpec(dir: string, name: string, body: Record<string, unknown>): string {
