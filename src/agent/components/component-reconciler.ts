@@ -8,6 +8,7 @@ import { UNSUPERVISED_REASON } from './agent-installer.js';
 import { type InstallContext, type Installer, installerFor } from './installers.js';
 import { type InstallJournal, readJournal, writeJournal } from './journal.js';
 import { ComponentLayout } from './layout.js';
+import { killLeftoverStep } from './run-step.js';
 import { refusalReason, type TrustPolicy } from './verify.js';
 
 export interface ComponentReconcilerOptions {
@@ -46,6 +47,7 @@ export class ComponentReconciler {
   private desired: Record<string, DesiredComponent> | undefined;
   private running: Promise<void> | undefined;
   private again = false;
+  private leftoversEnded = false;
   private readonly clock: () => Date;
 
   constructor(private readonly options: ComponentReconcilerOptions) {
@@ -96,6 +98,15 @@ export class ComponentReconciler {
   }
 
   private async pass(): Promise<void> {
+    if (!this.leftoversEnded) {
+      // A step the previous (killed) process left running must not go on changing the node
+      // while this one reverts or assesses again: end it before anything else.
+      this.leftoversEnded = true;
+      for (const file of this.layout.stepPidFiles()) {
+        const pid = await killLeftoverStep(file);
+        if (pid !== undefined) this.options.log.warn({ pid, pid_file: file }, 'ended an installer step left running by a previous agent process');
+      }
+    }
     const actions = planComponentInstalls({ desired: this.desired, installed: this.installedVersions(), records: this.journal.installs, now: this.clock() });
     for (const action of actions) {
       try {

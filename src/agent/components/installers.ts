@@ -48,6 +48,7 @@ async function runNamed(ctx: InstallContext, name: string, deadlineMs: number): 
     cwd: ctx.layout.versionDir(ctx.component, ctx.version),
     deadlineMs,
     logFile: ctx.layout.logFile(ctx.component, ctx.version),
+    pidFile: ctx.layout.stepPidFile(ctx.component),
     env: {
       DRYDOCK_COMPONENT: ctx.component,
       DRYDOCK_VERSION: ctx.version,

@@ -5,7 +5,8 @@ import { x as untar } from 'tar';
 /**
  * Where components live on disk, under `<data-dir>/components/`:
  * `<name>/<version>/` holds an unpacked artifact, `<name>/current` links to the running one,
- * `.downloads/` holds artifacts being fetched and `logs/` the output of installer steps.
+ * `.downloads/` holds artifacts being fetched, `logs/` the output of installer steps and
+ * `steps/` the process group of the step running now.
  */
 export class ComponentLayout {
   constructor(readonly root: string) {}
@@ -28,6 +29,20 @@ export class ComponentLayout {
 
   logFile(component: string, version: string): string {
     return join(this.root, 'logs', `${component}-${version}.log`);
+  }
+
+  /** While an installer step (`install`, `health`, `rollback`) of `component` runs: its process group. */
+  stepPidFile(component: string): string {
+    return join(this.root, 'steps', `${component}.pid`);
+  }
+
+  /** Pid files of steps that may still run (left by a killed agent when read at start). */
+  stepPidFiles(): string[] {
+    const dir = join(this.root, 'steps');
+    if (!existsSync(dir)) return [];
+    return readdirSync(dir)
+      .filter((entry) => entry.endsWith('.pid'))
+      .map((entry) => join(dir, entry));
   }
 
   /** The version `current` points at, or null when there is no link. */
