@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiClient } from '../api-client.js';
 import { PARENT_PID_ENV } from '../parent-watchdog.js';
@@ -46,6 +46,8 @@ export interface LocalFleetOptions {
   env?: NodeJS.ProcessEnv;
   /** Bearer token for the fleet's own API calls (waiting for nodes, recording PIDs). */
   token?: string;
+  /** Delete `dir` (databases, logs) once everything is stopped (tests; the demo keeps its logs). */
+  removeDirOnStop?: boolean;
 }
 
 /**
@@ -176,6 +178,7 @@ export class LocalFleet {
     await Promise.all(names.filter((n) => n !== 'operator').map((n) => this.stopProcess(n)));
     await Promise.all([...this.instancePids].map((pid) => terminate(-pid, 'SIGTERM', () => !isAlive(pid))));
     await this.stopProcess('operator');
+    if (this.options.removeDirOnStop) rmSync(this.options.dir, { recursive: true, force: true });
   }
 }
 

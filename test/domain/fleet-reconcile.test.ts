@@ -3,7 +3,6 @@ import { describe, expect, it } from 'vitest';
 import { type FleetActions, type FleetOptions, type FleetSnapshot, reconcileFleet } from '../../src/domain/fleet-reconcile.js';
 import { matchesSelector } from '../../src/domain/selector.js';
 import {
-  type Deployment,
   type Drain,
   DRAIN_STATES,
   type FleetNode,
@@ -14,49 +13,16 @@ import {
   type NodeSelector,
   type NodeStatus,
 } from '../../src/domain/types.js';
+import { ago, deployment, instance as baseInstance, node as baseNode, NOW, REGIONS } from './fixtures.js';
 
-const NOW = new Date('2024-05-01T12:00:00.000Z');
 const GRACE_MS = 10_000;
 const MIGRATION_TIMEOUT_MS = 120_000;
 const OPTIONS: FleetOptions = { heartbeatGraceMs: GRACE_MS, migrationTimeoutMs: MIGRATION_TIMEOUT_MS };
-const REGIONS = ['us-east', 'eu-west', 'ap-south'] as const;
 
-const ago = (ms: number) => new Date(NOW.getTime() - ms);
-
-function node(id: string, over: Partial<FleetNode> = {}): FleetNode {
-  return {
-    id,
-    hostname: `host-${id}`,
-    region: 'us-east',
-    role: 'worker',
-    labels: {},
-    status: 'ready',
-    cordoned: false,
-    maxInstances: 4,
-    lastHeartbeatAt: ago(1_000),
-    ...over,
-  };
-}
-
-function deployment(id: string, over: Partial<Deployment> = {}): Deployment {
-  return { id, name: id, replicas: 1, minAvailable: 0, workload: { command: 'app' }, nodeSelector: null, ...over };
-}
-
-function instance(id: string, deploymentId: string, nodeId: string, over: Partial<Instance> = {}): Instance {
-  return {
-    id,
-    deploymentId,
-    nodeId,
-    desired: 'running',
-    status: 'running',
-    healthy: true,
-    published: true,
-    replaces: null,
-    restartOnEnable: false,
-    createdAt: ago(60_000),
-    ...over,
-  };
-}
+/** Nodes here last heartbeated a second ago, and instances were created a minute ago. */
+const node = (id: string, over: Partial<FleetNode> = {}): FleetNode => baseNode(id, { lastHeartbeatAt: ago(1_000), ...over });
+const instance = (id: string, deploymentId: string, nodeId: string, over: Partial<Instance> = {}): Instance =>
+  baseInstance(id, deploymentId, nodeId, { createdAt: ago(60_000), ...over });
 
 /** The new incarnation of `old` on another node, as the drain or the migrate route creates it. */
 function replacement(id: string, old: Instance, nodeId: string, over: Partial<Instance> = {}): Instance {

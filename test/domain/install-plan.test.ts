@@ -3,8 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { type ComponentAction, type InstallRecord, isTerminal, MAX_INTERRUPTED_ATTEMPTS, planComponentInstalls } from '../../src/domain/install-plan.js';
 import { type DesiredComponent, INSTALL_PHASES, type InstallPhase } from '../../src/domain/protocol.js';
 import { compareSemver, parseSemver } from '../../src/domain/semver.js';
-
-const NOW = new Date('2024-05-01T12:00:00.000Z');
+import { NOW } from './fixtures.js';
 
 function want(version: string, over: Partial<DesiredComponent> = {}): DesiredComponent {
   return {

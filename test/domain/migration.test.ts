@@ -2,44 +2,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { chooseMigrationTarget } from '../../src/domain/migration.js';
 import { matchesSelector } from '../../src/domain/selector.js';
-import { type Deployment, type FleetNode, INSTANCE_STATUSES, type Instance, NODE_STATUSES, type NodeSelector } from '../../src/domain/types.js';
+import { type Deployment, INSTANCE_STATUSES, NODE_STATUSES, type NodeSelector } from '../../src/domain/types.js';
+import { deployment as baseDeployment, instance, node } from './fixtures.js';
 
-const NOW = new Date('2024-05-01T12:00:00.000Z');
-
-function node(id: string, over: Partial<FleetNode> = {}): FleetNode {
-  return {
-    id,
-    hostname: `host-${id}`,
-    region: 'us-east',
-    role: 'worker',
-    labels: {},
-    status: 'ready',
-    cordoned: false,
-    maxInstances: 4,
-    lastHeartbeatAt: NOW,
-    ...over,
-  };
-}
-
-function deployment(id: string, over: Partial<Deployment> = {}): Deployment {
-  return { id, name: id, replicas: 2, minAvailable: 1, workload: { command: 'app' }, nodeSelector: null, ...over };
-}
-
-function instance(id: string, deploymentId: string, nodeId: string, over: Partial<Instance> = {}): Instance {
-  return {
-    id,
-    deploymentId,
-    nodeId,
-    desired: 'running',
-    status: 'running',
-    healthy: true,
-    published: true,
-    replaces: null,
-    restartOnEnable: false,
-    createdAt: NOW,
-    ...over,
-  };
-}
+/** Here a deployment defaults to two replicas, one of which must stay available. */
+const deployment = (id: string, over: Partial<Deployment> = {}): Deployment => baseDeployment(id, { replicas: 2, minAvailable: 1, ...over });
 
 const web = deployment('web');
 const pinnedDb = deployment('db', { nodeSelector: { hostname: 'host-n1' } });

@@ -2,10 +2,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_HEARTBEAT_GRACE_MS, deriveNodeStatus, isSchedulable } from '../../src/domain/node-status.js';
 import { DRAIN_STATES, NODE_STATUSES } from '../../src/domain/types.js';
+import { ago, NOW } from './fixtures.js';
 
-const NOW = new Date('2024-05-01T12:00:00.000Z');
 const GRACE = 10_000;
-const ago = (ms: number) => new Date(NOW.getTime() - ms);
 
 describe('deriveNodeStatus', () => {
   it('is ready with a fresh heartbeat, no cordon and no drain', () => {

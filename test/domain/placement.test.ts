@@ -9,53 +9,8 @@ import {
   planDrain,
 } from '../../src/domain/placement.js';
 import { isPinned, matchesSelector } from '../../src/domain/selector.js';
-import {
-  type Deployment,
-  type FleetNode,
-  INSTANCE_STATUSES,
-  type Instance,
-  NODE_ROLES,
-  NODE_STATUSES,
-  type NodeSelector,
-} from '../../src/domain/types.js';
-
-const NOW = new Date('2024-05-01T12:00:00.000Z');
-const REGIONS = ['us-east', 'eu-west', 'ap-south'] as const;
-
-function node(id: string, over: Partial<FleetNode> = {}): FleetNode {
-  return {
-    id,
-    hostname: `host-${id}`,
-    region: 'us-east',
-    role: 'worker',
-    labels: {},
-    status: 'ready',
-    cordoned: false,
-    maxInstances: 4,
-    lastHeartbeatAt: NOW,
-    ...over,
-  };
-}
-
-function deployment(id: string, over: Partial<Deployment> = {}): Deployment {
-  return { id, name: id, replicas: 1, minAvailable: 0, workload: { command: 'app' }, nodeSelector: null, ...over };
-}
-
-function instance(id: string, deploymentId: string, nodeId: string, over: Partial<Instance> = {}): Instance {
-  return {
-    id,
-    deploymentId,
-    nodeId,
-    desired: 'running',
-    status: 'running',
-    healthy: true,
-    published: true,
-    replaces: null,
-    restartOnEnable: false,
-    createdAt: NOW,
-    ...over,
-  };
-}
+import { type Deployment, type FleetNode, INSTANCE_STATUSES, type Instance, NODE_ROLES, NODE_STATUSES, type NodeSelector } from '../../src/domain/types.js';
+import { deployment, instance, node, REGIONS } from './fixtures.js';
 
 /** `count` running instances of a filler deployment on a node, to take up its slots. */
 function filler(nodeId: string, count: number, status: Instance['status'] = 'running'): Instance[] {

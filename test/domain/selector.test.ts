@@ -2,21 +2,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isPinned, matchesSelector } from '../../src/domain/selector.js';
 import { NODE_ROLES, type FleetNode } from '../../src/domain/types.js';
+import { node as baseNode, REGIONS } from './fixtures.js';
 
-function node(over: Partial<FleetNode> = {}): FleetNode {
-  return {
-    id: 'n1',
-    hostname: 'host-1',
-    region: 'us-east',
-    role: 'worker',
-    labels: { disk: 'ssd', zone: 'a' },
-    status: 'ready',
-    cordoned: false,
-    maxInstances: 4,
-    lastHeartbeatAt: new Date('2024-05-01T12:00:00Z'),
-    ...over,
-  };
-}
+/** n1 on host-1, labelled disk=ssd and zone=a: the node every selector here is matched against. */
+const node = (over: Partial<FleetNode> = {}): FleetNode => baseNode('n1', { hostname: 'host-1', labels: { disk: 'ssd', zone: 'a' }, ...over });
 
 describe('matchesSelector', () => {
   it('matches every node when there is no selector or it is empty', () => {
@@ -49,7 +38,7 @@ describe('matchesSelector', () => {
   it('a selector made of a subset of a node’s own facts matches it; changing one fact breaks the match', () => {
     const nodeArb = fc.record({
       hostname: fc.constantFrom('h1', 'h2', 'h3'),
-      region: fc.constantFrom('us-east', 'eu-west', 'ap-south'),
+      region: fc.constantFrom(...REGIONS),
       role: fc.constantFrom(...NODE_ROLES),
       labels: fc.dictionary(fc.constantFrom('disk', 'zone', 'gpu'), fc.constantFrom('a', 'b')),
     });

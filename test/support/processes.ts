@@ -9,7 +9,7 @@ export const BUNDLE = resolve(import.meta.dirname, '../../dist/drydock.mjs');
 
 export async function startTestFleet(name: string, operatorArgs: string[] = []): Promise<LocalFleet> {
   if (!existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run \`npm run build\` first (npm test does)`);
-  const fleet = new LocalFleet({ bin: BUNDLE, dir: mkdtempSync(join(tmpdir(), `drydock-e2e-${name}-`)) });
+  const fleet = new LocalFleet({ bin: BUNDLE, dir: mkdtempSync(join(tmpdir(), `drydock-e2e-${name}-`)), removeDirOnStop: true });
   await fleet.startOperator(`127.0.0.1:${await freePort()}`, operatorArgs);
   return fleet;
 }

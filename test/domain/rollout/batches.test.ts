@@ -2,7 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type BatchPlan, planBatches, selectTargets } from '../../../src/domain/rollout/batches.js';
 import type { FleetNode } from '../../../src/domain/types.js';
-import { fleet, fleetNode, REGIONS, spec } from './fixtures.js';
+import { REGIONS } from '../fixtures.js';
+import { fleet, fleetNode, spec } from './fixtures.js';
 
 const onVersion = (version: string | undefined) => () => version;
 const ids = (plan: BatchPlan) => plan.batches.map((b) => b.nodes.map((n) => n.id));

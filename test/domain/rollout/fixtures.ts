@@ -1,28 +1,18 @@
-// Builders shared by the rollout domain tests: a fleet, a parsed spec, a rollout with its tasks
-// built from a plan (the way the operator builds them), and node facts.
+// Builders for the rollout domain tests: a fleet, a parsed spec, a rollout with its tasks built
+// from a plan (the way the operator builds them), and node facts. Nodes, deployments and instances
+// come from ../fixtures.ts, here on the rollout clock T0 and with room for 10 instances a node.
 import type { BatchPlan } from '../../../src/domain/rollout/batches.js';
 import type { NodeFacts, Rollout, RolloutTask } from '../../../src/domain/rollout/model.js';
 import { parseRolloutSpec, type RolloutSpec, type RolloutSpecInput } from '../../../src/domain/rollout/spec.js';
-import type { Deployment, FleetNode, Instance } from '../../../src/domain/types.js';
+import type { FleetNode, Instance } from '../../../src/domain/types.js';
+import { instance as sharedInstance, node, REGIONS } from '../fixtures.js';
 
 export const T0 = new Date('2024-05-07T03:00:00.000Z');
-export const REGIONS = ['us-east', 'eu-west', 'ap-south'] as const;
 
 export const at = (ms: number): Date => new Date(T0.getTime() + ms);
 
 export function fleetNode(id: string, over: Partial<FleetNode> = {}): FleetNode {
-  return {
-    id,
-    hostname: `host-${id}`,
-    region: 'us-east',
-    role: 'worker',
-    labels: {},
-    status: 'ready',
-    cordoned: false,
-    maxInstances: 10,
-    lastHeartbeatAt: T0,
-    ...over,
-  };
+  return node(id, { maxInstances: 10, lastHeartbeatAt: T0, ...over });
 }
 
 /** `perRegion` nodes in each region, ids r<region index>-n<k>, hostnames sorted in the same order. */
@@ -32,24 +22,8 @@ export function fleet(perRegion: number, over: Partial<FleetNode> = {}, regions:
   );
 }
 
-export function deployment(id: string, over: Partial<Deployment> = {}): Deployment {
-  return { id, name: id, replicas: 1, minAvailable: 0, workload: { command: 'app' }, nodeSelector: null, ...over };
-}
-
 export function instance(id: string, deploymentId: string, nodeId: string, over: Partial<Instance> = {}): Instance {
-  return {
-    id,
-    deploymentId,
-    nodeId,
-    desired: 'running',
-    status: 'running',
-    healthy: true,
-    published: true,
-    replaces: null,
-    restartOnEnable: false,
-    createdAt: T0,
-    ...over,
-  };
+  return sharedInstance(id, deploymentId, nodeId, { createdAt: T0, ...over });
 }
 
 type StrategyInput = NonNullable<RolloutSpecInput['strategy']>;

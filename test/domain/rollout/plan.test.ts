@@ -3,12 +3,13 @@ import { describe, expect, it } from 'vitest';
 import { pickTargetNode } from '../../../src/domain/placement.js';
 import { contenders, planRollout, type PlanInput } from '../../../src/domain/rollout/plan.js';
 import { type Deployment, type FleetNode, type Instance, NODE_STATUSES } from '../../../src/domain/types.js';
-import { deployment, fleet, fleetNode, instance, spec } from './fixtures.js';
+import { deployment, REGIONS } from '../fixtures.js';
+import { fleet, fleetNode, instance, spec } from './fixtures.js';
 
 /** Target nodes with `perNode` single-replica instances each, plus `spares` already-upgraded empty nodes per region. */
 function world(options: { perRegion: number; perNode: number; spares: number; maxInstances: number }) {
   const targets = fleet(options.perRegion, { maxInstances: options.maxInstances });
-  const spares = ['us-east', 'eu-west', 'ap-south'].flatMap((region, r) =>
+  const spares = REGIONS.flatMap((region, r) =>
     Array.from({ length: options.spares }, (_, k) => fleetNode(`spare-${r}-${k}`, { region, maxInstances: options.maxInstances })),
   );
   const deployments: Deployment[] = [];
