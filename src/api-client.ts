@@ -44,6 +44,13 @@ export interface ApiClientOptions {
   timeoutMs?: number;
 }
 
+/** Per-request options: cancellation, a timeout (default: the client's), extra headers. */
+export interface CallOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+  headers?: Record<string, string>;
+}
+
 export class ApiClient {
   readonly baseUrl: string;
 
@@ -55,9 +62,9 @@ export class ApiClient {
     method: string,
     path: string,
     body?: unknown,
-    init: { signal?: AbortSignal; timeoutMs?: number; stream?: ReadableStream<Uint8Array> } = {},
+    init: CallOptions & { stream?: ReadableStream<Uint8Array> } = {},
   ): Promise<T> {
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = { accept: 'application/json', ...init.headers };
     if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
     if (init.stream) headers['content-type'] = 'application/octet-stream';
     else if (body !== undefined) headers['content-type'] = 'application/json';
@@ -91,11 +98,11 @@ export class ApiClient {
     return parsed as T;
   }
 
-  get<T>(path: string, init?: { signal?: AbortSignal; timeoutMs?: number }): Promise<T> {
+  get<T>(path: string, init?: CallOptions): Promise<T> {
     return this.request<T>('GET', path, undefined, init);
   }
 
-  post<T>(path: string, body: unknown = {}, init?: { signal?: AbortSignal; timeoutMs?: number }): Promise<T> {
+  post<T>(path: string, body: unknown = {}, init?: CallOptions): Promise<T> {
     return this.request<T>('POST', path, body, init);
   }
 

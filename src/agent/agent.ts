@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ApiCallError, ApiClient } from '../api-client.js';
 import { parseListen } from '../listen-address.js';
-import { type ActualInstance, type DesiredState, PROTOCOL_VERSION } from '../domain/protocol.js';
+import { type ActualInstance, type DesiredState, NODE_CREDENTIAL_HEADER, PROTOCOL_VERSION, type RegisterResponse } from '../domain/protocol.js';
 import type { NodeRole } from '../domain/types.js';
 import { agentInstaller } from './components/agent-installer.js';
 import { ComponentReconciler } from './components/component-reconciler.js';
@@ -130,6 +130,10 @@ export class Agent {
     });
   }
 
+  private credentialHeader(): Record<string, string> {
+    return this.state.nodeCredential ? { [NODE_CREDENTIAL_HEADER]: this.state.nodeCredential } : {};
+  }
+
   get nodeId(): string | undefined {
     return this.state.nodeId;
   }
@@ -186,7 +190,7 @@ export class Agent {
   private async register(): Promise<void> {
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
-        const reply = await this.client.post<{ node_id: string }>('/api/v1/agent/register', {
+        const reply = await this.client.post<RegisterResponse>('/api/v1/agent/register', {
           hostname: this.options.hostname,
           region: this.options.region,
           role: this.options.role,
@@ -199,6 +203,7 @@ export class Agent {
         });
         this.state.nodeId = reply.node_id;
         this.state.hostname = this.options.hostname;
+        this.state.nodeCredential = reply.node_credential;
         this.persist();
         this.lastContact = new Date();
         return;
@@ -241,14 +246,14 @@ export class Agent {
         instances: this.actualInstances(),
         installs: this.components.reports(),
         generation: this.generation,
-      });
+      }, { headers: this.credentialHeader() });
       this.metrics.heartbeatsSent.inc();
       this.lastContact = new Date();
       this.heartbeatAcknowledgedAt ??= this.lastContact.getTime();
       this.apply(desired);
     } catch (error) {
       this.metrics.heartbeatFailures.inc();
-      if (error instanceof ApiCallError && error.code === 'NODE_NOT_REGISTERED') {
+      if (error instanceof ApiCallError && (error.code === 'NODE_NOT_REGISTERED' || error.code === 'NODE_CREDENTIAL_INVALID')) {
         this.state.nodeId = undefined;
         await this.register();
         return;
@@ -266,7 +271,7 @@ export class Agent {
       try {
         const desired = await this.client.get<DesiredState>(
           `/api/v1/agent/desired?node_id=${encodeURIComponent(this.nodeId)}&after=${this.generation}&wait=25`,
-          { signal: this.abort.signal, timeoutMs: 35_000 },
+          { signal: this.abort.signal, timeoutMs: 35_000, headers: this.credentialHeader() },
         );
         this.lastContact = new Date();
         this.apply(desired);

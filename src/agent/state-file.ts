@@ -18,6 +18,8 @@ export interface HostedProcess {
 export interface AgentState {
   nodeId?: string;
   hostname?: string;
+  /** The credential the operator issued at registration (proves heartbeats are this node's). */
+  nodeCredential?: string;
   processes: Record<string, HostedProcess>;
 }
 

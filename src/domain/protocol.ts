@@ -21,7 +21,12 @@ export interface RegisterRequest {
 export interface RegisterResponse {
   node_id: string;
   heartbeat_interval_ms: number;
+  /** Sent back on every heartbeat and long-poll (header below); only this node's is accepted. */
+  node_credential: string;
 }
+
+/** The header an agent proves its node with (checked when the operator runs with tokens). */
+export const NODE_CREDENTIAL_HEADER = 'x-drydock-node-credential';
 
 export interface ActualInstance {
   id: string;

@@ -28,6 +28,8 @@ export const errors = {
     new ApiError(404, 'ROUTE_NOT_FOUND', `no route ${method} ${url}; see /openapi.json for the API`),
   nodeDown: (hostname: string) =>
     new ApiError(409, 'NODE_DOWN', `node ${hostname} is down (no heartbeat); bring its agent back before draining it`, { hostname }),
+  nodeCredentialInvalid: (id: string) =>
+    new ApiError(403, 'NODE_CREDENTIAL_INVALID', `this agent does not hold the credential of node ${id}; it must register again (another agent may have registered this hostname since)`, { id }),
   nodeNotRegistered: (id: string) =>
     new ApiError(404, 'NODE_NOT_REGISTERED', `node ${id} is not registered; register again`, { id }),
   drainCannotFit: (unplaceable: unknown[]) =>

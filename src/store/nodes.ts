@@ -84,15 +84,15 @@ export async function findNode(db: Db, idOrHostname: string): Promise<NodeView |
  * Registers an agent. The hostname is the node's identity: the same hostname always gets the
  * same id. An agent that remembers an id from before (a wiped database) gets it back.
  */
-export async function registerNode(db: Db, request: RegisterRequest, newId: string): Promise<{ id: string }> {
+export async function registerNode(db: Db, request: RegisterRequest, newId: string, credentialHash: string | null = null): Promise<{ id: string }> {
   const rows = await db.query<{ id: string }>(
-    `INSERT INTO nodes (id, hostname, region, role, labels, max_instances, agent_version, agent_url, protocol_version, last_heartbeat_at, status)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), 'ready')
+    `INSERT INTO nodes (id, hostname, region, role, labels, max_instances, agent_version, agent_url, protocol_version, last_heartbeat_at, status, credential_hash)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), 'ready', $10)
      ON CONFLICT (hostname) DO UPDATE SET
        region = excluded.region, role = excluded.role, labels = excluded.labels,
        max_instances = excluded.max_instances, agent_version = excluded.agent_version,
        agent_url = excluded.agent_url, protocol_version = excluded.protocol_version,
-       last_heartbeat_at = now(), updated_at = now()
+       credential_hash = excluded.credential_hash, last_heartbeat_at = now(), updated_at = now()
      RETURNING id`,
     [
       request.node_id ?? newId,
@@ -104,6 +104,7 @@ export async function registerNode(db: Db, request: RegisterRequest, newId: stri
       request.agent_version,
       request.agent_url ?? null,
       request.protocol_version,
+      credentialHash,
     ],
   );
   return rows[0] as { id: string };
@@ -202,4 +203,9 @@ export async function bumpGenerations(tx: Db, nodeIds: readonly string[]): Promi
 export async function nodeGenerations(db: Db): Promise<Map<string, number>> {
   const rows = await db.query<{ id: string; generation: string }>('SELECT id, generation FROM nodes');
   return new Map(rows.map((r) => [r.id, Number(r.generation)]));
+}
+
+export async function nodeCredentialHash(db: Db, nodeId: string): Promise<string | null | undefined> {
+  const rows = await db.query<{ credential_hash: string | null }>('SELECT credential_hash FROM nodes WHERE id = $1', [nodeId]);
+  return rows[0]?.credential_hash;
 }

@@ -109,7 +109,8 @@ describe(`operator authentication and roles on ${TEST_ENGINE}`, () => {
 
   it('keeps agents on the agent gateway and people off it (403 both ways)', async () => {
     const heartbeat = { node_id: node.id, agent_version: 'test', protocol_version: 1, components: {}, instances: [], generation: 0 };
-    expect((await as('agent').post('/api/v1/agent/heartbeat', heartbeat)).status).toBe(200);
+    const credential = { headers: { 'x-drydock-node-credential': node.credential } };
+    expect((await as('agent').post('/api/v1/agent/heartbeat', heartbeat, credential)).status).toBe(200);
 
     for (const response of [
       await as('agent').get('/api/v1/nodes'),
@@ -133,6 +134,24 @@ describe(`operator authentication and roles on ${TEST_ENGINE}`, () => {
     expectApiError(register, 403, 'FORBIDDEN');
     expect(await t.db.query(`SELECT id FROM nodes WHERE hostname = 'sneaky-1'`)).toEqual([]);
     expect(node.lastError).toBeUndefined();
+  });
+
+  it('lets an agent report only for its own node: another node credential, or none, is 403 and changes nothing', async () => {
+    const other = await FakeNode.register(as('agent'), { hostname: 'auth-2' });
+    const before = await t.db.query(`SELECT last_heartbeat_at, agent_version FROM nodes WHERE id = $1`, [node.id]);
+    const forged = { node_id: node.id, agent_version: 'forged', protocol_version: 1, components: {}, instances: [], generation: 0 };
+    const attempts: Record<string, string>[] = [{ 'x-drydock-node-credential': other.credential }, {}, { 'x-drydock-node-credential': 'x'.repeat(43) }];
+    for (const headers of attempts) {
+      expectApiError(await as('agent').post('/api/v1/agent/heartbeat', forged, { headers }), 403, 'NODE_CREDENTIAL_INVALID');
+      expectApiError(await as('agent').get(`/api/v1/agent/desired?node_id=${node.id}&wait=0`, { headers }), 403, 'NODE_CREDENTIAL_INVALID');
+    }
+    expect(await t.db.query(`SELECT last_heartbeat_at, agent_version FROM nodes WHERE id = $1`, [node.id])).toEqual(before);
+    const own = await as('agent').get(`/api/v1/agent/desired?node_id=${other.id}&wait=0`, { headers: { 'x-drydock-node-credential': other.credential } });
+    expect(own.status).toBe(200);
+    // The database keeps only a digest of the credential.
+    const [row] = await t.db.query<{ credential_hash: string }>(`SELECT credential_hash FROM nodes WHERE id = $1`, [other.id]);
+    expect(row?.credential_hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(row?.credential_hash).not.toContain(other.credential);
   });
 });
 

@@ -40,7 +40,7 @@ describe(`operator nodes API on ${TEST_ENGINE}`, () => {
       protocol_version: 1,
     });
     expect(again.status).toBe(200);
-    expect(again.body).toEqual({ node_id: east.id, heartbeat_interval_ms: 2000 });
+    expect(again.body).toEqual({ node_id: east.id, heartbeat_interval_ms: 2000, node_credential: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) });
     expect(await t.db.query('SELECT id FROM nodes WHERE hostname = $1', ['nodes-east-1'])).toEqual([{ id: east.id }]);
     const kinds = (await api.ok<EventRow[]>(`/api/v1/events?node_id=${east.id}`)).map((e) => e.kind);
     expect(kinds.slice(0, 2)).toEqual(['node.registered', 'node.reregistered']);

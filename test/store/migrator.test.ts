@@ -21,6 +21,7 @@ describe(`migrator on ${TEST_ENGINE}`, () => {
       [1, 'fleet', 'pre'],
       [2, 'artifacts', 'pre'],
       [3, 'rollouts', 'pre'],
+      [4, 'node_credentials', 'pre'],
     ]);
     expect((await schemaAssessment(t.db)).ready).toBe(true);
   });

@@ -32,11 +32,13 @@ export class FakeNode {
     readonly api: ApiClient,
     readonly id: string,
     readonly hostname: string,
+    /** The node credential from registration, sent like an agent sends it. */
+    readonly credential: string,
   ) {}
 
   /** Registers through the agent gateway, as an agent does at start. */
   static async register(api: ApiClient, spec: FakeNodeSpec): Promise<FakeNode> {
-    const response = await api.post<{ node_id: string; heartbeat_interval_ms: number }>('/api/v1/agent/register', {
+    const response = await api.post<{ node_id: string; heartbeat_interval_ms: number; node_credential: string }>('/api/v1/agent/register', {
       hostname: spec.hostname,
       region: spec.region ?? 'us-east',
       role: 'worker',
@@ -47,7 +49,7 @@ export class FakeNode {
       ...(spec.agent_url ? { agent_url: spec.agent_url } : {}),
     });
     if (response.status !== 200) throw new Error(`register ${spec.hostname} answered ${response.status}: ${response.text}`);
-    return new FakeNode(api, response.body.node_id, spec.hostname);
+    return new FakeNode(api, response.body.node_id, spec.hostname, response.body.node_credential);
   }
 
   /** Reports the instance running and healthy on `port` from the next heartbeat on. */
@@ -73,7 +75,7 @@ export class FakeNode {
       instances: [...this.actual.values()],
       ...(this.installs.length > 0 ? { installs: this.installs } : {}),
       generation: this.generation,
-    });
+    }, { headers: { 'x-drydock-node-credential': this.credential } });
     if (response.status !== 200) throw new Error(`heartbeat of ${this.hostname} answered ${response.status}: ${response.text}`);
     this.generation = response.body.generation;
     if (this.followDesiredComponents) {

@@ -41,6 +41,7 @@ export interface RequestOptions {
   contentType?: string;
   /** A bearer token for this request; `null` sends none even when the client has one. */
   token?: string | null;
+  headers?: Record<string, string>;
 }
 
 /** A small HTTP client for the operator API; bodies are parsed as JSON when they are JSON. */
@@ -55,7 +56,7 @@ export class ApiClient {
   }
 
   async request<T>(method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<ApiResponse<T>> {
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...options.headers };
     const token = options.token === undefined ? this.token : options.token;
     if (token) headers.authorization = `Bearer ${token}`;
     let payload: string | undefined;

@@ -1,3 +1,4 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { DesiredState } from '../../domain/protocol.js';
@@ -5,10 +6,11 @@ import type { Db } from '../../store/db.js';
 import { appendEvents } from '../../store/events.js';
 import { desiredInstancesForNode } from '../../store/instances.js';
 import { desiredComponentsForNode } from '../../store/node-components.js';
-import { findNode, registerNode } from '../../store/nodes.js';
+import { findNode, nodeCredentialHash, registerNode } from '../../store/nodes.js';
 import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
 import { DesiredQuery, HeartbeatBody, RegisterBody } from '../schemas.js';
+import { NODE_CREDENTIAL_HEADER } from '../../domain/protocol.js';
 
 /** The full desired state of one node; every reply carries all of it (DESIGN.md §7). */
 export async function loadDesiredState(db: Db, nodeId: string): Promise<DesiredState | undefined> {
@@ -32,10 +34,25 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
   const tags = ['agent gateway'];
   const config = { role: 'agent' as const };
 
+  /**
+   * With auth on, an agent may only report for its own node (DESIGN.md §9): the credential it
+   * got at registration must come with every heartbeat and long-poll. A wrong one is refused
+   * (403) without touching anything; the agent registers again.
+   */
+  const assertNodeCredential = async (nodeId: string, presented: string | string[] | undefined) => {
+    if (!ctx.tokens) return;
+    const stored = await nodeCredentialHash(ctx.db, nodeId);
+    if (stored === undefined) throw errors.nodeNotRegistered(nodeId);
+    const given = createHash('sha256').update(typeof presented === 'string' ? presented : '').digest();
+    if (stored === null || !timingSafeEqual(Buffer.from(stored, 'hex'), given)) throw errors.nodeCredentialInvalid(nodeId);
+  };
+
   app.post('/api/v1/agent/register', { config, schema: { tags, body: RegisterBody } }, async (req) => {
     const before = await findNode(ctx.db, req.body.hostname);
+    // A fresh credential on every registration: the latest agent of a hostname is the one that reports.
+    const credential = randomBytes(32).toString('base64url');
     const { id } = await ctx.db.transaction(async (tx) => {
-      const registered = await registerNode(tx, req.body, ctx.newId());
+      const registered = await registerNode(tx, req.body, ctx.newId(), createHash('sha256').update(credential).digest('hex'));
       await appendEvents(tx, [
         {
           kind: before ? 'node.reregistered' : 'node.registered',
@@ -47,11 +64,12 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
       return registered;
     });
     ctx.reconciler.wake();
-    return { node_id: id, heartbeat_interval_ms: ctx.settings.heartbeatIntervalMs };
+    return { node_id: id, heartbeat_interval_ms: ctx.settings.heartbeatIntervalMs, node_credential: credential };
   });
 
   app.post('/api/v1/agent/heartbeat', { config, schema: { tags, body: HeartbeatBody } }, async (req) => {
     const body = req.body;
+    await assertNodeCredential(body.node_id, req.headers[NODE_CREDENTIAL_HEADER]);
     ctx.metrics.heartbeats.inc();
     await ctx.heartbeats.add({
       nodeId: body.node_id,
@@ -69,6 +87,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
   // Long-poll: held open until the node's desired generation moves past `after`.
   app.get('/api/v1/agent/desired', { config, schema: { tags, querystring: DesiredQuery } }, async (req) => {
     const { node_id: nodeId, after, wait } = req.query;
+    await assertNodeCredential(nodeId, req.headers[NODE_CREDENTIAL_HEADER]);
     const deadline = Date.now() + wait * 1000;
     const closed = new AbortController();
     req.raw.once('close', () => closed.abort());

@@ -4,6 +4,7 @@
 import fleet from './0001_fleet.pre.sql';
 import artifacts from './0002_artifacts.pre.sql';
 import rollouts from './0003_rollouts.pre.sql';
+import nodeCredentials from './0004_node_credentials.pre.sql';
 
 export interface Migration {
   version: number;
@@ -22,4 +23,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0001_fleet.pre.sql', fleet),
   migration('0002_artifacts.pre.sql', artifacts),
   migration('0003_rollouts.pre.sql', rollouts),
+  migration('0004_node_credentials.pre.sql', nodeCredentials),
 ];
