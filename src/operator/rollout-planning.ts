@@ -7,6 +7,7 @@ import { findArtifactByVersion, listArtifacts } from '../store/artifacts.js';
 import { listCompatRules } from '../store/compat.js';
 import type { Db } from '../store/db.js';
 import { loadFleetSnapshot } from '../store/fleet-snapshot.js';
+import { averageNodeSeconds } from '../store/rollout-history.js';
 import { nodesInActiveRollouts } from '../store/rollouts.js';
 
 export interface PlannedRollout {
@@ -46,7 +47,16 @@ export async function planFromStore(
   const artifact = await findArtifactByVersion(db, component, spec.target.version);
   const disruptive = artifact?.disruptive ?? false;
   const currentVersion = (node: { id: string }) => components.get(node.id)?.[component];
-  const plan = planRollout({ spec, nodes: snapshot.nodes, instances, deployments: snapshot.deployments, currentVersion, disruptive });
+  const historyNodeSeconds = await averageNodeSeconds(db, component);
+  const plan = planRollout({
+    spec,
+    nodes: snapshot.nodes,
+    instances,
+    deployments: snapshot.deployments,
+    currentVersion,
+    disruptive,
+    ...(historyNodeSeconds === undefined ? {} : { historyNodeSeconds }),
+  });
 
   const targets = plan.batches.flatMap((b) => b.nodes);
   const fromVersions = new Map(targets.map((n) => [n.id, currentVersion(n)]));

@@ -139,7 +139,9 @@ export function planRollout(input: PlanInput): RolloutPlan {
   let seconds = 0;
   for (const batch of base.batches) {
     const drained = moves.filter((m) => m.batch === batch.index).length;
-    const perNodeDrain = batch.nodes.length > 0 ? Math.ceil(drained / batch.nodes.length) * DRAIN_S_PER_INSTANCE : 0;
+    // History already includes the drain; without it, estimate the drain from the moves.
+    const perNodeDrain =
+      input.historyNodeSeconds === undefined && batch.nodes.length > 0 ? Math.ceil(drained / batch.nodes.length) * DRAIN_S_PER_INSTANCE : 0;
     seconds += perNodeInstall + perNodeDrain;
     if (batch.index < base.batches.length - 1) seconds += spec.strategy.pauseBetweenBatches / 1000;
     if (batch.canary) seconds += (spec.strategy.canary?.soak ?? 0) / 1000;

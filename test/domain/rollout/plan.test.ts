@@ -111,11 +111,13 @@ describe('planRollout', () => {
     expect(planRollout(input(w, { spec: s, historyNodeSeconds: 20 })).estimated_duration_s).toBe(3 * 20 + 2 * 60 + 600);
   });
 
-  it('adds drain time for the instances each node of a batch moves', () => {
+  it('adds drain time for the instances each node of a batch moves, unless history (which includes drains) is known', () => {
     const w = world({ perRegion: 1, perNode: 3, spares: 1, maxInstances: 6 });
-    const plan = planRollout(input(w, { spec: spec({ health: { minHealthyTime: 0 } }), historyNodeSeconds: 60 }));
-    // 3 batches of one node, each moving 3 instances at 10 s apiece.
+    const plan = planRollout(input(w, { spec: spec({ health: { minHealthyTime: 0 } }) }));
+    // 3 batches of one node: the default 60 s install, plus 3 instances moved at 10 s apiece.
     expect(plan.estimated_duration_s).toBe(3 * (60 + 30));
+    const measured = planRollout(input(w, { spec: spec({ health: { minHealthyTime: 0 } }), historyNodeSeconds: 45 }));
+    expect(measured.estimated_duration_s).toBe(3 * 45);
   });
 
   it('never places more instances on a node than it holds, nor on a node of the same batch (property)', () => {
