@@ -1,5 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { ApiClient } from '../api-client.js';
+import { TERMINAL_ROLLOUT_STATUSES } from '../domain/rollout/model.js';
 
 interface WatchedRollout {
   id: string;
@@ -13,7 +14,7 @@ interface WatchedRollout {
 
 // awaiting_decision stops the watch too: nothing moves until a human decides, and a script
 // waiting on `watch` must learn that instead of hanging.
-const FINAL = new Set(['completed', 'aborted', 'rolled_back', 'rejected', 'failed', 'awaiting_decision']);
+const FINAL = new Set<string>([...TERMINAL_ROLLOUT_STATUSES, 'awaiting_decision']);
 const TERMINAL_TASK = new Set(['done', 'failed', 'rolled_back', 'skipped']);
 const IN_FLIGHT = new Set(['cordoned', 'draining', 'installing', 'verifying']);
 

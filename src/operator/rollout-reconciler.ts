@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ACTIVE_ROLLOUT_STATUSES } from '../domain/rollout/model.js';
+import { RECONCILED_ROLLOUT_STATUSES } from '../domain/rollout/model.js';
 import { decideRollout } from '../domain/rollout/decide.js';
 import type { Db } from '../store/db.js';
 import { assertTerm } from '../store/leases.js';
@@ -48,7 +48,7 @@ export class RolloutReconciler {
     const term = this.lease.term;
     if (term === null) return;
     this.ticks++;
-    for (const id of await activeRolloutIds(this.db, ACTIVE_ROLLOUT_STATUSES)) {
+    for (const id of await activeRolloutIds(this.db, RECONCILED_ROLLOUT_STATUSES)) {
       try {
         await this.reconcile(id, term);
       } catch (error) {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Rollout, RolloutDecision, RolloutTask } from '../domain/rollout/model.js';
+import { type Rollout, type RolloutDecision, type RolloutTask, TERMINAL_ROLLOUT_STATUSES } from '../domain/rollout/model.js';
 import { insertApproval } from './approvals.js';
 import type { Db } from './db.js';
 import { appendEvents } from './events.js';
@@ -7,7 +7,6 @@ import { beginDrain, cordonNode, enableNode, setComponentVersion, VersionUnavail
 import { findNode } from './nodes.js';
 import { updateRollout, updateTasks } from './rollouts.js';
 
-const TERMINAL_STATUSES = new Set(['completed', 'aborted', 'rolled_back', 'failed', 'rejected']);
 
 export const CONTINUATION_OPTIONS = ['continue_anyway', 'rollback_completed_batches', 'abort'];
 
@@ -20,7 +19,7 @@ export async function applyRolloutDecision(tx: Db, rollout: Rollout, tasks: read
   const who = { actor: 'reconciler', rolloutId: rollout.id };
   await updateTasks(tx, decision.tasks);
   const status = decision.rollout.status;
-  await updateRollout(tx, rollout.id, decision.rollout, { finished: status !== undefined && TERMINAL_STATUSES.has(status) });
+  await updateRollout(tx, rollout.id, decision.rollout, { finished: status !== undefined && TERMINAL_ROLLOUT_STATUSES.includes(status) });
   const touched = new Set<string>();
   const taskByNode = new Map(tasks.map((t) => [t.nodeId, t]));
   for (const command of decision.commands) {

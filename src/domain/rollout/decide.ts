@@ -1,5 +1,5 @@
 import { assessBreaker } from './breaker.js';
-import { IN_FLIGHT, type NodeFacts, type Rollout, type RolloutDecision, type RolloutTask, TERMINAL } from './model.js';
+import { IN_FLIGHT, type NodeFacts, RECONCILED_ROLLOUT_STATUSES, type Rollout, type RolloutDecision, type RolloutTask, TERMINAL } from './model.js';
 import { advanceTask, afterFailure, startTask, type TaskStep } from './task-machine.js';
 import { isWithinWindow, nextWindowOpen } from './window.js';
 
@@ -23,7 +23,7 @@ export function decideRollout(rollout: Rollout, tasks: readonly RolloutTask[], n
     decision.events.push(...step.events.map((e) => ({ ...e, data: { ...e.data } })));
   };
   const status = rollout.status;
-  if (!['running', 'paused', 'waiting_for_window', 'awaiting_decision', 'aborting', 'rolling_back'].includes(status)) return decision;
+  if (!RECONCILED_ROLLOUT_STATUSES.includes(status)) return decision;
 
   // 1. In-flight tasks always move on, whatever the rollout's status: stopping a node halfway
   //    would leave it cordoned and half-installed.

@@ -18,16 +18,14 @@ export const ROLLOUT_STATUSES = [
 ] as const;
 export type RolloutStatus = (typeof ROLLOUT_STATUSES)[number];
 
+/** Statuses a rollout never leaves. */
+export const TERMINAL_ROLLOUT_STATUSES: readonly RolloutStatus[] = ['completed', 'aborted', 'rolled_back', 'rejected', 'failed'];
+
 /** Statuses in which a rollout holds its nodes (DESIGN.md §8.1: one active rollout per node). */
-export const ACTIVE_ROLLOUT_STATUSES: readonly RolloutStatus[] = [
-  'awaiting_approval',
-  'running',
-  'paused',
-  'waiting_for_window',
-  'awaiting_decision',
-  'aborting',
-  'rolling_back',
-];
+export const ACTIVE_ROLLOUT_STATUSES: readonly RolloutStatus[] = ROLLOUT_STATUSES.filter((s) => !TERMINAL_ROLLOUT_STATUSES.includes(s));
+
+/** Statuses the reconciler acts on: active, and approved (an unapproved rollout waits for a human). */
+export const RECONCILED_ROLLOUT_STATUSES: readonly RolloutStatus[] = ACTIVE_ROLLOUT_STATUSES.filter((s) => s !== 'awaiting_approval');
 
 export const TASK_STATES = ['pending', 'cordoned', 'draining', 'installing', 'verifying', 'done', 'failed', 'rolled_back', 'skipped'] as const;
 export type TaskState = (typeof TASK_STATES)[number];

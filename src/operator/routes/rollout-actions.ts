@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { RolloutStatus } from '../../domain/rollout/model.js';
+import { type BreakerDecision, type HumanAction, humanTransition } from '../../domain/rollout/human-actions.js';
 import { applySpecEdits } from '../../domain/rollout/spec.js';
 import { decideApproval, listApprovals, pendingApproval } from '../../store/approvals.js';
 import type { Db } from '../../store/db.js';
@@ -22,14 +23,6 @@ const DecideBody = z
   .object({ decision: z.enum(['continue', 'rollback', 'abort', 'continue_anyway', 'rollback_completed_batches']) })
   .strict();
 
-const DECISIONS: Record<string, { status: RolloutStatus; event: string }> = {
-  continue: { status: 'running', event: 'rollout.resumed' },
-  continue_anyway: { status: 'running', event: 'rollout.resumed' },
-  rollback: { status: 'rolling_back', event: 'rollout.rolling_back' },
-  rollback_completed_batches: { status: 'rolling_back', event: 'rollout.rolling_back' },
-  abort: { status: 'aborting', event: 'rollout.abort_requested' },
-};
-
 export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
   const app = base.withTypeProvider<ZodTypeProvider>();
   const tags = ['rollouts'];
@@ -45,15 +38,18 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
     const loaded = await mustLoadRollout(ctx, id);
     return rolloutDetail(loaded.row, loaded.tasks, await listApprovals(ctx.db, { rolloutId: id }), new Date());
   };
-  const expect = (loaded: { row: { id: string; status: RolloutStatus } }, action: string, allowed: RolloutStatus[]) => {
-    if (!allowed.includes(loaded.row.status)) throw rolloutErrors.wrongStatus(loaded.row.id, loaded.row.status, action, allowed);
+  /** The domain's answer for this action from the rollout's status, or 409 naming the statuses it needs. */
+  const transition = (loaded: { row: { id: string; status: RolloutStatus } }, action: HumanAction, decision?: BreakerDecision) => {
+    const t = humanTransition(action, loaded.row.status, decision);
+    if (!t.ok) throw rolloutErrors.wrongStatus(loaded.row.id, loaded.row.status, action, t.allowed);
+    return t;
   };
 
   app.post('/api/v1/rollouts/:id/approve', { config: { role: 'approver' }, schema: { tags, params, body: ApproveBody, summary: 'Approve the plan, optionally with edits' } }, async (req) => {
     const actor = actorOf(req);
     const edits = req.body?.set ?? [];
     return act(req.params.id, async (tx, loaded) => {
-      expect(loaded, 'approve', ['awaiting_approval']);
+      const t = transition(loaded, 'approve');
       const { row } = loaded;
       if (row.spec.approval.distinctApprover) {
         if (!req.principal) throw rolloutErrors.approverUnknown();
@@ -80,9 +76,9 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
         await replaceTasks(tx, row.id, tasksFor(row.id, result.planned, new Date((clock as { now: Date }).now)));
       }
       if (approval) await decideApproval(tx, approval.id, { status: 'approved', decision: 'approve', by: actor, edits });
-      await updateRollout(tx, row.id, { status: 'running' });
+      await updateRollout(tx, row.id, { status: t.to });
       await appendEvents(tx, [
-        { kind: 'rollout.approved', actor, rolloutId: row.id, data: { edits } },
+        { kind: t.event, actor, rolloutId: row.id, data: { edits } },
         { kind: 'rollout.started', actor, rolloutId: row.id, data: {} },
       ]);
     });
@@ -91,47 +87,43 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
   app.post('/api/v1/rollouts/:id/reject', { config: { role: 'approver' }, schema: { tags, params, body: RejectBody } }, async (req) => {
     const actor = actorOf(req);
     return act(req.params.id, async (tx, loaded) => {
-      expect(loaded, 'reject', ['awaiting_approval']);
+      const t = transition(loaded, 'reject');
       const approval = await pendingApproval(tx, loaded.row.id, 'plan');
       if (approval) await decideApproval(tx, approval.id, { status: 'rejected', decision: 'reject', by: actor, reason: req.body.reason });
-      await updateRollout(tx, loaded.row.id, { status: 'rejected' }, { finished: true });
+      await updateRollout(tx, loaded.row.id, { status: t.to }, { finished: true });
       await tx.query(`UPDATE rollout_tasks SET state = 'skipped', state_since = now() WHERE rollout_id = $1 AND state = 'pending'`, [loaded.row.id]);
-      await appendEvents(tx, [{ kind: 'rollout.rejected', actor, rolloutId: loaded.row.id, data: { reason: req.body.reason } }]);
+      await appendEvents(tx, [{ kind: t.event, actor, rolloutId: loaded.row.id, data: { reason: req.body.reason } }]);
     });
   });
 
-  const simple = (verb: string, allowed: RolloutStatus[], status: RolloutStatus, event: string, summary: string) =>
+  const simple = (verb: 'pause' | 'resume' | 'abort' | 'rollback', summary: string) =>
     app.post(`/api/v1/rollouts/:id/${verb}`, { schema: { tags, params, summary } }, async (req) => {
       const actor = actorOf(req);
       return act(req.params.id, async (tx, loaded) => {
-        expect(loaded, verb, allowed);
-        // Nothing has started yet: aborting an unapproved rollout ends it at once.
-        const final = verb === 'abort' && loaded.row.status === 'awaiting_approval' ? 'aborted' : status;
-        await updateRollout(tx, loaded.row.id, { status: final }, { finished: final === 'aborted' });
-        if (final === 'aborted') {
+        const t = transition(loaded, verb);
+        await updateRollout(tx, loaded.row.id, { status: t.to }, { finished: t.to === 'aborted' });
+        if (t.to === 'aborted') {
           await tx.query(`UPDATE rollout_tasks SET state = 'skipped', state_since = now() WHERE rollout_id = $1 AND state = 'pending'`, [loaded.row.id]);
           const approval = await pendingApproval(tx, loaded.row.id, 'plan');
           if (approval) await decideApproval(tx, approval.id, { status: 'cancelled', decision: 'abort', by: actor });
         }
-        await appendEvents(tx, [{ kind: final === 'aborted' ? 'rollout.aborted' : event, actor, rolloutId: loaded.row.id, data: { from: loaded.row.status } }]);
+        await appendEvents(tx, [{ kind: t.event, actor, rolloutId: loaded.row.id, data: { from: loaded.row.status } }]);
       });
     });
-  simple('pause', ['running', 'waiting_for_window'], 'paused', 'rollout.paused', 'Start no new node; nodes in flight finish');
-  simple('resume', ['paused'], 'running', 'rollout.resumed', 'Continue a paused rollout');
-  simple('abort', ['awaiting_approval', 'running', 'paused', 'waiting_for_window', 'awaiting_decision'], 'aborting', 'rollout.abort_requested', 'Finish nodes in flight safely, start nothing new');
-  simple('rollback', ['running', 'paused', 'waiting_for_window', 'awaiting_decision', 'completed', 'aborted'], 'rolling_back', 'rollout.rolling_back', 'Return every completed node to its previous version, newest batch first');
+  simple('pause', 'Start no new node; nodes in flight finish');
+  simple('resume', 'Continue a paused rollout');
+  simple('abort', 'Finish nodes in flight safely, start nothing new');
+  simple('rollback', 'Return every completed node to its previous version, newest batch first');
 
   app.post('/api/v1/rollouts/:id/decide', { config: { role: 'approver' }, schema: { tags, params, body: DecideBody, summary: 'Answer the circuit breaker: continue, rollback or abort' } }, async (req) => {
     const actor = actorOf(req);
-    const choice = DECISIONS[req.body.decision] as { status: RolloutStatus; event: string };
     return act(req.params.id, async (tx, loaded) => {
-      expect(loaded, 'decide', ['awaiting_decision']);
+      const t = transition(loaded, 'decide', req.body.decision);
       const approval = await pendingApproval(tx, loaded.row.id, 'continuation');
       if (approval) await decideApproval(tx, approval.id, { status: 'decided', decision: req.body.decision, by: actor });
       const [clock] = await tx.query<{ now: Date }>('SELECT now() AS now');
-      // "continue" restarts the consecutive-failure count from now.
-      await updateRollout(tx, loaded.row.id, { status: choice.status, ...(choice.status === 'running' ? { breakerResetAt: new Date((clock as { now: Date }).now) } : {}) });
-      await appendEvents(tx, [{ kind: choice.event, actor, rolloutId: loaded.row.id, data: { decision: req.body.decision } }]);
+      await updateRollout(tx, loaded.row.id, { status: t.to, ...(t.resetBreaker ? { breakerResetAt: new Date((clock as { now: Date }).now) } : {}) });
+      await appendEvents(tx, [{ kind: t.event, actor, rolloutId: loaded.row.id, data: { decision: req.body.decision } }]);
     });
   });
 }
