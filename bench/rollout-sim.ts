@@ -12,6 +12,7 @@ import { planRollout, type RolloutPlan } from '../src/domain/rollout/plan.js';
 import { parseRolloutSpec, type RolloutSpec } from '../src/domain/rollout/spec.js';
 import type { Deployment, FleetNode, Instance } from '../src/domain/types.js';
 import { driveRollout, type DriveResult, FleetModel, type HumanChoice, type InstallOutcome } from '../test/domain/rollout/fleet-sim.js';
+import { instance } from '../test/domain/fixtures.js';
 import { rollout as newRollout, tasksFromPlan } from '../test/domain/rollout/fixtures.js';
 
 const { values } = parseArgs({
@@ -133,18 +134,7 @@ function buildWorld(): World {
   const instances: Instance[] = [];
   for (let i = 0; i < total; i++) {
     const node = nodes[Math.floor(i / perNode)] as FleetNode;
-    instances.push({
-      id: `inst-${i}`,
-      deploymentId: `dep-${i % deploymentCount}`,
-      nodeId: node.id,
-      desired: 'running',
-      status: 'running',
-      healthy: true,
-      published: true,
-      replaces: null,
-      restartOnEnable: false,
-      createdAt: START,
-    });
+    instances.push(instance(`inst-${i}`, `dep-${i % deploymentCount}`, node.id, { createdAt: START }));
   }
   return { nodes, instances, deployments };
 }
