@@ -1,0 +1,212 @@
+// Heartbeats over HTTP into one real operator process: registers N nodes through the agent
+// gateway, then has every node heartbeat every --interval for --duration while a probe reads
+// the API (a node, the node list of one region, /health). Reports achieved rate, latency
+// percentiles, errors, and the operator's CPU and RSS; writes bench/results/heartbeats-http.json.
+//
+//   npm run bench:heartbeats-http -- --nodes 10000 [--interval 2s] [--duration 60s]
+//                                    [--postgres postgres://postgres@127.0.0.1:5432/postgres]
+//
+// With --postgres a fresh database is created on that server (and dropped afterwards); without
+// it the operator runs on the embedded engine in a temp dir. The generator runs in this process
+// with keep-alive sockets; on 2 cores it competes with the operator and Postgres for CPU, so the
+// numbers are a lower bound of what the operator alone would do.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { parseDuration } from '../src/domain/duration.js';
+import { freePort } from '../src/agent/drivers/process-driver.js';
+import { CREDENTIAL_HEADER, Latencies, ProcessSampler, postJson, getJson } from './http-load.js';
+
+const { values } = parseArgs({
+  options: {
+    nodes: { type: 'string', default: '1000' },
+    interval: { type: 'string', default: '2s' },
+    duration: { type: 'string', default: '60s' },
+    regions: { type: 'string', default: '3' },
+    sockets: { type: 'string', default: '64' },
+    postgres: { type: 'string' },
+    out: { type: 'string', default: 'bench/results/heartbeats-http.json' },
+  },
+});
+const nodes = Number(values.nodes);
+const intervalMs = parseDuration(values.interval) ?? 2000;
+const durationMs = parseDuration(values.duration) ?? 60_000;
+const regions = Number(values.regions);
+const bundle = resolve('dist/drydock.mjs');
+
+const dir = mkdtempSync(join(tmpdir(), 'drydock-bench-http-'));
+const agentToken = randomBytes(24).toString('hex');
+const viewerToken = randomBytes(24).toString('hex');
+writeFileSync(join(dir, 'tokens.yaml'), `tokens:\n  - { name: agents, token: "${agentToken}", role: agent }\n  - { name: probe, token: "${viewerToken}", role: viewer }\n`);
+
+let databaseUrl: string | undefined;
+let dbName: string | undefined;
+if (values.postgres) {
+  dbName = `drydock_bench_${process.pid}`;
+  const admin = new pg.Client({ connectionString: values.postgres });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${dbName}`);
+  await admin.end();
+  const url = new URL(values.postgres);
+  url.pathname = `/${dbName}`;
+  databaseUrl = url.toString();
+}
+
+const port = await freePort();
+const base = `http://127.0.0.1:${port}`;
+const operatorArgs = ['operator', '--listen', `127.0.0.1:${port}`, '--tokens', join(dir, 'tokens.yaml'), '--heartbeat-interval', values.interval, '--heartbeat-grace', '10s'];
+if (databaseUrl) operatorArgs.push('--database-url', databaseUrl);
+else operatorArgs.push('--data-dir', join(dir, 'data'));
+const operator: ChildProcess = spawn(process.execPath, [bundle, ...operatorArgs], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, DRYDOCK_LOG_FORMAT: 'json' } });
+let operatorStderr = '';
+operator.stderr?.on('data', (chunk: Buffer) => {
+  operatorStderr = (operatorStderr + chunk.toString()).slice(-4000);
+});
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: Number(values.sockets) });
+const agentAuth = { authorization: `Bearer ${agentToken}` };
+const viewerAuth = { authorization: `Bearer ${viewerToken}` };
+
+async function cleanup() {
+  operator.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 500));
+  if (operator.exitCode === null) operator.kill('SIGKILL');
+  agent.destroy();
+  rmSync(dir, { recursive: true, force: true });
+  if (values.postgres && dbName) {
+    const admin = new pg.Client({ connectionString: values.postgres });
+    await admin.connect();
+    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    await admin.end();
+  }
+}
+
+try {
+  const readyBy = Date.now() + 60_000;
+  for (;;) {
+    const health = await getJson(agent, `${base}/health`, {}).catch(() => undefined);
+    if (health?.status === 200) break;
+    if (Date.now() > readyBy || operator.exitCode !== null) throw new Error(`operator did not start: ${operatorStderr}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+
+  // Register every node (bounded concurrency), as agents do at start.
+  const registered: { id: string; credential: string; region: string }[] = [];
+  const registerStarted = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < nodes) {
+        const n = next++;
+        const region = `region-${n % regions}`;
+        const reply = await postJson(agent, `${base}/api/v1/agent/register`, agentAuth, {
+          hostname: `bench-node-${n}`, region, role: 'worker', max_instances: 20, agent_version: '1.0.0', protocol_version: 1,
+        });
+        if (reply.status !== 200) throw new Error(`register answered ${reply.status}: ${reply.text}`);
+        const body = JSON.parse(reply.text) as { node_id: string; node_credential: string };
+        registered.push({ id: body.node_id, credential: body.node_credential, region });
+      }
+    }),
+  );
+  const registerSeconds = (performance.now() - registerStarted) / 1000;
+  console.log(`registered ${nodes} nodes in ${registerSeconds.toFixed(1)} s`);
+
+  const heartbeatLatency = new Latencies();
+  const apiLatency = new Latencies();
+  const errors: Record<string, number> = {};
+  const generations = new Map<string, number>();
+  const sampler = new ProcessSampler(operator.pid as number);
+  const started = performance.now();
+  const stopAt = started + durationMs;
+  let sent = 0;
+
+  // Each node heartbeats every interval, the fleet spread evenly over the interval.
+  const heartbeat = async (node: (typeof registered)[number]) => {
+    const t0 = performance.now();
+    sent++;
+    try {
+      const reply = await postJson(agent, `${base}/api/v1/agent/heartbeat`, { ...agentAuth, [CREDENTIAL_HEADER]: node.credential }, {
+        node_id: node.id, agent_version: '1.0.0', protocol_version: 1, components: { 'node-agent': '1.0.0' }, instances: [], generation: generations.get(node.id) ?? 0,
+      });
+      heartbeatLatency.add(performance.now() - t0);
+      if (reply.status !== 200) errors[String(reply.status)] = (errors[String(reply.status)] ?? 0) + 1;
+      else generations.set(node.id, (JSON.parse(reply.text) as { generation: number }).generation);
+    } catch (error) {
+      heartbeatLatency.add(performance.now() - t0);
+      const code = (error as NodeJS.ErrnoException).code ?? 'error';
+      errors[code] = (errors[code] ?? 0) + 1;
+    }
+  };
+  const schedule = registered.map((node, i) => {
+    const offset = (i / registered.length) * intervalMs;
+    return (async () => {
+      let at = started + offset;
+      while (at < stopAt) {
+        const wait = at - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        await heartbeat(node);
+        at += intervalMs;
+      }
+    })();
+  });
+  // The other API meanwhile: one read every 100 ms, rotating through three kinds.
+  const probe = (async () => {
+    let k = 0;
+    while (performance.now() < stopAt) {
+      const node = registered[k % registered.length] as (typeof registered)[number];
+      const path = [`/api/v1/nodes/${node.id}`, `/api/v1/nodes?region=${node.region}&status=down`, '/health'][k % 3] as string;
+      const t0 = performance.now();
+      const reply = await getJson(agent, `${base}${path}`, viewerAuth).catch(() => undefined);
+      apiLatency.add(performance.now() - t0);
+      if (reply?.status !== 200) errors[`api_${reply?.status ?? 'error'}`] = (errors[`api_${reply?.status ?? 'error'}`] ?? 0) + 1;
+      k++;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  sampler.start();
+  await Promise.all([...schedule, probe]);
+  const elapsed = (performance.now() - started) / 1000;
+  const usage = sampler.stop();
+  const down = await getJson(agent, `${base}/api/v1/events?kind_prefix=node.down&limit=5000`, viewerAuth);
+  const falseDowns = down.status === 200 ? (JSON.parse(down.text) as unknown[]).length : -1;
+
+  const result = {
+    at: new Date().toISOString(),
+    engine: databaseUrl ? 'postgres' : 'pglite',
+    nodes,
+    interval_ms: intervalMs,
+    duration_s: Math.round(elapsed),
+    target_per_s: Math.round(nodes / (intervalMs / 1000)),
+    achieved_per_s: Math.round(heartbeatLatency.count / elapsed),
+    sent,
+    errors,
+    heartbeat_ms: heartbeatLatency.summary(),
+    api_ms: apiLatency.summary(),
+    operator: usage,
+    node_down_events: falseDowns,
+    register_s: Number(registerSeconds.toFixed(1)),
+  };
+  const h = result.heartbeat_ms;
+  const a = result.api_ms;
+  console.log(
+    `${result.engine} ${nodes} nodes every ${intervalMs} ms for ${result.duration_s} s: ${result.achieved_per_s}/s of ${result.target_per_s}/s target, ` +
+      `errors ${JSON.stringify(errors)}\n  heartbeat p50 ${h.p50} ms  p95 ${h.p95}  p99 ${h.p99}  max ${h.max}\n  other API p50 ${a.p50} ms  p95 ${a.p95}  p99 ${a.p99}  max ${a.max}\n` +
+      `  operator CPU ${usage.cpu_percent}% (of one core), RSS max ${usage.rss_max_mb} MiB; node.down events: ${falseDowns}`,
+  );
+  mkdirSync('bench/results', { recursive: true });
+  let previous: unknown[] = [];
+  try {
+    previous = (JSON.parse(readFileSync(values.out, 'utf8')) as { runs?: unknown[] }).runs ?? [];
+  } catch {
+    previous = [];
+  }
+  writeFileSync(values.out, `${JSON.stringify({ runs: [...previous.slice(-19), result] }, null, 2)}\n`);
+  console.log(`wrote ${values.out}`);
+} finally {
+  await cleanup();
+}

@@ -1,0 +1,100 @@
+// Small pieces of the HTTP load generators in bench/: keep-alive JSON requests over node:http
+// (lighter than fetch at thousands of requests a second), latency percentiles, and CPU / RSS
+// of another process read from /proc.
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+
+export const CREDENTIAL_HEADER = 'x-drydock-node-credential';
+
+export interface Reply {
+  status: number;
+  text: string;
+}
+
+function request(agent: http.Agent, method: string, url: string, headers: Record<string, string>, body?: unknown): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request(url, {
+      method,
+      agent,
+      headers: { ...headers, ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }) },
+    });
+    req.setTimeout(30_000, () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+export const postJson = (agent: http.Agent, url: string, headers: Record<string, string>, body: unknown) => request(agent, 'POST', url, headers, body);
+export const getJson = (agent: http.Agent, url: string, headers: Record<string, string>) => request(agent, 'GET', url, headers);
+
+/** Latencies in ms; percentiles by sorting once at the end (a run holds at most a few 100k). */
+export class Latencies {
+  private values: number[] = [];
+  get count(): number {
+    return this.values.length;
+  }
+  add(ms: number): void {
+    this.values.push(ms);
+  }
+  summary(): { count: number; p50: number; p95: number; p99: number; max: number } {
+    const sorted = [...this.values].sort((a, b) => a - b);
+    const at = (q: number) => Number((sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0).toFixed(1));
+    return { count: sorted.length, p50: at(0.5), p95: at(0.95), p99: at(0.99), max: Number((sorted[sorted.length - 1] ?? 0).toFixed(1)) };
+  }
+}
+
+/** Samples a process's CPU time and RSS once a second from /proc (Linux). */
+export class ProcessSampler {
+  private timer: NodeJS.Timeout | undefined;
+  private startTicks = 0;
+  private startedAt = 0;
+  private rssMaxKb = 0;
+  // USER_HZ is 100 on every Linux this runs on (sysconf(_SC_CLK_TCK)).
+  private static readonly TICKS_PER_S = 100;
+
+  constructor(private readonly pid: number) {}
+
+  private ticks(): number {
+    const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]); // utime + stime
+  }
+
+  private sampleRss(): void {
+    const match = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
+    if (match) this.rssMaxKb = Math.max(this.rssMaxKb, Number(match[1]));
+  }
+
+  start(): void {
+    this.startTicks = this.ticks();
+    this.startedAt = performance.now();
+    this.sampleRss();
+    this.timer = setInterval(() => {
+      try {
+        this.sampleRss();
+      } catch {
+        clearInterval(this.timer);
+      }
+    }, 1000);
+  }
+
+  stop(): { cpu_percent: number; rss_max_mb: number } {
+    clearInterval(this.timer);
+    const seconds = (performance.now() - this.startedAt) / 1000;
+    let cpu = 0;
+    try {
+      cpu = (this.ticks() - this.startTicks) / ProcessSampler.TICKS_PER_S / seconds;
+      this.sampleRss();
+    } catch {
+      cpu = Number.NaN;
+    }
+    return { cpu_percent: Math.round(cpu * 100), rss_max_mb: Math.round(this.rssMaxKb / 1024) };
+  }
+}
