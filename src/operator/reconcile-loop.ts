@@ -1,15 +1,22 @@
 import type { Logger } from 'pino';
+import { isConnectionLost } from '../store/db.js';
+
+/** Longest wait between passes that keep failing (a database outage): retries stay this frequent. */
+export const MAX_FAILURE_BACKOFF_MS = 5_000;
 
 /**
  * Runs a reconcile pass every `intervalMs`, or at once when woken. Passes never overlap; a
- * wake during a pass schedules one more pass right after it. A failed pass is logged and the
- * next one retries (level-triggered: nothing is lost by retrying).
+ * wake during a pass schedules one more pass right after it. A failed pass is logged and
+ * retried after a backoff that doubles per consecutive failure, from `intervalMs` up to
+ * MAX_FAILURE_BACKOFF_MS (level-triggered: nothing is lost by retrying); wakes do not cut a
+ * backoff short, so a database outage is not hammered by every heartbeat.
  */
 export class ReconcileLoop {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = true;
+  private failures = 0;
 
   constructor(
     private readonly name: string,
@@ -31,7 +38,7 @@ export class ReconcileLoop {
 
   /** Ask for a pass soon (after an API write, a heartbeat that changed something, a conflict). */
   wake(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.failures > 0) return;
     if (this.running) this.again = true;
     else this.schedule(0);
   }
@@ -44,11 +51,20 @@ export class ReconcileLoop {
   private async run(): Promise<void> {
     if (this.stopped || this.running) return;
     this.running = this.pass()
-      .catch((error) => this.log.error({ err: error }, `${this.name} pass failed; retrying`))
+      .then(() => {
+        this.failures = 0;
+      })
+      .catch((error: unknown) => {
+        this.failures++;
+        const fields = { err: error, failures: this.failures };
+        if (isConnectionLost(error)) this.log.warn(fields, `${this.name} pass lost its database connection; retrying`);
+        else this.log.error(fields, `${this.name} pass failed; retrying`);
+      })
       .finally(() => {
         this.running = undefined;
         if (this.stopped) return;
-        const delay = this.again ? 0 : this.intervalMs;
+        const backoff = Math.min(this.intervalMs * 2 ** (this.failures - 1), MAX_FAILURE_BACKOFF_MS);
+        const delay = this.failures > 0 ? backoff : this.again ? 0 : this.intervalMs;
         this.again = false;
         this.schedule(delay);
       });

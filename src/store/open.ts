@@ -14,13 +14,21 @@ export interface OpenDbOptions {
   purpose?: string;
   /** Connection pool size for the server engine (default 10). */
   poolSize?: number;
+  /**
+   * Told when an idle pooled session of the server engine dies (terminated backend, server
+   * restart). The pool has dropped it already and opens a new one when needed (default: ignored).
+   */
+  onIdleConnectionError?: (error: Error) => void;
 }
 
 export async function openDb(options: OpenDbOptions = {}): Promise<Db> {
   if (options.databaseUrl) {
-    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
+    // TCP keep-alive notices a server that vanished without closing the socket.
+    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10, keepAlive: true });
     // An idle client losing its connection must not crash the process; the next query reconnects.
-    pool.on('error', () => {});
+    // (A checked-out client has its own listener: PoolDb.transaction.)
+    const onIdleError = options.onIdleConnectionError ?? (() => {});
+    pool.on('error', (error) => onIdleError(error));
     await pool.query('select 1');
     return new PoolDb('postgres', pool);
   }
