@@ -1,5 +1,29 @@
-import type { Db } from '../store/db.js';
+import { type Db, sqlState } from '../store/db.js';
 import { type HeartbeatRecord, recordHeartbeats } from '../store/nodes.js';
+import { ApiError } from './errors.js';
+
+/**
+ * SQLSTATE classes that blame the data of a statement, not the database: 22 data exception
+ * (an int out of range, a NUL byte in text or jsonb), 23 integrity constraint violation,
+ * 54 program limit exceeded (a value too large or too deep). Only these make a batch look
+ * for its bad record; a lost connection or a deadlock fails every caller alike.
+ */
+const BAD_RECORD_CLASSES = new Set(['22', '23', '54']);
+
+function blamesTheRecord(error: unknown): boolean {
+  const code = sqlState(error);
+  return code !== undefined && code.length === 5 && BAD_RECORD_CLASSES.has(code.slice(0, 2));
+}
+
+export const heartbeatRejected = (nodeId: string, error: unknown) =>
+  new ApiError(
+    400,
+    'HEARTBEAT_REJECTED',
+    `the database refused this heartbeat of node ${nodeId} (${(error as Error).message}); nothing of it was stored, fix the agent's report`,
+    { node_id: nodeId, sqlstate: sqlState(error) ?? null },
+  );
+
+type Pending = { record: HeartbeatRecord; resolve: () => void; reject: (e: unknown) => void };
 
 /**
  * Collects heartbeats for a few milliseconds and writes them in one batch (two statements
@@ -7,7 +31,7 @@ import { type HeartbeatRecord, recordHeartbeats } from '../store/nodes.js';
  * is committed, so the reply it sends reflects what was stored.
  */
 export class HeartbeatBuffer {
-  private pending: { record: HeartbeatRecord; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private pending: Pending[] = [];
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -39,15 +63,36 @@ export class HeartbeatBuffer {
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
+    await this.write(batch);
+  }
+
+  /**
+   * Writes a batch; when the database blames the data, halves it and writes each half, so the
+   * bad record(s) are found in O(bad · log n) writes and every other node's heartbeat is still
+   * committed. Only the bad record's caller gets an error, a 400 (invariant 7, DESIGN.md §8).
+   */
+  private async write(batch: Pending[]): Promise<void> {
     try {
       await recordHeartbeats(
         this.db,
         batch.map((p) => p.record),
       );
-      for (const p of batch) p.resolve();
-      this.onFlushed(batch.map((p) => p.record.nodeId));
     } catch (error) {
-      for (const p of batch) p.reject(error);
+      if (!blamesTheRecord(error)) {
+        for (const p of batch) p.reject(error);
+        return;
+      }
+      if (batch.length === 1) {
+        const [only] = batch as [Pending];
+        only.reject(heartbeatRejected(only.record.nodeId, error));
+        return;
+      }
+      const half = Math.ceil(batch.length / 2);
+      await this.write(batch.slice(0, half));
+      await this.write(batch.slice(half));
+      return;
     }
+    for (const p of batch) p.resolve();
+    this.onFlushed(batch.map((p) => p.record.nodeId));
   }
 }

@@ -6,14 +6,26 @@ import { ARTIFACT_KINDS, INSTALL_PHASES } from '../domain/protocol.js';
 import { isSemver } from '../domain/semver.js';
 import { NODE_ROLES, NODE_STATUSES } from '../domain/types.js';
 
+/**
+ * Numbers that land in Postgres `integer` columns stop at its maximum: a larger one would be
+ * refused by the database (a 500, or a failed heartbeat batch) instead of by the schema.
+ */
+export const INT4_MAX = 2_147_483_647;
+/** Generations and event ids are `bigint`; JSON numbers are exact up to 2^53 - 1. */
+const BIGINT_SAFE_MAX = Number.MAX_SAFE_INTEGER;
+/** Longest duration any request may ask for (a drain timeout): 7 days; a longer one is a typo. */
+export const MAX_REQUEST_DURATION_MS = 7 * 86_400_000;
+/** Hostnames are at most 253 characters; ids and names fit in that too. */
+const Ref = z.string().min(1).max(253);
+
 export const IdParam = z.object({ id: z.string().min(1).max(200).describe('id (or hostname/name where the route says so)') });
 
 const Labels = z.record(z.string().max(63), z.string().max(253));
 
 export const NodeSelectorSchema = z
   .object({
-    hostname: z.string().min(1).optional(),
-    region: z.string().min(1).optional(),
+    hostname: z.string().min(1).max(253).optional(),
+    region: z.string().min(1).max(63).optional(),
     role: z.enum(NODE_ROLES).optional(),
     labels: Labels.optional(),
   })
@@ -21,9 +33,9 @@ export const NodeSelectorSchema = z
 
 export const WorkloadSchema = z
   .object({
-    command: z.string().min(1).describe('executable to run (resolved on the agent PATH)'),
-    args: z.array(z.string()).max(100).optional(),
-    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'env names are letters, digits and _'), z.string()).optional(),
+    command: z.string().min(1).max(4096).describe('executable to run (resolved on the agent PATH)'),
+    args: z.array(z.string().max(4096)).max(100).optional(),
+    env: z.record(z.string().max(256).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'env names are letters, digits and _'), z.string().max(32_768)).optional(),
     health_path: z.string().startsWith('/').max(500).optional().describe('probed at http://127.0.0.1:$PORT{health_path}; default /'),
   })
   .strict();
@@ -32,7 +44,7 @@ export const DeploymentSpec = z
   .object({
     name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits and -, at most 63'),
     replicas: z.number().int().min(0).max(10_000),
-    min_available: z.number().int().min(0).default(0),
+    min_available: z.number().int().min(0).max(10_000).default(0),
     workload: WorkloadSchema,
     node_selector: NodeSelectorSchema.nullable().optional(),
   })
@@ -42,7 +54,8 @@ export const DeploymentSpec = z
 const Duration = z
   .union([z.string(), z.number()])
   .refine((v) => parseDuration(v) !== null, 'a duration like "30s", "10m" or a number of seconds')
-  .transform((v) => parseDuration(v) as number);
+  .transform((v) => parseDuration(v) as number)
+  .refine((ms) => ms <= MAX_REQUEST_DURATION_MS, 'at most 7d');
 
 export const DrainBody = z
   .object({
@@ -55,7 +68,7 @@ export const DrainBody = z
 
 export const MigrateBody = z
   .object({
-    target_node: z.string().min(1).optional().describe('node id or hostname; default: best node with room'),
+    target_node: Ref.optional().describe('node id or hostname; default: best node with room'),
     force: z.boolean().optional().describe('move a pinned instance anyway'),
   })
   .strict()
@@ -63,20 +76,20 @@ export const MigrateBody = z
   .optional();
 
 export const NodeListQuery = z.object({
-  region: z.string().optional(),
+  region: z.string().max(63).optional(),
   status: z.enum(NODE_STATUSES).optional(),
 });
 
 export const InstanceListQuery = z.object({
-  node: z.string().optional().describe('node id or hostname'),
-  deployment: z.string().optional().describe('deployment id or name'),
+  node: Ref.optional().describe('node id or hostname'),
+  deployment: Ref.optional().describe('deployment id or name'),
 });
 
 export const EventsQuery = z.object({
-  after: z.coerce.number().int().min(0).optional(),
+  after: z.coerce.number().int().min(0).max(BIGINT_SAFE_MAX).optional(),
   kind_prefix: z.string().max(100).optional(),
-  node_id: z.string().optional(),
-  rollout_id: z.string().optional(),
+  node_id: Ref.optional(),
+  rollout_id: Ref.optional(),
   limit: z.coerce.number().int().min(1).max(5000).optional(),
   order: z.enum(['asc', 'desc']).optional().describe('desc: newest first (e.g. ?order=desc&limit=1 to find the end of the log)'),
 });
@@ -142,17 +155,18 @@ export const RegisterBody = z
     labels: Labels.optional(),
     node_id: z.string().min(1).max(200).optional(),
     agent_version: z.string().min(1).max(100),
-    agent_url: z.string().url().optional(),
-    protocol_version: z.number().int().min(1),
+    agent_url: z.string().url().max(2048).optional(),
+    protocol_version: z.number().int().min(1).max(INT4_MAX),
   })
   .strict();
 
 export const ActualInstanceSchema = z.object({
-  id: z.string(),
+  id: z.string().min(1).max(200),
   status: z.enum(['pending', 'starting', 'running', 'stopping', 'stopped', 'failed', 'unknown']),
   healthy: z.boolean(),
-  pid: z.number().int().nullable(),
-  port: z.number().int().nullable(),
+  // pid and port are `integer` columns; Linux pids stop far below INT4_MAX, ports at 65535.
+  pid: z.number().int().min(0).max(INT4_MAX).nullable(),
+  port: z.number().int().min(0).max(65_535).nullable(),
   message: z.string().max(2000).optional(),
 });
 
@@ -166,18 +180,18 @@ export const InstallReportSchema = z.object({
 });
 
 export const HeartbeatBody = z.object({
-  node_id: z.string().min(1),
+  node_id: z.string().min(1).max(200),
   agent_version: z.string().min(1).max(100),
-  protocol_version: z.number().int().min(1),
-  components: z.record(z.string(), z.string()).default({}),
+  protocol_version: z.number().int().min(1).max(INT4_MAX),
+  components: z.record(z.string().min(1).max(100), z.string().max(100)).default({}),
   instances: z.array(ActualInstanceSchema).max(100_000),
   installs: z.array(InstallReportSchema).max(1000).optional(),
-  generation: z.number().int().min(0),
+  generation: z.number().int().min(0).max(BIGINT_SAFE_MAX),
 });
 
 export const DesiredQuery = z.object({
-  node_id: z.string().min(1),
-  after: z.coerce.number().int().min(0).default(0).describe('return once the generation is above this'),
+  node_id: z.string().min(1).max(200),
+  after: z.coerce.number().int().min(0).max(BIGINT_SAFE_MAX).default(0).describe('return once the generation is above this'),
   wait: z.coerce.number().int().min(0).max(60).default(25).describe('seconds to hold the request open'),
 });
 

@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import { parseDuration } from '../../domain/duration.js';
 import { createLogger } from '../../logging.js';
+import { HTTP_LIMIT_DEFAULTS } from '../../operator/http-limits.js';
 import { OPERATOR_DEFAULTS, startOperator } from '../../operator/server.js';
 import { DEFAULT_DATA_DIR } from '../../store/open.js';
 import { action } from '../context.js';
@@ -10,6 +11,12 @@ export function durationOption(value: string, name: string): number {
   const ms = parseDuration(value);
   if (ms === null) throw new Error(`${name} must be a duration like 30s or 10m, got "${value}"`);
   return ms;
+}
+
+function byteCountOption(value: string, name: string): number {
+  const bytes = Number(value);
+  if (!Number.isInteger(bytes) || bytes <= 0) throw new Error(`${name} must be a whole number of bytes, got "${value}"`);
+  return bytes;
 }
 
 export function registerOperatorCommand(program: Command): void {
@@ -24,6 +31,11 @@ export function registerOperatorCommand(program: Command): void {
     .option('--heartbeat-interval <duration>', 'interval agents are told to heartbeat at', '2s')
     .option('--drain-timeout <duration>', 'default bound on a drain', '10m')
     .option('--no-migrate', 'do not apply pending pre migrations at start')
+    .option('--headers-timeout <duration>', 'request headers must arrive within this', `${HTTP_LIMIT_DEFAULTS.headersTimeoutMs / 1000}s`)
+    .option('--request-timeout <duration>', 'a whole request (body included) must arrive within this; responses are not bounded', `${HTTP_LIMIT_DEFAULTS.requestTimeoutMs / 60_000}m`)
+    .option('--keep-alive-timeout <duration>', 'close an idle keep-alive connection after this', `${HTTP_LIMIT_DEFAULTS.keepAliveTimeoutMs / 1000}s`)
+    .option('--body-min-bytes <bytes>', 'cut off a body slower than this many bytes per --body-rate-window', String(HTTP_LIMIT_DEFAULTS.bodyMinBytes))
+    .option('--body-rate-window <duration>', 'window the minimum body rate is measured over', `${HTTP_LIMIT_DEFAULTS.bodyRateWindowMs / 1000}s`)
     .action(
       action(async (opts) => {
         const log = createLogger('operator');
@@ -38,6 +50,13 @@ export function registerOperatorCommand(program: Command): void {
           drainTimeoutMs: durationOption(opts.drainTimeout, '--drain-timeout'),
           migrationTimeoutMs: OPERATOR_DEFAULTS.migrationTimeoutMs,
           reconcileIntervalMs: OPERATOR_DEFAULTS.reconcileIntervalMs,
+          http: {
+            headersTimeoutMs: durationOption(opts.headersTimeout, '--headers-timeout'),
+            requestTimeoutMs: durationOption(opts.requestTimeout, '--request-timeout'),
+            keepAliveTimeoutMs: durationOption(opts.keepAliveTimeout, '--keep-alive-timeout'),
+            bodyMinBytes: byteCountOption(opts.bodyMinBytes, '--body-min-bytes'),
+            bodyRateWindowMs: durationOption(opts.bodyRateWindow, '--body-rate-window'),
+          },
           version: DRYDOCK_VERSION,
           log,
         });
