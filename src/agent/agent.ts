@@ -101,6 +101,7 @@ export class Agent {
       operatorUrl: options.operatorUrl,
       token: options.token,
       nodeId: () => this.nodeId ?? '',
+      nodeCredential: () => this.state.nodeCredential,
       trust: { trustedKeys: options.trustedKeys, allowUnsigned: options.allowUnsigned },
       builtIn: { 'node-agent': options.version },
       healthDeadlineMs: options.componentHealthDeadlineMs,
@@ -142,6 +143,8 @@ export class Agent {
     this.server = await buildAgentServer(this);
     this.url = await listenOn(this.server, this.options.listen);
     await this.register();
+    // Stopped while waiting to be registered (refused until re-enrolled): nothing more to start.
+    if (this.stopped) return;
     // An install the previous process left half done is finished or undone before anything else.
     this.componentsDone = this.components.reconcile().catch((error) => this.options.log.error({ err: error }, 'component recovery failed'));
     this.loop('heartbeat', () => this.heartbeat(), this.options.heartbeatIntervalMs);
@@ -157,6 +160,8 @@ export class Agent {
     for (const timer of this.timers.values()) clearTimeout(timer);
     await this.converging.catch(() => {});
     await this.componentsDone;
+    // A heartbeat still on the wire lands before stop() returns: after it, this agent writes nothing.
+    await this.heartbeatInFlight?.catch(() => {});
     await this.server?.close();
   }
 
@@ -183,13 +188,33 @@ export class Agent {
     void run();
   }
 
+  /** A wait that stop() cuts short, so a stopping agent never sits out a retry delay. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.abort.signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.abort.signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
   private persist(): void {
     writeAgentState(this.statePath, this.state);
   }
 
+  /**
+   * Registers, proving the node's credential when it has one (DESIGN.md §9): the operator
+   * registers an existing node again only for the agent holding its credential. Without it (a
+   * wiped data dir) the agent keeps asking, saying why, until an admin re-enrolls the node.
+   */
   private async register(): Promise<void> {
+    let refusals = 0;
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
+        const sameNode = this.state.hostname === this.options.hostname;
         const reply = await this.client.post<RegisterResponse>('/api/v1/agent/register', {
           hostname: this.options.hostname,
           region: this.options.region,
@@ -200,7 +225,7 @@ export class Agent {
           agent_version: this.options.version,
           agent_url: this.url,
           protocol_version: PROTOCOL_VERSION,
-        });
+        }, { headers: sameNode ? this.credentialHeader() : {} });
         this.state.nodeId = reply.node_id;
         this.state.hostname = this.options.hostname;
         this.state.nodeCredential = reply.node_credential;
@@ -208,9 +233,27 @@ export class Agent {
         this.lastContact = new Date();
         return;
       } catch (error) {
+        if (error instanceof ApiCallError && error.code === 'NODE_CREDENTIAL_REQUIRED') {
+          // Every minute, not every try: the log must say it plainly without drowning.
+          if (refusals++ % 12 === 0) {
+            this.options.log.error(
+              { hostname: this.options.hostname, node_id: error.details.node_id },
+              `registration refused: ${error.message}. Retrying every 5 s until an admin runs \`drydock node re-enroll ${this.options.hostname}\``,
+            );
+          }
+          await this.pause(5000);
+          continue;
+        }
+        if (error instanceof ApiCallError && error.code === 'NODE_ID_TAKEN' && this.state.nodeId !== undefined) {
+          // The id in our state file is another hostname's (a copied data dir): register as new.
+          this.options.log.warn({ node_id: this.state.nodeId }, 'the remembered node id belongs to another hostname; registering without it');
+          this.state.nodeId = undefined;
+          this.state.nodeCredential = undefined;
+          continue;
+        }
         if (error instanceof ApiCallError && error.status >= 400 && error.status < 500) throw error;
         if (attempt % 10 === 0) this.options.log.warn({ err: (error as Error).message }, 'operator not reachable; retrying registration');
-        await new Promise((r) => setTimeout(r, Math.min(5000, 500 * (attempt + 1))));
+        await this.pause(Math.min(5000, 500 * (attempt + 1)));
       }
     }
   }
@@ -221,6 +264,7 @@ export class Agent {
    * for one more right after it.
    */
   private heartbeat(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
     if (this.heartbeatInFlight) {
       this.heartbeatAgain = true;
       return this.heartbeatInFlight;

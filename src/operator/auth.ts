@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { z } from 'zod';
+import { agentErrors } from './agent-errors.js';
 import { ApiError, errors } from './errors.js';
 
 /** People's roles are ordered; `agent` is separate: it may only use the agent gateway. */
@@ -59,13 +60,17 @@ export function loadTokens(path: string): TokenStore {
   };
 }
 
-/** Throws 403 unless the principal may act with `needed`. */
+/**
+ * Throws 403 unless the principal may act with `needed`. The agent gateway (`needed` agent) and
+ * the people's API are disjoint (DESIGN.md §9): an agent token works only on the gateway, and no
+ * person's token works there, admin included: a person never gets a node credential.
+ */
 export function authorize(principal: Principal, needed: Role): void {
   if (needed === 'agent') {
-    if (principal.role !== 'agent' && principal.role !== 'admin') throw errors.forbidden('agent', principal.role);
+    if (principal.role !== 'agent') throw agentErrors.gatewayForAgentsOnly(principal.role);
     return;
   }
-  if (principal.role === 'agent') throw errors.forbidden(needed, 'agent');
+  if (principal.role === 'agent') throw agentErrors.agentTokenOffGateway(needed);
   if (USER_ROLES.indexOf(principal.role) < USER_ROLES.indexOf(needed)) throw errors.forbidden(needed, principal.role);
 }
 

@@ -44,15 +44,22 @@ export async function setNodeComponent(
 
 /** The desired components of a node, with what its agent needs to fetch and verify each. */
 export async function desiredComponentsForNode(db: Db, nodeId: string): Promise<Record<string, DesiredComponent>> {
-  const rows = await db.query<DesiredComponent & { component: string }>(
+  const rows = await db.query<Omit<DesiredComponent, 'url'> & { component: string }>(
     `SELECT c.component, c.version, a.id AS artifact_id, a.kind, a.sha256, a.size::float8 AS size, a.signature,
-            '/api/v1/artifacts/' || a.id || '/blob' AS url, c.rollback, a.disruptive,
+            c.rollback, a.disruptive,
             to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') AS request_id
        FROM node_components c JOIN artifacts a ON a.id = c.artifact_id
       WHERE c.node_id = $1 ORDER BY c.component`,
     [nodeId],
   );
-  return Object.fromEntries(rows.map(({ component, ...desired }) => [component, desired]));
+  // The agent gateway's download route: it serves only what is in this node's desired state,
+  // to the holder of this node's credential (DESIGN.md §9). Node ids come from agents, so encode.
+  return Object.fromEntries(
+    rows.map(({ component, ...desired }) => [
+      component,
+      { ...desired, url: `/api/v1/agent/artifacts/${encodeURIComponent(desired.artifact_id)}/blob?node_id=${encodeURIComponent(nodeId)}` },
+    ]),
+  );
 }
 
 export interface NodeInstallReports {

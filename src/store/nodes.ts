@@ -81,8 +81,10 @@ export async function findNode(db: Db, idOrHostname: string): Promise<NodeView |
 }
 
 /**
- * Registers an agent. The hostname is the node's identity: the same hostname always gets the
- * same id. An agent that remembers an id from before (a wiped database) gets it back.
+ * Registers an agent, unconditionally (store tests and fixtures use it). The hostname is the
+ * node's identity: the same hostname always gets the same id. An agent that remembers an id
+ * from before (a wiped database) gets it back. The agent gateway does not call this: it checks
+ * the node's credential first (DESIGN.md §9) and writes with insertNode/updateNodeRegistration.
  */
 export async function registerNode(db: Db, request: RegisterRequest, newId: string, credentialHash: string | null = null): Promise<{ id: string }> {
   const rows = await db.query<{ id: string }>(
@@ -208,4 +210,80 @@ export async function nodeGenerations(db: Db): Promise<Map<string, number>> {
 export async function nodeCredentialHash(db: Db, nodeId: string): Promise<string | null | undefined> {
   const rows = await db.query<{ credential_hash: string | null }>('SELECT credential_hash FROM nodes WHERE id = $1', [nodeId]);
   return rows[0]?.credential_hash;
+}
+
+/** What registration may change about a node, and the digest of its credential (null: open to enrollment). */
+export interface NodeIdentity {
+  id: string;
+  hostname: string;
+  region: string;
+  role: string;
+  labels: Record<string, string>;
+  max_instances: number;
+  credential_hash: string | null;
+}
+
+const IDENTITY_COLUMNS = 'id, hostname, region, role, labels, max_instances, credential_hash';
+
+/** The node registered under `hostname`, row-locked so two registrations of one node run one after the other. */
+export async function lockNodeByHostname(tx: Db, hostname: string): Promise<NodeIdentity | undefined> {
+  const rows = await tx.query<NodeIdentity>(`SELECT ${IDENTITY_COLUMNS} FROM nodes WHERE hostname = $1 FOR UPDATE`, [hostname]);
+  return rows[0];
+}
+
+/** The hostname that holds node id `id`, if any. */
+export async function hostnameOfNodeId(db: Db, id: string): Promise<string | undefined> {
+  const rows = await db.query<{ hostname: string }>('SELECT hostname FROM nodes WHERE id = $1', [id]);
+  return rows[0]?.hostname;
+}
+
+/**
+ * Enrolls a new node. Returns undefined, changing nothing, when the hostname or the id is
+ * taken (a concurrent registration won): the caller decides what that means.
+ */
+export async function insertNode(tx: Db, request: RegisterRequest, id: string, credentialHash: string): Promise<{ id: string } | undefined> {
+  const rows = await tx.query<{ id: string }>(
+    `INSERT INTO nodes (id, hostname, region, role, labels, max_instances, agent_version, agent_url, protocol_version, last_heartbeat_at, status, credential_hash)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), 'ready', $10)
+     ON CONFLICT DO NOTHING
+     RETURNING id`,
+    [
+      id,
+      request.hostname,
+      request.region,
+      request.role,
+      JSON.stringify(request.labels ?? {}),
+      request.max_instances,
+      request.agent_version,
+      request.agent_url ?? null,
+      request.protocol_version,
+      credentialHash,
+    ],
+  );
+  return rows[0];
+}
+
+/** Re-registration of a node whose identity the caller has checked: what its agent says now, and its credential digest. */
+export async function updateNodeRegistration(tx: Db, nodeId: string, request: RegisterRequest, credentialHash: string): Promise<void> {
+  await tx.query(
+    `UPDATE nodes SET region = $2, role = $3, labels = $4, max_instances = $5, agent_version = $6, agent_url = $7,
+            protocol_version = $8, credential_hash = $9, last_heartbeat_at = now(), updated_at = now()
+      WHERE id = $1`,
+    [
+      nodeId,
+      request.region,
+      request.role,
+      JSON.stringify(request.labels ?? {}),
+      request.max_instances,
+      request.agent_version,
+      request.agent_url ?? null,
+      request.protocol_version,
+      credentialHash,
+    ],
+  );
+}
+
+/** Admin re-enroll: the node's credential is void, so its next registration with the enrollment token is accepted. */
+export async function clearNodeCredential(tx: Db, nodeId: string): Promise<void> {
+  await tx.query('UPDATE nodes SET credential_hash = NULL, updated_at = now() WHERE id = $1', [nodeId]);
 }

@@ -153,7 +153,7 @@ describe(`operator artifacts and component versions on ${TEST_ENGINE}`, () => {
       sha256: hv.sha256,
       size: 5000,
       signature: hv.signature,
-      url: `/api/v1/artifacts/${hv.id}/blob`,
+      url: `/api/v1/agent/artifacts/${hv.id}/blob?node_id=${node.id}`,
       rollback: false,
       disruptive: true,
       request_id: expect.stringMatching(/^\d{20}$/),

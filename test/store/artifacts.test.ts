@@ -74,7 +74,7 @@ describe(`store/artifacts and node components on ${TEST_ENGINE}`, () => {
         sha256: sha,
         size: 100,
         signature: null,
-        url: '/api/v1/artifacts/hv-2/blob',
+        url: `/api/v1/agent/artifacts/hv-2/blob?node_id=${b}`,
         rollback: false,
         disruptive: true,
         request_id: expect.stringMatching(/^\d{20}$/),

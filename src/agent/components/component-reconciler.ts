@@ -17,6 +17,8 @@ export interface ComponentReconcilerOptions {
   operatorUrl: string;
   token?: string | undefined;
   nodeId: () => string;
+  /** This node's credential for the agent gateway's download route (undefined before registration). */
+  nodeCredential?: () => string | undefined;
   trust: TrustPolicy;
   /** Components this process provides itself and reports as installed (e.g. `node-agent`). */
   builtIn?: Record<string, string>;
@@ -160,6 +162,7 @@ export class ComponentReconciler {
       ({ sha256 } = await downloadArtifact({
         url: `${this.options.operatorUrl.replace(/\/+$/, '')}${desired.url}`,
         token: this.options.token,
+        nodeCredential: this.options.nodeCredential?.(),
         file,
         maxBytes: desired.size,
         timeoutMs: this.options.downloadTimeoutMs,

@@ -4,10 +4,13 @@ import { dirname } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { NODE_CREDENTIAL_HEADER } from '../../domain/protocol.js';
 
 export interface DownloadOptions {
   url: string;
   token?: string | undefined;
+  /** The node credential, sent like on every gateway call (absent: none yet). */
+  nodeCredential?: string | undefined;
   /** Where the bytes go; removed again when the download fails. */
   file: string;
   /** Refuse to write more than this many bytes (the artifact's recorded size): a lying server cannot fill the disk. */
@@ -29,6 +32,7 @@ export async function downloadArtifact(options: DownloadOptions): Promise<Downlo
   mkdirSync(dirname(options.file), { recursive: true });
   const headers: Record<string, string> = {};
   if (options.token) headers.authorization = `Bearer ${options.token}`;
+  if (options.nodeCredential) headers[NODE_CREDENTIAL_HEADER] = options.nodeCredential;
   const signal = AbortSignal.timeout(options.timeoutMs ?? 600_000);
   const hash = createHash('sha256');
   let bytes = 0;

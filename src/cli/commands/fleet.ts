@@ -72,16 +72,31 @@ export function registerFleetCommands(program: Command): void {
     .command('drain <node>')
     .description('cordon the node and migrate every instance off it, make-before-break')
     .option('--force', 'stop pinned instances until the node is enabled')
-    .option('--timeout <duration>', 'bound on the drain', '10m')
+    .option('--timeout <duration>', "bound on the drain, e.g. 10m (default: the operator's --drain-timeout)")
     .option('--wait', 'follow the drain until it completes; non-zero exit when it fails or is blocked')
     .option('--json', 'machine-readable output')
     .action(
       action(async (id: string, opts, command: Command) => {
         const client = clientFor(command);
-        const view = await client.post<NodeView>(`/api/v1/nodes/${enc(id)}/drain`, { force: opts.force ?? false, timeout: opts.timeout });
+        // No --timeout: send none, so the operator's --drain-timeout applies.
+        const body: { force: boolean; timeout?: string } = { force: opts.force ?? false };
+        if (opts.timeout !== undefined) body.timeout = opts.timeout;
+        const view = await client.post<NodeView>(`/api/v1/nodes/${enc(id)}/drain`, body);
         if (opts.wait) return waitForDrain(client, view.id, opts.json);
         if (opts.json) return printJson(view);
         process.stdout.write(`draining ${view.hostname}: ${view.active_instances} instance(s) to move (follow with --wait or \`drydock node show ${view.hostname}\`)\n`);
+      }),
+    );
+  node
+    .command('re-enroll <node>')
+    .description("admin: void the node's credential; the next agent to register its hostname enrolls it again (a lost agent-state.json)")
+    .option('--reason <text>', 'why, for the event log')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (id: string, opts, command: Command) => {
+        const view = await clientFor(command).post<NodeView>(`/api/v1/nodes/${enc(id)}/re-enroll`, opts.reason ? { reason: opts.reason } : {});
+        if (opts.json) return printJson(view);
+        process.stdout.write(`${view.hostname}: re-enrolled; its credential is void until its agent registers again\n`);
       }),
     );
   for (const [verb, description] of [

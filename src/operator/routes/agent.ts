@@ -1,16 +1,19 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import type { DesiredState } from '../../domain/protocol.js';
 import type { Db } from '../../store/db.js';
-import { appendEvents } from '../../store/events.js';
 import { desiredInstancesForNode } from '../../store/instances.js';
 import { desiredComponentsForNode } from '../../store/node-components.js';
-import { findNode, nodeCredentialHash, registerNode } from '../../store/nodes.js';
+import { nodeCredentialHash } from '../../store/nodes.js';
+import { agentErrors } from '../agent-errors.js';
 import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
-import { DesiredQuery, HeartbeatBody, RegisterBody } from '../schemas.js';
+import { DesiredQuery, HeartbeatBody, IdParam, RegisterBody } from '../schemas.js';
 import { NODE_CREDENTIAL_HEADER } from '../../domain/protocol.js';
+import { sendArtifactBlob } from './artifacts.js';
+import { registerAgent } from './agent-register.js';
 
 /** The full desired state of one node; every reply carries all of it (DESIGN.md §7). */
 export async function loadDesiredState(db: Db, nodeId: string): Promise<DesiredState | undefined> {
@@ -29,15 +32,20 @@ export async function loadDesiredState(db: Db, nodeId: string): Promise<DesiredS
   };
 }
 
+const BlobQuery = z.object({
+  node_id: z.string().min(1).max(200).refine((s) => !s.includes('\u0000'), 'no NUL bytes').describe('the downloading node (its credential comes in the header)'),
+});
+
 export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
   const app = base.withTypeProvider<ZodTypeProvider>();
   const tags = ['agent gateway'];
+  // Role `agent` marks the gateway: only agent tokens pass here, and they pass nowhere else (auth.ts).
   const config = { role: 'agent' as const };
 
   /**
    * With auth on, an agent may only report for its own node (DESIGN.md §9): the credential it
-   * got at registration must come with every heartbeat and long-poll. A wrong one is refused
-   * (403) without touching anything; the agent registers again.
+   * got at registration must come with every heartbeat, long-poll and download. A wrong one is
+   * refused (403) without touching anything; the agent registers again.
    */
   const assertNodeCredential = async (nodeId: string, presented: string | string[] | undefined) => {
     if (!ctx.tokens) return;
@@ -48,23 +56,13 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
   };
 
   app.post('/api/v1/agent/register', { config, schema: { tags, body: RegisterBody } }, async (req) => {
-    const before = await findNode(ctx.db, req.body.hostname);
-    // A fresh credential on every registration: the latest agent of a hostname is the one that reports.
-    const credential = randomBytes(32).toString('base64url');
-    const { id } = await ctx.db.transaction(async (tx) => {
-      const registered = await registerNode(tx, req.body, ctx.newId(), createHash('sha256').update(credential).digest('hex'));
-      await appendEvents(tx, [
-        {
-          kind: before ? 'node.reregistered' : 'node.registered',
-          actor: req.principal?.name ?? 'agent',
-          nodeId: registered.id,
-          data: { hostname: req.body.hostname, region: req.body.region, agent_version: req.body.agent_version },
-        },
-      ]);
-      return registered;
+    const presented = req.headers[NODE_CREDENTIAL_HEADER];
+    const { nodeId, credential } = await registerAgent(ctx, req.body, {
+      actor: req.principal?.name ?? 'agent',
+      presented: typeof presented === 'string' ? presented : undefined,
     });
     ctx.reconciler.wake();
-    return { node_id: id, heartbeat_interval_ms: ctx.settings.heartbeatIntervalMs, node_credential: credential };
+    return { node_id: nodeId, heartbeat_interval_ms: ctx.settings.heartbeatIntervalMs, node_credential: credential };
   });
 
   app.post('/api/v1/agent/heartbeat', { config, schema: { tags, body: HeartbeatBody } }, async (req) => {
@@ -99,4 +97,17 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
       await ctx.waiters.wait(nodeId, remaining, closed.signal);
     }
   });
+
+  // An agent downloads only what its own node should install: the desired state's `url` points here.
+  app.get(
+    '/api/v1/agent/artifacts/:id/blob',
+    { config, schema: { tags, params: IdParam, querystring: BlobQuery, summary: 'Artifact bytes for a node that should install them (streamed)' } },
+    async (req, reply) => {
+      const nodeId = req.query.node_id;
+      await assertNodeCredential(nodeId, req.headers[NODE_CREDENTIAL_HEADER]);
+      const desired = await desiredComponentsForNode(ctx.db, nodeId);
+      if (!Object.values(desired).some((c) => c.artifact_id === req.params.id)) throw agentErrors.artifactNotDesired(req.params.id, nodeId);
+      return sendArtifactBlob(ctx, reply, req.params.id);
+    },
+  );
 }

@@ -1,14 +1,16 @@
 import type { Readable } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { LIFECYCLE_ACTIONS, type LifecycleAction, lifecycleStep } from '../../domain/artifact-lifecycle.js';
+import { ROLLBACK_CAPABLE_STATUSES, TASK_STATES_NEEDING_FROM_VERSION } from '../../domain/rollout/rollback-needs.js';
 import { keyId, publicKeyFromPem, verifyArtifact } from '../../signing.js';
-import { type ArtifactView as ArtifactViewRow, findArtifact, insertArtifact, listArtifacts, lockArtifact, nodesUsingVersion, setLifecycle } from '../../store/artifacts.js';
+import { type ArtifactView as ArtifactViewRow, findArtifact, insertArtifact, listArtifacts, lockArtifact, nodesUsingVersion, rolloutsNeedingVersion, setLifecycle } from '../../store/artifacts.js';
 import { BlobTooLargeError, commitBlob, discardStaged, findBlob, openBlobStream, stageBlob } from '../../store/blobs.js';
 import { appendEvents } from '../../store/events.js';
 import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
+import { rolloutErrors } from '../rollout-errors.js';
 import { actorOf } from '../request-actor.js';
 import { ArtifactListQuery, ArtifactUploadQuery, ArtifactView, IdParam } from '../schemas.js';
 
@@ -16,6 +18,28 @@ import { ArtifactListQuery, ArtifactUploadQuery, ArtifactView, IdParam } from '.
 export const MAX_ARTIFACT_BYTES = 2 * 1024 ** 3;
 
 const EVENT_OF: Record<LifecycleAction, string> = { bless: 'artifact.blessed', promote: 'artifact.promoted', archive: 'artifact.archived' };
+
+async function mustFindArtifact(ctx: OperatorContext, id: string) {
+  const artifact = await findArtifact(ctx.db, id);
+  if (!artifact) throw errors.notFound('artifact', id, 'list artifacts with GET /api/v1/artifacts (`drydock artifacts list`)');
+  return artifact;
+}
+
+/**
+ * Streams an artifact's bytes from the database. The one download path, behind two doors:
+ * people's `/api/v1/artifacts/:id/blob` and the agent gateway's (routes/agent.ts), each with its
+ * own access check.
+ */
+export async function sendArtifactBlob(ctx: OperatorContext, reply: FastifyReply, id: string): Promise<FastifyReply> {
+  const artifact = await mustFindArtifact(ctx, id);
+  const blob = await findBlob(ctx.db, artifact.sha256);
+  if (!blob) throw errors.notFound('artifact', artifact.id, 'its bytes are gone; publish it again');
+  return reply
+    .header('content-type', 'application/octet-stream')
+    .header('content-length', String(blob.size))
+    .header('x-drydock-sha256', blob.sha256)
+    .send(openBlobStream(ctx.db, blob));
+}
 
 function isStream(body: unknown): body is Readable {
   return typeof body === 'object' && body !== null && typeof (body as Readable).pipe === 'function' && Symbol.asyncIterator in body;
@@ -26,12 +50,6 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
   const tags = ['artifacts'];
   // The upload body is handed to the route as the raw request stream, never buffered.
   app.addContentTypeParser('application/octet-stream', { bodyLimit: MAX_ARTIFACT_BYTES }, (_req, payload, done) => done(null, payload));
-
-  const mustFindArtifact = async (id: string) => {
-    const artifact = await findArtifact(ctx.db, id);
-    if (!artifact) throw errors.notFound('artifact', id, 'list artifacts with GET /api/v1/artifacts (`drydock artifacts list`)');
-    return artifact;
-  };
 
   app.post(
     '/api/v1/artifacts',
@@ -107,22 +125,14 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
   );
 
   app.get('/api/v1/artifacts/:id', { schema: { tags, params: IdParam, response: { 200: ArtifactView } } }, async (req) =>
-    mustFindArtifact(req.params.id),
+    mustFindArtifact(ctx, req.params.id),
   );
 
+  // People only (viewer+); agents download through GET /api/v1/agent/artifacts/:id/blob.
   app.get(
     '/api/v1/artifacts/:id/blob',
-    { config: { alsoAgent: true }, schema: { tags, params: IdParam, summary: 'The artifact bytes, streamed from the database' } },
-    async (req, reply) => {
-      const artifact = await mustFindArtifact(req.params.id);
-      const blob = await findBlob(ctx.db, artifact.sha256);
-      if (!blob) throw errors.notFound('artifact', artifact.id, 'its bytes are gone; publish it again');
-      return reply
-        .header('content-type', 'application/octet-stream')
-        .header('content-length', String(blob.size))
-        .header('x-drydock-sha256', blob.sha256)
-        .send(openBlobStream(ctx.db, blob));
-    },
+    { schema: { tags, params: IdParam, summary: 'The artifact bytes, streamed from the database' } },
+    async (req, reply) => sendArtifactBlob(ctx, reply, req.params.id),
   );
 
   for (const action of LIFECYCLE_ACTIONS) {
@@ -130,7 +140,7 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
       `/api/v1/artifacts/:id/${action}`,
       { schema: { tags, params: IdParam, response: { 200: ArtifactView }, summary: `Lifecycle: ${action} (draft → blessed → live → archived)` } },
       async (req) => {
-        const artifact = await mustFindArtifact(req.params.id);
+        const artifact = await mustFindArtifact(ctx, req.params.id);
         const step = lifecycleStep(artifact.lifecycle, action);
         if (step.kind === 'invalid') throw errors.lifecycleTransition(artifact.id, step.from, action, step.allowedFrom);
         if (step.kind === 'unchanged') return artifact;
@@ -140,6 +150,10 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
           if (lifecycle !== step.from) throw errors.lifecycleTransition(artifact.id, lifecycle ?? 'gone', action, [step.from]);
           if (action === 'archive') {
             const users = await nodesUsingVersion(tx, artifact.component, artifact.version);
+            // node_components.previous_version only remembers the last change; a rollout's tasks
+            // remember what its rollback returns to, for as long as it can be rolled back.
+            const rollouts = await rolloutsNeedingVersion(tx, artifact.component, artifact.version, ROLLBACK_CAPABLE_STATUSES, TASK_STATES_NEEDING_FROM_VERSION);
+            if (rollouts.length > 0) throw rolloutErrors.artifactNeededForRollback(artifact.id, artifact.version, rollouts, users);
             if (users.length > 0) throw errors.artifactInUse(artifact.id, users);
           }
           const { demoted } = await setLifecycle(tx, artifact.id, step.from, step.to);
@@ -149,7 +163,7 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
             ...demoted.map((id) => ({ kind: 'artifact.demoted', actor: actorOf(req), data: { artifact_id: id, component: artifact.component, replaced_by: artifact.id } })),
           ]);
         });
-        return mustFindArtifact(artifact.id);
+        return mustFindArtifact(ctx, artifact.id);
       },
     );
   }

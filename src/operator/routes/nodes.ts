@@ -5,11 +5,18 @@ import { planDrain } from '../../domain/placement.js';
 import { loadFleetSnapshot } from '../../store/fleet-snapshot.js';
 import { listInstances } from '../../store/instances.js';
 import { beginDrain, cordonNode, enableNode } from '../../store/node-actions.js';
-import { findNode, listNodes, type NodeView } from '../../store/nodes.js';
+import { appendEvents } from '../../store/events.js';
+import { clearNodeCredential, findNode, listNodes, type NodeView } from '../../store/nodes.js';
 import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
 import { actorOf } from '../request-actor.js';
 import { DrainBody, IdParam, InstanceView, NodeListQuery, NodeView as NodeViewSchema } from '../schemas.js';
+
+const ReEnrollBody = z
+  .object({ reason: z.string().max(500).refine((s) => !s.includes('\u0000'), 'no NUL bytes').optional().describe('why, for the event log') })
+  .strict()
+  .nullable()
+  .optional();
 
 export async function mustFindNode(ctx: OperatorContext, idOrHostname: string): Promise<NodeView> {
   const node = await findNode(ctx.db, idOrHostname);
@@ -52,6 +59,23 @@ export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): P
   const enableSchema = { tags, params, summary: 'Uncordon: end any drain, place instances again, restart parked pinned instances' };
   app.post('/api/v1/nodes/:id/enable', { schema: enableSchema }, async (req) => enable(req.params.id, actorOf(req)));
   app.post('/api/v1/nodes/:id/uncordon', { schema: enableSchema }, async (req) => enable(req.params.id, actorOf(req)));
+
+  // Admin only: the node's credential is void at once (its agent can no longer report), and the
+  // next registration of its hostname with the agent token enrolls it again (DESIGN.md §9).
+  app.post(
+    '/api/v1/nodes/:id/re-enroll',
+    { config: { role: 'admin' }, schema: { tags, params, body: ReEnrollBody, summary: "Void the node's credential so its next registration enrolls it again" } },
+    async (req) => {
+      const node = await mustFindNode(ctx, req.params.id);
+      await ctx.db.transaction(async (tx) => {
+        await clearNodeCredential(tx, node.id);
+        await appendEvents(tx, [
+          { kind: 'node.re_enrolled', actor: actorOf(req), nodeId: node.id, data: { hostname: node.hostname, reason: req.body?.reason ?? null } },
+        ]);
+      });
+      return mustFindNode(ctx, node.id);
+    },
+  );
 
   app.post(
     '/api/v1/nodes/:id/drain',
