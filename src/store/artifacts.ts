@@ -13,6 +13,8 @@ export type ArtifactView = {
   key_id: string | null;
   disruptive: boolean;
   lifecycle: ArtifactLifecycle;
+  /** The breaker rolled this version back and nobody has cleared it yet (store/quarantine.ts). */
+  quarantined: boolean;
   created_by: string;
   created_at: string;
   updated_at: string;
@@ -34,7 +36,8 @@ export interface NewArtifact {
 const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 const ARTIFACT_VIEW = `
   SELECT id, component, version, kind, sha256, size::float8 AS size, signature, key_id, disruptive, lifecycle, created_by,
-         ${iso('created_at')} AS created_at, ${iso('updated_at')} AS updated_at
+         ${iso('created_at')} AS created_at, ${iso('updated_at')} AS updated_at,
+         EXISTS (SELECT 1 FROM quarantine q WHERE q.component = artifacts.component AND q.version = artifacts.version AND q.cleared_at IS NULL) AS quarantined
     FROM artifacts`;
 
 /**
@@ -133,4 +136,47 @@ export async function lockArtifact(tx: Db, id: string, mode: 'update' | 'share')
     [id],
   );
   return row?.lifecycle;
+}
+
+export interface RolloutNeedingVersion {
+  rollout_id: string;
+  name: string;
+  status: string;
+  /** Hostnames of the nodes that rollout would return to the version. */
+  nodes: string[];
+}
+
+/**
+ * Rollouts in `statuses` with tasks in `taskStates` whose previous version is this one: their
+ * rollback (or a failed node's return) would install it, so it must not be archived.
+ */
+export async function rolloutsNeedingVersion(
+  db: Db,
+  component: string,
+  version: string,
+  statuses: readonly string[],
+  taskStates: readonly string[],
+): Promise<RolloutNeedingVersion[]> {
+  return db.query<RolloutNeedingVersion>(
+    `SELECT r.id AS rollout_id, r.name, r.status, array_agg(t.hostname ORDER BY t.hostname) AS nodes
+       FROM rollouts r JOIN rollout_tasks t ON t.rollout_id = r.id
+      WHERE r.component = $1 AND t.from_version = $2 AND r.status = ANY($3::text[]) AND t.state = ANY($4::text[])
+      GROUP BY r.id, r.name, r.status, r.created_at
+      ORDER BY r.created_at, r.id`,
+    [component, version, statuses, taskStates],
+  );
+}
+
+/**
+ * The lifecycle of each of these versions of `component` that is published, each row locked
+ * FOR SHARE for the rest of the transaction: a rollback that found them installable cannot
+ * have one archived under it (archive takes the row FOR UPDATE).
+ */
+export async function lockVersionsForShare(tx: Db, component: string, versions: readonly string[]): Promise<Map<string, ArtifactLifecycle>> {
+  if (versions.length === 0) return new Map();
+  const rows = await tx.query<{ version: string; lifecycle: ArtifactLifecycle }>(
+    'SELECT version, lifecycle FROM artifacts WHERE component = $1 AND version = ANY($2::text[]) ORDER BY id FOR SHARE',
+    [component, [...versions]],
+  );
+  return new Map(rows.map((r) => [r.version, r.lifecycle]));
 }

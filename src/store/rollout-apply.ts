@@ -38,15 +38,25 @@ export async function applyRolloutDecision(tx: Db, rollout: Rollout, tasks: read
         break;
       case 'set_version': {
         const task = taskByNode.get(node.id);
-        const change = { component: command.component, version: command.version, rollback: command.rollback, previousVersion: command.rollback ? null : (task?.fromVersion ?? null) };
+        // A forward install (a downgrade the spec allows included) keeps the version it replaces.
+        const forward = !command.rollback || command.downgrade === true;
+        const change = { component: command.component, version: command.version, rollback: command.rollback, previousVersion: forward ? (task?.fromVersion ?? null) : null };
         try {
           await setComponentVersion(tx, node, change, who);
         } catch (error) {
           if (!(error instanceof VersionUnavailableError)) throw error;
-          // The version to return to is gone: stop managing the component rather than loop; the
-          // agent keeps what it runs (after a failed install, the old version by itself).
-          await setComponentVersion(tx, node, { ...change, version: null }, who);
-          await appendEvents(tx, [{ kind: 'rollout.version_unavailable', actor: who.actor, rolloutId: rollout.id, nodeId: node.id, data: { reason: error.message } }]);
+          // The version was archived after this decision was made (decideRollout does not ask
+          // for versions it knows are gone): leave the node's desired state exactly as it is —
+          // never remove a component from it — and say so.
+          await appendEvents(tx, [
+            {
+              kind: 'rollout.version_unavailable',
+              actor: who.actor,
+              rolloutId: rollout.id,
+              nodeId: node.id,
+              data: { hostname: node.hostname, component: command.component, version: command.version, reason: `${error.message}; the node's desired state is left as it is` },
+            },
+          ]);
         }
         break;
       }

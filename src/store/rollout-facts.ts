@@ -43,3 +43,18 @@ export async function loadNodeFacts(db: Db, nodeIds: readonly string[], componen
     ]),
   );
 }
+
+/**
+ * Of `versions` of `component`, those no node may be pointed at: archived or never published.
+ * A rollout asks for them when a node returns to its previous version.
+ */
+export async function loadUnavailableVersions(db: Db, component: string, versions: readonly string[]): Promise<Set<string>> {
+  const wanted = [...new Set(versions)];
+  if (wanted.length === 0) return new Set();
+  const rows = await db.query<{ version: string }>(
+    `SELECT version FROM artifacts WHERE component = $1 AND version = ANY($2::text[]) AND lifecycle <> 'archived'`,
+    [component, wanted],
+  );
+  const available = new Set(rows.map((r) => r.version));
+  return new Set(wanted.filter((v) => !available.has(v)));
+}

@@ -109,10 +109,10 @@ export async function replaceTasks(tx: Db, rolloutId: string, tasks: readonly Ro
   await tx.query('DELETE FROM rollout_tasks WHERE rollout_id = $1', [rolloutId]);
   if (tasks.length === 0) return;
   await tx.query(
-    `INSERT INTO rollout_tasks (id, rollout_id, node_id, hostname, region, batch, state, from_version, state_since)
-     SELECT t.id, $1, t.node_id, t.hostname, t.region, t.batch, t.state, t.from_version, now()
-       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[])
-            AS t(id, node_id, hostname, region, batch, state, from_version)`,
+    `INSERT INTO rollout_tasks (id, rollout_id, node_id, hostname, region, batch, state, from_version, last_error, state_since)
+     SELECT t.id, $1, t.node_id, t.hostname, t.region, t.batch, t.state, t.from_version, t.last_error, now()
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[])
+            AS t(id, node_id, hostname, region, batch, state, from_version, last_error)`,
     [
       rolloutId,
       tasks.map((t) => t.id),
@@ -122,6 +122,7 @@ export async function replaceTasks(tx: Db, rolloutId: string, tasks: readonly Ro
       tasks.map((t) => t.batch),
       tasks.map((t) => t.state),
       tasks.map((t) => t.fromVersion),
+      tasks.map((t) => t.lastError),
     ],
   );
 }
@@ -203,6 +204,11 @@ const TASK_COLUMNS: Record<string, string> = {
  * Applies task changes, each guarded by the state it was decided from: a task is never moved
  * twice from the same state (DESIGN.md §8.3), and a conflict aborts the whole tick.
  */
+/** Ends every task that has not started as `skipped`, saying why (a skipped task always does). */
+export async function skipPendingTasks(tx: Db, rolloutId: string, reason: string): Promise<void> {
+  await tx.query(`UPDATE rollout_tasks SET state = 'skipped', state_since = now(), last_error = $2 WHERE rollout_id = $1 AND state = 'pending'`, [rolloutId, reason]);
+}
+
 export async function updateTasks(tx: Db, changes: readonly { id: string; from: TaskState; changes: Partial<RolloutTask> }[]): Promise<void> {
   for (const change of changes) {
     const sets: string[] = [];

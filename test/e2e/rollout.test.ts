@@ -375,6 +375,35 @@ describe('rollouts end to end: real operator, six real agents, signed archives, 
     expect(isAlive(second?.pid as number)).toBe(true);
     for (const pid of fleet.spawnedPids) if (pid !== first.pid) expect(isAlive(pid)).toBe(true);
   });
+
+  it('(d) a downgrade is refused by preflight without allowDowngrade; with it the real agents install the older version, and rollback returns them', async () => {
+    const hosts = ['ap-south-worker-1', 'ap-south-worker-2'];
+    const body = {
+      name: 'web-back-to-2-0-0',
+      target: { component: 'web', version: '2.0.0' },
+      selector: { hostnames: hosts },
+      strategy: { batch: { size: 1 }, health: { minHealthyTime: '1s', timeout: '1m' } },
+    };
+    const refused = await rejection(alice.post('/api/v1/rollouts', body));
+    expect([refused.status, refused.code, refused.details.failed]).toEqual([409, 'PREFLIGHT_FAILED', ['downgrade']]);
+
+    const created = await alice.post<RolloutDetail>('/api/v1/rollouts', { ...body, allowDowngrade: true });
+    await waitStatus(created.id, 'completed', 90_000);
+    const onHosts = async () => (await nodes()).filter((n) => hosts.includes(n.hostname));
+    for (const n of await onHosts()) {
+      expect(n.components.web).toBe('2.0.0');
+      expect(n.installs.find((i) => i.component === 'web')).toMatchObject({ version: '2.0.0', previous_version: '2.1.0', phase: 'done' });
+    }
+    const set = await eventsOf(created.id, 'node.component_version_set');
+    expect(set.map((e) => [e.data.version, e.data.rollback])).toEqual([
+      ['2.0.0', true],
+      ['2.0.0', true],
+    ]);
+
+    await alice.post(`/api/v1/rollouts/${created.id}/rollback`);
+    await waitStatus(created.id, 'rolled_back', 90_000);
+    for (const n of await onHosts()) expect(n.components.web).toBe('2.1.0');
+  });
 });
 
 describe('two operators on one Postgres server: only the leader acts, a deposed leader cannot write', () => {

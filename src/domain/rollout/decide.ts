@@ -5,13 +5,22 @@ import { isWithinWindow, nextWindowOpen } from './window.js';
 
 /** How often an active rollout is looked at when nothing wakes it (health gates, pauses). */
 const POLL_MS = 1_000;
+/** Nodes named one by one in a failed rollout's reason (all of them are in failed_nodes). */
+const MAX_NODES_IN_REASON = 20;
 
 /**
  * The rollout reconciler's decision: a pure function of the rollout, its tasks, the facts of
  * its nodes and the time. Level-triggered: it never asks what just happened, so running it
  * again on the same snapshot decides the same thing, and a crash between ticks loses nothing.
  */
-export function decideRollout(rollout: Rollout, tasks: readonly RolloutTask[], nodes: ReadonlyMap<string, NodeFacts>, now: Date): RolloutDecision {
+export function decideRollout(
+  rollout: Rollout,
+  tasks: readonly RolloutTask[],
+  nodes: ReadonlyMap<string, NodeFacts>,
+  now: Date,
+  /** Versions of the target component no node may be pointed at: archived or never published. */
+  unavailableVersions: ReadonlySet<string> = new Set(),
+): RolloutDecision {
   const decision: RolloutDecision = { rollout: {}, tasks: [], commands: [], events: [], requeueAfterMs: null };
   const current = new Map(tasks.map((t) => [t.id, { ...t }]));
   const apply = (task: RolloutTask, step: TaskStep) => {
@@ -33,7 +42,15 @@ export function decideRollout(rollout: Rollout, tasks: readonly RolloutTask[], n
     apply(task, step);
     const after = current.get(task.id) as RolloutTask;
     if (after.state === 'failed') {
-      decision.commands.push(...afterFailure(rollout, after));
+      decision.commands.push(...afterFailure(rollout, after, unavailableVersions));
+      if (returnsToGoneVersion(rollout, after, unavailableVersions)) {
+        // The old version is gone: the desired state stays as it is (never silently emptied).
+        decision.events.push({
+          kind: 'rollout.version_unavailable',
+          nodeId: task.nodeId,
+          data: { hostname: task.hostname, version: after.fromVersion, reason: `${rollout.spec.target.component} ${after.fromVersion} is archived or not published; the node's desired state is left as it is` },
+        });
+      }
       decision.events.push({
         kind: 'rollout.node_failed',
         nodeId: task.nodeId,
@@ -72,7 +89,7 @@ export function decideRollout(rollout: Rollout, tasks: readonly RolloutTask[], n
       advanceBatches(rollout, all, nodes, now, decision, apply);
       break;
     case 'aborting':
-      for (const task of all.filter((t) => t.state === 'pending')) apply(task, { changes: { state: 'skipped', stateSince: now }, commands: [], events: [] });
+      for (const task of all.filter((t) => t.state === 'pending')) apply(task, skip(now, 'the rollout was aborted before this node started'));
       if (anyReverting(rollout, all, nodes, now)) decision.requeueAfterMs = POLL_MS;
       else if (inFlight.length === 0) {
         decision.rollout.status = 'aborted';
@@ -80,7 +97,7 @@ export function decideRollout(rollout: Rollout, tasks: readonly RolloutTask[], n
       }
       break;
     case 'rolling_back':
-      rollBack(rollout, all, nodes, now, decision, apply);
+      rollBack(rollout, all, nodes, now, decision, apply, unavailableVersions);
       break;
     default:
       // paused / awaiting_decision: nothing new starts until a human acts.
@@ -90,6 +107,9 @@ export function decideRollout(rollout: Rollout, tasks: readonly RolloutTask[], n
 }
 
 type Apply = (task: RolloutTask, step: TaskStep) => void;
+
+/** A pending task that will not run, and why: a skipped task always says why (DESIGN.md §8.8). */
+const skip = (now: Date, reason: string): TaskStep => ({ changes: { state: 'skipped', stateSince: now, lastError: reason }, commands: [], events: [] });
 
 /**
  * A node whose forward task failed goes back to its old version (onNodeFailure rollback-node)
@@ -129,13 +149,7 @@ function advanceBatches(rollout: Rollout, all: RolloutTask[], nodes: ReadonlyMap
   }
   const next = currentBatch + 1;
   if (next >= rollout.batchCount) {
-    decision.rollout.status = 'completed';
-    const forward = all.filter((t) => t.direction === 'forward');
-    decision.events.push({
-      kind: 'rollout.completed',
-      data: { done: forward.filter((t) => t.state === 'done').length, failed: forward.filter((t) => t.state === 'failed').length },
-    });
-    decision.requeueAfterMs = null;
+    finish(rollout, all, decision);
     return;
   }
   // Pause between batches; after the canary, its soak time as well.
@@ -170,8 +184,16 @@ function advanceBatches(rollout: Rollout, all: RolloutTask[], nodes: ReadonlyMap
  * Rollback returns every node the rollout completed to its previous version, newest batch
  * first, one original batch at a time, through the same drain and health rules.
  */
-function rollBack(rollout: Rollout, all: RolloutTask[], nodes: ReadonlyMap<string, NodeFacts>, now: Date, decision: RolloutDecision, apply: Apply) {
-  for (const task of all.filter((t) => t.state === 'pending')) apply(task, { changes: { state: 'skipped', stateSince: now }, commands: [], events: [] });
+function rollBack(
+  rollout: Rollout,
+  all: RolloutTask[],
+  nodes: ReadonlyMap<string, NodeFacts>,
+  now: Date,
+  decision: RolloutDecision,
+  apply: Apply,
+  unavailableVersions: ReadonlySet<string>,
+) {
+  for (const task of all.filter((t) => t.state === 'pending')) apply(task, skip(now, 'the rollout was rolled back before this node started'));
   // Wait while nodes are in flight, and one tick more after the last of them finished: the
   // snapshot still shows such a node cordoned by its forward task (the enable is in this very
   // decision), so starting its rollback now would take that cordon for someone else's and never
@@ -194,9 +216,47 @@ function rollBack(rollout: Rollout, all: RolloutTask[], nodes: ReadonlyMap<strin
   }
   const newest = Math.max(...candidates.map((t) => t.batch));
   for (const task of candidates.filter((t) => t.batch === newest)) {
+    if (task.fromVersion !== null && unavailableVersions.has(task.fromVersion)) {
+      // Pointing the node at a version that is gone would empty its desired state or hold the
+      // task until the health timeout with a reason that hides the cause: fail it now, untouched.
+      const reason = `cannot roll back to ${rollout.spec.target.component} ${task.fromVersion}: it is archived or not published; the node stays on ${rollout.spec.target.version}`;
+      apply(task, { changes: { direction: 'rollback', state: 'failed', stateSince: now, finishedAt: now, lastError: reason }, commands: [], events: [] });
+      decision.events.push({ kind: 'rollout.node_failed', nodeId: task.nodeId, data: { hostname: task.hostname, batch: task.batch, direction: 'rollback', reason } });
+      continue;
+    }
     const reversed: RolloutTask = { ...task, direction: 'rollback', state: 'pending' };
     const start = startTask(rollout, reversed, nodes.get(task.nodeId), now);
     apply(task, { ...start, changes: { ...start.changes, direction: 'rollback', finishedAt: null, healthySince: null } });
   }
   decision.requeueAfterMs = POLL_MS;
+}
+
+/**
+ * The end of the last batch. `completed` only when every selected node reached the target or
+ * was skipped on purpose (DESIGN.md §8.8); a node that failed (breaker not tripped, or a human
+ * said continue) makes it `failed`, naming the nodes and why.
+ */
+function finish(rollout: Rollout, all: readonly RolloutTask[], decision: RolloutDecision) {
+  const forward = all.filter((t) => t.direction === 'forward');
+  const done = forward.filter((t) => t.state === 'done').length;
+  const missed = all.filter((t) => t.state !== 'done' && t.state !== 'skipped');
+  decision.requeueAfterMs = null;
+  if (missed.length === 0) {
+    decision.rollout.status = 'completed';
+    decision.events.push({ kind: 'rollout.completed', data: { done, failed: 0 } });
+    return;
+  }
+  const target = `${rollout.spec.target.component} ${rollout.spec.target.version}`;
+  // The reason is read by people (watch, events): the first nodes with their errors; the full
+  // list is failed_nodes.
+  const shown = missed.slice(0, MAX_NODES_IN_REASON).map((t) => `${t.hostname} (${t.state}${t.lastError ? `: ${t.lastError}` : ''})`);
+  const more = missed.length > MAX_NODES_IN_REASON ? `, and ${missed.length - MAX_NODES_IN_REASON} more` : '';
+  const reason = `${missed.length} of ${forward.length} node(s) did not reach ${target}: ${shown.join(', ')}${more}`;
+  decision.rollout.status = 'failed';
+  decision.events.push({ kind: 'rollout.failed', data: { reason, failed_nodes: missed.map((t) => t.hostname), done, failed: missed.length } });
+}
+
+/** A failed forward task would send its node back to a version that is gone (afterFailure then asks for nothing). */
+function returnsToGoneVersion(rollout: Rollout, task: RolloutTask, unavailableVersions: ReadonlySet<string>): boolean {
+  return task.direction === 'forward' && rollout.spec.strategy.onNodeFailure === 'rollback-node' && task.fromVersion !== null && unavailableVersions.has(task.fromVersion);
 }

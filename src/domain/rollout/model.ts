@@ -46,6 +46,7 @@ export interface RolloutTask {
   stateSince: Date;
   healthySince: Date | null;
   finishedAt: Date | null;
+  /** Why the task failed, or why it was skipped (a skipped task always says why). */
   lastError: string | null;
   /** Whether this task cordoned the node (and so must enable it again). */
   cordonedByUs: boolean;
@@ -83,7 +84,16 @@ export interface NodeFacts {
 export type NodeCommand =
   | { kind: 'cordon'; nodeId: string }
   | { kind: 'drain'; nodeId: string; timeoutMs: number; force: boolean }
-  | { kind: 'set_version'; nodeId: string; component: string; version: string | null; rollback: boolean }
+  | {
+      kind: 'set_version';
+      nodeId: string;
+      component: string;
+      version: string | null;
+      /** Lets the agent install a lower version: a rollback, or a downgrade the spec allows. */
+      rollback: boolean;
+      /** A forward install of a lower version (spec allowDowngrade); absent otherwise. */
+      downgrade?: true;
+    }
   | { kind: 'enable'; nodeId: string };
 
 export interface RolloutEvent {

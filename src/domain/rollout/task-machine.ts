@@ -1,3 +1,4 @@
+import { isOlderVersion } from './downgrade.js';
 import type { NodeCommand, NodeFacts, Rollout, RolloutEvent, RolloutTask, TaskState } from './model.js';
 
 export interface TaskStep {
@@ -13,13 +14,23 @@ export function taskTargetVersion(rollout: Rollout, task: RolloutTask): string |
   return task.direction === 'forward' ? rollout.spec.target.version : task.fromVersion;
 }
 
+/**
+ * A forward task that installs a version older than the node's, which the spec allows: the
+ * agent installs a lower version only when the desired state marks it (the rollback flag).
+ */
+export function isDowngrade(rollout: Rollout, task: RolloutTask): boolean {
+  return task.direction === 'forward' && rollout.spec.allowDowngrade && task.fromVersion !== null && isOlderVersion(rollout.spec.target.version, task.fromVersion);
+}
+
 function setVersion(rollout: Rollout, task: RolloutTask): NodeCommand {
+  const downgrade = isDowngrade(rollout, task);
   return {
     kind: 'set_version',
     nodeId: task.nodeId,
     component: rollout.spec.target.component,
     version: taskTargetVersion(rollout, task),
-    rollback: task.direction === 'rollback',
+    rollback: task.direction === 'rollback' || downgrade,
+    ...(downgrade ? { downgrade: true as const } : {}),
   };
 }
 
@@ -41,7 +52,13 @@ export function startTask(rollout: Rollout, task: RolloutTask, node: NodeFacts |
   const event: RolloutEvent = {
     kind: 'rollout.node_started',
     nodeId: task.nodeId,
-    data: { hostname: task.hostname, batch: task.batch, direction: task.direction, version: taskTargetVersion(rollout, task) },
+    data: {
+      hostname: task.hostname,
+      batch: task.batch,
+      direction: task.direction,
+      version: taskTargetVersion(rollout, task),
+      ...(isDowngrade(rollout, task) ? { downgrade: true, from_version: task.fromVersion } : {}),
+    },
   };
   if (rollout.drainMode === 'none') {
     return { changes: move('installing', now), commands: [setVersion(rollout, task)], events: [event] };
@@ -134,10 +151,14 @@ export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts
   }
 }
 
-/** What happens to a node whose task just failed: back to its old version, and enabled again. */
-export function afterFailure(rollout: Rollout, task: RolloutTask): NodeCommand[] {
+/**
+ * What happens to a node whose task just failed: back to its old version, and enabled again.
+ * An old version that is archived or gone is not asked for: the desired state stays as it is.
+ */
+export function afterFailure(rollout: Rollout, task: RolloutTask, unavailableVersions: ReadonlySet<string> = new Set()): NodeCommand[] {
   const commands: NodeCommand[] = [];
-  if (task.direction === 'forward' && rollout.spec.strategy.onNodeFailure === 'rollback-node') {
+  const gone = task.fromVersion !== null && unavailableVersions.has(task.fromVersion);
+  if (task.direction === 'forward' && rollout.spec.strategy.onNodeFailure === 'rollback-node' && !gone) {
     commands.push({ kind: 'set_version', nodeId: task.nodeId, component: rollout.spec.target.component, version: task.fromVersion, rollback: true });
   }
   if (task.cordonedByUs) commands.push({ kind: 'enable', nodeId: task.nodeId });

@@ -3,7 +3,8 @@
 // tick is checked: region budgets (in-flight tasks and unavailable nodes), no start after a
 // breaker trip until a decision, no start while paused, batches in order, forward-only task
 // states; every other tick, the same (cloned) snapshot decides deep-equal. At the end every
-// task is finished and every failed node is back on its version.
+// task is finished, every failed node is back on its version, and the end status tells the
+// truth: completed only when every task is done or skipped with a reason (§8.8).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { planBatches } from '../../../src/domain/rollout/batches.js';
@@ -121,8 +122,16 @@ describe('decideRollout keeps DESIGN.md §8 (property)', () => {
         });
         expect(result.violations).toEqual({});
         expect(['completed', 'aborted', 'rolled_back', 'failed']).toContain(result.rollout.status);
-        // Without a person stepping in, a rollout whose breaker never tripped completes.
-        if (result.trips.length === 0 && actions.length === 0) expect(result.rollout.status).toBe('completed');
+        // §8.8: a skipped task always says why, and a rollout ends completed only when every
+        // task is done or skipped on purpose; a rollout with a failed node never reports success.
+        const unexplained = result.tasks.filter((t) => t.state === 'skipped' && !t.lastError).map((t) => t.id);
+        expect(unexplained).toEqual([]);
+        if (result.rollout.status === 'completed') expect(result.tasks.filter((t) => t.state !== 'done' && t.state !== 'skipped').map((t) => [t.id, t.state])).toEqual([]);
+        const anyFailed = result.tasks.some((t) => t.state === 'failed');
+        if (anyFailed) expect(result.rollout.status).not.toBe('completed');
+        // Without a person stepping in and with the breaker never tripped, a rollout runs to its
+        // end: completed when no node failed, failed when one did.
+        if (result.trips.length === 0 && actions.length === 0) expect(result.rollout.status).toBe(anyFailed ? 'failed' : 'completed');
       }),
       { numRuns: 120 },
     );

@@ -90,12 +90,36 @@ describe('decideRollout: batches', () => {
     expect(started(decideRollout(later, laterTasks, nodes, at(60_000)))).toEqual(['c']);
   });
 
-  it('completes after the last batch, with the counts, and stops asking to be woken', () => {
+  it('completes after the last batch when every node is done, with the counts, and stops asking to be woken', () => {
     const { r, tasks, nodes } = twoBatches(spec({ batch: { size: 2 } }), { currentBatch: 1, batchFinishedAt: at(5) });
-    const d = decideRollout(r, finish(tasks, { a: 'done', b: 'done', c: 'done', d: 'failed' }, 0), nodes, at(10));
+    const d = decideRollout(r, finish(tasks, { a: 'done', b: 'done', c: 'done', d: 'done' }, 0), nodes, at(10));
     expect(d.rollout.status).toBe('completed');
-    expect(d.events.at(-1)).toEqual({ kind: 'rollout.completed', data: { done: 3, failed: 1 } });
+    expect(d.events.at(-1)).toEqual({ kind: 'rollout.completed', data: { done: 4, failed: 0 } });
     expect(d.requeueAfterMs).toBeNull();
+  });
+
+  it('ends failed, never completed, when a node failed and the breaker did not trip; the reason names the node and why', () => {
+    const { r, tasks, nodes } = twoBatches(spec({ batch: { size: 2 }, circuitBreaker: { maxConsecutiveFailures: 3 } }), { currentBatch: 1, batchFinishedAt: at(5) });
+    const finished = finish(tasks, { a: 'done', b: 'done', c: 'done', d: 'failed' }, 0).map((t) =>
+      t.nodeId === 'd' ? { ...t, lastError: 'install failed: downgrade from 3.0.0 to 2.0.0 refused' } : t,
+    );
+    const d = decideRollout(r, finished, nodes, at(10));
+    expect(d.rollout.status).toBe('failed');
+    expect(d.events.map((e) => e.kind)).not.toContain('rollout.completed');
+    expect(d.events.at(-1)).toEqual({
+      kind: 'rollout.failed',
+      data: {
+        reason: '1 of 4 node(s) did not reach node-agent 2.0.0: host-d (failed: install failed: downgrade from 3.0.0 to 2.0.0 refused)',
+        failed_nodes: ['host-d'],
+        done: 3,
+        failed: 1,
+      },
+    });
+    expect(d.requeueAfterMs).toBeNull();
+    // Every node failed: still failed, however the breaker was set.
+    const allFailed = finish(tasks, { a: 'failed', b: 'failed', c: 'failed', d: 'failed' }, 0);
+    const lenient = rollout(spec({ batch: { size: 2 }, circuitBreaker: { maxConsecutiveFailures: 10 } }), { batchCount: 2, currentBatch: 1, batchFinishedAt: at(5) });
+    expect(decideRollout(lenient, allFailed, nodes, at(10)).rollout.status).toBe('failed');
   });
 
   it('completes at once when there is nothing to do (every node already upgraded)', () => {
@@ -214,7 +238,7 @@ describe('decideRollout: abort and rollback', () => {
     const tasks = [task('a', { state: 'done', finishedAt: T0 }), task('b', { state: 'installing', stateSince: T0, cordonedByUs: true }), task('c', { batch: 1 })];
     const nodes = factsMap([facts('a', { version: '2.0.0' }), facts('b'), facts('c')]);
     const first = decideRollout(r, tasks, nodes, at(1));
-    expect(first.tasks).toEqual([{ id: 'ro-1/c', from: 'pending', changes: { state: 'skipped', stateSince: at(1) } }]);
+    expect(first.tasks).toEqual([{ id: 'ro-1/c', from: 'pending', changes: { state: 'skipped', stateSince: at(1), lastError: 'the rollout was aborted before this node started' } }]);
     expect(first.rollout).toEqual({});
     const after = apply(r, tasks, first);
     const b = after.tasks.map((t) => (t.nodeId === 'b' ? { ...t, state: 'done' as const, finishedAt: at(2) } : t));
@@ -397,12 +421,14 @@ describe('decideRollout driven against a simulated fleet', () => {
     expect(state).toMatchObject({ 'r2-n00': 'rolled_back', 'r2-n01': 'failed', 'r1-n00': 'failed', 'r1-n01': 'skipped' });
   });
 
-  it('continue anyway resumes the rollout and completes it', () => {
+  it('continue anyway resumes the rollout and runs it to the end, which is failed: two nodes never reached the target', () => {
     const result = drill((id) => (id === 'r2-n01' || id === 'r1-n00' ? 'fails' : 'ok'), 'continue');
     expect(result.violations).toEqual({});
-    expect(result.rollout.status).toBe('completed');
+    expect(result.rollout.status).toBe('failed');
     expect(result.trips).toHaveLength(1);
     expect(result.tasks.filter((t) => t.state === 'done')).toHaveLength(4);
+    expect(result.events.filter((e) => e.kind === 'rollout.failed')).toHaveLength(1);
+    expect(result.events.some((e) => e.kind === 'rollout.completed')).toBe(false);
   });
 
   it('abort ends the rollout with the remaining nodes skipped', () => {

@@ -75,7 +75,7 @@ export function tasksFromPlan(plan: BatchPlan, fromVersion: (nodeId: string) => 
     b.nodes.map((n) => task(n.id, { hostname: n.hostname, region: n.region, batch: b.index, fromVersion: fromVersion(n.id), stateSince: since })),
   );
   const skipped = plan.skipped.map((n) =>
-    task(n.id, { hostname: n.hostname, region: n.region, batch: 0, state: 'skipped', fromVersion: fromVersion(n.id), stateSince: since }),
+    task(n.id, { hostname: n.hostname, region: n.region, batch: 0, state: 'skipped', fromVersion: fromVersion(n.id), stateSince: since, lastError: 'already runs the target' }),
   );
   return [...pending, ...skipped];
 }

@@ -338,8 +338,9 @@ export function driveRollout(options: DriveOptions): DriveResult {
       if (command.kind !== 'set_version') continue;
       const task = byNode.get(command.nodeId);
       if (!task) violate('command for a node outside the rollout', command.nodeId);
-      else if (command.rollback && command.version !== task.fromVersion) violate('rollback to the wrong version', `${task.nodeId} → ${command.version}`);
-      else if (!command.rollback && command.version !== rollout.spec.target.version) violate('forward to the wrong version', `${task.nodeId} → ${command.version}`);
+      else if (command.downgrade && !rollout.spec.allowDowngrade) violate('downgrade the spec does not allow', `${task.nodeId} → ${command.version}`);
+      else if (command.rollback && !command.downgrade && command.version !== task.fromVersion) violate('rollback to the wrong version', `${task.nodeId} → ${command.version}`);
+      else if ((!command.rollback || command.downgrade) && command.version !== rollout.spec.target.version) violate('forward to the wrong version', `${task.nodeId} → ${command.version}`);
     }
   };
 
