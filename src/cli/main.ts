@@ -9,6 +9,8 @@ import { registerFleetCommands } from './commands/fleet.js';
 import { registerKeysCommands } from './commands/keys.js';
 import { registerMigrateCommand } from './commands/migrate.js';
 import { registerOperatorCommand } from './commands/operator.js';
+import { registerPolicyCommands } from './commands/policy.js';
+import { registerQuarantineCommands } from './commands/quarantine.js';
 import { registerSupervisorCommand } from './commands/supervisor.js';
 
 // `--version` is also an option of `artifacts publish`; commander reads the root's options
@@ -38,6 +40,8 @@ const nodeCommand = program.commands.find((c) => c.name() === 'node');
 if (nodeCommand) registerSetVersionCommand(nodeCommand);
 registerRolloutCommands(program);
 registerAuditCommands(program);
+registerPolicyCommands(program);
+registerQuarantineCommands(program);
 registerEdgeCommand(program);
 registerDemoCommands(program);
 

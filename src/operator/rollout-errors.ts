@@ -1,5 +1,7 @@
 import type { PreflightCheck } from '../domain/rollout/preflight.js';
 import type { SpecIssue } from '../domain/rollout/spec.js';
+import type { UnavailableRollbackVersion } from '../domain/rollout/rollback-needs.js';
+import type { RolloutNeedingVersion } from '../store/artifacts.js';
 import { ApiError } from './errors.js';
 
 /** The rollout part of the error catalog (kept apart from errors.ts so each file stays small). */
@@ -36,4 +38,19 @@ export const rolloutErrors = {
   nameTaken: (name: string) =>
     new ApiError(409, 'ROLLOUT_EXISTS', `an active rollout named ${name} exists already; wait for it or pick another name`, { name }),
   badEdit: (message: string) => new ApiError(400, 'ROLLOUT_EDIT_INVALID', message),
+  rollbackVersionUnavailable: (id: string, versions: UnavailableRollbackVersion[]) =>
+    new ApiError(
+      409,
+      'ROLLBACK_VERSION_UNAVAILABLE',
+      `rollout ${id} cannot roll back: ${versions.map((v) => `${v.version} is ${v.status} (needed by ${v.nodes.join(', ')})`).join('; ')}; publish or restore that version first, nothing was changed`,
+      { id, versions },
+    ),
+  /** Archive refused: a rollout that can still be rolled back would install this version. */
+  artifactNeededForRollback: (id: string, version: string, rollouts: RolloutNeedingVersion[], nodes: unknown[]) =>
+    new ApiError(
+      409,
+      'ARTIFACT_IN_USE',
+      `artifact ${id} (${version}) is what ${rollouts.length} rollout(s) would roll back to (${rollouts.map((r) => `${r.name} ${r.status}: ${r.nodes.join(', ')}`).join('; ')}); it can be archived once no rollout that can still be rolled back needs it`,
+      { id, nodes, rollouts },
+    ),
 };

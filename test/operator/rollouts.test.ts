@@ -33,8 +33,10 @@ const CHECK_IDS = [
   'non-migratable',
   'artifact',
   'rollback-version',
+  'downgrade',
   'compatibility',
   'disruption-budget',
+  'quarantine',
 ];
 
 interface Check {
@@ -365,6 +367,8 @@ describe(`operator rollouts API on ${TEST_ENGINE}`, () => {
     expect(rejected.status).toBe(200);
     expect(rejected.body.status).toBe('rejected');
     expect(rejected.body.tasks.map((task) => task.state)).toEqual(['skipped']);
+    // A skipped task always says why (DESIGN.md §8.8).
+    expect(rejected.body.tasks.map((task) => (task as unknown as { last_error: string }).last_error)).toEqual(['rollout rejected by bob: not during the sale']);
     expect(rejected.body.approvals).toEqual([expect.objectContaining({ status: 'rejected', decision: 'reject', decided_by: 'bob', reason: 'not during the sale' })]);
     expect((await eventsOf(created.body.id)).map((e) => e.kind)).toEqual(['rollout.created', 'rollout.approval_requested', 'rollout.rejected']);
     expectApiError(await as('bob').post(`/api/v1/rollouts/${created.body.id}/approve`, {}), 409, 'ROLLOUT_WRONG_STATUS');

@@ -1,5 +1,6 @@
 import type { Deployment, FleetNode, Instance } from '../types.js';
 import { type CompatRule, compatViolations } from './compat.js';
+import { isOlderVersion } from './downgrade.js';
 import type { RolloutPlan } from './plan.js';
 import type { RolloutSpec } from './spec.js';
 
@@ -42,6 +43,8 @@ export interface PreflightInput {
   /** Every version of every component running in the fleet (the operator's own included). */
   running: ReadonlyMap<string, readonly string[]>;
   overrides: readonly string[];
+  /** The open quarantine of the target version, if the breaker rolled it back (check `quarantine`). */
+  quarantine?: { rolloutId: string | null; reason: string; at: string; by: string } | undefined;
 }
 
 /** The share of a region's slots that must stay free to drain into (seed runbook: "keep ≥ 20 %"). */
@@ -121,6 +124,8 @@ export function runPreflight(input: PreflightInput): PreflightReport {
   else if (unmanaged.length > 0) checks.push(check('rollback-version', 'warn', `${unmanaged.length} node(s) report no ${spec.target.component} version: nothing to roll back to`, unmanaged));
   else checks.push(check('rollback-version', 'pass', 'every node can roll back to its current version'));
 
+  checks.push(downgradeCheck(spec, targets, input.fromVersions));
+
   const violations = compatViolations(input.compatRules, spec.target.component, spec.target.version, input.running);
   checks.push(
     violations.length > 0
@@ -134,9 +139,53 @@ export function runPreflight(input: PreflightInput): PreflightReport {
   );
 
   checks.push(disruptionBudget(input));
+  checks.push(quarantineCheck(input));
 
-  for (const c of checks) if (c.status === 'fail' && input.overrides.includes(c.id)) c.overridden = true;
+  for (const c of checks) if (c.status === 'fail' && input.overrides.includes(c.id) && !NOT_OVERRIDABLE.has(c.id)) c.overridden = true;
   return { checks, blocked: checks.some((c) => c.status === 'fail' && !c.overridden) };
+}
+
+/**
+ * A target older than a node's version: the agent installs a lower version only when the
+ * desired state marks it explicit, so without `allowDowngrade` every such node would refuse
+ * and fail its task. Versions that are not semver cannot be ordered and never count as older.
+ */
+function downgradeCheck(spec: RolloutSpec, targets: readonly FleetNode[], fromVersions: ReadonlyMap<string, string | undefined>): PreflightCheck {
+  const lower = targets
+    .map((n) => ({ hostname: n.hostname, from: fromVersions.get(n.id) }))
+    .filter((n): n is { hostname: string; from: string } => n.from !== undefined && isOlderVersion(spec.target.version, n.from))
+    .map((n) => `${n.hostname} ${n.from} → ${spec.target.version}`)
+    .sort();
+  if (lower.length === 0) return check('downgrade', 'pass', `no target node runs a version newer than ${spec.target.version}`);
+  if (spec.allowDowngrade) {
+    return check('downgrade', 'warn', `${lower.length} node(s) will be downgraded (allowDowngrade: true): ${lower.join(', ')}`, lower);
+  }
+  return check(
+    'downgrade',
+    'fail',
+    `${lower.length} node(s) run a newer version than the target and would refuse it: ${lower.join(', ')}; set allowDowngrade: true in the spec to install it as an explicit downgrade`,
+    lower,
+  );
+}
+
+/**
+ * Checks no `--override` can pass. `quarantine`: the version already failed on real nodes badly
+ * enough that the breaker rolled it back; re-applying it takes a recorded decision by an approver
+ * (`drydock quarantine clear`), not an operator's flag on the next create.
+ */
+export const NOT_OVERRIDABLE: ReadonlySet<string> = new Set(['quarantine']);
+
+function quarantineCheck(input: PreflightInput): PreflightCheck {
+  const target = `${input.spec.target.component} ${input.spec.target.version}`;
+  const q = input.quarantine;
+  if (!q) return check('quarantine', 'pass', `${target} is not quarantined`);
+  const by = q.rolloutId ? `rollout ${q.rolloutId}` : q.by;
+  return check(
+    'quarantine',
+    'fail',
+    `${target} is quarantined since ${q.at}: ${by} rolled it back (${q.reason}); an approver must clear it (drydock quarantine clear ${input.spec.target.component} ${input.spec.target.version} --reason …), --override does not apply`,
+    q.rolloutId ? [q.rolloutId] : [],
+  );
 }
 
 function spareCapacity(input: PreflightInput, targetIds: ReadonlySet<string>): PreflightCheck {

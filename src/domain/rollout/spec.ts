@@ -6,12 +6,23 @@ import { parseDuration } from '../duration.js';
 import { isSemver } from '../semver.js';
 import { NODE_ROLES } from '../types.js';
 
+/**
+ * Bounds on every number of a spec. Durations become deadlines (now + ms): past ~30 days a
+ * value is a typo, and an unbounded one overflows a Date. Counts land in `integer` columns
+ * and loops; no fleet this is built for has more than 100,000 nodes.
+ */
+export const MAX_SPEC_DURATION_MS = 30 * 86_400_000;
+const MAX_NODES = 100_000;
+const count = (min: number) => z.number().int().min(min).max(MAX_NODES);
+const text = (max = 253) => z.string().min(1).max(max);
+
 const duration = (fallback: string) =>
   z
-    .union([z.string(), z.number()])
+    .union([z.string().max(100), z.number()])
     .default(fallback)
     .refine((v) => parseDuration(v) !== null, 'a duration like "30s", "10m" or a number of seconds')
-    .transform((v) => parseDuration(v) as number);
+    .transform((v) => parseDuration(v) as number)
+    .refine((ms) => ms <= MAX_SPEC_DURATION_MS, 'at most 30d');
 
 export const WEEKDAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
 export type Weekday = (typeof WEEKDAYS)[number];
@@ -22,30 +33,30 @@ export const RolloutSpecSchema = z
     name: z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits, . and -, at most 63'),
     target: z.object({
       component: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a component name like node-agent'),
-      version: z.string().refine(isSemver, 'a semantic version like 2.0.0'),
+      version: z.string().max(100).refine(isSemver, 'a semantic version like 2.0.0'),
     }).strict(),
     selector: z
       .object({
         role: z.enum(NODE_ROLES).optional(),
-        regions: z.array(z.string().min(1)).min(1).optional(),
-        labels: z.record(z.string(), z.string()).optional(),
-        hostnames: z.array(z.string().min(1)).min(1).optional(),
+        regions: z.array(text(63)).min(1).max(1000).optional(),
+        labels: z.record(z.string().max(63), z.string().max(253)).optional(),
+        hostnames: z.array(text()).min(1).max(MAX_NODES).optional(),
       })
       .strict()
       .prefault({}),
     strategy: z
       .object({
         order: z.enum(['rolling', 'region-by-region', 'parallel-regions']).default('rolling'),
-        canary: z.object({ nodes: z.number().int().min(1).default(1), soak: duration('0s') }).strict().optional(),
+        canary: z.object({ nodes: count(1).default(1), soak: duration('0s') }).strict().optional(),
         batch: z
           .union(
-            [z.object({ percent: z.number().gt(0).max(100) }).strict(), z.object({ size: z.number().int().min(1) }).strict()],
+            [z.object({ percent: z.number().gt(0).max(100) }).strict(), z.object({ size: count(1) }).strict()],
             // zod's own union message is a bare "Invalid input"; say which two shapes are accepted.
             { error: 'either { percent: a number over 0 and at most 100 } or { size: a whole number of nodes, at least 1 }' },
           )
           .default({ size: 1 }),
-        maxUnavailablePerRegion: z.number().int().min(1).optional(),
-        minAvailablePerRegion: z.number().int().min(0).optional(),
+        maxUnavailablePerRegion: count(1).optional(),
+        minAvailablePerRegion: count(0).optional(),
         pauseBetweenBatches: duration('0s'),
         drain: z
           .object({
@@ -65,7 +76,7 @@ export const RolloutSpecSchema = z
           .prefault({}),
         circuitBreaker: z
           .object({
-            maxConsecutiveFailures: z.number().int().min(1).default(2),
+            maxConsecutiveFailures: count(1).default(2),
             maxFailurePercent: z.number().gt(0).max(100).optional(),
           })
           .strict()
@@ -83,12 +94,16 @@ export const RolloutSpecSchema = z
         days: z.array(z.enum(WEEKDAYS)).min(1).default([...WEEKDAYS]),
         start: clock,
         end: clock,
-        timezone: z.string().default('UTC'),
+        timezone: z.string().max(100).default('UTC'),
       })
       .strict()
       .refine((w) => isTimeZone(w.timezone), { message: 'an IANA time zone like UTC or Europe/Berlin', path: ['timezone'] })
       .optional(),
-    hooks: z.object({ preNode: z.array(z.unknown()).default([]), postNode: z.array(z.unknown()).default([]) }).strict().optional(),
+    hooks: z.object({ preNode: z.array(z.unknown()).max(50).default([]), postNode: z.array(z.unknown()).max(50).default([]) }).strict().optional(),
+    // Default false: a target older than a node's version fails preflight (check `downgrade`),
+    // since agents refuse a lower version unless told it is an explicit rollback. true installs
+    // it as an explicit downgrade on those nodes (recorded in events).
+    allowDowngrade: z.boolean().default(false),
   })
   .strict();
 

@@ -1,20 +1,25 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { RolloutStatus } from '../../domain/rollout/model.js';
+import type { RolloutStatus, RolloutTask } from '../../domain/rollout/model.js';
+import { rollbackNeeds, unavailableRollbackVersions } from '../../domain/rollout/rollback-needs.js';
 import { type BreakerDecision, type HumanAction, humanTransition } from '../../domain/rollout/human-actions.js';
 import { applySpecEdits } from '../../domain/rollout/spec.js';
-import { decideApproval, listApprovals, pendingApproval } from '../../store/approvals.js';
+import { decideApproval, pendingApproval } from '../../store/approvals.js';
+import { lockVersionsForShare } from '../../store/artifacts.js';
 import type { Db } from '../../store/db.js';
 import { appendEvents } from '../../store/events.js';
-import { replaceTasks, updateRollout } from '../../store/rollouts.js';
+import { replaceTasks, skipPendingTasks, updateRollout } from '../../store/rollouts.js';
 import type { OperatorContext } from '../context.js';
 import { actorOf } from '../request-actor.js';
 import { rolloutErrors } from '../rollout-errors.js';
 import { planFromStore, tasksFor } from '../rollout-planning.js';
-import { rolloutDetail } from '../rollout-view.js';
+import { quarantineBreakerRollback } from '../breaker-quarantine.js';
+import { setRolloutPolicies } from '../../store/policies.js';
+import { openQuarantine } from '../../store/quarantine.js';
+import { policyErrors } from '../policy-errors.js';
 import { IdParam } from '../schemas.js';
-import { mustLoadRollout } from './rollouts.js';
+import { detailOf, mustLoadRollout } from './rollouts.js';
 
 const params = IdParam.describe('rollout id or name');
 const ApproveBody = z.object({ set: z.array(z.string().min(3)).max(50).optional().describe('edits path=value, re-planned before the approval counts') }).strict().nullable().optional();
@@ -35,14 +40,25 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
       return loaded.row.id;
     });
     ctx.rollouts.wake();
-    const loaded = await mustLoadRollout(ctx, id);
-    return rolloutDetail(loaded.row, loaded.tasks, await listApprovals(ctx.db, { rolloutId: id }), new Date());
+    return detailOf(ctx, id);
   };
   /** The domain's answer for this action from the rollout's status, or 409 naming the statuses it needs. */
   const transition = (loaded: { row: { id: string; status: RolloutStatus } }, action: HumanAction, decision?: BreakerDecision) => {
     const t = humanTransition(action, loaded.row.status, decision);
     if (!t.ok) throw rolloutErrors.wrongStatus(loaded.row.id, loaded.row.status, action, t.allowed);
     return t;
+  };
+
+  /**
+   * A rollback installs each node's previous version: refuse it at once, changing nothing, when
+   * one of them is archived or was never published (it would fail every node after the health
+   * timeout). The versions stay locked FOR SHARE until the status change commits.
+   */
+  const assertRollbackPossible = async (tx: Db, loaded: { row: { id: string; component: string }; tasks: RolloutTask[] }) => {
+    const needs = rollbackNeeds(loaded.tasks);
+    const lifecycles = await lockVersionsForShare(tx, loaded.row.component, needs.map((n) => n.version));
+    const gone = unavailableRollbackVersions(needs, (v) => lifecycles.get(v));
+    if (gone.length > 0) throw rolloutErrors.rollbackVersionUnavailable(loaded.row.id, gone);
   };
 
   app.post('/api/v1/rollouts/:id/approve', { config: { role: 'approver' }, schema: { tags, params, body: ApproveBody, summary: 'Approve the plan, optionally with edits' } }, async (req) => {
@@ -55,6 +71,9 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
         if (!req.principal) throw rolloutErrors.approverUnknown();
         if (row.created_by === actor) throw rolloutErrors.sameApprover(actor);
       }
+      // Quarantined since it was created (another rollout of the version tripped its breaker).
+      const quarantined = await openQuarantine(tx, row.component, row.version);
+      if (quarantined) throw policyErrors.quarantined(row.component, row.version, quarantined.rollout_id);
       const approval = await pendingApproval(tx, row.id, 'plan');
       if (edits.length > 0) {
         let input: unknown;
@@ -68,6 +87,13 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
         const { spec, plan, preflight, disruptive } = result.planned;
         if (spec.target.component !== row.component || spec.target.version !== row.version) throw rolloutErrors.badEdit('edits may not change the target');
         if (preflight.blocked) throw rolloutErrors.preflightFailed(preflight.checks);
+        // The edited spec is strengthened by the policies again (planFromStore), so an edit cannot
+        // drop what a policy requires; a new selector may bring a policy that wants a distinct approver.
+        if (spec.approval.distinctApprover) {
+          if (!req.principal) throw rolloutErrors.approverUnknown();
+          if (row.created_by === actor) throw rolloutErrors.sameApprover(actor);
+        }
+        await setRolloutPolicies(tx, row.id, result.planned.policies);
         await tx.query(
           `UPDATE rollouts SET spec_input = $2, spec = $3, plan = $4, preflight = $5, drain_mode = $6, disruptive = $7, batch_count = $8, updated_at = now() WHERE id = $1`,
           [row.id, JSON.stringify(input), JSON.stringify(spec), JSON.stringify(plan), JSON.stringify(preflight), plan.drain_mode, disruptive, plan.batches.length],
@@ -91,7 +117,7 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
       const approval = await pendingApproval(tx, loaded.row.id, 'plan');
       if (approval) await decideApproval(tx, approval.id, { status: 'rejected', decision: 'reject', by: actor, reason: req.body.reason });
       await updateRollout(tx, loaded.row.id, { status: t.to }, { finished: true });
-      await tx.query(`UPDATE rollout_tasks SET state = 'skipped', state_since = now() WHERE rollout_id = $1 AND state = 'pending'`, [loaded.row.id]);
+      await skipPendingTasks(tx, loaded.row.id, `rollout rejected by ${actor}: ${req.body.reason}`);
       await appendEvents(tx, [{ kind: t.event, actor, rolloutId: loaded.row.id, data: { reason: req.body.reason } }]);
     });
   });
@@ -101,9 +127,14 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
       const actor = actorOf(req);
       return act(req.params.id, async (tx, loaded) => {
         const t = transition(loaded, verb);
+        if (t.to === 'rolling_back') await assertRollbackPossible(tx, loaded);
+        // Rolling back while the breaker waits for a decision answers it: quarantine as decide does.
+        if (t.to === 'rolling_back' && loaded.row.status === 'awaiting_decision') {
+          await quarantineBreakerRollback(tx, loaded.row, actor, (await pendingApproval(tx, loaded.row.id, 'continuation'))?.reason ?? null);
+        }
         await updateRollout(tx, loaded.row.id, { status: t.to }, { finished: t.to === 'aborted' });
         if (t.to === 'aborted') {
-          await tx.query(`UPDATE rollout_tasks SET state = 'skipped', state_since = now() WHERE rollout_id = $1 AND state = 'pending'`, [loaded.row.id]);
+          await skipPendingTasks(tx, loaded.row.id, `rollout aborted by ${actor}`);
           const approval = await pendingApproval(tx, loaded.row.id, 'plan');
           if (approval) await decideApproval(tx, approval.id, { status: 'cancelled', decision: 'abort', by: actor });
         }
@@ -119,8 +150,10 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
     const actor = actorOf(req);
     return act(req.params.id, async (tx, loaded) => {
       const t = transition(loaded, 'decide', req.body.decision);
+      if (t.to === 'rolling_back') await assertRollbackPossible(tx, loaded);
       const approval = await pendingApproval(tx, loaded.row.id, 'continuation');
       if (approval) await decideApproval(tx, approval.id, { status: 'decided', decision: req.body.decision, by: actor });
+      if (t.to === 'rolling_back') await quarantineBreakerRollback(tx, loaded.row, actor, approval?.reason ?? null);
       const [clock] = await tx.query<{ now: Date }>('SELECT now() AS now');
       await updateRollout(tx, loaded.row.id, { status: t.to, ...(t.resetBreaker ? { breakerResetAt: new Date((clock as { now: Date }).now) } : {}) });
       await appendEvents(tx, [{ kind: t.event, actor, rolloutId: loaded.row.id, data: { decision: req.body.decision } }]);

@@ -2,9 +2,11 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ROLLOUT_STATUSES } from '../../domain/rollout/model.js';
+import type { AppliedPolicy } from '../../domain/rollout/policy.js';
 import { listApprovals, insertApproval } from '../../store/approvals.js';
 import { appendEvents, type NewEvent } from '../../store/events.js';
 import { insertRollout, listRolloutRows, loadRollout, findRolloutId } from '../../store/rollouts.js';
+import { setRolloutPolicies } from '../../store/policies.js';
 import type { OperatorContext } from '../context.js';
 import { actorOf } from '../request-actor.js';
 import { rolloutErrors } from '../rollout-errors.js';
@@ -30,6 +32,13 @@ export async function mustLoadRollout(ctx: OperatorContext, idOrName: string, db
   return loaded;
 }
 
+/** The rollout detail, with the policies that strengthened its spec (column `policies`, 0005). */
+export async function detailOf(ctx: OperatorContext, idOrName: string) {
+  const loaded = await mustLoadRollout(ctx, idOrName);
+  const policies = (loaded.row as { policies?: AppliedPolicy[] }).policies ?? [];
+  return { ...rolloutDetail(loaded.row, loaded.tasks, await listApprovals(ctx.db, { rolloutId: loaded.row.id }), new Date()), policies };
+}
+
 export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
   const app = base.withTypeProvider<ZodTypeProvider>();
   const tags = ['rollouts'];
@@ -37,8 +46,8 @@ export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext)
   app.post('/api/v1/rollouts/plan', { config: { role: 'viewer' }, schema: { tags, body: SpecBody, querystring: OverrideQuery, summary: 'Dry run: batches, moves, duration, preflight' } }, async (req) => {
     const result = await planFromStore(ctx.db, req.body, req.query.override, ctx.version);
     if (!result.ok) throw rolloutErrors.specInvalid(result.issues);
-    const { spec, plan, preflight } = result.planned;
-    return { spec, plan, preflight };
+    const { spec, policies, plan, preflight } = result.planned;
+    return { spec, policies, plan, preflight };
   });
 
   app.post('/api/v1/rollouts', { schema: { tags, body: SpecBody, querystring: OverrideQuery, summary: 'Create a rollout (after preflight)' } }, async (req, reply) => {
@@ -50,7 +59,7 @@ export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext)
       await tx.query('SELECT pg_advisory_xact_lock($1)', [0x64726f6c]);
       const result = await planFromStore(tx, req.body, overrides, ctx.version);
       if (!result.ok) throw rolloutErrors.specInvalid(result.issues);
-      const { spec, plan, preflight, disruptive } = result.planned;
+      const { spec, policies, plan, preflight, disruptive } = result.planned;
       if (preflight.blocked) throw rolloutErrors.preflightFailed(preflight.checks);
       const taken = await tx.query(`SELECT 1 FROM rollouts WHERE name = $1 AND finished_at IS NULL AND status NOT IN ('rejected')`, [spec.name]);
       if (taken.length > 0) throw rolloutErrors.nameTaken(spec.name);
@@ -61,15 +70,22 @@ export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext)
         { id, name: spec.name, specInput: req.body, spec, status, drainMode: plan.drain_mode, disruptive, batchCount: plan.batches.length, plan, preflight, overrides, createdBy: actor },
         tasksFor(id, result.planned, new Date((clock as { now: Date }).now)),
       );
+      if (policies.length > 0) await setRolloutPolicies(tx, id, policies);
+      const policyNames = policies.map((p) => p.name);
       const events: NewEvent[] = [
-        { kind: 'rollout.created', actor, rolloutId: id, data: { name: spec.name, component: spec.target.component, version: spec.target.version, batches: plan.batches.length } },
+        {
+          kind: 'rollout.created',
+          actor,
+          rolloutId: id,
+          data: { name: spec.name, component: spec.target.component, version: spec.target.version, batches: plan.batches.length, policies: policyNames },
+        },
         ...preflight.checks
           .filter((c) => c.overridden)
           .map((c) => ({ kind: 'rollout.preflight_overridden', actor, rolloutId: id, data: { check: c.id, message: c.message } })),
       ];
       if (spec.approval.required) {
         await insertApproval(tx, { id: ctx.newId(), rolloutId: id, kind: 'plan', options: ['approve', 'reject'], reason: null, requestedBy: actor });
-        events.push({ kind: 'rollout.approval_requested', actor, rolloutId: id, data: { kind: 'plan', distinct_approver: spec.approval.distinctApprover } });
+        events.push({ kind: 'rollout.approval_requested', actor, rolloutId: id, data: { kind: 'plan', distinct_approver: spec.approval.distinctApprover, policies: policyNames } });
       } else {
         events.push({ kind: 'rollout.started', actor, rolloutId: id, data: {} });
       }
@@ -77,8 +93,7 @@ export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext)
       return id;
     });
     ctx.rollouts.wake();
-    const loaded = await mustLoadRollout(ctx, rolloutId);
-    return reply.code(201).send(rolloutDetail(loaded.row, loaded.tasks, await listApprovals(ctx.db, { rolloutId }), new Date()));
+    return reply.code(201).send(await detailOf(ctx, rolloutId));
   });
 
   app.get(
@@ -88,8 +103,7 @@ export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext)
   );
 
   app.get('/api/v1/rollouts/:id', { schema: { tags, params: IdParam.describe('rollout id or name'), summary: 'One rollout with batches, tasks, plan, preflight, approvals' } }, async (req) => {
-    const loaded = await mustLoadRollout(ctx, req.params.id);
-    return rolloutDetail(loaded.row, loaded.tasks, await listApprovals(ctx.db, { rolloutId: loaded.row.id }), new Date());
+    return detailOf(ctx, req.params.id);
   });
 
   app.get(

@@ -5,6 +5,7 @@ import fleet from './0001_fleet.pre.sql';
 import artifacts from './0002_artifacts.pre.sql';
 import rollouts from './0003_rollouts.pre.sql';
 import nodeCredentials from './0004_node_credentials.pre.sql';
+import policiesQuarantine from './0005_policies_quarantine.pre.sql';
 
 export interface Migration {
   version: number;
@@ -24,4 +25,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0002_artifacts.pre.sql', artifacts),
   migration('0003_rollouts.pre.sql', rollouts),
   migration('0004_node_credentials.pre.sql', nodeCredentials),
+  migration('0005_policies_quarantine.pre.sql', policiesQuarantine),
 ];
