@@ -76,26 +76,28 @@ export class ApiClient {
       // A stream body is sent as it is read (`duplex: 'half'` is how fetch spells that).
       response = await fetch(`${this.baseUrl}${path}`, { method, headers, body: payload, signal, ...(init.stream ? { duplex: 'half' } : {}) } as RequestInit);
     } catch (error) {
-      const reason = (error as Error & { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
-      throw new ApiCallError(0, 'UNREACHABLE', `cannot reach the operator at ${this.baseUrl} (${reason}); is it running? set DRYDOCK_URL or --operator`);
+      throw this.unreachable(error);
     }
-    const text = await response.text();
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (error) {
+      throw this.unreachable(error); // the connection died before the whole reply arrived
+    }
     let parsed: unknown;
     try {
       parsed = text ? JSON.parse(text) : undefined;
     } catch {
       parsed = undefined;
     }
-    if (!response.ok) {
-      const error = (parsed as { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | undefined)?.error;
-      throw new ApiCallError(
-        response.status,
-        error?.code ?? `HTTP_${response.status}`,
-        error?.message ?? `${method} ${path} failed with HTTP ${response.status}`,
-        error?.details ?? {},
-      );
-    }
+    if (!response.ok) throw replyError(response.status, parsed, `${method} ${path}`);
     return parsed as T;
+  }
+
+  /** No answer at all: status 0, with the low-level reason in `details.reason` (ECONNREFUSED, TimeoutError …). */
+  private unreachable(error: unknown): ApiCallError {
+    const reason = (error as Error & { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
+    return new ApiCallError(0, 'UNREACHABLE', `cannot reach the operator at ${this.baseUrl} (${reason}); is it running? set DRYDOCK_URL or --operator`, { reason });
   }
 
   get<T>(path: string, init?: CallOptions): Promise<T> {
@@ -116,10 +118,13 @@ export class ApiClient {
   }
 
   /**
-   * Follows a Server-Sent Events endpoint and yields each event's JSON data. Reconnects with
-   * Last-Event-ID after a dropped connection, so nothing is missed or repeated.
+   * Follows a Server-Sent Events endpoint and yields each event's JSON data. A dropped stream
+   * is resumed with Last-Event-ID (the id of the last event yielded), so nothing is missed or
+   * repeated. Without `retry`, a dropped stream is retried once after 500 ms and an unreachable
+   * operator ends the stream with an error; with it, `retry` decides (and waits) after every
+   * failure, and hears of every accepted (re)connection.
    */
-  async *stream<T>(path: string, signal?: AbortSignal): AsyncGenerator<T> {
+  async *stream<T>(path: string, signal?: AbortSignal, retry: StreamRetry = ONE_QUICK_RETRY): AsyncGenerator<T> {
     let lastId: string | undefined;
     while (!signal?.aborted) {
       const headers: Record<string, string> = { accept: 'text/event-stream' };
@@ -130,27 +135,66 @@ export class ApiClient {
         response = await fetch(`${this.baseUrl}${path}`, { headers, signal });
       } catch (error) {
         if (signal?.aborted) return;
-        throw new ApiCallError(0, 'UNREACHABLE', `cannot reach the operator at ${this.baseUrl} (${(error as Error).message})`);
+        await retry.retry(this.unreachable(error));
+        continue;
       }
-      if (!response.ok || !response.body) throw new ApiCallError(response.status, `HTTP_${response.status}`, `${path} failed with HTTP ${response.status}`);
-      const queue: T[] = [];
-      const parser = createParser({
-        onEvent: (event: EventSourceMessage) => {
-          if (event.id) lastId = event.id;
-          queue.push(JSON.parse(event.data) as T);
-        },
-      });
+      if (!response.ok || !response.body) {
+        const text = await response.text().catch(() => '');
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          parsed = undefined;
+        }
+        await retry.retry(replyError(response.status, parsed, `GET ${path}`));
+        continue;
+      }
+      retry.connected();
+      const queue: { id: string; data: T }[] = [];
+      const parser = createParser({ onEvent: (event: EventSourceMessage) => queue.push({ id: event.id ?? '', data: JSON.parse(event.data) as T }) });
       const decoder = new TextDecoder();
+      let reason = 'stream ended';
       try {
         for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
           parser.feed(decoder.decode(chunk, { stream: true }));
-          while (queue.length > 0) yield queue.shift() as T;
+          while (queue.length > 0) {
+            const next = queue.shift() as { id: string; data: T };
+            // Advanced only once the event is handed over, so a resume never skips one.
+            if (next.id) lastId = next.id;
+            yield next.data;
+          }
         }
       } catch (error) {
         if (signal?.aborted) return;
-        void error; // a dropped connection: reconnect below and resume after lastId
+        reason = (error as Error & { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
       }
-      await new Promise((r) => setTimeout(r, 500));
+      if (signal?.aborted) return;
+      await retry.retry(new ApiCallError(0, 'STREAM_LOST', `the event stream from ${this.baseUrl} was cut (${reason})`, { reason: `connection lost: ${reason}` }));
     }
   }
+}
+
+/** What `stream` does after a failure: wait and return to try again, or throw to end the stream. */
+export interface StreamRetry {
+  retry(error: unknown): Promise<void>;
+  /** A (re)connection was accepted. */
+  connected(): void;
+}
+
+/** The default for `stream`: one quick retry of a cut stream; any other failure ends it. */
+const ONE_QUICK_RETRY: StreamRetry = {
+  async retry(error) {
+    if (!(error instanceof ApiCallError) || error.code !== 'STREAM_LOST') throw error;
+    await new Promise((r) => setTimeout(r, 500));
+  },
+  connected() {},
+};
+
+/** The catalog error of a non-2xx reply (`{"error": {code, message, details}}`), or a generic one. */
+function replyError(status: number, parsed: unknown, what: string): ApiCallError {
+  const error = (parsed as { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | undefined)?.error;
+  return new ApiCallError(status, error?.code ?? `HTTP_${status}`, error?.message ?? `${what} failed with HTTP ${status}`, {
+    ...(status >= 502 && status <= 504 ? { reason: `HTTP ${status}` } : {}),
+    ...error?.details,
+  });
 }

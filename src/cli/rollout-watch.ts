@@ -1,5 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { ApiClient } from '../api-client.js';
+import { Reconnector } from './reconnect.js';
 import { TERMINAL_ROLLOUT_STATUSES } from '../domain/rollout/model.js';
 
 interface WatchedRollout {
@@ -18,14 +19,26 @@ const FINAL = new Set<string>([...TERMINAL_ROLLOUT_STATUSES, 'awaiting_decision'
 const TERMINAL_TASK = new Set(['done', 'failed', 'rolled_back', 'skipped']);
 const IN_FLIGHT = new Set(['cordoned', 'draining', 'installing', 'verifying']);
 
+export interface WatchOptions {
+  tty: boolean;
+  intervalMs?: number;
+  json?: boolean;
+  /** Waits out an operator restart (notices on stderr); without it the first failed read ends the watch. */
+  reconnect?: Reconnector;
+}
+
 /**
  * Follows a rollout until it ends: a progress bar per batch and a line per node in flight on a
- * terminal, plain lines for each change otherwise. Resolves with the final status.
+ * terminal, plain lines for each change otherwise. Resolves with the final status. The rollout
+ * runs on the operator, not here: when the operator restarts, the watch reconnects and goes on
+ * from the rollout's current state (every poll reads all of it, so nothing is lost meanwhile).
  */
-export async function watchRollout(client: ApiClient, id: string, options: { tty: boolean; intervalMs?: number; json?: boolean }): Promise<string> {
+export async function watchRollout(client: ApiClient, id: string, options: WatchOptions): Promise<string> {
   const interval = options.intervalMs ?? 500;
-  let rollout = await client.get<WatchedRollout>(`/api/v1/rollouts/${encodeURIComponent(id)}`);
-  if (options.tty && !options.json) return watchWithBars(client, rollout, interval);
+  const reconnect = options.reconnect ?? new Reconnector({ timeoutMs: 0, timeoutText: '0' });
+  const read = () => reconnect.call(() => client.get<WatchedRollout>(`/api/v1/rollouts/${encodeURIComponent(id)}`));
+  let rollout = await read();
+  if (options.tty && !options.json) return watchWithBars(read, rollout, interval, reconnect);
   const seen = new Map<string, string>();
   let lastStatus = '';
   for (;;) {
@@ -45,11 +58,11 @@ export async function watchRollout(client: ApiClient, id: string, options: { tty
     }
     if (FINAL.has(rollout.status)) return rollout.status;
     await new Promise((r) => setTimeout(r, interval));
-    rollout = await client.get<WatchedRollout>(`/api/v1/rollouts/${encodeURIComponent(id)}`);
+    rollout = await read();
   }
 }
 
-async function watchWithBars(client: ApiClient, first: WatchedRollout, interval: number): Promise<string> {
+async function watchWithBars(read: () => Promise<WatchedRollout>, first: WatchedRollout, interval: number, reconnect: Reconnector): Promise<string> {
   const bars = new cliProgress.MultiBar(
     { format: ' {label} [{bar}] {value}/{total} {info}', barCompleteChar: '█', barIncompleteChar: '░', hideCursor: true, clearOnComplete: false, stopOnComplete: false },
     cliProgress.Presets.shades_classic,
@@ -59,6 +72,8 @@ async function watchWithBars(client: ApiClient, first: WatchedRollout, interval:
     bars.create(b.nodes.length, 0, { label: `batch ${b.index}${b.canary ? ' canary' : ''}`.padEnd(18), info: '' }),
   );
   const nodeLines = new Map<string, cliProgress.SingleBar>();
+  // Notices go above the bars instead of through them.
+  reconnect.notice = (line) => bars.log(`${line}\n`);
   let rollout = first;
   try {
     for (;;) {
@@ -83,7 +98,7 @@ async function watchWithBars(client: ApiClient, first: WatchedRollout, interval:
       }
       if (FINAL.has(rollout.status)) return rollout.status;
       await new Promise((r) => setTimeout(r, interval));
-      rollout = await client.get<WatchedRollout>(`/api/v1/rollouts/${encodeURIComponent(first.id)}`);
+      rollout = await read();
     }
   } finally {
     bars.stop();

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { action, clientFor } from '../context.js';
 import { printJson, printRows } from '../output.js';
+import { DEFAULT_RECONNECT_TIMEOUT, reconnectorFor } from '../reconnect.js';
 
 interface EventRow {
   id: number;
@@ -24,7 +25,8 @@ export function registerAuditCommands(program: Command): void {
     .option('--kind <prefix>', 'only kinds starting with this, e.g. rollout.')
     .option('--rollout <id>', 'only this rollout')
     .option('--after <id>', 'only events after this id', '0')
-    .option('--follow', 'keep streaming (Server-Sent Events) until Ctrl-C')
+    .option('--follow', 'keep streaming (Server-Sent Events) until Ctrl-C; survives an operator restart, resuming after the last event printed')
+    .option('--reconnect-timeout <duration>', 'with --follow: while the operator is unreachable keep retrying this long, then exit 1; 0: exit at once', DEFAULT_RECONNECT_TIMEOUT)
     .option('--json', 'one JSON object per line')
     .action(
       action(async (opts, command: Command) => {
@@ -37,7 +39,9 @@ export function registerAuditCommands(program: Command): void {
           for (const e of await client.get<EventRow[]>(`/api/v1/events?${params}`)) print(e);
           return;
         }
-        for await (const e of client.stream<EventRow>(`/api/v1/events/stream?${params}`)) print(e);
+        // Each event once, in order, across reconnections: the stream resumes after the last one printed.
+        const reconnect = reconnectorFor(opts.reconnectTimeout);
+        for await (const e of client.stream<EventRow>(`/api/v1/events/stream?${params}`, undefined, reconnect)) print(e);
       }),
     );
 

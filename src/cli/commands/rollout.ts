@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import type { ApiClient } from '../../api-client.js';
 import { action, clientFor } from '../context.js';
 import { printJson, printRows } from '../output.js';
+import { DEFAULT_RECONNECT_TIMEOUT, type Reconnector, reconnectorFor } from '../reconnect.js';
 import { watchRollout } from '../rollout-watch.js';
 
 const enc = encodeURIComponent;
@@ -45,6 +46,21 @@ function readSpec(file: string): unknown {
     throw new Error(`cannot read ${file}: ${(error as Error).message}`);
   }
 }
+
+/**
+ * What a tripped breaker asks (the continuation approval's options, as `GET /api/v1/approvals`
+ * and `rollout show` list them), and the short names people type. The CLI sends the API's name,
+ * so the approval records one of its own options whichever spelling was used.
+ */
+const DECISIONS: Record<string, string> = {
+  continue_anyway: 'continue_anyway',
+  rollback_completed_batches: 'rollback_completed_batches',
+  abort: 'abort',
+  continue: 'continue_anyway',
+  rollback: 'rollback_completed_batches',
+};
+const DECISION_LIST = 'continue_anyway (or continue), rollback_completed_batches (or rollback), abort';
+const RECONNECT_HELP = `while the operator is unreachable (a restart), keep retrying this long, then exit 1; 0: exit at once`;
 
 const overrideQuery = (overrides: string[] | undefined) => (overrides?.length ? `?${overrides.map((o) => `override=${enc(o)}`).join('&')}` : '');
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -98,15 +114,17 @@ export function registerRolloutCommands(program: Command): void {
     .description('create a rollout (preflight must pass or be overridden)')
     .requiredOption('-f, --file <file>', 'rollout spec (YAML or JSON)')
     .option('--override <check>', 'override a failed preflight check by name (repeatable; recorded in events)', collect)
-    .option('--watch', 'follow it until it ends')
+    .option('--watch', 'follow it until it ends; exit 0 only when it completed')
+    .option('--reconnect-timeout <duration>', `with --watch: ${RECONNECT_HELP}`, DEFAULT_RECONNECT_TIMEOUT)
     .option('--json', 'machine-readable output')
     .action(
       action(async (opts, command: Command) => {
         const client = clientFor(command);
+        const reconnect = reconnectorFor(opts.reconnectTimeout, { connected: true });
         const created = await client.post<RolloutSummary>(`/api/v1/rollouts${overrideQuery(opts.override)}`, readSpec(opts.file));
         if (opts.json && !opts.watch) return printJson(created);
         process.stdout.write(`created rollout ${created.name} (${created.id}): ${created.status}\n`);
-        if (opts.watch) await finishWatch(client, created.id, opts.json);
+        if (opts.watch) await finishWatch(client, created.id, opts.json, reconnect);
       }),
     );
 
@@ -186,12 +204,13 @@ export function registerRolloutCommands(program: Command): void {
 
   rollout
     .command('decide <id> <decision>')
-    .description('answer a tripped circuit breaker: continue | rollback | abort (role approver)')
+    .description(`answer a tripped circuit breaker (role approver); decision: ${DECISION_LIST}`)
     .option('--json', 'machine-readable output')
     .action(
       action(async (id: string, decision: string, opts, command: Command) => {
-        if (!['continue', 'rollback', 'abort'].includes(decision)) throw new Error(`decision must be continue, rollback or abort, got "${decision}"`);
-        const reply = await clientFor(command).post<RolloutSummary>(`/api/v1/rollouts/${enc(id)}/decide`, { decision });
+        const chosen = Object.hasOwn(DECISIONS, decision) ? DECISIONS[decision] : undefined;
+        if (!chosen) throw new Error(`unknown decision "${decision}": use one of ${DECISION_LIST}`);
+        const reply = await clientFor(command).post<RolloutSummary>(`/api/v1/rollouts/${enc(id)}/decide`, { decision: chosen });
         if (opts.json) return printJson(reply);
         process.stdout.write(`${reply.name}: ${reply.status}\n`);
       }),
@@ -199,15 +218,16 @@ export function registerRolloutCommands(program: Command): void {
 
   rollout
     .command('watch <id>')
-    .description('live progress until the rollout ends; exit 0 only when it completed')
+    .description('live progress until the rollout ends; exit 0 only when it completed, 1 otherwise (also when it stops for a decision)')
+    .option('--reconnect-timeout <duration>', RECONNECT_HELP, DEFAULT_RECONNECT_TIMEOUT)
     .option('--json', 'print the final rollout as JSON')
-    .action(action(async (id: string, opts, command: Command) => finishWatch(clientFor(command), id, opts.json)));
+    .action(action(async (id: string, opts, command: Command) => finishWatch(clientFor(command), id, opts.json, reconnectorFor(opts.reconnectTimeout))));
 }
 
-async function finishWatch(client: ApiClient, id: string, json: boolean | undefined): Promise<void> {
-  const status = await watchRollout(client, id, { tty: process.stdout.isTTY === true, json });
-  if (json) printJson(await client.get(`/api/v1/rollouts/${enc(id)}`));
-  else if (status === 'awaiting_decision') process.stdout.write(`rollout awaiting a decision: drydock rollout decide ${id} continue|rollback|abort\n`);
+async function finishWatch(client: ApiClient, id: string, json: boolean | undefined, reconnect: Reconnector): Promise<void> {
+  const status = await watchRollout(client, id, { tty: process.stdout.isTTY === true, json, reconnect });
+  if (json) printJson(await reconnect.call(() => client.get(`/api/v1/rollouts/${enc(id)}`)));
+  else if (status === 'awaiting_decision') process.stdout.write(`rollout awaiting a decision: drydock rollout decide ${id} continue_anyway|rollback_completed_batches|abort\n`);
   else process.stdout.write(`rollout ${status}\n`);
   if (status !== 'completed') process.exitCode = 1;
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { listEvents } from '../../store/events.js';
 import type { OperatorContext } from '../context.js';
 import { EventsQuery } from '../schemas.js';
@@ -8,19 +9,39 @@ import { EventsQuery } from '../schemas.js';
 const STREAM_POLL_MS = 250;
 /** A comment line this often keeps proxies from closing an idle stream. */
 const STREAM_KEEPALIVE_MS = 15_000;
+/** Last-Event-ID is what a client got from us: an event id (a bigint identity, safe below 2^53). */
+const StreamHeaders = z.looseObject({
+  'last-event-id': z
+    .string()
+    .regex(/^\d{1,15}$/, 'an event id (digits) as sent in the stream\'s `id:` lines')
+    .optional()
+    .describe('resume after this event id (the standard SSE reconnection header); wins over ?after='),
+});
 
 export async function eventRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
   const app = base.withTypeProvider<ZodTypeProvider>();
-  // Server-Sent Events: `id` is the event id, so a reconnecting client resumes with Last-Event-ID.
+  // Server-Sent Events: every message's `id:` is the event id, so a reconnecting client (a
+  // browser's EventSource, the CLI, the edge) sends the last one it got as Last-Event-ID and
+  // resumes right after it. Event ids are assigned in commit order (appends are serialized, see
+  // store/events.ts), so "after id N" misses nothing committed while the client was away.
   app.get(
     '/api/v1/events/stream',
-    { schema: { tags: ['events'], querystring: EventsQuery, summary: 'The event log as Server-Sent Events, from ?after= or Last-Event-ID' } },
+    {
+      schema: {
+        tags: ['events'],
+        querystring: EventsQuery,
+        headers: StreamHeaders,
+        summary: 'The event log as Server-Sent Events, after Last-Event-ID when sent, else after ?after=',
+      },
+    },
     async (req, reply) => {
-      const resume = Number(req.headers['last-event-id']);
-      let after = Number.isInteger(resume) && resume > 0 ? resume : (req.query.after ?? 0);
+      const resume = req.headers['last-event-id'];
+      let after = resume === undefined ? (req.query.after ?? 0) : Number(resume);
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      // Node sends a HEAD response's headers only when it ends, and a stream never ends.
+      if (req.method === 'HEAD') return void res.end();
       res.write(': drydock event stream\n\n');
       let open = true;
       req.raw.once('close', () => {
