@@ -1,9 +1,13 @@
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { authorize, bearerToken, isOpenPath, type Role } from './auth.js';
 import type { OperatorContext } from './context.js';
 import { ApiError, errors } from './errors.js';
+import { isConnectionLost } from '../store/db.js';
+import { databaseUnavailable } from './db-errors.js';
+import { clientErrorHandler, fastifyServerOptions, guardBodyRate, HTTP_LIMIT_DEFAULTS, type HttpLimits, httpErrors } from './http-limits.js';
+import { registerInputGuard } from './input-guard.js';
 import './request-actor.js';
 import { agentRoutes } from './routes/agent.js';
 import { artifactRoutes } from './routes/artifacts.js';
@@ -16,13 +20,13 @@ import { nodeRoutes } from './routes/nodes.js';
 import { fleetStateRoutes } from './routes/fleet-state.js';
 import { rolloutActionRoutes } from './routes/rollout-actions.js';
 import { rolloutRoutes } from './routes/rollouts.js';
+import { policyRoutes } from './routes/policies.js';
+import { quarantineRoutes } from './routes/quarantine.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** Least role that may call the route; default viewer for reads, operator for writes. */
+    /** Least role that may call the route; default viewer for reads, operator for writes; `agent` marks the agent gateway. */
     role?: Role;
-    /** Agents may call this route too (artifact downloads), besides people with `role`. */
-    alsoAgent?: boolean;
   }
 }
 
@@ -33,6 +37,7 @@ function errorBody(error: ApiError) {
 /** Maps anything thrown in a route to the error catalog; a user's mistake never becomes a 500. */
 function toApiError(error: FastifyError): ApiError | undefined {
   if (error instanceof ApiError) return error;
+  if (isConnectionLost(error)) return databaseUnavailable(error);
   if (hasZodFastifySchemaValidationErrors(error)) {
     return errors.validation({
       issues: error.validation.map((v) => ({
@@ -50,14 +55,32 @@ function toApiError(error: FastifyError): ApiError | undefined {
     return new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
   }
   if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new ApiError(413, 'BODY_TOO_LARGE', 'the request body is too large');
+  // The HTTP layer's own refusals, raised before any route runs (frameworkErrors, clientError).
+  if (error.code === 'FST_ERR_BAD_URL') return httpErrors.badUrl();
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') return httpErrors.uriTooLong(MAX_PARAM_LENGTH);
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') return httpErrors.requestTimeout();
+  if (error.code === 'HPE_HEADER_OVERFLOW') return httpErrors.headersTooLarge();
+  if (error.code?.startsWith('HPE_')) return httpErrors.badHttp(error.code);
   if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
     return new ApiError(error.statusCode, error.code ?? 'BAD_REQUEST', error.message);
   }
   return undefined;
 }
 
-export async function buildOperatorApp(ctx: OperatorContext): Promise<FastifyInstance> {
+/** Longest path segment routed (a hostname is up to 253 characters); longer gets 414 URI_TOO_LONG. */
+const MAX_PARAM_LENGTH = 256;
+
+export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits = HTTP_LIMIT_DEFAULTS): Promise<FastifyInstance> {
   const app = Fastify({
+    ...fastifyServerOptions(limits),
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // Errors Fastify raises before routing (bad %-escapes, overlong segments) and Node's parser
+    // errors (431, timeouts) leave in the catalog shape like every other error.
+    frameworkErrors: (error, _req, reply) => {
+      const apiError = toApiError(error) ?? httpErrors.badHttp(error.code);
+      void (reply as FastifyReply).code(apiError.status).send(errorBody(apiError));
+    },
+    clientErrorHandler: clientErrorHandler((error) => toApiError(error as FastifyError) ?? httpErrors.badHttp(error.code ?? 'unknown')),
     loggerInstance: ctx.log as FastifyBaseLogger,
     // Heartbeats and long-polls would drown the log; the request histogram covers traffic.
     logController: new LogController({ disableRequestLogging: true }), forceCloseConnections: true, return503OnClosing: false });
@@ -90,10 +113,15 @@ export async function buildOperatorApp(ctx: OperatorContext): Promise<FastifyIns
     const principal = token ? ctx.tokens.authenticate(token) : undefined;
     if (!principal) throw errors.unauthenticated();
     req.principal = principal;
-    if (principal.role === 'agent' && req.routeOptions.config.alsoAgent) return;
-    const needed = req.routeOptions.config.role ?? (req.method === 'GET' || req.method === 'HEAD' ? 'viewer' : 'operator');
+    // The gateway is everything under /api/v1/agent/ whatever a route's config says, so a new
+    // gateway route cannot be opened to people's tokens by forgetting `role: 'agent'`.
+    const gateway = req.routeOptions.url?.startsWith('/api/v1/agent/') ?? false;
+    const needed = gateway ? 'agent' : (req.routeOptions.config.role ?? (req.method === 'GET' || req.method === 'HEAD' ? 'viewer' : 'operator'));
     authorize(principal, needed);
   });
+
+  registerInputGuard(app);
+  guardBodyRate(app.server, limits);
 
   app.addHook('onResponse', async (req, reply) => {
     ctx.metrics.httpDuration.observe(
@@ -126,5 +154,7 @@ export async function buildOperatorApp(ctx: OperatorContext): Promise<FastifyIns
   await app.register(async (scope) => rolloutRoutes(scope, ctx));
   await app.register(async (scope) => rolloutActionRoutes(scope, ctx));
   await app.register(async (scope) => fleetStateRoutes(scope, ctx));
+  await app.register(async (scope) => policyRoutes(scope, ctx));
+  await app.register(async (scope) => quarantineRoutes(scope, ctx));
   return app;
 }

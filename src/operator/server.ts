@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { DEFAULT_HEARTBEAT_GRACE_MS } from '../domain/node-status.js';
 import type { Db } from '../store/db.js';
 import { migrateUp } from '../store/migrator.js';
+import { MIGRATIONS, type Migration } from '../store/migrations/index.js';
 import { nodeGenerations } from '../store/nodes.js';
 import { openDb } from '../store/open.js';
 import { loadTokens } from './auth.js';
@@ -12,7 +13,8 @@ import type { OperatorContext } from './context.js';
 import { DesiredWaiters } from './desired-waiters.js';
 import { FleetReconciler } from './fleet-reconciler.js';
 import { HeartbeatBuffer } from './heartbeat-buffer.js';
-import { LeaderLease } from './leader-lease.js';
+import { type HttpLimits, resolveHttpLimits } from './http-limits.js';
+import { checkReadiness, LeaderLease } from './leader-lease.js';
 import { RolloutReconciler } from './rollout-reconciler.js';
 import { isLoopback, parseListen } from '../listen-address.js';
 import { OperatorMetrics } from './metrics.js';
@@ -35,6 +37,13 @@ export interface OperatorOptions {
   reconcileIntervalMs: number;
   /** Leader lease lifetime without renewal (default 10 s): how long a dead leader blocks a new one. */
   leaseTtlMs?: number;
+  /**
+   * The migrations this binary knows, which readiness is judged by (default: the built-in
+   * list). Tests pass a longer list to act as a newer binary beside an older one.
+   */
+  knownMigrations?: readonly Migration[];
+  /** Bounds on slow clients: header, whole-request and keep-alive time, minimum body rate (defaults in HTTP_LIMIT_DEFAULTS). */
+  http?: Partial<HttpLimits> | undefined;
   version: string;
   log: Logger;
   /** Use this database instead of opening one (tests). */
@@ -66,7 +75,14 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     );
   }
   const log = options.log;
-  const db = options.db ?? (await openDb({ databaseUrl: options.databaseUrl, dataDir: options.dataDir, purpose: 'drydock operator' }));
+  const db =
+    options.db ??
+    (await openDb({
+      databaseUrl: options.databaseUrl,
+      dataDir: options.dataDir,
+      purpose: 'drydock operator',
+      onIdleConnectionError: (error) => log.warn({ err: error }, 'an idle database connection was lost; the pool reconnects'),
+    }));
   const ownsDb = !options.db;
   try {
     if (options.migrate) {
@@ -74,7 +90,8 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       if (applied.length > 0) log.info({ applied: applied.map((m) => `${m.version}_${m.name}`) }, 'applied migrations');
     }
     const waiters = new DesiredWaiters();
-    const lease = new LeaderLease(db, log.child({ loop: 'lease' }), options.leaseTtlMs ?? 10_000);
+    const known = options.knownMigrations ?? MIGRATIONS;
+    const lease = new LeaderLease(db, log.child({ loop: 'lease' }), options.leaseTtlMs ?? 10_000, () => checkReadiness(db, known));
     const reconciler = new FleetReconciler(
       db,
       waiters,
@@ -113,7 +130,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
         drainTimeoutMs: options.drainTimeoutMs,
       },
     };
-    const app = await buildOperatorApp(ctx);
+    const app = await buildOperatorApp(ctx, resolveHttpLimits(options.http));
     await app.listen({ host, port });
     const address = app.server.address();
     const boundPort = typeof address === 'object' && address ? address.port : port;
@@ -125,15 +142,22 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
 
     // Other operator replicas change desired state too; one cheap poll a second notices it.
     let generations = await nodeGenerations(db);
+    // A poll failing (lost connection) is logged and the next tick retries; one in flight at a
+    // time, so a database that hangs does not pile polls up.
+    let polling = false;
     const poller = setInterval(() => {
-      if (waiters.waiting === 0) return;
+      if (waiters.waiting === 0 || polling) return;
+      polling = true;
       nodeGenerations(db)
         .then((next) => {
           const changed = [...next].filter(([id, gen]) => generations.get(id) !== gen).map(([id]) => id);
           generations = next;
           waiters.wake(changed);
         })
-        .catch((error) => log.warn({ err: error }, 'generation poll failed'));
+        .catch((error) => log.warn({ err: error }, 'generation poll failed'))
+        .finally(() => {
+          polling = false;
+        });
     }, 1000);
 
     if (!tokens) log.warn(`no --tokens file: the API is OPEN to anyone who can reach ${url} (loopback only)`);
