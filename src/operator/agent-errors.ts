@@ -6,7 +6,7 @@ export const agentErrors = {
     new ApiError(
       403,
       'FORBIDDEN',
-      `the agent gateway (/api/v1/agent/*) takes agent tokens only; a ${role} token is refused there, whatever its role`,
+      `the agent gateway (/api/v1/agent/*) takes agent tokens only; a person's token (role ${role}) is refused there, whatever its role`,
       { needed: 'agent', role },
     ),
   agentTokenOffGateway: (needed: string) =>
