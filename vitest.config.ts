@@ -18,7 +18,9 @@ export default defineConfig({
     pool: 'forks',
     // Two cores: end-to-end files start many processes each; more parallel files only add noise.
     maxWorkers: 2,
-    testTimeout: 60_000,
+    // A bound on a hung test, not a speed check: end-to-end files wait up to 90 s for a rollout
+    // and run much slower when the two cores are shared, so 60 s failed healthy runs.
+    testTimeout: 180_000,
     hookTimeout: 90_000,
   },
 });
