@@ -43,7 +43,8 @@ describe(`operator nodes API on ${TEST_ENGINE}`, () => {
     expect(again.body).toEqual({ node_id: east.id, heartbeat_interval_ms: 2000, node_credential: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) });
     expect(await t.db.query('SELECT id FROM nodes WHERE hostname = $1', ['nodes-east-1'])).toEqual([{ id: east.id }]);
     const kinds = (await api.ok<EventRow[]>(`/api/v1/events?node_id=${east.id}`)).map((e) => e.kind);
-    expect(kinds.slice(0, 2)).toEqual(['node.registered', 'node.reregistered']);
+    // (On a loaded machine the node may also have gone down in between: only registrations count here.)
+    expect(kinds.filter((k) => k === 'node.registered' || k === 'node.reregistered').slice(0, 2)).toEqual(['node.registered', 'node.reregistered']);
   });
 
   it('GET /api/v1/nodes is a bare array of nodes with the documented fields', async () => {

@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningOperator } from '../../src/operator/server.js';
+import { HTTP_LIMIT_DEFAULTS } from '../../src/operator/http-limits.js';
 import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
 import { FakeNode } from '../support/fake-node.js';
 import { ApiClient, startTestOperator, waitFor } from '../support/operator.js';
@@ -167,7 +168,9 @@ describe(`operator large uploads under a body-rate floor on ${TEST_ENGINE}`, () 
 
   beforeAll(async () => {
     t = await createTestDb();
-    uploads = await startTestOperator(t.db, { http: { ...LIMITS, requestTimeoutMs: 120_000 } });
+    // The default whole-request bound: the client can send no faster than the database stores
+    // the chunks, which on two busy cores can take minutes for 50 MB.
+    uploads = await startTestOperator(t.db, { http: { ...LIMITS, requestTimeoutMs: HTTP_LIMIT_DEFAULTS.requestTimeoutMs } });
   });
   afterAll(async () => {
     await uploads?.close();
