@@ -1,5 +1,6 @@
 import { isSchedulable } from './node-status.js';
 import { isPinned, matchesSelector } from './selector.js';
+import { byHostname, compareRank, loadRatio, PlacementIndex, placementTier } from './placement-index.js';
 import type { Deployment, FleetNode, Instance } from './types.js';
 
 /** An instance occupies a slot on its node until the agent reports it stopped. */
@@ -34,43 +35,47 @@ export interface TargetRequest {
 }
 
 /**
- * Picks the node for one new instance, or null when none has room. Order of preference:
- * a node without a replica of this deployment, a node not to avoid, the preferred region, the least loaded node,
- * then hostname so the choice is deterministic.
+ * Picks the node for one new instance, or null when none has room. Order of preference
+ * (`compareRank`, shared with PlacementIndex): a node without a replica of this deployment, a
+ * node not to avoid, the preferred region, the least loaded node, then hostname so the choice is
+ * deterministic. One linear pass: for many placements over one fleet, use a PlacementIndex.
  */
 export function pickTargetNode(request: TargetRequest): FleetNode | null {
-  const { deployment, nodes, load, replicaNodes, preferRegion, exclude, ignoreSelector, avoid } = request;
-  const candidates = nodes.filter(
-    (node) =>
-      isSchedulable(node) &&
-      !exclude?.has(node.id) &&
-      (ignoreSelector || matchesSelector(node, deployment.nodeSelector)) &&
-      (load.get(node.id) ?? 0) < node.maxInstances,
-  );
-  if (candidates.length === 0) return null;
-  const score = (node: FleetNode): [number, number, number, number] => [
-    replicaNodes.has(node.id) ? 1 : 0,
-    avoid?.has(node.id) ? 1 : 0,
-    preferRegion !== undefined && node.region !== preferRegion ? 1 : 0,
-    (load.get(node.id) ?? 0) / node.maxInstances,
-  ];
-  const sorted = [...candidates].sort((a, b) => {
-    const sa = score(a);
-    const sb = score(b);
-    for (let i = 0; i < sa.length; i++) {
-      const diff = (sa[i] as number) - (sb[i] as number);
-      if (diff !== 0) return diff;
+  const { deployment, nodes, load, exclude, ignoreSelector } = request;
+  let best: FleetNode | null = null;
+  let bestTier = 0;
+  let bestRatio = 0;
+  for (const node of nodes) {
+    const used = load.get(node.id) ?? 0;
+    if (used >= node.maxInstances || !isSchedulable(node) || exclude?.has(node.id)) continue;
+    if (!ignoreSelector && !matchesSelector(node, deployment.nodeSelector)) continue;
+    const tier = placementTier(node, request);
+    const ratio = loadRatio(used, node);
+    const diff = best === null ? -1 : compareRank(tier, ratio, bestTier, bestRatio);
+    if (diff < 0 || (diff === 0 && byHostname(node, best as FleetNode) < 0)) {
+      best = node;
+      bestTier = tier;
+      bestRatio = ratio;
     }
-    return a.hostname.localeCompare(b.hostname);
-  });
-  return sorted[0] ?? null;
+  }
+  return best;
 }
 
 /** Load and replica spread, updated as one pass places instances, so each choice sees the ones before it. */
 export interface PlacementState {
   load: Map<string, number>;
   replicaNodes: Map<string, Set<string>>;
+  /** Built by the first placement over a node list and kept in step by recordPlacement (change load only through it). */
+  index?: PlacementIndex;
 }
+
+/** The state's index over `nodes`, built on first use (a pass places many instances over one node list). */
+function indexFor(state: PlacementState, nodes: readonly FleetNode[]): PlacementIndex {
+  if (state.index?.nodes !== nodes) state.index = new PlacementIndex(nodes, (k) => state.load.get((nodes[k] as FleetNode).id) ?? 0);
+  return state.index;
+}
+
+const NONE: ReadonlySet<string> = new Set();
 
 export function placementState(instances: readonly Instance[]): PlacementState {
   const replicaNodes = new Map<string, Set<string>>();
@@ -85,6 +90,7 @@ export function placementState(instances: readonly Instance[]): PlacementState {
 
 export function recordPlacement(state: PlacementState, deploymentId: string, nodeId: string): void {
   state.load.set(nodeId, (state.load.get(nodeId) ?? 0) + 1);
+  state.index?.touch(nodeId);
   const set = state.replicaNodes.get(deploymentId) ?? new Set<string>();
   state.replicaNodes.set(deploymentId, set);
   set.add(nodeId);
@@ -98,9 +104,9 @@ export function placeReplicas(
   state: PlacementState,
 ): string[] {
   const placed: string[] = [];
+  const index = indexFor(state, nodes);
   for (let i = 0; i < count; i++) {
-    const replicaNodes = state.replicaNodes.get(deployment.id) ?? new Set<string>();
-    const node = pickTargetNode({ deployment, nodes, load: state.load, replicaNodes });
+    const node = index.pick({ deployment, replicaNodes: state.replicaNodes.get(deployment.id) ?? NONE });
     if (!node) break;
     placed.push(node.id);
     recordPlacement(state, deployment.id, node.id);
@@ -134,6 +140,8 @@ export function planDrain(
   const onNode = instances
     .filter((i) => i.nodeId === nodeId && i.desired === 'running' && i.replaces === null && !inFlight.has(i.id))
     .sort((a, b) => a.id.localeCompare(b.id));
+  const index = indexFor(state, nodes);
+  const exclude = new Set([nodeId]);
   for (const instance of onNode) {
     const deployment = deployments.get(instance.deploymentId);
     if (!deployment) continue;
@@ -141,13 +149,11 @@ export function planDrain(
       plan.pinned.push(instance.id);
       continue;
     }
-    const target = pickTargetNode({
+    const target = index.pick({
       deployment,
-      nodes,
-      load: state.load,
-      replicaNodes: state.replicaNodes.get(deployment.id) ?? new Set<string>(),
+      replicaNodes: state.replicaNodes.get(deployment.id) ?? NONE,
       preferRegion: source?.region,
-      exclude: new Set([nodeId]),
+      exclude,
     });
     if (!target) {
       plan.unplaceable.push({

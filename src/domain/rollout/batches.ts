@@ -26,12 +26,14 @@ export interface BatchPlan {
 
 /** The nodes a rollout targets: the selector's role, regions, labels and hostnames. */
 export function selectTargets(spec: RolloutSpec, nodes: readonly FleetNode[]): FleetNode[] {
-  const { role, regions, labels, hostnames } = spec.selector;
+  const { role, regions, labels } = spec.selector;
+  // A set: a spec may list thousands of hostnames, checked against every node.
+  const hostnames = spec.selector.hostnames && new Set(spec.selector.hostnames);
   return nodes.filter(
     (n) =>
       (role === undefined || n.role === role) &&
       (regions === undefined || regions.includes(n.region)) &&
-      (hostnames === undefined || hostnames.includes(n.hostname)) &&
+      (hostnames === undefined || hostnames.has(n.hostname)) &&
       matchesSelector(n, labels ? { labels } : null),
   );
 }
@@ -55,15 +57,17 @@ export function planBatches(spec: RolloutSpec, nodes: readonly FleetNode[], curr
   const skipped = selected.filter((n) => currentVersion(n) === spec.target.version);
   const targets = selected.filter((n) => currentVersion(n) !== spec.target.version);
   const regions = regionOrder(spec, targets);
-  const byRegion = new Map(
-    regions.map((r) => [r, targets.filter((n) => n.region === r).sort((a, b) => a.hostname.localeCompare(b.hostname))]),
-  );
+  const byRegion = new Map(regions.map((r) => [r, [] as FleetNode[]]));
+  for (const n of targets) byRegion.get(n.region)?.push(n);
+  for (const list of byRegion.values()) list.sort((a, b) => a.hostname.localeCompare(b.hostname));
+  const selectedIn = new Map<string, number>();
+  for (const n of selected) selectedIn.set(n.region, (selectedIn.get(n.region) ?? 0) + 1);
 
   const regionCaps: Record<string, number> = {};
   const blockedRegions: string[] = [];
   for (const region of regions) {
     // The budget counts every selected node of the region, including ones already upgraded.
-    const size = selected.filter((n) => n.region === region).length;
+    const size = selectedIn.get(region) ?? 0;
     let cap = spec.strategy.maxUnavailablePerRegion ?? size;
     if (spec.strategy.minAvailablePerRegion !== undefined) cap = Math.min(cap, size - spec.strategy.minAvailablePerRegion);
     regionCaps[region] = Math.max(0, cap);
@@ -88,7 +92,7 @@ export function planBatches(spec: RolloutSpec, nodes: readonly FleetNode[], curr
     const canary: FleetNode[] = [];
     for (const region of usable) {
       if (canary.length >= spec.strategy.canary.nodes) break;
-      canary.push(...take(region, spec.strategy.canary.nodes - canary.length));
+      for (const n of take(region, spec.strategy.canary.nodes - canary.length)) canary.push(n);
     }
     push(canary, true);
   }

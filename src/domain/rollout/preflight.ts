@@ -57,8 +57,16 @@ export function runPreflight(input: PreflightInput): PreflightReport {
   const { spec, plan, nodes } = input;
   const targetIds = new Set(plan.batches.flatMap((b) => b.nodes.map((n) => n.id)));
   const targets = nodes.filter((n) => targetIds.has(n.id));
-  const hostname = (id: string) => nodes.find((n) => n.id === id)?.hostname ?? id;
-  const onTargets = input.instances.filter((i) => targetIds.has(i.nodeId) && i.desired === 'running');
+  const hostnames = new Map(nodes.map((n) => [n.id, n.hostname]));
+  const hostname = (id: string) => hostnames.get(id) ?? id;
+  // One pass over the instances (200,000 at issue 9's scale) for both per-instance checks.
+  const lastReplica: InstanceFacts[] = [];
+  const active: InstanceFacts[] = [];
+  for (const i of input.instances) {
+    if (i.desired !== 'running' || !targetIds.has(i.nodeId)) continue;
+    if (i.volume && i.volume.healthy_replicas <= 1) lastReplica.push(i);
+    if (i.activity !== null && i.activity !== '') active.push(i);
+  }
   const checks: PreflightCheck[] = [];
 
   const busy = input.activeRolloutNodes.filter((a) => targetIds.has(a.node_id));
@@ -79,14 +87,12 @@ export function runPreflight(input: PreflightInput): PreflightReport {
 
   checks.push(spareCapacity(input, targetIds));
 
-  const lastReplica = onTargets.filter((i) => i.volume && i.volume.healthy_replicas <= 1);
   checks.push(
     lastReplica.length > 0
       ? check('volume-last-replica', 'fail', `${lastReplica.length} instance(s) on target nodes are down to their last healthy volume replica`, lastReplica.map((i) => i.id))
       : check('volume-last-replica', 'pass', 'no volume is down to its last healthy replica'),
   );
 
-  const active = onTargets.filter((i) => i.activity !== null && i.activity !== '');
   checks.push(
     active.length > 0
       ? check('backup-in-progress', 'fail', `backup or snapshot in progress on target nodes: ${active.map((i) => `${i.id} (${i.activity})`).join(', ')}`, active.map((i) => i.id))
@@ -191,15 +197,37 @@ function quarantineCheck(input: PreflightInput): PreflightCheck {
 function spareCapacity(input: PreflightInput, targetIds: ReadonlySet<string>): PreflightCheck {
   if (input.plan.drain_mode !== 'migrate') return check('spare-capacity', 'pass', `drain mode ${input.plan.drain_mode}: no instance moves`);
   const problems: string[] = [];
+  // One pass over nodes, instances and moves (not regions × instances × nodes: issue 9, 200,000 instances).
+  const slotsIn = new Map<string, number>();
+  const regionOfUp = new Map<string, string>();
+  for (const n of input.nodes) {
+    if (n.status === 'down') continue;
+    regionOfUp.set(n.id, n.region);
+    slotsIn.set(n.region, (slotsIn.get(n.region) ?? 0) + n.maxInstances);
+  }
+  const usedIn = new Map<string, number>();
+  for (const i of input.instances) {
+    const region = i.status !== 'stopped' ? regionOfUp.get(i.nodeId) : undefined;
+    if (region !== undefined) usedIn.set(region, (usedIn.get(region) ?? 0) + 1);
+  }
+  // Moves out of each region per batch: a move counts for the region of its source node in its batch.
+  const source = new Map(input.plan.batches.flatMap((b) => b.nodes.map((n) => [n.id, { batch: b.index, region: n.region }] as const)));
+  const movedIn = new Map<string, number[]>();
+  const largestIn = new Map<string, number>();
+  for (const m of input.plan.moves) {
+    const from = source.get(m.from_node);
+    if (from === undefined || from.batch !== m.batch) continue;
+    let perBatch = movedIn.get(from.region);
+    if (!perBatch) movedIn.set(from.region, (perBatch = []));
+    const count = (perBatch[m.batch] ?? 0) + 1;
+    perBatch[m.batch] = count;
+    if (count > (largestIn.get(from.region) ?? 0)) largestIn.set(from.region, count);
+  }
   for (const region of [...new Set(input.nodes.filter((n) => targetIds.has(n.id)).map((n) => n.region))].sort()) {
-    const regionNodes = input.nodes.filter((n) => n.region === region && n.status !== 'down');
-    const slots = regionNodes.reduce((sum, n) => sum + n.maxInstances, 0);
-    const used = input.instances.filter((i) => i.status !== 'stopped' && regionNodes.some((n) => n.id === i.nodeId)).length;
+    const slots = slotsIn.get(region) ?? 0;
+    const used = usedIn.get(region) ?? 0;
     const free = slots - used;
-    const largest = Math.max(
-      0,
-      ...input.plan.batches.map((b) => input.plan.moves.filter((m) => m.batch === b.index && b.nodes.some((n) => n.id === m.from_node && n.region === region)).length),
-    );
+    const largest = largestIn.get(region) ?? 0;
     const percent = slots === 0 ? 0 : Math.round((free * 100) / slots);
     if (percent < MIN_SPARE_PERCENT) problems.push(`${region}: ${percent} % spare (${free}/${slots} slots), below ${MIN_SPARE_PERCENT} %`);
     else if (free < largest) problems.push(`${region}: ${free} free slot(s) but the largest batch moves ${largest} instance(s)`);
@@ -216,10 +244,15 @@ function disruptionBudget(input: PreflightInput): PreflightCheck {
   for (const region of input.plan.blockedRegions) problems.push(`${region}: minAvailablePerRegion leaves no node to upgrade`);
   if (input.plan.drain_mode === 'restart') {
     // In place: every instance on a batch's nodes is down together.
+    const batchOf = new Map(input.plan.batches.flatMap((b) => b.nodes.map((n) => [n.id, b.index] as const)));
+    const downIn = new Map<string, number>();
+    for (const i of input.instances) {
+      const batch = i.desired === 'running' ? batchOf.get(i.nodeId) : undefined;
+      if (batch !== undefined) downIn.set(`${batch}/${i.deploymentId}`, (downIn.get(`${batch}/${i.deploymentId}`) ?? 0) + 1);
+    }
     for (const batch of input.plan.batches) {
-      const ids = new Set(batch.nodes.map((n) => n.id));
       for (const d of input.deployments) {
-        const down = input.instances.filter((i) => i.deploymentId === d.id && i.desired === 'running' && ids.has(i.nodeId)).length;
+        const down = downIn.get(`${batch.index}/${d.id}`) ?? 0;
         if (d.replicas - down < d.minAvailable) problems.push(`batch ${batch.index}: ${d.name} would drop to ${d.replicas - down} of min_available ${d.minAvailable}`);
       }
     }
