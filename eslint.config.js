@@ -19,7 +19,7 @@ export default tseslint.config(
 
 /**
  * src/domain is the functional core (DESIGN.md §3): no I/O, no clock, no randomness, and nothing
- * from the rest of the project. Pure libraries (zod, semver) are allowed. One block per folder
+ * from the rest of the project (src/sim: nothing but src/domain). Pure libraries (zod, semver) are allowed. One block per folder
  * depth, because "outside src/domain" is `../` from src/domain/x.ts and `../../` one level down.
  */
 function domainPurity() {
@@ -38,8 +38,13 @@ function domainPurity() {
     'no-restricted-globals': ['error', { name: 'process', message: 'src/domain does not read the environment or the process' }],
     'no-restricted-syntax': ['error', { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: 'src/domain takes the time as an argument' }],
   });
+  // src/sim (the virtual-time simulator, DESIGN.md §3) is pure the same way and may import
+  // src/domain besides itself: `../domain/…` and nothing else above src/sim.
+  const simOutside = { regex: '^\\.\\./(?!domain/)|^(\\.\\./){2,}', message: 'src/sim imports only src/domain and itself' };
+  const simRules = { ...rules(1), 'no-restricted-imports': ['error', { patterns: [...io, simOutside] }] };
   return [
     { files: ['src/domain/*.ts'], rules: rules(1) },
     { files: ['src/domain/*/*.ts'], rules: rules(2) },
+    { files: ['src/sim/*.ts'], rules: simRules },
   ];
 }

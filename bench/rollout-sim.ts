@@ -10,10 +10,12 @@ import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { planRollout, type RolloutPlan } from '../src/domain/rollout/plan.js';
 import { parseRolloutSpec, type RolloutSpec } from '../src/domain/rollout/spec.js';
-import type { Deployment, FleetNode, Instance } from '../src/domain/types.js';
-import { driveRollout, type DriveResult, FleetModel, type HumanChoice, type InstallOutcome } from '../test/domain/rollout/fleet-sim.js';
-import { instance } from '../test/domain/fixtures.js';
-import { rollout as newRollout, tasksFromPlan } from '../test/domain/rollout/fixtures.js';
+import type { DriveResult } from '../src/sim/drive.js';
+import type { HumanChoice } from '../src/sim/human.js';
+import { budgetLowerBoundMs } from '../src/sim/lower-bound.js';
+import { seededRandom } from '../src/sim/random.js';
+import { simulateUpgrade } from '../src/sim/upgrade.js';
+import { buildWorld, type World } from '../src/sim/world.js';
 
 const { values } = parseArgs({
   options: {
@@ -63,18 +65,6 @@ const drainPerInstanceMs = num('drain-seconds-per-instance') * 1000;
 const DRAIN_BASE_MS = 1_000;
 const START = new Date('2024-05-07T03:00:00.000Z');
 
-/** mulberry32: a small seeded generator, so a run is repeatable from its seed. */
-function random(seedValue: number): () => number {
-  let a = seedValue >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function buildSpec(): RolloutSpec {
   const batch = values['batch-size'] ? { size: num('batch-size') } : { percent: values['batch-percent'] ? num('batch-percent') : 5 };
   const budget = values['min-available']
@@ -100,74 +90,6 @@ function buildSpec(): RolloutSpec {
   return parsed.spec;
 }
 
-interface World {
-  nodes: FleetNode[];
-  instances: Instance[];
-  deployments: Deployment[];
-}
-
-/** The fleet: nodes round-robin over regions, `perNode` instances each with room for `spare` more, deployments of `replicas` spread far apart. */
-function buildWorld(): World {
-  const regions = Array.from({ length: regionCount }, (_, r) => `region-${r}`);
-  const maxInstances = Math.ceil(perNode / (1 - spare));
-  const nodes: FleetNode[] = Array.from({ length: nodeCount }, (_, n) => ({
-    id: `node-${String(n).padStart(5, '0')}`,
-    hostname: `host-${String(n).padStart(5, '0')}`,
-    region: regions[n % regionCount] as string,
-    role: 'worker',
-    labels: {},
-    status: 'ready',
-    cordoned: false,
-    maxInstances,
-    lastHeartbeatAt: START,
-  }));
-  const total = nodeCount * perNode;
-  const deploymentCount = Math.max(1, Math.ceil(total / replicas));
-  const deployments: Deployment[] = Array.from({ length: deploymentCount }, (_, d) => ({
-    id: `dep-${d}`,
-    name: `app-${d}`,
-    replicas,
-    minAvailable: Math.max(0, replicas - 1),
-    workload: { command: 'app' },
-    nodeSelector: null,
-  }));
-  const instances: Instance[] = [];
-  for (let i = 0; i < total; i++) {
-    const node = nodes[Math.floor(i / perNode)] as FleetNode;
-    instances.push(instance(`inst-${i}`, `dep-${i % deploymentCount}`, node.id, { createdAt: START }));
-  }
-  return { nodes, instances, deployments };
-}
-
-/** The shortest the rollout could take under its own constraints: batches one after another, each as long as its slowest node, plus pauses and the canary soak; no reconciler latency, no failures. */
-function lowerBoundMs(spec: RolloutSpec, plan: RolloutPlan, instancesOn: Map<string, number>, installOf: (id: string) => number, drainMode: string): number {
-  let total = 0;
-  for (const batch of plan.batches) {
-    let slowest = 0;
-    for (const node of batch.nodes) {
-      const drain = drainMode === 'migrate' ? DRAIN_BASE_MS + (instancesOn.get(node.id) ?? 0) * drainPerInstanceMs : 0;
-      slowest = Math.max(slowest, drain + installOf(node.id));
-    }
-    total += slowest + spec.strategy.health.minHealthyTime;
-  }
-  total += Math.max(0, plan.batches.length - 1) * spec.strategy.pauseBetweenBatches;
-  if (spec.strategy.canary && plan.batches.length > 1) total += spec.strategy.canary.soak;
-  return total;
-}
-
-/** What the per-region budget alone allows, ignoring batches, pauses and the canary: every region through its cap of nodes at a time, each as fast as the fastest node. */
-function budgetLowerBoundMs(spec: RolloutSpec, plan: RolloutPlan, instancesOn: Map<string, number>, installOf: (id: string) => number, drainMode: string): number {
-  const perRegion = new Map<string, string[]>();
-  for (const node of plan.batches.flatMap((b) => b.nodes)) perRegion.set(node.region, [...(perRegion.get(node.region) ?? []), node.id]);
-  let bound = 0;
-  for (const [region, ids] of perRegion) {
-    const fastest = Math.min(...ids.map((id) => (drainMode === 'migrate' ? DRAIN_BASE_MS + (instancesOn.get(id) ?? 0) * drainPerInstanceMs : 0) + installOf(id)));
-    const rounds = Math.ceil(ids.length / Math.max(1, plan.regionCaps[region] ?? 1));
-    bound = Math.max(bound, rounds * (fastest + spec.strategy.health.minHealthyTime));
-  }
-  return bound;
-}
-
 interface ScenarioResult {
   name: string;
   failure_rate: number;
@@ -176,9 +98,15 @@ interface ScenarioResult {
   makespan_s: number | null;
   lower_bound_s: number;
   makespan_over_lower_bound: number | null;
+  /** Time the rollout sat awaiting a person after breaker trips with no node in flight (the bound has no people in it). */
+  idle_awaiting_decision_s: number;
+  /** (makespan − idle_awaiting_decision) / lower bound, for a rollout that ran every batch (completed, or failed at the end with nothing skipped). */
+  makespan_less_waits_over_lower_bound: number | null;
   budget_lower_bound_s: number;
   ticks: number;
   wall_ms: number;
+  /** This process's CPU time for the scenario: on a shared machine, wall time also counts other processes' turns. */
+  cpu_ms: number;
   nodes: Record<string, number>;
   peak_in_flight_per_region: Record<string, number>;
   peak_unavailable_per_region: Record<string, number>;
@@ -196,41 +124,34 @@ interface ScenarioResult {
 }
 
 function runScenario(name: string, spec: RolloutSpec, world: World, plan: RolloutPlan, failureRate: number, unhealthyRate: number, decision: HumanChoice): ScenarioResult {
-  const rng = random(seed * 7919 + Math.round(failureRate * 1e6));
-  // Each node's fate and install time are drawn once, in node order, so a seed replays exactly.
-  const fate = new Map<string, { forward: InstallOutcome; installMs: number }>();
-  for (const node of world.nodes) {
-    const roll = rng();
-    const forward: InstallOutcome = roll < failureRate ? 'fails' : roll < failureRate + unhealthyRate ? 'unhealthy' : 'ok';
-    fate.set(node.id, { forward, installMs: Math.round(installMs * (0.8 + 0.4 * rng())) });
-  }
-  const instancesOn = new Map<string, number>();
-  for (const i of world.instances) instancesOn.set(i.nodeId, (instancesOn.get(i.nodeId) ?? 0) + 1);
-  const fleet = new FleetModel(
-    world.nodes.map((n) => ({ id: n.id, region: n.region, version: '1.0.0', instances: instancesOn.get(n.id) ?? 0 })),
-    {
-      drainBaseMs: DRAIN_BASE_MS,
-      drainMsPerInstance: drainPerInstanceMs,
-      installMs: (id) => fate.get(id)?.installMs ?? installMs,
-      outcome: (id, _version, rollback) => (rollback ? 'ok' : (fate.get(id)?.forward ?? 'ok')),
-    },
-  );
   const started = performance.now();
-  const result = driveRollout({
-    rollout: newRollout(spec, { id: `sim-${name}`, drainMode: plan.drain_mode, batchCount: plan.batches.length }),
-    tasks: tasksFromPlan(plan, () => '1.0.0', START).map((t) => ({ ...t, id: `sim-${name}/${t.nodeId}` })),
-    fleet,
-    regionCaps: plan.regionCaps,
+  const cpuStart = process.cpuUsage();
+  const result = simulateUpgrade({
+    name,
+    spec,
+    world,
+    plan,
+    drainMode: plan.drain_mode,
     start: START,
+    random: seededRandom(seed * 7919 + Math.round(failureRate * 1e6)),
+    failureRate,
+    unhealthyRate,
+    installMs,
+    drainBaseMs: DRAIN_BASE_MS,
+    drainMsPerInstance: drainPerInstanceMs,
+    decision,
     decisionDelayMs: num('decision-delay') * 1000,
-    choose: () => decision,
-    maxVirtualMs: 30 * 86_400_000,
-    // Deciding again on a cloned snapshot copies every task and node; every 50th tick suffices
-    // here (the property tests check every tick on small fleets).
-    determinismEvery: 50,
+    // Deciding again on a cloned snapshot copies every task and node: every 50th tick up to
+    // 1,000 nodes; on larger fleets (ticks and snapshot both grow with the fleet) a handful of
+    // times a run, ~70 ms each at 10,000 nodes (the property tests check every other tick on
+    // small fleets).
+    determinismEvery: nodeCount <= 1_000 ? 50 : Math.round(nodeCount / 5),
   });
   const wall = performance.now() - started;
-  const bound = lowerBoundMs(spec, plan, instancesOn, (id) => fate.get(id)?.installMs ?? installMs, plan.drain_mode);
+  const cpu = process.cpuUsage(cpuStart);
+  const bound = result.lowerBoundMs;
+  const awaitingMs = result.idleAwaitingDecisionMs;
+  const ranEveryBatch = (result.rollout.status === 'completed' || result.rollout.status === 'failed') && result.tasks.every((t) => t.state !== 'skipped' || t.lastError === 'already runs the target');
   const states: Record<string, number> = {};
   for (const task of result.tasks) states[task.state] = (states[task.state] ?? 0) + 1;
   const trip = result.trips[0];
@@ -243,9 +164,12 @@ function runScenario(name: string, spec: RolloutSpec, world: World, plan: Rollou
     lower_bound_s: Math.round(bound / 1000),
     // Only a completed rollout did all the work the bound assumes.
     makespan_over_lower_bound: result.rollout.status !== 'completed' || result.makespanMs === null || bound === 0 ? null : Number((result.makespanMs / bound).toFixed(3)),
-    budget_lower_bound_s: Math.round(budgetLowerBoundMs(spec, plan, instancesOn, (id) => fate.get(id)?.installMs ?? installMs, plan.drain_mode) / 1000),
+    idle_awaiting_decision_s: Math.round(awaitingMs / 1000),
+    makespan_less_waits_over_lower_bound: !ranEveryBatch || result.makespanMs === null || bound === 0 ? null : Number(((result.makespanMs - awaitingMs) / bound).toFixed(3)),
+    budget_lower_bound_s: Math.round(budgetLowerBoundMs(spec, plan, result.times) / 1000),
     ticks: result.ticks,
     wall_ms: Math.round(wall),
+    cpu_ms: Math.round((cpu.user + cpu.system) / 1000),
     nodes: states,
     peak_in_flight_per_region: result.peakInFlightPerRegion,
     peak_unavailable_per_region: result.peakUnavailablePerRegion,
@@ -265,7 +189,7 @@ function runScenario(name: string, spec: RolloutSpec, world: World, plan: Rollou
 
 const wallStart = performance.now();
 const spec = buildSpec();
-const world = buildWorld();
+const world = buildWorld({ nodes: nodeCount, regions: regionCount, instancesPerNode: perNode, spare, replicas, at: START });
 const planStart = performance.now();
 const plan = planRollout({ spec, nodes: world.nodes, instances: world.instances, deployments: world.deployments, currentVersion: () => '1.0.0', disruptive: true });
 const planMs = performance.now() - planStart;
@@ -318,6 +242,7 @@ const report = {
   scenarios,
   invariant_violations: scenarios.reduce((sum, s) => sum + s.invariant_violations, 0),
   wall_ms: Math.round(performance.now() - wallStart),
+  cpu_ms: Math.round((process.cpuUsage().user + process.cpuUsage().system) / 1000),
 };
 
 const out = resolve(values.out);
@@ -332,7 +257,10 @@ console.log(
 );
 for (const s of scenarios) {
   console.log(
-    `  ${s.name} (${pct(s.failure_rate)} failing, decision ${s.decision}): ${s.status} in ${s.makespan_s ?? '—'} s virtual vs lower bound ${s.lower_bound_s} s (×${s.makespan_over_lower_bound ?? '—'}; the region budget alone would allow ${s.budget_lower_bound_s} s), ${s.ticks} ticks in ${s.wall_ms} ms`,
+    `  ${s.name} (${pct(s.failure_rate)} failing, decision ${s.decision}): ${s.status} in ${s.makespan_s ?? '—'} s virtual vs lower bound ${s.lower_bound_s} s (×${s.makespan_over_lower_bound ?? '—'}; the region budget alone would allow ${s.budget_lower_bound_s} s), ${s.ticks} ticks in ${s.wall_ms} ms (${s.cpu_ms} ms CPU)`,
+  );
+  console.log(
+    `    idle awaiting a decision ${s.idle_awaiting_decision_s} s; makespan less that vs lower bound ×${s.makespan_less_waits_over_lower_bound ?? '—'}`,
   );
   console.log(`    tasks ${JSON.stringify(s.nodes)}, peak in flight/region ${JSON.stringify(s.peak_in_flight_per_region)}, peak unavailable/region ${JSON.stringify(s.peak_unavailable_per_region)}`);
   console.log(
@@ -342,5 +270,5 @@ for (const s of scenarios) {
   );
   console.log(`    invariant violations: ${s.invariant_violations}${s.invariant_violations ? ` ${JSON.stringify(s.violations)}` : ''}`);
 }
-console.log(`  total invariant violations: ${report.invariant_violations}; wall ${report.wall_ms} ms; wrote ${values.out}`);
+console.log(`  total invariant violations: ${report.invariant_violations}; wall ${report.wall_ms} ms (${report.cpu_ms} ms CPU); wrote ${values.out}`);
 if (report.invariant_violations > 0) process.exitCode = 1;

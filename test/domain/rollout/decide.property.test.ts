@@ -1,5 +1,5 @@
 // DESIGN.md §8 as properties of decideRollout: random fleets, specs, failures and human actions,
-// driven in virtual time against a fleet model that obeys the commands (fleet-sim.ts). Every
+// driven in virtual time against a fleet model that obeys the commands (src/sim/). Every
 // tick is checked: region budgets (in-flight tasks and unavailable nodes), no start after a
 // breaker trip until a decision, no start while paused, batches in order, forward-only task
 // states; every other tick, the same (cloned) snapshot decides deep-equal. At the end every
@@ -11,7 +11,13 @@ import { planBatches } from '../../../src/domain/rollout/batches.js';
 import type { RolloutSpecInput } from '../../../src/domain/rollout/spec.js';
 import type { FleetNode } from '../../../src/domain/types.js';
 import { fleetNode, rollout, spec, T0, tasksFromPlan } from './fixtures.js';
-import { driveRollout, FleetModel, type HumanChoice, type InstallOutcome, type OperatorAction } from './fleet-sim.js';
+import { effectiveDrainMode } from '../../../src/domain/rollout/spec.js';
+import { driveRollout } from '../../../src/sim/drive.js';
+import { FleetModel, type InstallOutcome } from '../../../src/sim/fleet-model.js';
+import type { HumanChoice, OperatorAction } from '../../../src/sim/human.js';
+import { seededRandom } from '../../../src/sim/random.js';
+import { simulateUpgrade } from '../../../src/sim/upgrade.js';
+import { buildWorld } from '../../../src/sim/world.js';
 
 type StrategyInput = NonNullable<RolloutSpecInput['strategy']>;
 
@@ -135,5 +141,78 @@ describe('decideRollout keeps DESIGN.md §8 (property)', () => {
       }),
       { numRuns: 120 },
     );
+  });
+});
+
+// The same checks on the fleet size the simulator is for (issue 9: 10,000 nodes, 20 instances
+// each), once, seeded: the per-tick budgets and the end state must hold at scale too, where a
+// batch has hundreds of nodes and the breaker trips on failures that cluster in one batch.
+// Install times come in 5 s steps so the nodes of a batch finish together (a few thousand ticks
+// instead of one per node); every check still runs on every tick.
+describe('the simulator keeps DESIGN.md §8 at 10,000 nodes', () => {
+  const world = buildWorld({ nodes: 10_000, regions: 3, instancesPerNode: 20, spare: 0.2, replicas: 3, at: T0 });
+  const s = spec({
+    order: 'parallel-regions',
+    canary: { nodes: 1, soak: '5m' },
+    batch: { percent: 10 },
+    maxUnavailablePerRegion: 334,
+    pauseBetweenBatches: '30s',
+    drain: { mode: 'migrate' },
+    health: { timeout: '5m', minHealthyTime: '10s' },
+    circuitBreaker: { maxConsecutiveFailures: 3, maxFailurePercent: 5 },
+  });
+  const plan = planBatches(s, world.nodes, () => '1.0.0');
+  const run = (name: string, failureRate: number, decision: HumanChoice) =>
+    simulateUpgrade({
+      name,
+      spec: s,
+      world,
+      plan,
+      drainMode: effectiveDrainMode(s, true),
+      start: T0,
+      random: seededRandom(9 + Math.round(failureRate * 1e6)),
+      failureRate,
+      unhealthyRate: failureRate / 2,
+      installMs: 60_000,
+      installStepMs: 5_000,
+      drainBaseMs: 1_000,
+      drainMsPerInstance: 2_000,
+      decision,
+      decisionDelayMs: 120_000,
+      determinismEvery: 1_000,
+    });
+
+  it('upgrades every node through breaker trips a person answers with continue', () => {
+    const result = run('continue', 0.01, 'continue');
+    expect(result.violations).toEqual({});
+    expect(result.tasks).toHaveLength(10_000);
+    const states = new Map<string, number>();
+    for (const t of result.tasks) states.set(t.state, (states.get(t.state) ?? 0) + 1);
+    // Every node ended done or failed (nothing skipped, nothing left in flight), and a rollout
+    // with failed nodes says failed (§8.8).
+    expect([...states.keys()].sort()).toEqual(['done', 'failed']);
+    expect((states.get('done') ?? 0) + (states.get('failed') ?? 0)).toBe(10_000);
+    expect(result.rollout.status).toBe('failed');
+    expect(result.trips.length).toBeGreaterThan(0);
+    expect(result.trips.every((t) => t.choice === 'continue')).toBe(true);
+    // The region budget held in the fleet itself, and was used (hundreds of nodes at a time).
+    for (const region of Object.keys(plan.regionCaps)) {
+      expect(result.peakUnavailablePerRegion[region]).toBeLessThanOrEqual(plan.regionCaps[region] as number);
+      expect(result.peakUnavailablePerRegion[region]).toBeGreaterThan(100);
+    }
+  });
+
+  it('stops a bad version at the breaker and returns every touched node when a person says rollback', () => {
+    const result = run('drill', 0.3, 'rollback');
+    expect(result.violations).toEqual({});
+    expect(result.trips).toHaveLength(1);
+    expect(['rolled_back', 'failed']).toContain(result.rollout.status);
+    // Nothing is left on the bad version unless its rollback failed, and the nodes never started say why.
+    expect(result.tasks.filter((t) => t.state === 'done')).toEqual([]);
+    // The breaker stops it within the first full batch (1,000 nodes): the rest never start.
+    const skipped = result.tasks.filter((t) => t.state === 'skipped');
+    expect(skipped.length).toBeGreaterThan(8_000);
+    expect(skipped.every((t) => t.lastError !== null)).toBe(true);
+    expect(result.tasks.filter((t) => t.state !== 'skipped' && t.state !== 'rolled_back' && t.state !== 'failed')).toEqual([]);
   });
 });

@@ -4,7 +4,8 @@ import { decideRollout } from '../../../src/domain/rollout/decide.js';
 import type { NodeFacts, Rollout, RolloutDecision, RolloutTask } from '../../../src/domain/rollout/model.js';
 import type { RolloutSpec } from '../../../src/domain/rollout/spec.js';
 import { at, facts, factsMap, fleet, rollout, spec, T0, task, tasksFromPlan } from './fixtures.js';
-import { driveRollout, FleetModel, type InstallOutcome } from './fleet-sim.js';
+import { driveRollout } from '../../../src/sim/drive.js';
+import { FleetModel, type InstallOutcome } from '../../../src/sim/fleet-model.js';
 
 /** Applies a decision the way the reconciler does (task changes guarded by their state). */
 function apply(r: Rollout, tasks: RolloutTask[], decision: RolloutDecision): { rollout: Rollout; tasks: RolloutTask[] } {

@@ -1,10 +1,11 @@
 // Builders for the rollout domain tests: a fleet, a parsed spec, a rollout with its tasks built
-// from a plan (the way the operator builds them), and node facts. Nodes, deployments and instances
+// from a plan (the way the operator builds them, shared with the simulator in src/sim), and node facts. Nodes, deployments and instances
 // come from ../fixtures.ts, here on the rollout clock T0 and with room for 10 instances a node.
 import type { BatchPlan } from '../../../src/domain/rollout/batches.js';
 import type { NodeFacts, Rollout, RolloutTask } from '../../../src/domain/rollout/model.js';
 import { parseRolloutSpec, type RolloutSpec, type RolloutSpecInput } from '../../../src/domain/rollout/spec.js';
 import type { FleetNode, Instance } from '../../../src/domain/types.js';
+import { newRollout, newTask, tasksFromPlan as simTasksFromPlan } from '../../../src/sim/rollout-records.js';
 import { instance as sharedInstance, node, REGIONS } from '../fixtures.js';
 
 export const T0 = new Date('2024-05-07T03:00:00.000Z');
@@ -36,48 +37,16 @@ export function spec(strategy: StrategyInput = {}, over: Partial<RolloutSpecInpu
 }
 
 export function rollout(s: RolloutSpec, over: Partial<Rollout> = {}): Rollout {
-  return {
-    id: 'ro-1',
-    spec: s,
-    status: 'running',
-    drainMode: 'migrate',
-    currentBatch: -1,
-    batchCount: 1,
-    batchStartedAt: null,
-    batchFinishedAt: null,
-    breakerResetAt: null,
-    ...over,
-  };
+  return newRollout(s, over);
 }
 
 export function task(nodeId: string, over: Partial<RolloutTask> = {}): RolloutTask {
-  return {
-    id: `ro-1/${nodeId}`,
-    nodeId,
-    hostname: `host-${nodeId}`,
-    region: 'us-east',
-    batch: 0,
-    state: 'pending',
-    direction: 'forward',
-    fromVersion: '1.0.0',
-    stateSince: T0,
-    healthySince: null,
-    finishedAt: null,
-    lastError: null,
-    cordonedByUs: false,
-    ...over,
-  };
+  return newTask('ro-1', nodeId, T0, over);
 }
 
 /** Tasks as the operator creates them from a plan: pending per batch, skipped for nodes already on the target. */
 export function tasksFromPlan(plan: BatchPlan, fromVersion: (nodeId: string) => string | null = () => '1.0.0', since = T0): RolloutTask[] {
-  const pending = plan.batches.flatMap((b) =>
-    b.nodes.map((n) => task(n.id, { hostname: n.hostname, region: n.region, batch: b.index, fromVersion: fromVersion(n.id), stateSince: since })),
-  );
-  const skipped = plan.skipped.map((n) =>
-    task(n.id, { hostname: n.hostname, region: n.region, batch: 0, state: 'skipped', fromVersion: fromVersion(n.id), stateSince: since, lastError: 'already runs the target' }),
-  );
-  return [...pending, ...skipped];
+  return simTasksFromPlan(plan, 'ro-1', fromVersion, since);
 }
 
 export function facts(id: string, over: Partial<NodeFacts> = {}): NodeFacts {
