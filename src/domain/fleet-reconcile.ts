@@ -1,4 +1,4 @@
-import { deriveNodeStatus } from './node-status.js';
+import { decideLiveness, type HearingFacts, type RegionSilenceOptions } from './liveness-guard.js';
 import { loadByNode, type PlacementState, placeReplicas, placementState, planDrain } from './placement.js';
 import type { Deployment, Drain, DrainState, FleetNode, Instance, NodeStatus } from './types.js';
 
@@ -13,6 +13,11 @@ export interface FleetOptions {
   heartbeatGraceMs: number;
   /** A replacement that is not healthy this long after creation is abandoned. */
   migrationTimeoutMs: number;
+  /**
+   * When this share of a region goes silent at once, none of it is marked down (liveness-guard.ts).
+   * Absent: no region rule, every node is judged alone (the operator passes DEFAULT_REGION_SILENCE).
+   */
+  regionSilence?: RegionSilenceOptions;
 }
 
 export interface FleetEvent {
@@ -45,13 +50,14 @@ export function emptyFleetActions(): FleetActions {
  * counts and drains. It never looks at what just happened, only at the current facts,
  * so running it twice on the same snapshot asks for the same changes.
  */
-export function reconcileFleet(snapshot: FleetSnapshot, now: Date, options: FleetOptions): FleetActions {
+export function reconcileFleet(snapshot: FleetSnapshot, now: Date, options: FleetOptions, hearing: HearingFacts = {}): FleetActions {
   const actions = emptyFleetActions();
   const drainsByNode = new Map(snapshot.drains.map((d) => [d.nodeId, d]));
 
-  // 1. Liveness: statuses follow heartbeats, cordons and drains.
+  // 1. Liveness: statuses follow heartbeats, cordons and drains; a node goes down only for its own silence.
+  const liveness = decideLiveness(snapshot.nodes, drainsByNode, now, options.heartbeatGraceMs, options.regionSilence, hearing);
   const nodes = snapshot.nodes.map((node) => {
-    const status = deriveNodeStatus(node, drainsByNode.get(node.id), now, options.heartbeatGraceMs);
+    const status = liveness.status.get(node.id) as NodeStatus;
     if (status !== node.status) {
       actions.nodeStatus.push({ nodeId: node.id, status });
       if (status === 'down' || node.status === 'down') {
@@ -64,6 +70,7 @@ export function reconcileFleet(snapshot: FleetSnapshot, now: Date, options: Flee
     }
     return { ...node, status };
   });
+  actions.events.push(...liveness.events);
 
   const statusById = new Map(nodes.map((n) => [n.id, n.status]));
   // The last health report from a node that is down is stale (the API and the edge do not count

@@ -1,10 +1,18 @@
+import { performance } from 'node:perf_hooks';
 import type { FleetSnapshot } from '../domain/fleet-reconcile.js';
+import { LIVENESS_CONDITION_KINDS } from '../domain/liveness-guard.js';
 import type { Deployment, Drain, FleetNode, Instance, InstanceStatus, NodeRole, NodeStatus, DrainState } from '../domain/types.js';
 import type { Db } from './db.js';
 
-/** Loads what `reconcileFleet` decides on, with the database's clock as `now`. */
-export async function loadFleetSnapshot(db: Db): Promise<{ snapshot: FleetSnapshot; now: Date }> {
+/**
+ * Loads what `reconcileFleet` decides on, with the database's clock as `now` (the clock
+ * last_heartbeat_at is written in, whichever replica received the heartbeat).
+ * `clockReadAt` is this process's monotonic clock (performance.now()) right after `now` was
+ * read, so times measured here (a heartbeat's arrival) can be put on the database's clock.
+ */
+export async function loadFleetSnapshot(db: Db): Promise<{ snapshot: FleetSnapshot; now: Date; clockReadAt: number }> {
   const [clock] = await db.query<{ now: Date }>('SELECT now() AS now');
+  const clockReadAt = performance.now();
   const nodes = await db.query<{
     id: string; hostname: string; region: string; role: NodeRole; labels: Record<string, string>;
     status: NodeStatus; cordoned: boolean; max_instances: number; last_heartbeat_at: Date | null;
@@ -46,5 +54,17 @@ export async function loadFleetSnapshot(db: Db): Promise<{ snapshot: FleetSnapsh
       }),
     ),
   };
-  return { snapshot, now: new Date((clock as { now: Date }).now) };
+  return { snapshot, now: new Date((clock as { now: Date }).now), clockReadAt };
+}
+
+/**
+ * The liveness conditions in force as the event log says (the latest start or end event of
+ * each): a new leader carries them on instead of announcing them again. Uses `events_kind`.
+ */
+export async function loadLivenessConditions(db: Db): Promise<{ kind: string; data: Record<string, unknown> }[]> {
+  return db.query<{ kind: string; data: Record<string, unknown> }>(
+    `SELECT DISTINCT ON (data->>'condition') kind, data FROM events
+      WHERE kind = ANY($1::text[]) ORDER BY data->>'condition', id DESC`,
+    [LIVENESS_CONDITION_KINDS],
+  );
 }

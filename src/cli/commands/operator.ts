@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import { parseDuration } from '../../domain/duration.js';
 import { createLogger } from '../../logging.js';
+import { DEFAULT_REGION_SILENCE } from '../../domain/liveness-guard.js';
 import { HTTP_LIMIT_DEFAULTS } from '../../operator/http-limits.js';
 import { OPERATOR_DEFAULTS, startOperator } from '../../operator/server.js';
 import { DEFAULT_DATA_DIR } from '../../store/open.js';
@@ -19,6 +20,19 @@ function byteCountOption(value: string, name: string): number {
   return bytes;
 }
 
+/** A share in (0, 1]; above 1 would never hold (use a huge --region-silence-min-nodes to turn the rule off). */
+function fractionOption(value: string, name: string): number {
+  const share = Number(value);
+  if (!Number.isFinite(share) || share <= 0 || share > 1) throw new Error(`${name} must be a fraction in (0, 1], got "${value}"`);
+  return share;
+}
+
+function countOption(value: string, name: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a whole number of nodes (1 or more), got "${value}"`);
+  return n;
+}
+
 export function registerOperatorCommand(program: Command): void {
   program
     .command('operator')
@@ -29,6 +43,8 @@ export function registerOperatorCommand(program: Command): void {
     .option('--tokens <file>', 'YAML tokens file; without it the API is open and bound to loopback only')
     .option('--heartbeat-grace <duration>', 'a node silent this long is down', '10s')
     .option('--heartbeat-interval <duration>', 'interval agents are told to heartbeat at', '2s')
+    .option('--region-silence-share <fraction>', 'when this share of a region goes silent at once, none of it is marked down', String(DEFAULT_REGION_SILENCE.share))
+    .option('--region-silence-min-nodes <n>', '... and at least this many nodes of it', String(DEFAULT_REGION_SILENCE.minNodes))
     .option('--drain-timeout <duration>', 'default bound on a drain', '10m')
     .option('--no-migrate', 'do not apply pending pre migrations at start')
     .option('--headers-timeout <duration>', 'request headers must arrive within this', `${HTTP_LIMIT_DEFAULTS.headersTimeoutMs / 1000}s`)
@@ -48,6 +64,10 @@ export function registerOperatorCommand(program: Command): void {
           heartbeatGraceMs: durationOption(opts.heartbeatGrace, '--heartbeat-grace'),
           heartbeatIntervalMs: durationOption(opts.heartbeatInterval, '--heartbeat-interval'),
           drainTimeoutMs: durationOption(opts.drainTimeout, '--drain-timeout'),
+          regionSilence: {
+            share: fractionOption(opts.regionSilenceShare, '--region-silence-share'),
+            minNodes: countOption(opts.regionSilenceMinNodes, '--region-silence-min-nodes'),
+          },
           migrationTimeoutMs: OPERATOR_DEFAULTS.migrationTimeoutMs,
           reconcileIntervalMs: OPERATOR_DEFAULTS.reconcileIntervalMs,
           http: {
