@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import type { Db } from '../store/db.js';
 import type { TokenStore } from './auth.js';
+import type { CredentialCache } from './credential-cache.js';
+import type { DesiredCache } from './desired-cache.js';
 import type { DesiredWaiters } from './desired-waiters.js';
 import type { FleetReconciler } from './fleet-reconciler.js';
 import type { HeartbeatBuffer } from './heartbeat-buffer.js';
@@ -18,6 +20,10 @@ export interface OperatorContext {
   rollouts: RolloutReconciler;
   lease: LeaderLease;
   heartbeats: HeartbeatBuffer;
+  /** Node credential digests (agent gateway). */
+  credentials: CredentialCache;
+  /** Desired state per node by generation (agent gateway). */
+  desired: DesiredCache;
   metrics: OperatorMetrics;
   newId: () => string;
   version: string;

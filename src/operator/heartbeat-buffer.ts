@@ -1,5 +1,5 @@
 import { type Db, sqlState } from '../store/db.js';
-import { type HeartbeatRecord, recordHeartbeats } from '../store/nodes.js';
+import { type HeartbeatOutcome, type HeartbeatRecord, writeHeartbeats } from '../store/nodes.js';
 import { ApiError } from './errors.js';
 
 /**
@@ -9,6 +9,11 @@ import { ApiError } from './errors.js';
  * for its bad record; a lost connection or a deadlock fails every caller alike.
  */
 const BAD_RECORD_CLASSES = new Set(['22', '23', '54']);
+
+/** 40P01 deadlock detected, 40001 serialization failure: the transaction lost a race, not the data. */
+const RETRYABLE = new Set(['40P01', '40001']);
+/** Tries of one batch before its callers get the error (default 3). */
+const MAX_WRITE_ATTEMPTS = 3;
 
 function blamesTheRecord(error: unknown): boolean {
   const code = sqlState(error);
@@ -23,37 +28,56 @@ export const heartbeatRejected = (nodeId: string, error: unknown) =>
     { node_id: nodeId, sqlstate: sqlState(error) ?? null },
   );
 
-type Pending = { record: HeartbeatRecord; resolve: () => void; reject: (e: unknown) => void };
+type Waiter = { resolve: (generation: number | undefined) => void; reject: (e: unknown) => void };
+type Pending = { record: HeartbeatRecord; waiters: Waiter[] };
 
 /**
- * Collects heartbeats for a few milliseconds and writes them in one batch (two statements
- * per batch instead of two per heartbeat). Each caller's promise settles when its heartbeat
- * is committed, so the reply it sends reflects what was stored.
+ * Collects heartbeats for a few milliseconds and writes them in one batch (one transaction per
+ * batch instead of one per heartbeat). Each caller's promise settles when its heartbeat is
+ * committed, with the node's generation as that write saw it (undefined: not written — the node
+ * is not registered, or the credential digest did not match), so the reply needs no read.
  */
 export class HeartbeatBuffer {
   private pending: Pending[] = [];
+  /** Batches being written: received, not committed yet (the liveness guard reads them). */
+  private readonly inFlight = new Set<Pending[]>();
   private timer: NodeJS.Timeout | undefined;
+  /** windowMs 0: a write loop is running (or about to); what arrives joins its next batch. */
+  private pumping = false;
 
   constructor(
     private readonly db: Db,
-    /** How long to gather heartbeats before writing (default 50 ms). */
+    /**
+     * How long to gather heartbeats before writing (default 50 ms). 0: write as soon as the
+     * previous write is done, with whatever arrived meanwhile (batches grow with the load and
+     * a quiet operator adds no wait; the operator uses this).
+     */
     private readonly windowMs = 50,
     /** Write at once when this many are waiting (default 1000). */
     private readonly maxBatch = 1000,
-    private readonly onFlushed: (nodeIds: string[]) => void = () => {},
+    /** Told after each commit which nodes' reported state changed (never with an empty list). */
+    private readonly onChanged: (nodeIds: string[]) => void = () => {},
   ) {}
 
-  add(record: HeartbeatRecord): Promise<void> {
+  add(record: HeartbeatRecord): Promise<number | undefined> {
     return new Promise((resolve, reject) => {
-      // The latest report of a node wins within one batch.
+      const waiters: Waiter[] = [{ resolve, reject }];
+      // The latest report of a node wins within one batch; an earlier caller with the same
+      // credential digest gets the outcome of the report that replaced its own. One with another
+      // digest learns nothing from it: it is told "not written" and its route checks its credential.
       this.pending = this.pending.filter((p) => {
         if (p.record.nodeId !== record.nodeId) return true;
-        p.resolve();
+        if (p.record.credentialHash === record.credentialHash) waiters.push(...p.waiters);
+        else for (const w of p.waiters) w.resolve(undefined);
         return false;
       });
-      this.pending.push({ record, resolve, reject });
+      this.pending.push({ record, waiters });
       if (this.pending.length >= this.maxBatch) void this.flush();
-      else this.timer ??= setTimeout(() => void this.flush(), this.windowMs);
+      else if (this.windowMs > 0) this.timer ??= setTimeout(() => void this.flush(), this.windowMs);
+      else if (!this.pumping) {
+        this.pumping = true;
+        setImmediate(() => void this.pump());
+      }
     });
   }
 
@@ -63,7 +87,40 @@ export class HeartbeatBuffer {
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
-    await this.write(batch);
+    this.inFlight.add(batch);
+    try {
+      await this.write(batch);
+    } finally {
+      this.inFlight.delete(batch);
+    }
+  }
+
+  /** One batch after another while heartbeats keep arriving (windowMs 0); errors reach the callers, not here. */
+  private async pump(): Promise<void> {
+    try {
+      while (this.pending.length > 0) await this.flush().catch(() => {});
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /**
+   * Heartbeats received and not committed yet: the newest arrival per node and the oldest of
+   * all (performance.now() ms; undefined: none). A node is never marked down for time its
+   * heartbeat spent here (liveness-guard.ts).
+   */
+  uncommitted(): { oldest: number | undefined; byNode: Map<string, number> } {
+    const byNode = new Map<string, number>();
+    let oldest: number | undefined;
+    for (const batch of [this.pending, ...this.inFlight]) {
+      for (const { record } of batch) {
+        const at = record.arrivedAt;
+        if (at === undefined) continue;
+        if (oldest === undefined || at < oldest) oldest = at;
+        if (at > (byNode.get(record.nodeId) ?? Number.NEGATIVE_INFINITY)) byNode.set(record.nodeId, at);
+      }
+    }
+    return { oldest, byNode };
   }
 
   /**
@@ -71,20 +128,25 @@ export class HeartbeatBuffer {
    * bad record(s) are found in O(bad · log n) writes and every other node's heartbeat is still
    * committed. Only the bad record's caller gets an error, a 400 (invariant 7, DESIGN.md §8).
    */
-  private async write(batch: Pending[]): Promise<void> {
+  private async write(batch: Pending[], attempt = 1): Promise<void> {
+    let outcome: HeartbeatOutcome;
     try {
-      await recordHeartbeats(
+      outcome = await writeHeartbeats(
         this.db,
         batch.map((p) => p.record),
       );
     } catch (error) {
+      // A batch locks many node rows, as does a reconciler pass marking nodes down: Postgres
+      // may pick the heartbeat batch as a deadlock's victim. Nothing of it was written and it
+      // is idempotent, so it is written again rather than failing every heartbeat in it.
+      if (RETRYABLE.has(sqlState(error) ?? '') && attempt < MAX_WRITE_ATTEMPTS) return this.write(batch, attempt + 1);
       if (!blamesTheRecord(error)) {
-        for (const p of batch) p.reject(error);
+        for (const p of batch) for (const w of p.waiters) w.reject(error);
         return;
       }
       if (batch.length === 1) {
         const [only] = batch as [Pending];
-        only.reject(heartbeatRejected(only.record.nodeId, error));
+        for (const w of only.waiters) w.reject(heartbeatRejected(only.record.nodeId, error));
         return;
       }
       const half = Math.ceil(batch.length / 2);
@@ -92,7 +154,7 @@ export class HeartbeatBuffer {
       await this.write(batch.slice(half));
       return;
     }
-    for (const p of batch) p.resolve();
-    this.onFlushed(batch.map((p) => p.record.nodeId));
+    for (const p of batch) for (const w of p.waiters) w.resolve(outcome.written.get(p.record.nodeId));
+    if (outcome.changed.size > 0) this.onChanged([...outcome.changed]);
   }
 }

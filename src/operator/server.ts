@@ -1,15 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { RegionSilenceOptions } from '../domain/liveness-guard.js';
 import { DEFAULT_HEARTBEAT_GRACE_MS } from '../domain/node-status.js';
 import type { Db } from '../store/db.js';
 import { migrateUp } from '../store/migrator.js';
 import { MIGRATIONS, type Migration } from '../store/migrations/index.js';
-import { nodeGenerations } from '../store/nodes.js';
+import { generationChecksum, generationsOf } from '../store/nodes.js';
 import { openDb } from '../store/open.js';
 import { loadTokens } from './auth.js';
 import { buildOperatorApp } from './app.js';
 import type { OperatorContext } from './context.js';
+import { CredentialCache } from './credential-cache.js';
+import { DesiredCache } from './desired-cache.js';
 import { DesiredWaiters } from './desired-waiters.js';
 import { FleetReconciler } from './fleet-reconciler.js';
 import { HeartbeatBuffer } from './heartbeat-buffer.js';
@@ -37,6 +40,8 @@ export interface OperatorOptions {
   reconcileIntervalMs: number;
   /** Leader lease lifetime without renewal (default 10 s): how long a dead leader blocks a new one. */
   leaseTtlMs?: number;
+  /** A region this silent at once is not marked down (default DEFAULT_REGION_SILENCE: 55 %, at least 3 nodes). */
+  regionSilence?: RegionSilenceOptions | undefined;
   /**
    * The migrations this binary knows, which readiness is judged by (default: the built-in
    * list). Tests pass a longer list to act as a newer binary beside an older one.
@@ -100,6 +105,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
         intervalMs: options.reconcileIntervalMs,
         heartbeatGraceMs: options.heartbeatGraceMs,
         migrationTimeoutMs: options.migrationTimeoutMs,
+        ...(options.regionSilence ? { regionSilence: options.regionSilence } : {}),
       },
       lease,
     );
@@ -109,8 +115,12 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       reconciler.wake();
       rollouts.wake();
     };
-    // A heartbeat that changed instance health should be acted on now, not at the next tick.
-    const heartbeats = new HeartbeatBuffer(db, 50, 1000, () => reconciler.wake());
+    // A heartbeat that changed what the reconciler decides from (instance health, components,
+    // installs, a node back from down) is acted on now; one that repeats the last waits for the tick.
+    // Window 0: each batch is what arrived while the previous one was written (no fixed wait).
+    const heartbeats = new HeartbeatBuffer(db, 0, 1000, () => reconciler.wake());
+    // Liveness counts from arrival: no node is marked down for time its heartbeat waited here.
+    reconciler.heartbeatBacklog = () => heartbeats.uncommitted();
     const ctx: OperatorContext = {
       db,
       log,
@@ -120,6 +130,8 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       rollouts,
       lease,
       heartbeats,
+      credentials: new CredentialCache(db),
+      desired: new DesiredCache(db),
       metrics: new OperatorMetrics(db),
       newId: randomUUID,
       version: options.version,
@@ -140,20 +152,22 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     reconciler.start();
     rollouts.start();
 
-    // Other operator replicas change desired state too; one cheap poll a second notices it.
-    let generations = await nodeGenerations(db);
+    // Other operator replicas change desired state too, and some writers here do not wake
+    // long-polls: one aggregate read a second notices that any generation moved, and only then
+    // are the generations of the nodes someone waits for read (not every node's, every second).
+    let checksum = await generationChecksum(db);
     // A poll failing (lost connection) is logged and the next tick retries; one in flight at a
     // time, so a database that hangs does not pile polls up.
     let polling = false;
     const poller = setInterval(() => {
       if (waiters.waiting === 0 || polling) return;
       polling = true;
-      nodeGenerations(db)
-        .then((next) => {
-          const changed = [...next].filter(([id, gen]) => generations.get(id) !== gen).map(([id]) => id);
-          generations = next;
-          waiters.wake(changed);
-        })
+      (async () => {
+        const next = await generationChecksum(db);
+        if (next === checksum) return;
+        checksum = next;
+        waiters.wakeNewer(await generationsOf(db, waiters.waitingNodes()));
+      })()
         .catch((error) => log.warn({ err: error }, 'generation poll failed'))
         .finally(() => {
           polling = false;

@@ -54,5 +54,6 @@ export async function updateDeploymentReplicas(tx: Db, id: string, spec: NewDepl
   await tx.query(
     `UPDATE deployments SET replicas = $2, min_available = $3, workload = $4, node_selector = $5 WHERE id = $1`,
     [id, spec.replicas, spec.min_available, JSON.stringify(spec.workload), spec.node_selector ? JSON.stringify(spec.node_selector) : null],
-  );
+  );  // The workload is part of the desired state of every node running an instance of it (desired-cache.ts).
+  await tx.query('UPDATE nodes SET generation = generation + 1 WHERE id IN (SELECT node_id FROM instances WHERE deployment_id = $1)', [id]);
 }

@@ -70,14 +70,15 @@ export interface NodeInstallReports {
 /**
  * Stores the latest install report per node and component and appends one event per change of
  * an install, in the caller's transaction. A repeated report changes no row and writes no
- * event. Reports for a node that is not registered are dropped.
+ * event. Reports for a node that is not registered are dropped. Returns the nodes whose
+ * install rows changed.
  */
-export async function recordInstallReports(tx: Db, batch: readonly NodeInstallReports[]): Promise<void> {
+export async function recordInstallReports(tx: Db, batch: readonly NodeInstallReports[]): Promise<string[]> {
   // One row per node and component (the last report wins): an upsert may touch a row only once.
   const latest = new Map<string, InstallReport & { nodeId: string }>();
   for (const b of batch) for (const r of b.installs) latest.set(`${b.nodeId}\u0000${r.component}`, { ...r, nodeId: b.nodeId });
   const reports = [...latest.values()];
-  if (reports.length === 0) return;
+  if (reports.length === 0) return [];
   // All parts of one statement see the same snapshot, so `before` holds the rows as they were.
   const changed = await tx.query<{
     node_id: string;
@@ -132,4 +133,5 @@ export async function recordInstallReports(tx: Db, batch: readonly NodeInstallRe
     });
   }
   await appendEvents(tx, events);
+  return [...new Set(changed.map((row) => row.node_id))];
 }

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { ActualInstance, InstallReport, RegisterRequest } from '../domain/protocol.js';
 import type { NodeStatus } from '../domain/types.js';
 import type { Db } from './db.js';
@@ -120,56 +121,122 @@ export interface HeartbeatRecord {
   instances: ActualInstance[];
   /** Install progress per component; absent from agents that predate installs. */
   installs?: InstallReport[];
+  /**
+   * When the request reached the operator, on its monotonic clock (performance.now()). Liveness
+   * counts from arrival, not commit: a heartbeat that waited in the operator's queues still
+   * proves the node was alive when it arrived (issue 9). Absent: now.
+   */
+  arrivedAt?: number;
+  /** When set, the heartbeat is written only if this is the node's stored credential digest (hex SHA-256). */
+  credentialHash?: string;
 }
 
-/**
- * Writes a batch of heartbeats in two statements, whatever the batch size (row-by-row writes
- * are ~20x slower, STACK.md). An agent only updates instances that belong to its own node.
- */
 /** The agent-clock time of the newest install report, as ISO text (null: none, or unreadable). */
 function newestInstallReport(installs: readonly InstallReport[] | undefined): string | null {
   const times = (installs ?? []).map((i) => Date.parse(i.updated_at)).filter((t) => Number.isFinite(t));
   return times.length > 0 ? new Date(Math.max(...times)).toISOString() : null;
 }
 
+/**
+ * How long each heartbeat has waited in this process since it arrived, in ms. last_heartbeat_at
+ * is written on the database's clock (statement_timestamp() minus this wait), like `now` of the
+ * fleet snapshot: one clock for the write and the liveness decision, whichever replica took the
+ * heartbeat, and only a duration is measured here (on the monotonic clock, immune to clock
+ * steps). The one-way trip to the database makes an arrival look a few ms later, never earlier.
+ */
+function heartbeatWaits(batch: readonly HeartbeatRecord[]): number[] {
+  const sentAt = performance.now();
+  return batch.map((h) => (h.arrivedAt === undefined ? 0 : Math.max(0, sentAt - h.arrivedAt)));
+}
+
+/** What one batched heartbeat write tells its caller. */
+export interface HeartbeatOutcome {
+  /**
+   * The generation of each node whose heartbeat was written. A node missing here was not
+   * written: it is not registered, or its `credentialHash` did not match the stored one.
+   */
+  written: Map<string, number>;
+  /**
+   * Nodes whose reported state changed something the fleet reconciler decides from: an
+   * instance's status/health/pid/port/message, components, agent version, an install report,
+   * or the node coming back from `down`. A heartbeat that repeats the last one is in neither.
+   */
+  changed: Set<string>;
+}
+
 export async function recordHeartbeats(db: Db, batch: readonly HeartbeatRecord[]): Promise<void> {
-  if (batch.length === 0) return;
-  await db.transaction(async (tx) => {
+  await writeHeartbeats(db, batch);
+}
+
+/**
+ * Writes a batch of heartbeats in one transaction of at most four statements, whatever the
+ * batch size (row-by-row writes are ~20x slower, STACK.md), and returns each written node's
+ * generation, so the agent gateway needs no read to answer (DESIGN.md §13). An agent only
+ * updates instances that belong to its own node.
+ */
+export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[]): Promise<HeartbeatOutcome> {
+  const outcome: HeartbeatOutcome = { written: new Map(), changed: new Set() };
+  if (batch.length === 0) return outcome;
+  return db.transaction(async (tx) => {
     // An agent heartbeats on a timer and at once on every install phase change, so a heartbeat
     // built earlier can arrive after a newer one. Its components would take a node back to the
     // version it just left (and a rollout's health gate would see a revert that never happened):
     // a heartbeat whose newest install report is older than one already stored keeps the
     // stored components. The agent writes `updated_at` with toISOString, whose text order is
     // time order.
-    await tx.query(
-      `UPDATE nodes n SET last_heartbeat_at = now(), updated_at = now(),
-              agent_version = h.agent_version, protocol_version = h.protocol_version,
+    // The credential check is part of the write (a heartbeat with a stale credential changes
+    // no row), so a credential revoked by any replica is refused at its next heartbeat. The
+    // digests compared are SHA-256 of 32 random bytes: timing reveals nothing usable.
+    // `before` is the statement's snapshot, i.e. the rows as they were before this update.
+    const nodes = await tx.query<{ id: string; generation: string; changed: boolean }>(
+      `UPDATE nodes n SET last_heartbeat_at = greatest(n.last_heartbeat_at, statement_timestamp() - h.waited_ms * interval '1 millisecond'),
+              updated_at = now(), agent_version = h.agent_version, protocol_version = h.protocol_version,
               components = CASE
                 WHEN h.newest_install < (SELECT max(i.reported_at) FROM node_installs i WHERE i.node_id = n.id) THEN n.components
                 ELSE h.components END
-         FROM unnest($1::text[], $2::text[], $3::int[], $4::jsonb[], $5::text[]) AS h(id, agent_version, protocol_version, components, newest_install)
-        WHERE n.id = h.id`,
+         FROM unnest($1::text[], $2::text[], $3::int[], $4::jsonb[], $5::text[], $6::text[], $7::float8[])
+                AS h(id, agent_version, protocol_version, components, newest_install, credential_hash, waited_ms),
+              (SELECT id, status, components, agent_version FROM nodes WHERE id = ANY($1::text[])) AS before
+        WHERE n.id = h.id AND before.id = n.id
+          AND (h.credential_hash IS NULL OR n.credential_hash = h.credential_hash)
+        RETURNING n.id, n.generation,
+                  (before.status = 'down' OR before.components IS DISTINCT FROM n.components
+                   OR before.agent_version IS DISTINCT FROM n.agent_version) AS changed`,
       [
         batch.map((h) => h.nodeId),
         batch.map((h) => h.agentVersion),
         batch.map((h) => h.protocolVersion),
         batch.map((h) => JSON.stringify(h.components)),
         batch.map((h) => newestInstallReport(h.installs)),
+        batch.map((h) => h.credentialHash ?? null),
+        heartbeatWaits(batch),
       ],
     );
-    await recordInstallReports(
+    for (const n of nodes) {
+      outcome.written.set(n.id, Number(n.generation));
+      if (n.changed) outcome.changed.add(n.id);
+    }
+    // Only what was written above may touch its node's installs and instances.
+    const accepted = batch.filter((h) => outcome.written.has(h.nodeId));
+    const installChanges = await recordInstallReports(
       tx,
-      batch.map((h) => ({ nodeId: h.nodeId, installs: h.installs ?? [] })),
+      accepted.map((h) => ({ nodeId: h.nodeId, installs: h.installs ?? [] })),
     );
-    const reports = batch.flatMap((h) => h.instances.map((i) => ({ ...i, nodeId: h.nodeId })));
-    if (reports.length === 0) return;
-    await tx.query(
+    for (const id of installChanges) outcome.changed.add(id);
+    const reports = accepted.flatMap((h) => h.instances.map((i) => ({ ...i, nodeId: h.nodeId })));
+    if (reports.length === 0) return outcome;
+    // An instance asked to stop leaves its node's desired state once it reports `stopped`
+    // (desiredInstancesForNode): that is a change of desired state, so the generation moves
+    // with it and a reply cached by generation never lists it again.
+    const instances = await tx.query<{ node_id: string; left_desired: boolean }>(
       `UPDATE instances i SET status = r.status, healthy = r.healthy, pid = r.pid, port = r.port,
               message = r.message, updated_at = now()
          FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int[], $6::int[], $7::text[])
-              AS r(id, node_id, status, healthy, pid, port, message)
-        WHERE i.id = r.id AND i.node_id = r.node_id
-          AND (i.status, i.healthy, i.pid, i.port, i.message) IS DISTINCT FROM (r.status, r.healthy, r.pid, r.port, r.message)`,
+              AS r(id, node_id, status, healthy, pid, port, message),
+              (SELECT id, status FROM instances WHERE id = ANY($1::text[])) AS before
+        WHERE i.id = r.id AND i.node_id = r.node_id AND before.id = i.id
+          AND (i.status, i.healthy, i.pid, i.port, i.message) IS DISTINCT FROM (r.status, r.healthy, r.pid, r.port, r.message)
+        RETURNING i.node_id, (i.desired = 'stopped' AND r.status = 'stopped' AND before.status <> 'stopped') AS left_desired`,
       [
         reports.map((r) => r.id),
         reports.map((r) => r.nodeId),
@@ -180,6 +247,16 @@ export async function recordHeartbeats(db: Db, batch: readonly HeartbeatRecord[]
         reports.map((r) => r.message ?? null),
       ],
     );
+    for (const i of instances) outcome.changed.add(i.node_id);
+    const left = [...new Set(instances.filter((i) => i.left_desired).map((i) => i.node_id))];
+    if (left.length > 0) {
+      const bumped = await tx.query<{ id: string; generation: string }>(
+        'UPDATE nodes SET generation = generation + 1 WHERE id = ANY($1::text[]) RETURNING id, generation',
+        [left],
+      );
+      for (const b of bumped) outcome.written.set(b.id, Number(b.generation));
+    }
+    return outcome;
   });
 }
 
@@ -204,6 +281,23 @@ export async function bumpGenerations(tx: Db, nodeIds: readonly string[]): Promi
 
 export async function nodeGenerations(db: Db): Promise<Map<string, number>> {
   const rows = await db.query<{ id: string; generation: string }>('SELECT id, generation FROM nodes');
+  return new Map(rows.map((r) => [r.id, Number(r.generation)]));
+}
+
+/**
+ * One number that moves whenever any node's generation moves (generations only grow and nodes
+ * are never deleted; a new node changes the count): the generation poll compares it each
+ * second instead of reading every node's generation.
+ */
+export async function generationChecksum(db: Db): Promise<string> {
+  const [row] = await db.query<{ total: string; nodes: string }>('SELECT coalesce(sum(generation), 0)::text AS total, count(*)::text AS nodes FROM nodes');
+  return `${row?.total ?? 0}/${row?.nodes ?? 0}`;
+}
+
+/** The generations of the given nodes (missing ids are left out). */
+export async function generationsOf(db: Db, nodeIds: readonly string[]): Promise<Map<string, number>> {
+  if (nodeIds.length === 0) return new Map();
+  const rows = await db.query<{ id: string; generation: string }>('SELECT id, generation FROM nodes WHERE id = ANY($1::text[])', [[...nodeIds]]);
   return new Map(rows.map((r) => [r.id, Number(r.generation)]));
 }
 

@@ -1,36 +1,15 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { DesiredState } from '../../domain/protocol.js';
-import type { Db } from '../../store/db.js';
-import { desiredInstancesForNode } from '../../store/instances.js';
 import { desiredComponentsForNode } from '../../store/node-components.js';
-import { nodeCredentialHash } from '../../store/nodes.js';
 import { agentErrors } from '../agent-errors.js';
 import type { OperatorContext } from '../context.js';
+import { credentialDigest } from '../credential-cache.js';
 import { errors } from '../errors.js';
 import { DesiredQuery, HeartbeatBody, IdParam, RegisterBody } from '../schemas.js';
 import { NODE_CREDENTIAL_HEADER } from '../../domain/protocol.js';
 import { sendArtifactBlob } from './artifacts.js';
 import { registerAgent } from './agent-register.js';
-
-/** The full desired state of one node; every reply carries all of it (DESIGN.md §7). */
-export async function loadDesiredState(db: Db, nodeId: string): Promise<DesiredState | undefined> {
-  const [node] = await db.query<{ generation: string; draining: boolean }>(
-    `SELECT n.generation, coalesce(d.state IN ('running', 'blocked'), false) AS draining
-       FROM nodes n LEFT JOIN drains d ON d.node_id = n.id WHERE n.id = $1`,
-    [nodeId],
-  );
-  if (!node) return undefined;
-  return {
-    node_id: nodeId,
-    generation: Number(node.generation),
-    draining: node.draining,
-    instances: await desiredInstancesForNode(db, nodeId),
-    components: await desiredComponentsForNode(db, nodeId),
-  };
-}
 
 const BlobQuery = z.object({
   node_id: z.string().min(1).max(200).refine((s) => !s.includes('\u0000'), 'no NUL bytes').describe('the downloading node (its credential comes in the header)'),
@@ -45,14 +24,14 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
   /**
    * With auth on, an agent may only report for its own node (DESIGN.md §9): the credential it
    * got at registration must come with every heartbeat, long-poll and download. A wrong one is
-   * refused (403) without touching anything; the agent registers again.
+   * refused (403) without touching anything; the agent registers again. Digests are cached
+   * (credential-cache.ts says for how long and why that is safe).
    */
   const assertNodeCredential = async (nodeId: string, presented: string | string[] | undefined) => {
     if (!ctx.tokens) return;
-    const stored = await nodeCredentialHash(ctx.db, nodeId);
-    if (stored === undefined) throw errors.nodeNotRegistered(nodeId);
-    const given = createHash('sha256').update(typeof presented === 'string' ? presented : '').digest();
-    if (stored === null || !timingSafeEqual(Buffer.from(stored, 'hex'), given)) throw errors.nodeCredentialInvalid(nodeId);
+    const check = await ctx.credentials.check(nodeId, presented);
+    if (check === 'unknown-node') throw errors.nodeNotRegistered(nodeId);
+    if (check === 'invalid') throw errors.nodeCredentialInvalid(nodeId);
   };
 
   app.post('/api/v1/agent/register', { config, schema: { tags, body: RegisterBody } }, async (req) => {
@@ -61,23 +40,44 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
       actor: req.principal?.name ?? 'agent',
       presented: typeof presented === 'string' ? presented : undefined,
     });
+    // The node's credential may have changed just now: the cache holds the new one.
+    ctx.credentials.confirm(nodeId, credentialDigest(credential));
     ctx.reconciler.wake();
     return { node_id: nodeId, heartbeat_interval_ms: ctx.settings.heartbeatIntervalMs, node_credential: credential };
   });
 
-  app.post('/api/v1/agent/heartbeat', { config, schema: { tags, body: HeartbeatBody } }, async (req) => {
+  // The common path costs one batched write and no read (DESIGN.md §13): the write checks the
+  // credential (a wrong one changes no row) and returns the node's generation, and the desired state at that generation
+  // comes from memory unless it moved.
+  app.post('/api/v1/agent/heartbeat', { config, schema: { tags, body: HeartbeatBody } }, async (req, reply) => {
+    // Liveness counts from arrival (issue 9): fastify's clock for this reply started when the
+    // request arrived, before hooks, body parsing and every queue of ours.
+    const arrivedAt = performance.now() - reply.elapsedTime;
     const body = req.body;
-    await assertNodeCredential(body.node_id, req.headers[NODE_CREDENTIAL_HEADER]);
-    ctx.metrics.heartbeats.inc();
-    await ctx.heartbeats.add({
+    const presented = req.headers[NODE_CREDENTIAL_HEADER];
+    const credentialHash = ctx.tokens ? credentialDigest(presented) : undefined;
+    const record = {
       nodeId: body.node_id,
+      arrivedAt,
       agentVersion: body.agent_version,
       protocolVersion: body.protocol_version,
       components: body.components,
       instances: body.instances,
       ...(body.installs ? { installs: body.installs } : {}),
-    });
-    const desired = await loadDesiredState(ctx.db, body.node_id);
+      ...(credentialHash ? { credentialHash } : {}),
+    };
+    let generation = await ctx.heartbeats.add(record);
+    if (generation === undefined && ctx.tokens) {
+      // Not written: find out why from the database (this is the uncommon path).
+      ctx.credentials.forget(body.node_id);
+      await assertNodeCredential(body.node_id, presented);
+      // The credential is right after all (registered between the write and now): write again.
+      generation = await ctx.heartbeats.add(record);
+    }
+    if (generation === undefined) throw errors.nodeNotRegistered(body.node_id);
+    if (credentialHash) ctx.credentials.confirm(body.node_id, credentialHash);
+    ctx.metrics.heartbeats.inc();
+    const desired = await ctx.desired.atLeast(body.node_id, generation);
     if (!desired) throw errors.nodeNotRegistered(body.node_id);
     return desired;
   });
@@ -90,11 +90,11 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
     const closed = new AbortController();
     req.raw.once('close', () => closed.abort());
     for (;;) {
-      const desired = await loadDesiredState(ctx.db, nodeId);
+      const desired = await ctx.desired.current(nodeId);
       if (!desired) throw errors.nodeNotRegistered(nodeId);
       const remaining = deadline - Date.now();
       if (desired.generation > after || remaining <= 0 || closed.signal.aborted) return desired;
-      await ctx.waiters.wait(nodeId, remaining, closed.signal);
+      await ctx.waiters.wait(nodeId, remaining, closed.signal, desired.generation);
     }
   });
 

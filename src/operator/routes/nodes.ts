@@ -73,6 +73,8 @@ export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): P
           { kind: 'node.re_enrolled', actor: actorOf(req), nodeId: node.id, data: { hostname: node.hostname, reason: req.body?.reason ?? null } },
         ]);
       });
+      // Refused at once on this replica; other replicas refuse its next heartbeat (credential-cache.ts).
+      ctx.credentials.forget(node.id);
       return mustFindNode(ctx, node.id);
     },
   );
