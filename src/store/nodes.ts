@@ -81,6 +81,19 @@ export async function findNode(db: Db, idOrHostname: string): Promise<NodeView |
   return rows[0];
 }
 
+/** What an agent says about its node when it registers, in the column order the three writes below use. */
+function registrationValues(request: RegisterRequest): unknown[] {
+  return [
+    request.region,
+    request.role,
+    JSON.stringify(request.labels ?? {}),
+    request.max_instances,
+    request.agent_version,
+    request.agent_url ?? null,
+    request.protocol_version,
+  ];
+}
+
 /**
  * Registers an agent, unconditionally (store tests and fixtures use it). The hostname is the
  * node's identity: the same hostname always gets the same id. An agent that remembers an id
@@ -97,18 +110,7 @@ export async function registerNode(db: Db, request: RegisterRequest, newId: stri
        agent_url = excluded.agent_url, protocol_version = excluded.protocol_version,
        credential_hash = excluded.credential_hash, last_heartbeat_at = now(), updated_at = now()
      RETURNING id`,
-    [
-      request.node_id ?? newId,
-      request.hostname,
-      request.region,
-      request.role,
-      JSON.stringify(request.labels ?? {}),
-      request.max_instances,
-      request.agent_version,
-      request.agent_url ?? null,
-      request.protocol_version,
-      credentialHash,
-    ],
+    [request.node_id ?? newId, request.hostname, ...registrationValues(request), credentialHash],
   );
   return rows[0] as { id: string };
 }
@@ -341,18 +343,7 @@ export async function insertNode(tx: Db, request: RegisterRequest, id: string, c
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), 'ready', $10)
      ON CONFLICT DO NOTHING
      RETURNING id`,
-    [
-      id,
-      request.hostname,
-      request.region,
-      request.role,
-      JSON.stringify(request.labels ?? {}),
-      request.max_instances,
-      request.agent_version,
-      request.agent_url ?? null,
-      request.protocol_version,
-      credentialHash,
-    ],
+    [id, request.hostname, ...registrationValues(request), credentialHash],
   );
   return rows[0];
 }
@@ -363,17 +354,7 @@ export async function updateNodeRegistration(tx: Db, nodeId: string, request: Re
     `UPDATE nodes SET region = $2, role = $3, labels = $4, max_instances = $5, agent_version = $6, agent_url = $7,
             protocol_version = $8, credential_hash = $9, last_heartbeat_at = now(), updated_at = now()
       WHERE id = $1`,
-    [
-      nodeId,
-      request.region,
-      request.role,
-      JSON.stringify(request.labels ?? {}),
-      request.max_instances,
-      request.agent_version,
-      request.agent_url ?? null,
-      request.protocol_version,
-      credentialHash,
-    ],
+    [nodeId, ...registrationValues(request), credentialHash],
   );
 }
 

@@ -1,18 +1,7 @@
 import type { Command } from 'commander';
 import { action, clientFor } from '../context.js';
+import type { QuarantineView } from '../../store/quarantine.js';
 import { printRows } from '../output.js';
-
-interface QuarantineView {
-  component: string;
-  version: string;
-  rollout_id: string | null;
-  reason: string;
-  quarantined_by: string;
-  quarantined_at: string;
-  cleared_by: string | null;
-  cleared_at: string | null;
-  clear_reason: string | null;
-}
 
 /** Versions the circuit breaker rolled back (quarantined until an approver clears them). */
 export function registerQuarantineCommands(program: Command): void {
