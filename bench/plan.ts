@@ -13,7 +13,7 @@ import { planRollout } from '../src/domain/rollout/plan.js';
 import { type InstanceFacts, runPreflight } from '../src/domain/rollout/preflight.js';
 import { parseRolloutSpec } from '../src/domain/rollout/spec.js';
 import type { Deployment, FleetNode } from '../src/domain/types.js';
-import { deployment, instance, node, REGIONS } from '../test/domain/fixtures.js';
+import { deployment, node, REGIONS } from '../test/domain/fixtures.js';
 
 const { values } = parseArgs({
   options: {
@@ -77,8 +77,14 @@ function buildFleet() {
   const total = nodeCount * perNode;
   const deploymentCount = Math.max(1, Math.ceil(total / replicas));
   const deployments: Deployment[] = Array.from({ length: deploymentCount }, (_, d) => deployment(`dep-${d}`, { name: `app-${d}`, replicas, minAvailable: Math.max(0, replicas - 1) }));
+  // Only the fields the plan reads, with the node and deployment ids shared with their rows: the
+  // shape the operator's plan worker builds from the compact plan snapshot (src/store/plan-snapshot.ts).
   const instances: InstanceFacts[] = Array.from({ length: total }, (_, i) => ({
-    ...instance(`inst-${i}`, `dep-${i % deploymentCount}`, (nodes[Math.floor(i / perNode)] as FleetNode).id),
+    id: `inst-${i}`,
+    deploymentId: (deployments[i % deploymentCount] as Deployment).id,
+    nodeId: (nodes[Math.floor(i / perNode)] as FleetNode).id,
+    desired: 'running',
+    status: 'running',
     volume: null,
     activity: null,
   }));

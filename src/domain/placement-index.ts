@@ -52,7 +52,7 @@ export interface NodeSet {
 }
 
 export interface IndexPick {
-  deployment: Deployment;
+  deployment: Pick<Deployment, 'nodeSelector'>;
   /** Positions of nodes already hosting a replica of this deployment. */
   replicaAt: NodeSet;
   preferRegion?: string | undefined;

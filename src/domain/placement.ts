@@ -9,7 +9,7 @@ export function occupiesSlot(instance: Pick<Instance, 'status'>): boolean {
 }
 
 /** Slots in use per node id. */
-export function loadByNode(instances: readonly Instance[]): Map<string, number> {
+export function loadByNode(instances: readonly Pick<Instance, 'nodeId' | 'status'>[]): Map<string, number> {
   const load = new Map<string, number>();
   for (const instance of instances) {
     if (occupiesSlot(instance)) load.set(instance.nodeId, (load.get(instance.nodeId) ?? 0) + 1);
@@ -18,7 +18,7 @@ export function loadByNode(instances: readonly Instance[]): Map<string, number> 
 }
 
 export interface TargetRequest {
-  deployment: Deployment;
+  deployment: Pick<Deployment, 'nodeSelector'>;
   nodes: readonly FleetNode[];
   /** Current load per node, including placements already decided in this pass. */
   load: ReadonlyMap<string, number>;
@@ -77,7 +77,7 @@ function indexFor(state: PlacementState, nodes: readonly FleetNode[]): Placement
 
 const NONE: ReadonlySet<string> = new Set();
 
-export function placementState(instances: readonly Instance[]): PlacementState {
+export function placementState(instances: readonly Pick<Instance, 'nodeId' | 'status' | 'desired' | 'deploymentId'>[]): PlacementState {
   const replicaNodes = new Map<string, Set<string>>();
   for (const i of instances) {
     if (i.desired !== 'running') continue;

@@ -1,7 +1,7 @@
-import type { Deployment, FleetNode, Instance } from '../types.js';
+import type { FleetNode } from '../types.js';
 import { type CompatRule, compatViolations } from './compat.js';
 import { isOlderVersion } from './downgrade.js';
-import type { RolloutPlan } from './plan.js';
+import type { PlanDeployment, PlanInstance, RolloutPlan } from './plan.js';
 import type { RolloutSpec } from './spec.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
@@ -22,7 +22,7 @@ export interface PreflightReport {
 }
 
 /** Instance facts agents report (volume replica health, backup/snapshot activity). */
-export interface InstanceFacts extends Instance {
+export interface InstanceFacts extends PlanInstance {
   volume: { replicas: number; healthy_replicas: number } | null;
   activity: string | null;
 }
@@ -32,7 +32,7 @@ export interface PreflightInput {
   plan: RolloutPlan;
   nodes: readonly FleetNode[];
   instances: readonly InstanceFacts[];
-  deployments: readonly Deployment[];
+  deployments: readonly PlanDeployment[];
   artifact: { lifecycle: string; signed: boolean } | undefined;
   /** Lifecycle of the artifact of each version some target node would roll back to (undefined: none published). */
   rollbackArtifacts: ReadonlyMap<string, string | undefined>;
@@ -55,18 +55,13 @@ const check = (id: string, status: CheckStatus, message: string, objects: string
 /** Every preflight check of DESIGN.md §1.6 / issue 4, as data. Pure: all facts come in. */
 export function runPreflight(input: PreflightInput): PreflightReport {
   const { spec, plan, nodes } = input;
-  const targetIds = new Set(plan.batches.flatMap((b) => b.nodes.map((n) => n.id)));
+  const targetIds = new Set<string>();
+  for (const b of plan.batches) for (const n of b.nodes) targetIds.add(n.id);
   const targets = nodes.filter((n) => targetIds.has(n.id));
   const hostnames = new Map(nodes.map((n) => [n.id, n.hostname]));
   const hostname = (id: string) => hostnames.get(id) ?? id;
-  // One pass over the instances (200,000 at issue 9's scale) for both per-instance checks.
-  const lastReplica: InstanceFacts[] = [];
-  const active: InstanceFacts[] = [];
-  for (const i of input.instances) {
-    if (i.desired !== 'running' || !targetIds.has(i.nodeId)) continue;
-    if (i.volume && i.volume.healthy_replicas <= 1) lastReplica.push(i);
-    if (i.activity !== null && i.activity !== '') active.push(i);
-  }
+  const facts = instanceFacts(input, targetIds);
+  const { lastReplica, active } = facts;
   const checks: PreflightCheck[] = [];
 
   const busy = input.activeRolloutNodes.filter((a) => targetIds.has(a.node_id));
@@ -85,7 +80,7 @@ export function runPreflight(input: PreflightInput): PreflightReport {
         : check('nodes-ready', 'pass', `${targets.length} target node(s) ready`),
   );
 
-  checks.push(spareCapacity(input, targetIds));
+  checks.push(spareCapacity(input, targetIds, facts.usedIn));
 
   checks.push(
     lastReplica.length > 0
@@ -194,27 +189,74 @@ function quarantineCheck(input: PreflightInput): PreflightCheck {
   );
 }
 
-function spareCapacity(input: PreflightInput, targetIds: ReadonlySet<string>): PreflightCheck {
+/** What the checks need of the instances, gathered in one pass. */
+interface Facts {
+  /** Running instances on target nodes down to their last healthy volume replica. */
+  lastReplica: InstanceFacts[];
+  /** Running instances on target nodes with a backup or snapshot in progress. */
+  active: InstanceFacts[];
+  /** Slots in use per region, on nodes that are not down. */
+  usedIn: Map<string, number>;
+}
+
+/**
+ * One pass over the instances for every per-instance check: at issue 9's scale (200,000
+ * instances) each pass over them costs tens of milliseconds, most of it reading the objects.
+ * Nodes are looked up once per instance, by position (target or not, region when not down).
+ */
+function instanceFacts(input: PreflightInput, targetIds: ReadonlySet<string>): Facts {
+  const { nodes } = input;
+  const at = new Map<string, number>();
+  const isTarget = new Uint8Array(nodes.length);
+  const regionOfUp = new Int32Array(nodes.length).fill(-1);
+  const regions: string[] = [];
+  const regionIds = new Map<string, number>();
+  nodes.forEach((n, k) => {
+    // A duplicate id counts with its last row that is not down (as a map of the up nodes had it).
+    if (!at.has(n.id) || n.status !== 'down') at.set(n.id, k);
+    isTarget[k] = targetIds.has(n.id) ? 1 : 0;
+    if (n.status === 'down') return;
+    let r = regionIds.get(n.region);
+    if (r === undefined) {
+      r = regions.push(n.region) - 1;
+      regionIds.set(n.region, r);
+    }
+    regionOfUp[k] = r;
+  });
+  const used = new Float64Array(regions.length);
+  const facts: Facts = { lastReplica: [], active: [], usedIn: new Map() };
+  for (const i of input.instances) {
+    const k = at.get(i.nodeId);
+    if (k === undefined) continue;
+    const r = regionOfUp[k] as number;
+    if (r >= 0 && i.status !== 'stopped') used[r] = (used[r] as number) + 1;
+    if (i.desired !== 'running' || isTarget[k] === 0) continue;
+    if (i.volume && i.volume.healthy_replicas <= 1) facts.lastReplica.push(i);
+    if (i.activity !== null && i.activity !== '') facts.active.push(i);
+  }
+  regions.forEach((region, r) => {
+    if ((used[r] as number) > 0) facts.usedIn.set(region, used[r] as number);
+  });
+  return facts;
+}
+
+function spareCapacity(input: PreflightInput, targetIds: ReadonlySet<string>, usedIn: ReadonlyMap<string, number>): PreflightCheck {
   if (input.plan.drain_mode !== 'migrate') return check('spare-capacity', 'pass', `drain mode ${input.plan.drain_mode}: no instance moves`);
   const problems: string[] = [];
-  // One pass over nodes, instances and moves (not regions × instances × nodes: issue 9, 200,000 instances).
+  // One pass over nodes and moves (not regions × instances × nodes: issue 9, 200,000 instances).
   const slotsIn = new Map<string, number>();
-  const regionOfUp = new Map<string, string>();
   for (const n of input.nodes) {
     if (n.status === 'down') continue;
-    regionOfUp.set(n.id, n.region);
     slotsIn.set(n.region, (slotsIn.get(n.region) ?? 0) + n.maxInstances);
   }
-  const usedIn = new Map<string, number>();
-  for (const i of input.instances) {
-    const region = i.status !== 'stopped' ? regionOfUp.get(i.nodeId) : undefined;
-    if (region !== undefined) usedIn.set(region, (usedIn.get(region) ?? 0) + 1);
-  }
   // Moves out of each region per batch: a move counts for the region of its source node in its batch.
-  const source = new Map(input.plan.batches.flatMap((b) => b.nodes.map((n) => [n.id, { batch: b.index, region: n.region }] as const)));
+  const source = new Map<string, { batch: number; region: string }>();
+  for (const b of input.plan.batches) for (const n of b.nodes) source.set(n.id, { batch: b.index, region: n.region });
   const movedIn = new Map<string, number[]>();
   const largestIn = new Map<string, number>();
+  const unplaced: string[] = [];
   for (const m of input.plan.moves) {
+    if (m.to_node === null) unplaced.push(m.instance_id);
     const from = source.get(m.from_node);
     if (from === undefined || from.batch !== m.batch) continue;
     let perBatch = movedIn.get(from.region);
@@ -232,8 +274,7 @@ function spareCapacity(input: PreflightInput, targetIds: ReadonlySet<string>): P
     if (percent < MIN_SPARE_PERCENT) problems.push(`${region}: ${percent} % spare (${free}/${slots} slots), below ${MIN_SPARE_PERCENT} %`);
     else if (free < largest) problems.push(`${region}: ${free} free slot(s) but the largest batch moves ${largest} instance(s)`);
   }
-  const unplaced = input.plan.moves.filter((m) => m.to_node === null);
-  if (unplaced.length > 0) problems.push(`${unplaced.length} instance(s) fit nowhere: ${unplaced.map((m) => m.instance_id).join(', ')}`);
+  if (unplaced.length > 0) problems.push(`${unplaced.length} instance(s) fit nowhere: ${unplaced.join(', ')}`);
   return problems.length > 0
     ? check('spare-capacity', 'fail', problems.join('; '), problems)
     : check('spare-capacity', 'pass', `every region keeps at least ${MIN_SPARE_PERCENT} % spare capacity and room for its largest batch`);
@@ -244,15 +285,20 @@ function disruptionBudget(input: PreflightInput): PreflightCheck {
   for (const region of input.plan.blockedRegions) problems.push(`${region}: minAvailablePerRegion leaves no node to upgrade`);
   if (input.plan.drain_mode === 'restart') {
     // In place: every instance on a batch's nodes is down together.
-    const batchOf = new Map(input.plan.batches.flatMap((b) => b.nodes.map((n) => [n.id, b.index] as const)));
-    const downIn = new Map<string, number>();
+    const batchOf = new Map<string, number>();
+    for (const b of input.plan.batches) for (const n of b.nodes) batchOf.set(n.id, b.index);
+    // Instances down per deployment id, by batch (not a key string built per instance).
+    const downIn = new Map<string, Int32Array>();
     for (const i of input.instances) {
       const batch = i.desired === 'running' ? batchOf.get(i.nodeId) : undefined;
-      if (batch !== undefined) downIn.set(`${batch}/${i.deploymentId}`, (downIn.get(`${batch}/${i.deploymentId}`) ?? 0) + 1);
+      if (batch === undefined) continue;
+      let perBatch = downIn.get(i.deploymentId);
+      if (!perBatch) downIn.set(i.deploymentId, (perBatch = new Int32Array(input.plan.batches.length)));
+      perBatch[batch] = (perBatch[batch] as number) + 1;
     }
     for (const batch of input.plan.batches) {
       for (const d of input.deployments) {
-        const down = downIn.get(`${batch.index}/${d.id}`) ?? 0;
+        const down = downIn.get(d.id)?.[batch.index] ?? 0;
         if (d.replicas - down < d.minAvailable) problems.push(`batch ${batch.index}: ${d.name} would drop to ${d.replicas - down} of min_available ${d.minAvailable}`);
       }
     }
