@@ -38,6 +38,36 @@ export function selectTargets(spec: RolloutSpec, nodes: readonly FleetNode[]): F
   );
 }
 
+/**
+ * Slow start after the canary: the first batches after it take 3/5, then 3/4, then 15/16 of
+ * the spec's batch size (×1.25 a batch, rounded up), and full batches from the fourth on.
+ *
+ * Why: a drained instance goes to a node with room, preferring nodes already upgraded or not in
+ * the rollout (plan.ts), but right after the canary almost no node is upgraded, so the first
+ * batch's instances land on nodes of later batches and move a second time when those drain.
+ * Upgraded nodes only take their spare room (with 20 % spare, a quarter of a node's load each),
+ * so that upgraded room catches up with a full batch only a few batches in. Measured by
+ * bench:rollout (10,000 nodes, 20 instances each, 20 % spare, 5 % batches): full batches
+ * straight after the canary moved 10,035 instances twice (1.050 migrations per instance); this
+ * ramp moves ~6,000 twice (1.03) for about one batch more of wall time. It also keeps the first
+ * wide exposure of a new version after the canary smaller (the breaker trips on fewer nodes).
+ * Batches of 1 or 2 nodes are unchanged (3/5 of 2 rounds up to 2). Without a canary there is no
+ * ramp: the spec asked for full batches from the start.
+ */
+const RAMP_AFTER_CANARY: readonly [number, number][] = [
+  [3, 5],
+  [3, 4],
+  [15, 16],
+];
+
+/** The size of the `k`-th batch after the canary (0-based) for a full size of `size`. */
+export function rampedBatchSize(size: number, k: number): number {
+  const step = RAMP_AFTER_CANARY[k];
+  if (!step) return size;
+  // Integer numerator over integer denominator: the quotient is exact when whole, so ceil never rounds a whole up.
+  return Math.max(1, Math.min(size, Math.ceil((size * step[0]) / step[1])));
+}
+
 function regionOrder(spec: RolloutSpec, targets: readonly FleetNode[]): string[] {
   const present = [...new Set(targets.map((n) => n.region))];
   const listed = spec.selector.regions ?? [];
@@ -81,6 +111,9 @@ export function planBatches(spec: RolloutSpec, nodes: readonly FleetNode[], curr
   const push = (list: FleetNode[], canary = false) => {
     if (list.length > 0) batches.push({ index: batches.length, canary, nodes: list.map(asPlanned) });
   };
+  // How big the next batch after the canary may be (RAMP_AFTER_CANARY): full when there is no canary batch.
+  const hasCanary = () => batches[0]?.canary === true;
+  const ramped = (size: number) => (hasCanary() ? rampedBatchSize(size, batches.length - 1) : size);
   const take = (region: string, count: number): FleetNode[] => {
     const list = queue.get(region) ?? [];
     return list.splice(0, Math.max(0, Math.min(count, regionCaps[region] ?? 0)));
@@ -98,13 +131,13 @@ export function planBatches(spec: RolloutSpec, nodes: readonly FleetNode[], curr
   }
 
   if (spec.strategy.order === 'region-by-region') {
-    for (const region of usable) while ((queue.get(region)?.length ?? 0) > 0) push(take(region, batchSize));
+    for (const region of usable) while ((queue.get(region)?.length ?? 0) > 0) push(take(region, ramped(batchSize)));
   } else if (spec.strategy.order === 'parallel-regions') {
     // Each batch takes a slice of every region: `size` nodes of each, or `percent` of each
     // region's targets (a percent of the whole fleet from every region would make each batch
     // regions × percent of the fleet).
     const slice = (region: string) =>
-      'size' in batch ? batch.size : Math.max(1, Math.ceil((batch.percent / 100) * (byRegion.get(region)?.length ?? 0)));
+      ramped('size' in batch ? batch.size : Math.max(1, Math.ceil((batch.percent / 100) * (byRegion.get(region)?.length ?? 0))));
     while (usable.some((r) => (queue.get(r)?.length ?? 0) > 0)) push(usable.flatMap((r) => take(r, slice(r))));
   } else {
     // rolling: round-robin over regions, filling each batch up to its size within the caps. The
@@ -113,12 +146,13 @@ export function planBatches(spec: RolloutSpec, nodes: readonly FleetNode[], curr
     while (usable.some((r) => (queue.get(r)?.length ?? 0) > 0) && remaining() > 0) {
       const current: FleetNode[] = [];
       const inBatch = new Map<string, number>();
+      const size = ramped(batchSize);
       let progressed = true;
       let nextTurn = turn;
-      while (current.length < batchSize && progressed) {
+      while (current.length < size && progressed) {
         progressed = false;
         for (let k = 0; k < usable.length; k++) {
-          if (current.length >= batchSize) break;
+          if (current.length >= size) break;
           const at = (turn + k) % usable.length;
           const region = usable[at] as string;
           if ((inBatch.get(region) ?? 0) >= (regionCaps[region] ?? 0)) continue;

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type BatchPlan, planBatches, selectTargets } from '../../../src/domain/rollout/batches.js';
+import { type BatchPlan, planBatches, rampedBatchSize, selectTargets } from '../../../src/domain/rollout/batches.js';
 import type { FleetNode } from '../../../src/domain/types.js';
 import { REGIONS } from '../fixtures.js';
 import { fleet, fleetNode, spec } from './fixtures.js';
@@ -90,6 +90,27 @@ describe('planBatches', () => {
     expect(new Set(ids(plan).flat()).size).toBe(9);
     // The canary's region continues with its remaining nodes.
     expect(ids(plan)[1]).toEqual(['r2-n01', 'r2-n02']);
+  });
+
+  it('starts small after the canary and grows to the full batch: 3/5, 3/4, 15/16, then full', () => {
+    const nodes = fleet(40, {}, ['us-east']);
+    const sizes = (order: 'rolling' | 'region-by-region' | 'parallel-regions', canary: boolean) =>
+      planBatches(spec({ order, batch: { size: 10 }, ...(canary ? { canary: { nodes: 1 } } : {}) }), nodes, onVersion('1.0.0')).batches.map((b) => b.nodes.length);
+    for (const order of ['rolling', 'region-by-region', 'parallel-regions'] as const) {
+      expect(sizes(order, true)).toEqual([1, 6, 8, 10, 10, 5]);
+      // Without a canary the spec asked for full batches from the start.
+      expect(sizes(order, false)).toEqual([10, 10, 10, 10]);
+    }
+    // Batches of one or two nodes are unchanged.
+    expect(rampedBatchSize(1, 0)).toBe(1);
+    expect(rampedBatchSize(2, 0)).toBe(2);
+    expect([0, 1, 2, 3, 4].map((k) => rampedBatchSize(500, k))).toEqual([300, 375, 469, 500, 500]);
+  });
+
+  it('ramps each region slice of parallel-regions after the canary, a percent of each region', () => {
+    const plan = planBatches(spec({ order: 'parallel-regions', canary: { nodes: 1 }, batch: { percent: 25 } }), fleet(20), onVersion('1.0.0'));
+    // 5 nodes a region per full batch; after the canary 3, then 4, then 5.
+    expect(plan.batches.map((b) => b.nodes.length)).toEqual([1, 9, 12, 15, 15, 8]);
   });
 
   it('spreads a canary bigger than one region budget over the next regions', () => {
