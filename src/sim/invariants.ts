@@ -53,10 +53,6 @@ export class InvariantChecks {
     for (const task of tasks) if (IN_FLIGHT_STATES.has(task.state)) this.count(task.region, 1);
   }
 
-  task(id: string): RolloutTask | undefined {
-    return this.byId.get(id);
-  }
-
   violate(kind: string, detail: string): void {
     const entry = (this.violations[kind] ??= { count: 0, examples: [] });
     entry.count++;

@@ -1,137 +1,116 @@
 import { assessBreaker, type FinishedTask } from './breaker.js';
-import { IN_FLIGHT, type NodeFacts, RECONCILED_ROLLOUT_STATUSES, type Rollout, type RolloutDecision, type RolloutTask, TASK_STATES, TERMINAL, type TaskState } from './model.js';
+import { type NodeFacts, RECONCILED_ROLLOUT_STATUSES, type Rollout, type RolloutDecision, type RolloutTask } from './model.js';
+import { isInFlight, isTerminal, RolloutTaskIndex } from './task-index.js';
 import { advanceTask, afterFailure, startTask, type TaskStep } from './task-machine.js';
 import { isWithinWindow, nextWindowOpen } from './window.js';
 
-/**
- * IN_FLIGHT and TERMINAL as comparisons: the pass in decideRollout looks at every task on every
- * tick, and at 10,000 tasks a Set or array lookup per task (~25 ns) was most of a tick; comparing
- * against the literals costs ~4 ns. Checked against model.ts's lists when this module loads.
- */
-const isInFlight = (s: TaskState): boolean => s === 'cordoned' || s === 'draining' || s === 'installing' || s === 'verifying';
-const isTerminal = (s: TaskState): boolean => s === 'done' || s === 'failed' || s === 'rolled_back' || s === 'skipped';
-for (const s of TASK_STATES) {
-  if (isInFlight(s) !== IN_FLIGHT.includes(s) || isTerminal(s) !== TERMINAL.includes(s)) throw new Error(`decide.ts: isInFlight/isTerminal disagree with model.ts on ${s}`);
-}
 /** How often an active rollout is looked at when nothing wakes it (health gates, pauses). */
 const POLL_MS = 1_000;
 /** Nodes named one by one in a failed rollout's reason (all of them are in failed_nodes). */
 const MAX_NODES_IN_REASON = 20;
 
 /**
+ * The tasks as this decision sees them: the caller's, with the changes made so far in place
+ * (copied on first write, so the caller's objects are never touched), looked up through the
+ * index by position. A tick reads the tasks it concerns, not all of them (task-index.ts).
+ */
+interface TaskView {
+  index: RolloutTaskIndex;
+  at: (position: number) => RolloutTask;
+  /** Every task as changed so far, in the caller's order: for the rare whole-rollout answers (its end). */
+  all: () => RolloutTask[];
+  /** Forward tasks failed before this decision or in its first step, in the caller's order. */
+  failedForward: number[];
+}
+
+/**
  * The rollout reconciler's decision: a pure function of the rollout, its tasks, the facts of
  * its nodes and the time. Level-triggered: it never asks what just happened, so running it
  * again on the same snapshot decides the same thing, and a crash between ticks loses nothing.
+ * `tasks` is the rollout's tasks, or a RolloutTaskIndex over them that the caller keeps across
+ * ticks (then a tick costs the tasks it concerns; the decision is the same).
  */
 export function decideRollout(
   rollout: Rollout,
-  tasks: readonly RolloutTask[],
+  tasks: readonly RolloutTask[] | RolloutTaskIndex,
   nodes: ReadonlyMap<string, NodeFacts>,
   now: Date,
   /** Versions of the target component no node may be pointed at: archived or never published. */
   unavailableVersions: ReadonlySet<string> = new Set(),
 ): RolloutDecision {
   const decision: RolloutDecision = { rollout: {}, tasks: [], commands: [], events: [], requeueAfterMs: null };
-  // The tasks as this decision has changed them, copied on first write: copying every task up
-  // front cost most of a tick at 10,000 nodes (src/sim), where a tick changes a few of them.
-  // `all` holds the current object of each task (in the caller's order), and a write replaces
-  // the caller's object there by its copy, so every read sees the changes made so far, as before.
+  const status = rollout.status;
+  if (!RECONCILED_ROLLOUT_STATUSES.includes(status)) return decision;
+  const index = tasks instanceof RolloutTaskIndex ? tasks : new RolloutTaskIndex(tasks);
+  const list = index.tasks;
+  // The tasks this decision changed, by id, as copies: a tick changes a few of 10,000.
   const changed = new Map<string, RolloutTask>();
-  const all: RolloutTask[] = tasks.slice();
-  let scanning = true;
-  let indexOf: Map<string, number> | null = null;
-  const apply = (task: RolloutTask, step: TaskStep) => {
-    if (Object.keys(step.changes).length > 0) {
+  const at = (p: number): RolloutTask => {
+    const t = list[p] as RolloutTask;
+    return changed.size === 0 ? t : changed.get(t.id) ?? t;
+  };
+  /** Records a step of `task` (as this decision last saw it); returns the task as changed. */
+  const apply = (task: RolloutTask, step: TaskStep): RolloutTask => {
+    let copy = changed.size === 0 ? undefined : changed.get(task.id);
+    if (hasAny(step.changes)) {
       decision.tasks.push({ id: task.id, from: task.state, changes: step.changes });
-      let copy = changed.get(task.id);
       if (!copy) {
         copy = { ...task };
         changed.set(task.id, copy);
-        // The scan below puts its own copies in place; later writes look their slot up.
-        if (!scanning) {
-          indexOf ??= new Map(all.map((t, i) => [t.id, i]));
-          all[indexOf.get(task.id) as number] = copy;
-        }
       }
       Object.assign(copy, step.changes);
     }
     // Most steps of a tick change nothing: skip the empty copies.
     if (step.commands.length > 0) decision.commands.push(...step.commands);
     if (step.events.length > 0) decision.events.push(...step.events.map((e) => ({ ...e, data: { ...e.data } })));
+    return copy ?? task;
   };
-  const status = rollout.status;
-  if (!RECONCILED_ROLLOUT_STATUSES.includes(status)) return decision;
 
   // 1. In-flight tasks always move on, whatever the rollout's status: stopping a node halfway
-  //    would leave it cordoned and half-installed. The same pass counts what the rest of the
-  //    tick asks about the tasks (as this step left each one): a tick runs every second of a
-  //    rollout, and at 10,000 nodes a pass per question was most of its cost.
+  //    would leave it cordoned and half-installed. Only they change in this step, so what the
+  //    rest of the tick asks about the tasks is the index's answer corrected by what they became.
   let inFlight = 0;
-  let targeted = 0;
-  let forwardDone = 0;
-  let currentBatchOpen = false;
+  let forwardDone = index.forwardDoneCount;
+  const targeted = index.targetedCount;
   const currentBatch = rollout.currentBatch;
-  const breakerInput: FinishedTask[] = [];
-  let lastDone: { nodeId: string; finishedAt: Date } | null = null;
-  let lastDoneMs = 0;
-  for (let i = 0; i < tasks.length; i++) {
-    const task = tasks[i] as RolloutTask;
-    let t = task;
-    if (isInFlight(task.state)) {
-      const step = advanceTask(rollout, task, nodes.get(task.nodeId), now);
-      apply(task, step);
-      const after = changed.get(task.id) ?? task;
-      all[i] = after;
-      t = after;
-      if (after.state === 'failed') {
-        decision.commands.push(...afterFailure(rollout, after, unavailableVersions));
-        if (returnsToGoneVersion(rollout, after, unavailableVersions)) {
-          // The old version is gone: the desired state stays as it is (never silently emptied).
-          decision.events.push({
-            kind: 'rollout.version_unavailable',
-            nodeId: task.nodeId,
-            data: { hostname: task.hostname, version: after.fromVersion, reason: `${rollout.spec.target.component} ${after.fromVersion} is archived or not published; the node's desired state is left as it is` },
-          });
-        }
+  let openInCurrentBatch = index.openForwardIn(currentBatch);
+  const failedForward = index.failedForwardPositions();
+  const newlyDone: number[] = [];
+  for (const p of index.inFlightPositions()) {
+    const task = list[p] as RolloutTask;
+    const after = apply(task, advanceTask(rollout, task, nodes.get(task.nodeId), now));
+    if (after.state === 'failed') {
+      decision.commands.push(...afterFailure(rollout, after, unavailableVersions));
+      if (returnsToGoneVersion(rollout, after, unavailableVersions)) {
+        // The old version is gone: the desired state stays as it is (never silently emptied).
         decision.events.push({
-          kind: 'rollout.node_failed',
+          kind: 'rollout.version_unavailable',
           nodeId: task.nodeId,
-          data: { hostname: task.hostname, batch: task.batch, direction: task.direction, reason: after.lastError },
-        });
-      } else if (after.state === 'done' || after.state === 'rolled_back') {
-        decision.events.push({
-          kind: 'rollout.node_completed',
-          nodeId: task.nodeId,
-          data: { hostname: task.hostname, batch: task.batch, direction: task.direction },
+          data: { hostname: task.hostname, version: after.fromVersion, reason: `${rollout.spec.target.component} ${after.fromVersion} is archived or not published; the node's desired state is left as it is` },
         });
       }
+      decision.events.push({
+        kind: 'rollout.node_failed',
+        nodeId: task.nodeId,
+        data: { hostname: task.hostname, batch: task.batch, direction: task.direction, reason: after.lastError },
+      });
+    } else if (after.state === 'done' || after.state === 'rolled_back') {
+      decision.events.push({
+        kind: 'rollout.node_completed',
+        nodeId: task.nodeId,
+        data: { hostname: task.hostname, batch: task.batch, direction: task.direction },
+      });
     }
-    if (isInFlight(t.state)) inFlight++;
-    if (t.direction !== 'forward') continue;
-    if (t.batch === currentBatch && !isTerminal(t.state)) currentBatchOpen = true;
-    if (t.state !== 'skipped') targeted++;
-    if (t.state === 'done') forwardDone++;
-    if (!t.finishedAt) continue;
-    if (t.state === 'failed') breakerInput.push({ nodeId: t.nodeId, outcome: 'failed', finishedAt: t.finishedAt });
-    else if (t.state === 'done') {
-      const ms = t.finishedAt.getTime();
-      if (!lastDone || ms > lastDoneMs) {
-        lastDone = { nodeId: t.nodeId, finishedAt: t.finishedAt };
-        lastDoneMs = ms;
-      }
-    }
+    if (isInFlight(after.state)) inFlight++;
+    if (after.direction !== 'forward' || !isTerminal(after.state)) continue;
+    if (after.batch === currentBatch) openInCurrentBatch--;
+    if (after.state === 'done') {
+      forwardDone++;
+      if (after.finishedAt) newlyDone.push(p);
+    } else if (after.state === 'failed') failedForward.push(p);
   }
-  scanning = false;
-  // assessBreaker orders by time, then node id (localeCompare). Any success of the latest time
-  // ends the failure streak at the same place, unless a failure has that very time: only then
-  // does the node-id order decide, so only then find the exact last one (the later task winning
-  // a tie, as in its stable sort). Nodes of one batch often pass their health gate on one tick.
-  if (lastDone && breakerInput.some((f) => f.finishedAt.getTime() === lastDoneMs)) {
-    for (const t of all) {
-      if (t.direction !== 'forward' || t.state !== 'done' || t.finishedAt?.getTime() !== lastDoneMs) continue;
-      if (t.nodeId.localeCompare(lastDone.nodeId) >= 0) lastDone = { nodeId: t.nodeId, finishedAt: t.finishedAt };
-    }
-  }
+  failedForward.sort((a, b) => a - b);
+  const view: TaskView = { index, at, all: () => list.map((t) => changed.get(t.id) ?? t), failedForward };
   if (inFlight > 0) decision.requeueAfterMs = POLL_MS;
 
   // 2. The circuit breaker: judged on forward tasks, whatever batch they were in.
@@ -139,6 +118,12 @@ export function decideRollout(
     // Every failure, and of the successes only the last (in the breaker's order): a failure
     // streak ends at the last success and the verdict names failures only, so it is the same as
     // on every finished task, without sorting all of them on every tick.
+    const breakerInput: FinishedTask[] = [];
+    for (const p of failedForward) {
+      const t = at(p);
+      if (t.finishedAt) breakerInput.push({ nodeId: t.nodeId, outcome: 'failed', finishedAt: t.finishedAt });
+    }
+    const lastDone = latestDone(view, newlyDone, breakerInput);
     if (lastDone) breakerInput.push({ ...lastDone, outcome: 'done' });
     const verdict = assessBreaker(breakerInput, targeted, rollout.spec.strategy.circuitBreaker, rollout.breakerResetAt);
     if (verdict.tripped) {
@@ -152,18 +137,18 @@ export function decideRollout(
   switch (status) {
     case 'running':
     case 'waiting_for_window':
-      advanceBatches(rollout, all, !currentBatchOpen, nodes, now, decision, apply);
+      advanceBatches(rollout, view, openInCurrentBatch === 0, nodes, now, decision, apply);
       break;
     case 'aborting':
-      for (const task of all.filter((t) => t.state === 'pending')) apply(task, skip(now, 'the rollout was aborted before this node started'));
-      if (anyReverting(rollout, all, nodes, now)) decision.requeueAfterMs = POLL_MS;
+      for (const p of index.pendingPositions()) apply(at(p), skip(now, 'the rollout was aborted before this node started'));
+      if (anyReverting(rollout, view, nodes, now)) decision.requeueAfterMs = POLL_MS;
       else if (inFlight === 0) {
         decision.rollout.status = 'aborted';
         decision.events.push({ kind: 'rollout.aborted', data: { done: forwardDone } });
       }
       break;
     case 'rolling_back':
-      rollBack(rollout, all, nodes, now, decision, apply, unavailableVersions);
+      rollBack(rollout, view, inFlight, nodes, now, decision, apply, unavailableVersions);
       break;
     default:
       // paused / awaiting_decision: nothing new starts until a human acts.
@@ -172,7 +157,41 @@ export function decideRollout(
   return decision;
 }
 
-type Apply = (task: RolloutTask, step: TaskStep) => void;
+/**
+ * The forward task done last in the breaker's order (time, then node id), among those done
+ * before this decision (the index's latest) and in its first step (`newlyDone`): the first in
+ * the caller's order at the latest time; when a failure has that very time, the node-id order
+ * decides (the later task winning a tie, as in the breaker's stable sort). Nodes of one batch
+ * often pass their health gate on one tick.
+ */
+function latestDone(view: TaskView, newlyDone: readonly number[], failures: readonly FinishedTask[]): { nodeId: string; finishedAt: Date } | null {
+  const before = view.index.latestDone();
+  let ms = before?.ms ?? null;
+  for (const p of newlyDone) {
+    const t = (view.at(p).finishedAt as Date).getTime();
+    if (ms === null || t > ms) ms = t;
+  }
+  if (ms === null) return null;
+  const positions = before?.ms === ms ? [...before.positions] : [];
+  for (const p of newlyDone) if ((view.at(p).finishedAt as Date).getTime() === ms) positions.push(p);
+  positions.sort((a, b) => a - b);
+  let last = view.at(positions[0] as number);
+  if (failures.some((f) => f.finishedAt.getTime() === ms)) {
+    for (const p of positions) {
+      const t = view.at(p);
+      if (t.nodeId.localeCompare(last.nodeId) >= 0) last = t;
+    }
+  }
+  return { nodeId: last.nodeId, finishedAt: last.finishedAt as Date };
+}
+
+type Apply = (task: RolloutTask, step: TaskStep) => RolloutTask;
+
+/** Whether a step changes anything, without the array Object.keys builds (once per task in flight per tick). */
+function hasAny(changes: object): boolean {
+  for (const _ in changes) return true;
+  return false;
+}
 
 /** A pending task that will not run, and why: a skipped task always says why (DESIGN.md §8.8). */
 const skip = (now: Date, reason: string): TaskStep => ({ changes: { state: 'skipped', stateSince: now, lastError: reason }, commands: [], events: [] });
@@ -184,9 +203,10 @@ const skip = (now: Date, reason: string): TaskStep => ({ changes: { state: 'skip
  * than its budget (DESIGN.md §8.2). The wait ends health.timeout after the failure, so a node
  * that never reports back does not hold the rollout forever.
  */
-function anyReverting(rollout: Rollout, all: readonly RolloutTask[], nodes: ReadonlyMap<string, NodeFacts>, now: Date): boolean {
+function anyReverting(rollout: Rollout, view: TaskView, nodes: ReadonlyMap<string, NodeFacts>, now: Date): boolean {
   if (rollout.spec.strategy.onNodeFailure !== 'rollback-node') return false;
-  return all.some((t) => {
+  return view.failedForward.some((p) => {
+    const t = view.at(p);
     if (t.state !== 'failed' || t.direction !== 'forward' || !t.finishedAt) return false;
     if (now.getTime() - t.finishedAt.getTime() > rollout.spec.strategy.health.timeout) return false;
     const node = nodes.get(t.nodeId);
@@ -194,13 +214,13 @@ function anyReverting(rollout: Rollout, all: readonly RolloutTask[], nodes: Read
   });
 }
 
-/** `currentBatchDone`: every forward task of the current batch is finished (counted in decideRollout's pass). */
-function advanceBatches(rollout: Rollout, all: RolloutTask[], currentBatchDone: boolean, nodes: ReadonlyMap<string, NodeFacts>, now: Date, decision: RolloutDecision, apply: Apply) {
-  const inBatch = (i: number) => all.filter((t) => t.direction === 'forward' && t.batch === i);
+/** `currentBatchDone`: every forward task of the current batch is finished (counted in decideRollout's first step). */
+function advanceBatches(rollout: Rollout, view: TaskView, currentBatchDone: boolean, nodes: ReadonlyMap<string, NodeFacts>, now: Date, decision: RolloutDecision, apply: Apply) {
+  const inBatch = (i: number) => view.index.batchPositions(i).map(view.at).filter((t) => t.direction === 'forward');
   const currentBatch = rollout.currentBatch;
   let batchFinishedAt = rollout.batchFinishedAt;
   if (currentBatch >= 0 && !currentBatchDone) return;
-  if (anyReverting(rollout, all, nodes, now)) {
+  if (anyReverting(rollout, view, nodes, now)) {
     decision.requeueAfterMs = POLL_MS;
     return;
   }
@@ -215,7 +235,7 @@ function advanceBatches(rollout: Rollout, all: RolloutTask[], currentBatchDone: 
   }
   const next = currentBatch + 1;
   if (next >= rollout.batchCount) {
-    finish(rollout, all, decision);
+    finish(rollout, view.all(), decision);
     return;
   }
   // Pause between batches; after the canary, its soak time as well.
@@ -252,25 +272,29 @@ function advanceBatches(rollout: Rollout, all: RolloutTask[], currentBatchDone: 
  */
 function rollBack(
   rollout: Rollout,
-  all: RolloutTask[],
+  view: TaskView,
+  inFlight: number,
   nodes: ReadonlyMap<string, NodeFacts>,
   now: Date,
   decision: RolloutDecision,
   apply: Apply,
   unavailableVersions: ReadonlySet<string>,
 ) {
-  for (const task of all.filter((t) => t.state === 'pending')) apply(task, skip(now, 'the rollout was rolled back before this node started'));
+  for (const p of view.index.pendingPositions()) apply(view.at(p), skip(now, 'the rollout was rolled back before this node started'));
   // Wait while nodes are in flight, and one tick more after the last of them finished: the
   // snapshot still shows such a node cordoned by its forward task (the enable is in this very
   // decision), so starting its rollback now would take that cordon for someone else's and never
   // cordon the node for its reinstall.
-  const settling = all.some((t) => IN_FLIGHT.includes(t.state)) || decision.tasks.some((c) => IN_FLIGHT.includes(c.from));
-  if (settling || anyReverting(rollout, all, nodes, now)) {
+  const settling = inFlight > 0 || decision.tasks.some((c) => isInFlight(c.from));
+  if (settling || anyReverting(rollout, view, nodes, now)) {
     decision.requeueAfterMs = POLL_MS;
     return;
   }
-  const candidates = all.filter((t) => t.direction === 'forward' && t.state === 'done');
-  if (candidates.length === 0) {
+  // Not settling: no task was in flight, so this decision changed none but pending ones, and
+  // the index's forward tasks done are the tasks' as they are now.
+  const newest = view.index.newestBatchWithDone();
+  if (newest === null) {
+    const all = view.all();
     const failed = all.filter((t) => t.direction === 'rollback' && t.state === 'failed');
     decision.rollout.status = failed.length > 0 ? 'failed' : 'rolled_back';
     decision.events.push({
@@ -280,8 +304,11 @@ function rollBack(
     decision.requeueAfterMs = null;
     return;
   }
-  const newest = Math.max(...candidates.map((t) => t.batch));
-  for (const task of candidates.filter((t) => t.batch === newest)) {
+  const candidates = view.index
+    .batchPositions(newest)
+    .map(view.at)
+    .filter((t) => t.direction === 'forward' && t.state === 'done');
+  for (const task of candidates) {
     if (task.fromVersion !== null && unavailableVersions.has(task.fromVersion)) {
       // Pointing the node at a version that is gone would empty its desired state or hold the
       // task until the health timeout with a reason that hides the cause: fail it now, untouched.

@@ -7,7 +7,13 @@ export interface TaskStep {
   events: RolloutEvent[];
 }
 
-const none = (): TaskStep => ({ changes: {}, commands: [], events: [] });
+/**
+ * The step that changes nothing, shared and frozen: most in-flight tasks wait on every tick (a
+ * tick looks at each of hundreds of nodes in flight, every second), and allocating an empty step
+ * for each was a good part of a 10,000-node simulation's garbage. Callers only read a step.
+ */
+const NOTHING: TaskStep = Object.freeze({ changes: Object.freeze({}), commands: Object.freeze([]) as unknown as NodeCommand[], events: Object.freeze([]) as unknown as RolloutEvent[] });
+const none = (): TaskStep => NOTHING;
 
 /** The version a task drives its node to: the target going forward, the old version going back. */
 export function taskTargetVersion(rollout: Rollout, task: RolloutTask): string | null {
