@@ -3,6 +3,7 @@
 import type { InstallPhase } from '../domain/protocol.js';
 import type { NodeCommand, NodeFacts } from '../domain/rollout/model.js';
 import type { DrainState } from '../domain/types.js';
+import { TimerHeap } from './timer-heap.js';
 
 /** What an install does: lands, fails (the agent keeps or restores the old version), or lands broken (the node stops heartbeating). */
 export type InstallOutcome = 'ok' | 'fails' | 'unhealthy';
@@ -66,8 +67,8 @@ export class FleetModel {
     };
   }
 
-  /** Nodes cordoned, down, draining or installing: the only ones with timers or counted unavailable (a 1,000-node fleet is mostly idle). */
-  readonly busy = new Set<SimNode>();
+  /** When each drain and install under way ends, earliest first (stale entries are skipped: see running). */
+  private readonly timers = new TimerHeap<SimNode>();
 
   /** Nodes cordoned, draining or installing per region, what a region's budget counts (DESIGN.md §8.2), kept as nodes change so a tick need not count them. */
   readonly unavailableByRegion = new Map<string, number>();
@@ -75,8 +76,6 @@ export class FleetModel {
 
   private refresh(node: SimNode): void {
     this.facts.set(node.id, this.factsOf(node));
-    if (node.cordoned || node.sick || node.drain?.state === 'running' || node.install?.phase === 'installing') this.busy.add(node);
-    else this.busy.delete(node);
     const unavailable = node.cordoned || node.drain?.state === 'running' || node.install?.phase === 'installing';
     if (unavailable === this.unavailable.has(node)) return;
     if (unavailable) this.unavailable.add(node);
@@ -100,6 +99,7 @@ export class FleetModel {
           until: now + this.options.drainBaseMs + node.instances * this.options.drainMsPerInstance,
           fails: this.options.drainFails?.(node.id) ?? false,
         };
+        this.timers.push(node.drain.until, node);
         break;
       case 'set_version': {
         const list = this.versionRequests.get(node.id) ?? [];
@@ -112,6 +112,7 @@ export class FleetModel {
           // the node returns by itself); only a rollback of a healthy node may fail.
           const outcome = command.rollback && node.sick ? 'ok' : this.options.outcome(node.id, command.version, command.rollback);
           node.install = { version: command.version, phase: 'installing', until: now + this.options.installMs(node.id), outcome, reportedAt: now };
+          this.timers.push(node.install.until, node);
         }
         break;
       }
@@ -119,9 +120,17 @@ export class FleetModel {
     this.refresh(node);
   }
 
+  /** Whether a drain or install of `node` is under way and ends at `at` (else a timer entry is stale). */
+  private running(node: SimNode, at: number): boolean {
+    return (node.drain?.state === 'running' && node.drain.until === at) || (node.install?.phase === 'installing' && node.install.until === at);
+  }
+
   /** Finishes every drain and install due by `now`. */
   advance(now: number): void {
-    for (const node of [...this.busy]) {
+    for (let at = this.timers.peekTime(); at !== null && at <= now; at = this.timers.peekTime()) {
+      const node = this.timers.peekItem() as SimNode;
+      this.timers.pop();
+      if (!this.running(node, at)) continue;
       let changed = false;
       if (node.drain?.state === 'running' && node.drain.until <= now) {
         node.drain.state = node.drain.fails ? 'failed' : 'completed';
@@ -148,12 +157,11 @@ export class FleetModel {
 
   /** The next instant a drain or install finishes, if any is under way. */
   nextEventAt(): number | null {
-    let next: number | null = null;
-    for (const node of this.busy) {
-      if (node.drain?.state === 'running' && (next === null || node.drain.until < next)) next = node.drain.until;
-      if (node.install?.phase === 'installing' && (next === null || node.install.until < next)) next = node.install.until;
+    for (let at = this.timers.peekTime(); at !== null; at = this.timers.peekTime()) {
+      if (this.running(this.timers.peekItem() as SimNode, at)) return at;
+      this.timers.pop();
     }
-    return next;
+    return null;
   }
 
   /** Lets every install and drain under way finish (after the rollout ended). */
