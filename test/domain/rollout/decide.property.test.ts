@@ -215,4 +215,16 @@ describe('the simulator keeps DESIGN.md §8 at 10,000 nodes', () => {
     expect(skipped.every((t) => t.lastError !== null)).toBe(true);
     expect(result.tasks.filter((t) => t.state !== 'skipped' && t.state !== 'rolled_back' && t.state !== 'failed')).toEqual([]);
   });
+
+  it('stops a bad version at the breaker and lets the nodes under way finish when a person says abort', () => {
+    const result = run('abort', 0.3, 'abort');
+    expect(result.violations).toEqual({});
+    expect(result.trips).toHaveLength(1);
+    expect(result.rollout.status).toBe('aborted');
+    // Nothing is left pending or in flight; the nodes never started say why, and nothing else was skipped.
+    const skipped = result.tasks.filter((t) => t.state === 'skipped');
+    expect(skipped.length).toBeGreaterThan(8_000);
+    expect(skipped.every((t) => t.lastError === 'the rollout was aborted before this node started')).toBe(true);
+    expect(result.tasks.filter((t) => t.state !== 'skipped' && t.state !== 'done' && t.state !== 'failed')).toEqual([]);
+  });
 });
