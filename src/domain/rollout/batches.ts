@@ -48,8 +48,8 @@ export function selectTargets(spec: RolloutSpec, nodes: readonly FleetNode[]): F
  * Upgraded nodes only take their spare room (with 20 % spare, a quarter of a node's load each),
  * so that upgraded room catches up with a full batch only a few batches in. Measured by
  * bench:rollout (10,000 nodes, 20 instances each, 20 % spare, 5 % batches): full batches
- * straight after the canary moved 10,035 instances twice (1.050 migrations per instance); this
- * ramp moves ~6,000 twice (1.03) for about one batch more of wall time. It also keeps the first
+ * straight after the canary made 10,035 moves more than one per instance (1.050 migrations per
+ * instance); this ramp makes 6,879 (1.034), for one batch more (22 instead of 21). It also keeps the first
  * wide exposure of a new version after the canary smaller (the breaker trips on fewer nodes).
  * Batches of 1 or 2 nodes are unchanged (3/5 of 2 rounds up to 2). Without a canary there is no
  * ramp: the spec asked for full batches from the start.
