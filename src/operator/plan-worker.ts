@@ -1,0 +1,124 @@
+// The thread that computes rollout plans. At issue 9's scale (10,000 nodes, 200,000 instances)
+// planning and preflight take hundreds of milliseconds of CPU, and on the operator's event loop
+// that stopped /health, heartbeats and every other request for as long. Here they run behind a
+// message port; the operator's thread only hands over the facts (a few JSON texts) and turns the
+// answer back into the plan, a slice at a time (plan-client.ts).
+//
+// Like pglite-worker.ts, this module is both a library (imported, it does nothing) and the
+// worker's entry: loaded in a worker thread whose workerData carries PLAN_WORKER_MARKER, it
+// serves plans. The single-file bundle is started again as that worker, so the gate at the end
+// stops the rest of the bundle (the CLI) from running there: serving never returns.
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import type { PlannedMove } from '../domain/rollout/plan.js';
+import { computePlan, type PlanFacts, type PlanOutcome } from './plan-compute.js';
+
+/** `workerData` key that makes a module loaded in a worker thread serve plans. */
+export const PLAN_WORKER_MARKER = 'drydockPlanWorker';
+
+/** Moves per message: decoding one slice costs the operator's thread a few milliseconds. */
+export const MOVES_PER_SLICE = 10_000;
+
+export interface PlanRequest {
+  id: number;
+  facts: PlanFacts;
+}
+
+/**
+ * A slice of the plan's moves: every string in `fields` is an index into the request's string
+ * table (sent once, first); 6 fields a move: deployment, batch, from node, from hostname, to node,
+ * to hostname (-1: null). Instance ids are mostly distinct, so they travel as they are.
+ */
+export interface MoveSlice {
+  instanceIds: string[];
+  fields: Int32Array;
+}
+
+export type PlanReply =
+  | { id: number; kind: 'strings'; strings: string[] }
+  | { id: number; kind: 'moves'; slice: MoveSlice }
+  /** The outcome, its plan's `moves` left empty (they came in the slices). */
+  | { id: number; kind: 'done'; outcome: PlanOutcome }
+  | { id: number; kind: 'failed'; message: string; stack: string | undefined };
+
+export const MOVE_FIELDS = 6;
+
+/** The moves as a string table and slices of indices (see MoveSlice). */
+export function encodeMoves(moves: readonly PlannedMove[], perSlice = MOVES_PER_SLICE): { strings: string[]; slices: MoveSlice[] } {
+  const strings: string[] = [];
+  const at = new Map<string, number>();
+  const intern = (value: string | null): number => {
+    if (value === null) return -1;
+    let k = at.get(value);
+    if (k === undefined) {
+      k = strings.push(value) - 1;
+      at.set(value, k);
+    }
+    return k;
+  };
+  const slices: MoveSlice[] = [];
+  for (let start = 0; start < moves.length; start += perSlice) {
+    const end = Math.min(moves.length, start + perSlice);
+    const slice: MoveSlice = { instanceIds: new Array<string>(end - start), fields: new Int32Array((end - start) * MOVE_FIELDS) };
+    for (let j = start; j < end; j++) {
+      const m = moves[j] as PlannedMove;
+      const o = (j - start) * MOVE_FIELDS;
+      slice.instanceIds[j - start] = m.instance_id;
+      slice.fields[o] = intern(m.deployment);
+      slice.fields[o + 1] = m.batch;
+      slice.fields[o + 2] = intern(m.from_node);
+      slice.fields[o + 3] = intern(m.from_hostname);
+      slice.fields[o + 4] = intern(m.to_node);
+      slice.fields[o + 5] = intern(m.to_hostname);
+    }
+    slices.push(slice);
+  }
+  return { strings, slices };
+}
+
+/** Appends a slice's moves to `into`, with the same fields in the same order as planRollout makes them. */
+export function decodeMoves(slice: MoveSlice, strings: readonly string[], into: PlannedMove[]): void {
+  const { instanceIds, fields } = slice;
+  const text = (k: number) => (k < 0 ? null : (strings[k] as string));
+  for (let j = 0; j < instanceIds.length; j++) {
+    const o = j * MOVE_FIELDS;
+    into.push({
+      instance_id: instanceIds[j] as string,
+      deployment: strings[fields[o] as number] as string,
+      batch: fields[o + 1] as number,
+      from_node: strings[fields[o + 2] as number] as string,
+      from_hostname: strings[fields[o + 3] as number] as string,
+      to_node: text(fields[o + 4] as number),
+      to_hostname: text(fields[o + 5] as number),
+    });
+  }
+}
+
+/** Answers one request: the string table, the move slices, then the rest of the outcome. */
+export function answer(request: PlanRequest, post: (reply: PlanReply, transfer?: ArrayBuffer[]) => void): void {
+  const { id } = request;
+  try {
+    const outcome = computePlan(request.facts);
+    if (!outcome.ok) {
+      post({ id, kind: 'done', outcome });
+      return;
+    }
+    const { strings, slices } = encodeMoves(outcome.plan.moves);
+    post({ id, kind: 'strings', strings });
+    for (const slice of slices) post({ id, kind: 'moves', slice }, [slice.fields.buffer as ArrayBuffer]);
+    // An empty list in its place keeps the plan's fields in their order for the client to fill.
+    post({ id, kind: 'done', outcome: { ...outcome, plan: { ...outcome.plan, moves: [] } } });
+  } catch (error) {
+    const e = error instanceof Error ? error : new Error(String(error));
+    post({ id, kind: 'failed', message: e.message, stack: e.stack });
+  }
+}
+
+function serve(port: NonNullable<typeof parentPort>): Promise<never> {
+  port.on('message', (request: PlanRequest) => answer(request, (reply, transfer) => port.postMessage(reply, transfer ?? [])));
+  return new Promise<never>(() => {});
+}
+
+const data = workerData as Record<string, unknown> | null;
+if (!isMainThread && parentPort && data?.[PLAN_WORKER_MARKER] === true) {
+  await serve(parentPort);
+}
