@@ -2,8 +2,9 @@ import type pg from 'pg';
 
 /**
  * The one database seam: SQL text with bound parameters in, rows out. Both engines (a
- * Postgres server and embedded PGlite) sit behind node-postgres, so every query and every
- * transaction takes the same code path.
+ * Postgres server and embedded PGlite) sit behind node-postgres, so every statement gets the
+ * same parameter conversion and the same row shapes. The embedded engine runs in a worker
+ * thread (pglite-db.ts), where a pool like PoolDb's serves it.
  */
 export interface Db {
   readonly engine: 'postgres' | 'pglite';

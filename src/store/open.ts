@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { lockDataDir } from './data-dir-lock.js';
 import { type Db, PoolDb } from './db.js';
+import { openPgliteWorkerDb } from './pglite-db.js';
 
 export const DEFAULT_DATA_DIR = './.drydock';
 
@@ -35,11 +36,9 @@ export async function openDb(options: OpenDbOptions = {}): Promise<Db> {
   const dataDir = resolve(options.dataDir ?? DEFAULT_DATA_DIR);
   const release = lockDataDir(dataDir, options.purpose ?? 'drydock');
   try {
-    // Loaded lazily: only the embedded mode needs PGlite (agents and the CLI never do).
-    const { createPgConfig } = await import('@electric-sql/pglite/node-postgres');
-    const pool = new pg.Pool(createPgConfig(join(dataDir, 'pgdata')) as unknown as pg.PoolConfig);
-    await pool.query('select 1');
-    return new PoolDb('pglite', pool, async () => release());
+    // PGlite runs in a worker thread of its own (pglite-db.ts): a heavy query there does not
+    // stop this thread's timers and HTTP. It is loaded only there, in embedded mode.
+    return await openPgliteWorkerDb(join(dataDir, 'pgdata'), async () => release());
   } catch (error) {
     release();
     throw error;

@@ -1,0 +1,227 @@
+// The embedded engine as seen from the operator's thread: a Db whose statements run in a
+// worker thread that owns PGlite (pglite-worker.ts). Heavy queries then cost that thread's
+// time, not the event loop's that serves HTTP and runs timers.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type * as Esbuild from 'esbuild';
+import pgUtils from 'pg/lib/utils.js';
+import { ConnectionLostError, type Db, isConnectionLost } from './db.js';
+// Imported for its gate: a bundle that contains this module contains the worker too, and is
+// started again as the worker (see workerEntry).
+import './pglite-worker.js';
+import { PGLITE_WORKER_MARKER, type PgliteReply, type PgliteRequest, type PgliteWorkerData, deserializeError, detachBytes, reviveBytes } from './pglite-protocol.js';
+
+type Request = PgliteRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+
+interface Pending {
+  resolve(reply: PgliteReply): void;
+  reject(error: Error): void;
+}
+
+/**
+ * Starts the worker on `pgdata` (PGlite's own directory) and resolves once the database
+ * answers. `onClose` runs after the worker has closed PGlite and ended (the data-dir lock).
+ */
+export async function openPgliteWorkerDb(pgdata: string, onClose: () => Promise<void> = async () => {}): Promise<Db> {
+  const workerData: PgliteWorkerData = { [PGLITE_WORKER_MARKER]: true, pgdata };
+  // Arguments of the parent (`operator --listen …`) mean nothing to the worker.
+  const worker = new Worker(await workerEntry(), { workerData, argv: [], execArgv: [] });
+  let onMessage: (message: PgliteReply) => void = () => {};
+  let onError: (error: Error) => void = () => {};
+  let onExit: (code: number) => void = () => {};
+  const started = new Promise<void>((resolve, reject) => {
+    onMessage = (message) => {
+      if ('ready' in message) resolve();
+      else if ('failed' in message) reject(deserializeError(message.failed));
+    };
+    onError = reject;
+    onExit = (code) => reject(new Error(`Connection terminated: the embedded database thread exited with code ${code} while starting`));
+  });
+  worker.on('message', onMessage).on('error', onError).on('exit', onExit);
+  try {
+    await started;
+  } catch (error) {
+    await worker.terminate();
+    throw error;
+  } finally {
+    // Only these: Worker keeps listeners of its own (newListener) that removeAllListeners would take.
+    worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+  }
+  return new PgliteWorkerDb(worker, onClose);
+}
+
+class PgliteWorkerDb implements Db {
+  readonly engine = 'pglite' as const;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  /** Set once the worker is gone: every later statement fails with it. */
+  private lost: Error | undefined;
+  private readonly exited: Promise<number>;
+  private closed: Promise<void> | undefined;
+
+  constructor(
+    private readonly worker: Worker,
+    private readonly onClose: () => Promise<void>,
+  ) {
+    let crash: Error | undefined;
+    worker.on('message', (reply: PgliteReply) => this.settle(reply));
+    worker.on('error', (error) => {
+      crash = error;
+    });
+    this.exited = new Promise((resolve) => {
+      worker.on('exit', (code) => {
+        // "Connection terminated" is how node-postgres says a session died: isConnectionLost
+        // and every caller that answers 503 for it treat the worker's end the same way.
+        this.lost = new Error(`Connection terminated: the embedded database thread exited with code ${code}`, crash ? { cause: crash } : undefined);
+        for (const pending of this.pending.values()) pending.reject(this.lost);
+        this.pending.clear();
+        resolve(code);
+      });
+    });
+    // An idle database does not keep the process alive (as the in-thread engine did not); a
+    // statement in flight does (see request).
+    worker.unref();
+  }
+
+  async query<R>(text: string, values: readonly unknown[] = []): Promise<R[]> {
+    return this.run<R>(text, values, undefined);
+  }
+
+  async transaction<T>(work: (tx: Db) => Promise<T>): Promise<T> {
+    // BEGIN in the worker checks out its pool's only connection: until COMMIT or ROLLBACK,
+    // every other caller's statement waits there instead of landing inside this transaction.
+    const begun = await this.request({ op: 'begin' });
+    if (!('tx' in begun)) throw new Error('the embedded database did not open a transaction');
+    const tx = begun.tx;
+    let result: T;
+    try {
+      result = await work(new TransactionDb(this, tx));
+    } catch (error) {
+      if (this.lost) {
+        // Work that caught the driver's error and threw its own still lost the database: say
+        // so, so the caller answers 503 instead of blaming the request (as PoolDb does).
+        if (!isConnectionLost(error)) throw new ConnectionLostError(this.lost, error);
+      } else {
+        await this.request({ op: 'rollback', tx }).catch(() => {});
+      }
+      throw error;
+    }
+    await this.request({ op: 'commit', tx });
+    return result;
+  }
+
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      if (!this.lost) {
+        // Kept alive until PGlite has closed its files and the thread has ended.
+        this.worker.ref();
+        this.worker.postMessage({ id: this.nextId++, op: 'close' } satisfies PgliteRequest);
+      }
+      const code = await this.exited;
+      await this.onClose();
+      if (code !== 0) throw new Error(`the embedded database thread ended with code ${code}`);
+    })();
+    return this.closed;
+  }
+
+  /** One statement, in the transaction `tx` or on its own. */
+  async run<R>(text: string, values: readonly unknown[], tx: number | undefined): Promise<R[]> {
+    // The driver's own conversion (Date to text with the offset, arrays to array literals,
+    // objects to JSON), done here as it was when the driver ran in this thread: what crosses
+    // is strings, nulls and byte arrays, which structured clone carries faithfully.
+    const prepared = values.map((value) => pgUtils.prepareValue(value));
+    const transfer: ArrayBuffer[] = [];
+    detachBytes(prepared, transfer);
+    const reply = await this.request({ op: 'query', text, values: prepared, ...(tx === undefined ? {} : { tx }) }, transfer);
+    if (!('rows' in reply)) throw new Error('the embedded database answered a query without rows');
+    if (reply.bytes) for (const row of reply.rows) reviveBytes(row);
+    return reply.rows as R[];
+  }
+
+  private request(message: Request, transfer: ArrayBuffer[] = []): Promise<PgliteReply> {
+    if (this.lost) return Promise.reject(this.lost);
+    if (this.closed) return Promise.reject(new Error('Connection terminated: the embedded database is closed'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      if (this.pending.size === 1) this.worker.ref();
+      this.worker.postMessage({ ...message, id } as PgliteRequest, transfer);
+    });
+  }
+
+  private settle(reply: PgliteReply): void {
+    const pending = this.pending.get(reply.id);
+    if (!pending) return;
+    this.pending.delete(reply.id);
+    if (this.pending.size === 0 && !this.closed) this.worker.unref();
+    if ('error' in reply) pending.reject(deserializeError(reply.error));
+    else pending.resolve(reply);
+  }
+}
+
+/** The Db handed to a transaction's work: its statements run inside that transaction. */
+class TransactionDb implements Db {
+  readonly engine = 'pglite' as const;
+  constructor(
+    private readonly db: PgliteWorkerDb,
+    private readonly tx: number,
+  ) {}
+
+  query<R>(text: string, values: readonly unknown[] = []): Promise<R[]> {
+    return this.db.run<R>(text, values, this.tx);
+  }
+
+  /** Nested calls join the outer transaction. */
+  transaction<T>(work: (tx: Db) => Promise<T>): Promise<T> {
+    return work(this);
+  }
+
+  async close(): Promise<void> {}
+}
+
+let builtFromSource: Promise<URL> | undefined;
+
+/**
+ * The script the worker runs. Built, drydock is one file (dist/drydock.mjs, or a benchmark's
+ * bundle) that contains pglite-worker.ts: that file is started again as the worker, and the
+ * marker in workerData sends it to the database instead of the CLI. Run from TypeScript sources
+ * (vitest), a worker thread cannot load .ts, so the worker module is bundled once per process
+ * with esbuild (a dev dependency, there whenever the sources are) into node_modules/.cache.
+ */
+async function workerEntry(): Promise<URL> {
+  const self = new URL(import.meta.url);
+  if (!self.pathname.endsWith('.ts')) return self;
+  builtFromSource ??= buildWorkerFromSource(new URL('./pglite-worker.ts', self));
+  return builtFromSource;
+}
+
+async function buildWorkerFromSource(entry: URL): Promise<URL> {
+  // Named through a variable so that bundling drydock never pulls esbuild in.
+  const esbuildModule = 'esbuild';
+  const esbuild = (await import(esbuildModule)) as typeof Esbuild;
+  const result = await esbuild.build({
+    entryPoints: [fileURLToPath(entry)],
+    bundle: true,
+    // pg and PGlite resolve from node_modules: the output lives inside the checkout for that.
+    packages: 'external',
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    write: false,
+    logLevel: 'silent',
+  });
+  const code = result.outputFiles[0]?.text ?? '';
+  const dir = new URL('../../node_modules/.cache/drydock/', entry);
+  // Named by content: test files running in parallel share one build, and a changed worker
+  // never runs stale code.
+  const file = new URL(`pglite-worker-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`, dir);
+  if (!existsSync(file)) {
+    mkdirSync(dir, { recursive: true });
+    const temporary = new URL(`${file.href}.${process.pid}.tmp`);
+    writeFileSync(temporary, code);
+    renameSync(temporary, file);
+  }
+  return file;
+}

@@ -1,0 +1,118 @@
+// The thread that owns the embedded database. PGlite runs Postgres (WASM) on the thread that
+// calls it, so on the operator's own event loop a heavy query stopped timers and HTTP for its
+// whole duration (1,000 nodes heartbeating: p99 979 ms). Here it runs behind a message port
+// instead; the operator's thread only posts statements and gets rows back (pglite-db.ts).
+//
+// This module is both a library (imported, it does nothing) and the worker's entry: loaded in
+// a worker thread whose workerData carries PGLITE_WORKER_MARKER, it serves the database. The
+// single-file bundle is started again as that worker, so the gate below must stop the rest of
+// the bundle (the CLI) from running in the worker: serving never returns, and the thread ends
+// with process.exit once the database is closed.
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import pg from 'pg';
+import { PGLITE_WORKER_MARKER, type PgliteReply, type PgliteRequest, type PgliteWorkerData, detachBytes, serializeError } from './pglite-protocol.js';
+
+/**
+ * Serves requests from `port` on a node-postgres pool over PGlite: the same adapter, type
+ * parsers and parameter handling as the operator used in its own thread, so rows come back
+ * with the same shapes (int8 as string, timestamptz as Date, jsonb parsed, bytea as bytes).
+ */
+async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Promise<never> {
+  const [{ PGlite }, { createPgConfig }] = await Promise.all([import('@electric-sql/pglite'), import('@electric-sql/pglite/node-postgres')]);
+  let pglite: InstanceType<typeof PGlite>;
+  let pool: pg.Pool;
+  try {
+    pglite = await PGlite.create(pgdata);
+    // The adapter gives the pool one connection over the one PGlite session: a checked-out
+    // client (a transaction) holds it, and every other statement queues behind it.
+    pool = new pg.Pool(createPgConfig(pglite) as unknown as pg.PoolConfig);
+    await pool.query('select 1');
+  } catch (error) {
+    port.postMessage({ id: 0, failed: serializeError(error) } satisfies PgliteReply);
+    return exit(1);
+  }
+
+  const transactions = new Map<number, pg.PoolClient>();
+  let nextTx = 1;
+  let closing = false;
+
+  const reply = (message: PgliteReply, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
+
+  async function handle(request: PgliteRequest): Promise<void> {
+    try {
+      switch (request.op) {
+        case 'query': {
+          const runner = request.tx === undefined ? pool : transactions.get(request.tx);
+          if (!runner) throw new Error(`transaction ${request.tx} is not open in the embedded database`);
+          const result = await runner.query(request.text, request.values);
+          // Several statements in one text give one result each and no `rows` (as PoolDb did:
+          // migrations run that way and read nothing back).
+          const rows = (result as Partial<pg.QueryResult>).rows as Record<string, unknown>[] | undefined;
+          const transfer: ArrayBuffer[] = [];
+          for (const row of rows ?? []) detachBytes(row, transfer);
+          reply({ id: request.id, rows: rows as Record<string, unknown>[], ...(transfer.length > 0 ? { bytes: true } : {}) }, transfer);
+          return;
+        }
+        case 'begin': {
+          const client = await pool.connect();
+          // A client whose statement fails inside the adapter emits 'error'; without a listener
+          // that would end the thread instead of failing the statement.
+          client.on('error', () => {});
+          try {
+            await client.query('BEGIN');
+          } catch (error) {
+            client.release(error as Error);
+            throw error;
+          }
+          const tx = nextTx++;
+          transactions.set(tx, client);
+          reply({ id: request.id, tx });
+          return;
+        }
+        case 'commit':
+        case 'rollback': {
+          const client = transactions.get(request.tx);
+          if (!client) throw new Error(`transaction ${request.tx} is not open in the embedded database`);
+          transactions.delete(request.tx);
+          try {
+            await client.query(request.op === 'commit' ? 'COMMIT' : 'ROLLBACK');
+            client.release();
+          } catch (error) {
+            // A COMMIT that failed has ended the transaction on the server (Postgres rolls back);
+            // a failed ROLLBACK leaves a session nobody can trust: discard the client.
+            client.release(error as Error);
+            throw error;
+          }
+          reply({ id: request.id, done: true });
+          return;
+        }
+        case 'close': {
+          if (closing) return;
+          closing = true;
+          for (const client of transactions.values()) client.release(new Error('closed'));
+          transactions.clear();
+          await pool.end();
+          await pglite.close();
+          return exit(0);
+        }
+      }
+    } catch (error) {
+      reply({ id: request.id, error: serializeError(error) });
+    }
+  }
+
+  port.on('message', (request: PgliteRequest) => void handle(request));
+  reply({ id: 0, ready: true });
+  return new Promise<never>(() => {});
+}
+
+/** Ends this worker thread (not the process). The caller sees it as the worker's exit code. */
+function exit(code: number): never {
+  process.exit(code);
+}
+
+const data = workerData as Partial<PgliteWorkerData> | null;
+if (!isMainThread && parentPort && data?.[PGLITE_WORKER_MARKER] === true && typeof data.pgdata === 'string') {
+  await serve(parentPort, data.pgdata);
+}
+
