@@ -7,6 +7,22 @@ export interface FleetSnapshot {
   deployments: Deployment[];
   instances: Instance[];
   drains: Drain[];
+  /**
+   * Slots in use per node, counting every instance on it (a scoped snapshot holds only some of
+   * them). Absent: counted from `instances`, which then must be every instance of the fleet.
+   */
+  load?: ReadonlyMap<string, number>;
+}
+
+/**
+ * What a liveness pass decides on: the nodes that may change status (the silent, the down, the
+ * ones something happened to) and how many nodes each region has in all (a scoped load does not
+ * hold every node, and region silence is a share of the whole region). Absent: counted from `nodes`.
+ */
+export interface LivenessSnapshot {
+  nodes: FleetNode[];
+  drains: Pick<Drain, 'nodeId' | 'state'>[];
+  regionTotals?: ReadonlyMap<string, number>;
 }
 
 export interface FleetOptions {
@@ -48,30 +64,62 @@ export function emptyFleetActions(): FleetActions {
 /**
  * One level-triggered pass over the fleet: node liveness, migrations in flight, replica
  * counts and drains. It never looks at what just happened, only at the current facts,
- * so running it twice on the same snapshot asks for the same changes.
+ * so running it twice on the same snapshot asks for the same changes. The operator runs its
+ * two halves apart, keyed (reconcileLiveness over the nodes that may change status,
+ * reconcileScope over the deployments and drains a change touched); this is both over all of it.
  */
 export function reconcileFleet(snapshot: FleetSnapshot, now: Date, options: FleetOptions, hearing: HearingFacts = {}): FleetActions {
-  const actions = emptyFleetActions();
+  const liveness = reconcileLiveness(snapshot, now, options, hearing);
+  const statusById = new Map(liveness.nodeStatus.map((c) => [c.nodeId, c.status]));
+  const nodes = snapshot.nodes.map((n) => (statusById.has(n.id) ? { ...n, status: statusById.get(n.id) as NodeStatus } : n));
+  const { actions } = reconcileScope({ ...snapshot, nodes }, now, options);
+  return { ...actions, nodeStatus: liveness.nodeStatus, events: [...liveness.events, ...actions.events] };
+}
+
+/** Node statuses follow heartbeats, cordons and drains; a node goes down only for its own silence (liveness-guard.ts). */
+export function reconcileLiveness(
+  snapshot: LivenessSnapshot,
+  now: Date,
+  options: FleetOptions,
+  hearing: HearingFacts = {},
+): Pick<FleetActions, 'nodeStatus' | 'events'> {
+  const actions: Pick<FleetActions, 'nodeStatus' | 'events'> = { nodeStatus: [], events: [] };
   const drainsByNode = new Map(snapshot.drains.map((d) => [d.nodeId, d]));
-
-  // 1. Liveness: statuses follow heartbeats, cordons and drains; a node goes down only for its own silence.
-  const liveness = decideLiveness(snapshot.nodes, drainsByNode, now, options.heartbeatGraceMs, options.regionSilence, hearing);
-  const nodes = snapshot.nodes.map((node) => {
+  const liveness = decideLiveness(snapshot.nodes, drainsByNode, now, options.heartbeatGraceMs, options.regionSilence, hearing, snapshot.regionTotals);
+  for (const node of snapshot.nodes) {
     const status = liveness.status.get(node.id) as NodeStatus;
-    if (status !== node.status) {
-      actions.nodeStatus.push({ nodeId: node.id, status });
-      if (status === 'down' || node.status === 'down') {
-        actions.events.push({
-          kind: status === 'down' ? 'node.down' : 'node.up',
-          nodeId: node.id,
-          data: { hostname: node.hostname, from: node.status, to: status },
-        });
-      }
+    if (status === node.status) continue;
+    actions.nodeStatus.push({ nodeId: node.id, status });
+    if (status === 'down' || node.status === 'down') {
+      actions.events.push({
+        kind: status === 'down' ? 'node.down' : 'node.up',
+        nodeId: node.id,
+        data: { hostname: node.hostname, from: node.status, to: status },
+      });
     }
-    return { ...node, status };
-  });
+  }
   actions.events.push(...liveness.events);
+  return actions;
+}
 
+/** What a scoped pass decided, and how many instances it wanted to place and found no room for. */
+export interface ScopeDecision {
+  actions: FleetActions;
+  /** Drain moves and missing replicas without a node: a pass that saw only some nodes loads the candidates and decides again. */
+  shortOfRoom: number;
+}
+
+/**
+ * Instances, drains and replicas of the deployments and drains in the snapshot, with node
+ * statuses as they are stored (liveness is decided apart). Every instance of each deployment in
+ * the snapshot must be in it (spread and replacements are per deployment); `load` counts what
+ * other deployments hold on each node.
+ */
+export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: FleetOptions): ScopeDecision {
+  const actions = emptyFleetActions();
+  let shortOfRoom = 0;
+  const nodes = snapshot.nodes;
+  const nodeById = new Map(nodes.map((n) => [n.id, n]));
   const statusById = new Map(nodes.map((n) => [n.id, n.status]));
   // The last health report from a node that is down is stale (the API and the edge do not count
   // it either): it must neither publish an endpoint nor let a migration stop the old instance.
@@ -132,13 +180,13 @@ export function reconcileFleet(snapshot: FleetSnapshot, now: Date, options: Flee
   // Spread follows what is still wanted; load follows what still holds a slot. An instance holds
   // its slot until its agent reports it stopped (as active_instances counts it), including one
   // asked to stop a moment ago, so a node never runs more than max_instances while old ones wind down.
-  const placement: PlacementState = { ...placementState(live), load: loadByNode(snapshot.instances) };
+  const placement: PlacementState = { ...placementState(live), load: new Map(snapshot.load ?? loadByNode(snapshot.instances)) };
 
   // 3. Drains: move what can move, stop pinned ones only when forced, finish when empty.
   const deployments = new Map(snapshot.deployments.map((d) => [d.id, d]));
   for (const drain of snapshot.drains) {
     if (drain.state !== 'running' && drain.state !== 'blocked') continue;
-    const node = nodes.find((n) => n.id === drain.nodeId);
+    const node = nodeById.get(drain.nodeId);
     if (!node) continue;
     // A pinned instance parked by a forced drain counts until its agent reports it stopped, like a
     // migrated one: "drained" must mean nothing runs there any more (a disruptive install may follow).
@@ -174,6 +222,7 @@ export function reconcileFleet(snapshot: FleetSnapshot, now: Date, options: Flee
     if (pinned.length > 0 && pinned.length === remaining.length) {
       update('blocked', `${pinned.length} pinned instance(s) cannot migrate; drain with force to stop them until the node is enabled`, pinned);
     } else if (plan.unplaceable.length > 0) {
+      shortOfRoom += plan.unplaceable.length;
       update('running', `waiting for room for ${plan.unplaceable.length} instance(s)`, plan.unplaceable.map((u) => u.instanceId));
     } else {
       update('running', `moving ${remaining.length} instance(s)`, pinned);
@@ -192,9 +241,9 @@ export function reconcileFleet(snapshot: FleetSnapshot, now: Date, options: Flee
     ).length;
     const missing = deployment.replicas - slots;
     if (missing <= 0) continue;
-    for (const nodeId of placeReplicas(deployment, missing, nodes, placement)) {
-      actions.create.push({ deploymentId: deployment.id, nodeId, replaces: null });
-    }
+    const placed = placeReplicas(deployment, missing, nodes, placement);
+    shortOfRoom += missing - placed.length;
+    for (const nodeId of placed) actions.create.push({ deploymentId: deployment.id, nodeId, replaces: null });
   }
-  return actions;
+  return { actions, shortOfRoom };
 }

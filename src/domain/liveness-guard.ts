@@ -98,6 +98,12 @@ export function decideLiveness(
   graceMs: number,
   regionSilence: RegionSilenceOptions | undefined,
   hearing: HearingFacts = {},
+  /**
+   * Nodes per region in all, when `nodes` holds only some of them: the operator loads just the
+   * nodes that may change status (the silent, the down, the touched), and every node left out
+   * has been heard within half a grace, so it is neither silent nor about to change.
+   */
+  regionTotals?: ReadonlyMap<string, number>,
 ): LivenessDecision {
   const heard = Math.min(now.getTime(), (hearing.heardUntil ?? now).getTime());
   const status = new Map<string, NodeStatus>();
@@ -114,9 +120,9 @@ export function decideLiveness(
   const byRegion = new Map<string, { total: number; silent: number }>();
   for (const node of nodes) {
     const last = later(node.lastHeartbeatAt, hearing.pending?.get(node.id));
-    const region = byRegion.get(node.region) ?? { total: 0, silent: 0 };
+    const region = byRegion.get(node.region) ?? { total: regionTotals?.get(node.region) ?? 0, silent: 0 };
     byRegion.set(node.region, region);
-    region.total++;
+    if (!regionTotals) region.total++;
     const derived = deriveNodeStatus({ cordoned: node.cordoned, lastHeartbeatAt: last }, drainsByNode.get(node.id), now, graceMs);
     status.set(node.id, derived);
     if (node.status === 'down') continue;

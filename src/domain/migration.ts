@@ -18,6 +18,8 @@ export function chooseMigrationTarget(
   nodes: readonly FleetNode[],
   instances: readonly Instance[],
   request: { targetNodeId?: string | undefined; force?: boolean | undefined },
+  /** Slots in use per node, every deployment counted (default: counted from `instances`, which then must be all of them). */
+  load?: ReadonlyMap<string, number>,
 ): MigrationChoice {
   if (instance.desired !== 'running' || instance.replaces !== null) {
     return { ok: false, error: 'not_running', reason: 'instance is not a running instance' };
@@ -29,6 +31,7 @@ export function chooseMigrationTarget(
 
   // All instances, not only running ones: one still stopping holds its slot until its agent reports it stopped.
   const state = placementState(instances);
+  if (load) state.load = new Map(load);
   const source = nodes.find((n) => n.id === instance.nodeId);
   if (request.targetNodeId !== undefined) {
     const target = nodes.find((n) => n.id === request.targetNodeId);

@@ -38,7 +38,8 @@ type Pending = { record: HeartbeatRecord; waiters: Waiter[] };
  * is not registered, or the credential digest did not match), so the reply needs no read.
  */
 export class HeartbeatBuffer {
-  private pending: Pending[] = [];
+  /** By node: the latest report of a node wins within one batch (insertion order is arrival order). */
+  private pending = new Map<string, Pending>();
   /** Batches being written: received, not committed yet (the liveness guard reads them). */
   private readonly inFlight = new Set<Pending[]>();
   private timer: NodeJS.Timeout | undefined;
@@ -65,14 +66,14 @@ export class HeartbeatBuffer {
       // The latest report of a node wins within one batch; an earlier caller with the same
       // credential digest gets the outcome of the report that replaced its own. One with another
       // digest learns nothing from it: it is told "not written" and its route checks its credential.
-      this.pending = this.pending.filter((p) => {
-        if (p.record.nodeId !== record.nodeId) return true;
-        if (p.record.credentialHash === record.credentialHash) waiters.push(...p.waiters);
-        else for (const w of p.waiters) w.resolve(undefined);
-        return false;
-      });
-      this.pending.push({ record, waiters });
-      if (this.pending.length >= this.maxBatch) void this.flush();
+      const earlier = this.pending.get(record.nodeId);
+      if (earlier) {
+        this.pending.delete(record.nodeId);
+        if (earlier.record.credentialHash === record.credentialHash) waiters.push(...earlier.waiters);
+        else for (const w of earlier.waiters) w.resolve(undefined);
+      }
+      this.pending.set(record.nodeId, { record, waiters });
+      if (this.pending.size >= this.maxBatch) void this.flush();
       else if (this.windowMs > 0) this.timer ??= setTimeout(() => void this.flush(), this.windowMs);
       else if (!this.pumping) {
         this.pumping = true;
@@ -84,8 +85,8 @@ export class HeartbeatBuffer {
   async flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const batch = this.pending;
-    this.pending = [];
+    const batch = [...this.pending.values()];
+    this.pending = new Map();
     if (batch.length === 0) return;
     this.inFlight.add(batch);
     try {
@@ -98,7 +99,7 @@ export class HeartbeatBuffer {
   /** One batch after another while heartbeats keep arriving (windowMs 0); errors reach the callers, not here. */
   private async pump(): Promise<void> {
     try {
-      while (this.pending.length > 0) await this.flush().catch(() => {});
+      while (this.pending.size > 0) await this.flush().catch(() => {});
     } finally {
       this.pumping = false;
     }
@@ -112,7 +113,7 @@ export class HeartbeatBuffer {
   uncommitted(): { oldest: number | undefined; byNode: Map<string, number> } {
     const byNode = new Map<string, number>();
     let oldest: number | undefined;
-    for (const batch of [this.pending, ...this.inFlight]) {
+    for (const batch of [this.pending.values(), ...this.inFlight]) {
       for (const { record } of batch) {
         const at = record.arrivedAt;
         if (at === undefined) continue;

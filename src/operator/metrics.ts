@@ -1,12 +1,28 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../process-metrics.js';
 import type { Db } from '../store/db.js';
+import type { WorkQueue } from './work-queue.js';
 
 /** The operator's Prometheus metrics; one registry per operator so tests can run several. */
 export class OperatorMetrics {
+  /** Wires a work queue's passes into the reconcile metrics, with its depth as a gauge. */
+  observe(queue: WorkQueue): void {
+    queue.onReconciled = (_key, ms, ok) => {
+      this.reconcileDuration.observe({ queue: queue.name }, ms / 1000);
+      if (!ok) this.reconcileErrors.inc({ queue: queue.name });
+    };
+    this.queueDepth.set({ queue: queue.name }, 0);
+    this.queues.push(queue);
+  }
+
+  private readonly queues: WorkQueue[] = [];
+  private readonly queueDepth: Gauge;
+
   readonly registry = new Registry();
   readonly heartbeats: Counter;
   readonly httpDuration: Histogram;
+  readonly reconcileDuration: Histogram;
+  readonly reconcileErrors: Counter;
 
   constructor(db: Db) {
     collectProcessMetrics(this.registry, 'drydock_operator_');
@@ -21,6 +37,29 @@ export class OperatorMetrics {
       labelNames: ['method', 'route', 'status_code'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [this.registry],
+    });
+    this.reconcileDuration = new Histogram({
+      name: 'drydock_reconcile_duration_seconds',
+      help: 'Duration of one keyed reconcile pass by queue (liveness, node, deployment).',
+      labelNames: ['queue'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [this.registry],
+    });
+    this.reconcileErrors = new Counter({
+      name: 'drydock_reconcile_errors_total',
+      help: 'Keyed reconcile passes that failed (retried with backoff), by queue.',
+      labelNames: ['queue'],
+      registers: [this.registry],
+    });
+    const queues = this.queues;
+    this.queueDepth = new Gauge({
+      name: 'drydock_reconcile_queue_depth',
+      help: 'Keys waiting in each reconcile queue.',
+      labelNames: ['queue'],
+      registers: [this.registry],
+      collect() {
+        for (const q of queues) this.set({ queue: q.name }, q.depth);
+      },
     });
     // Fleet gauges are read from the database at scrape time: every operator replica reports
     // the same truth, and nothing has to be kept in sync in memory.

@@ -76,7 +76,7 @@ export class RolloutReconciler {
     });
     if (touched.length > 0) {
       this.waiters.wake(touched);
-      this.fleet.wake();
+      this.fleet.nodesChanged(touched);
     }
   }
 }

@@ -1,13 +1,34 @@
 import type { FleetActions } from '../domain/fleet-reconcile.js';
-import type { Db } from './db.js';
+import type { Drain, FleetNode } from '../domain/types.js';
+import { type Db, sqlState } from './db.js';
 import { updateDrains } from './drains.js';
 import { appendEvents } from './events.js';
-import { insertInstances, publishInstances, removeInstances, stopInstances } from './instances.js';
-import { bumpGenerations, setNodeStatuses } from './nodes.js';
+import { insertPlacedInstances, publishInstances, removeInstances, stopInstances } from './instances.js';
+import { bumpGenerations, setNodeStatuses, setNodeStatusesAsSeen } from './nodes.js';
+
+/**
+ * A decision made on rows that changed before it was applied (a drain restarted, a target node
+ * cordoned, a second replacement for one instance): nothing of it was written; decide again.
+ */
+export class FleetConflictError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(`the fleet changed under the decision: ${message}`, options);
+  }
+}
+
+/** The rows a decision was made from; its writes apply only to rows still like that (DESIGN.md §3). */
+export interface DecidedFrom {
+  nodes: readonly Pick<FleetNode, 'id' | 'status' | 'lastHeartbeatAt'>[];
+  drains: readonly Pick<Drain, 'nodeId' | 'startedAt'>[];
+}
 
 /**
  * Applies one reconciler decision and its events in one transaction. Returns the nodes whose
- * desired state changed so their agents' long-polls can be woken.
+ * desired state changed so their agents' long-polls can be woken, and the nodes whose status
+ * changed. With `decidedFrom`, a node status applies only to a row whose status and heartbeat
+ * are still what the decision saw (its node.down/node.up event is dropped otherwise: the next
+ * pass decides again), and a drain update, a placement on a node no longer ready, or a second
+ * open replacement of an instance throws FleetConflictError, rolling everything back.
  */
 export async function applyFleetActions(
   db: Db,
@@ -16,16 +37,51 @@ export async function applyFleetActions(
   actor: string,
   /** Runs first in the transaction; throws when this writer lost leadership (the fence). */
   fence: (tx: Db) => Promise<void> = async () => {},
+  decidedFrom?: DecidedFrom,
 ): Promise<string[]> {
+  return (await applyFleetDecision(db, actions, newId, actor, fence, decidedFrom)).touched;
+}
+
+export async function applyFleetDecision(
+  db: Db,
+  actions: FleetActions,
+  newId: () => string,
+  actor: string,
+  fence: (tx: Db) => Promise<void> = async () => {},
+  decidedFrom?: DecidedFrom,
+): Promise<{ touched: string[]; statusChanged: string[] }> {
   return db.transaction(async (tx) => {
     await fence(tx);
-    await setNodeStatuses(tx, actions.nodeStatus);
+    let events = actions.events;
+    let statusChanged = actions.nodeStatus.map((c) => c.nodeId);
+    if (decidedFrom) {
+      const seen = new Map(decidedFrom.nodes.map((n) => [n.id, n]));
+      const applied = new Set(
+        await setNodeStatusesAsSeen(
+          tx,
+          actions.nodeStatus.map((c) => ({ ...c, seen: seen.get(c.nodeId) ?? { status: null, lastHeartbeatAt: null } })),
+        ),
+      );
+      statusChanged = statusChanged.filter((id) => applied.has(id));
+      const stale = new Set(actions.nodeStatus.map((c) => c.nodeId).filter((id) => !applied.has(id)));
+      events = events.filter((e) => !(e.nodeId && stale.has(e.nodeId) && (e.kind === 'node.down' || e.kind === 'node.up')));
+    } else {
+      await setNodeStatuses(tx, actions.nodeStatus);
+    }
     const created = actions.create.map((c) => ({ id: newId(), deploymentId: c.deploymentId, nodeId: c.nodeId, replaces: c.replaces }));
-    await insertInstances(tx, created);
+    try {
+      const inserted = await insertPlacedInstances(tx, created);
+      if (inserted < created.length) throw new FleetConflictError(`${created.length - inserted} placement(s) on a node that is no longer ready`);
+    } catch (error) {
+      if (sqlState(error) === '23505') throw new FleetConflictError('an instance already has an open replacement', { cause: error });
+      throw error;
+    }
     const published = await publishInstances(tx, actions.publish);
     const stopped = await stopInstances(tx, actions.stop);
     await removeInstances(tx, actions.remove);
-    await updateDrains(tx, actions.drains);
+    const started = decidedFrom ? new Map(decidedFrom.drains.map((d) => [d.nodeId, d.startedAt])) : undefined;
+    const updatedDrains = await updateDrains(tx, actions.drains.map((d) => ({ ...d, ...(started ? { startedAt: started.get(d.nodeId) ?? null } : {}) })));
+    if (updatedDrains < actions.drains.length) throw new FleetConflictError('a drain ended or started again');
     const placed = created.map((c) => ({
       kind: c.replaces ? 'instance.replacement_placed' : 'instance.placed',
       actor,
@@ -40,9 +96,9 @@ export async function applyFleetActions(
         .filter((s) => s.was_published)
         .map((s) => ({ kind: 'instance.withdrawn', actor, nodeId: s.node_id, instanceId: s.id, data: { deployment_id: s.deployment_id } })),
     ];
-    await appendEvents(tx, [...actions.events.map((e) => ({ ...e, actor })), ...placed, ...endpoints]);
+    await appendEvents(tx, [...events.map((e) => ({ ...e, actor })), ...placed, ...endpoints]);
     const touched = [...created.map((c) => c.nodeId), ...stopped.map((s) => s.node_id)];
     await bumpGenerations(tx, touched);
-    return [...new Set(touched)];
+    return { touched: [...new Set(touched)], statusChanged };
   });
 }

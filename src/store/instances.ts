@@ -78,6 +78,25 @@ export async function insertInstances(tx: Db, instances: readonly NewInstance[])
   );
 }
 
+/**
+ * The reconciler's placements: each is written only if its node is still ready and uncordoned
+ * (the decision picked it as such). Returns how many were written; a second open replacement of
+ * one instance fails with 23505 (index instances_one_open_replacement).
+ */
+export async function insertPlacedInstances(tx: Db, instances: readonly NewInstance[]): Promise<number> {
+  if (instances.length === 0) return 0;
+  const rows = await tx.query(
+    `INSERT INTO instances (id, deployment_id, node_id, replaces)
+     SELECT u.id, u.deployment_id, u.node_id, u.replaces
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, deployment_id, node_id, replaces)
+       JOIN nodes n ON n.id = u.node_id
+      WHERE n.status = 'ready' AND NOT n.cordoned
+     RETURNING id`,
+    [instances.map((i) => i.id), instances.map((i) => i.deploymentId), instances.map((i) => i.nodeId), instances.map((i) => i.replaces)],
+  );
+  return rows.length;
+}
+
 /** A healthy instance becomes an endpoint; a replacement stops being one (it is the instance now). */
 export async function publishInstances(tx: Db, ids: readonly string[]): Promise<EndpointChange[]> {
   if (ids.length === 0) return [];

@@ -58,11 +58,12 @@ const NODE_VIEW = `
            FROM node_installs i WHERE i.node_id = n.id), '[]') AS installs
     FROM nodes n
     LEFT JOIN drains d ON d.node_id = n.id
-    LEFT JOIN (
-      -- An instance counts until its agent reports it stopped; a pinned instance parked by a
-      -- forced drain does not (it is not running, it only waits for enable).
-      SELECT node_id, count(*) AS active FROM instances WHERE status <> 'stopped' GROUP BY node_id
-    ) a ON a.node_id = n.id`;
+    -- An instance counts until its agent reports it stopped; a pinned instance parked by a
+    -- forced drain does not (it is not running, it only waits for enable). Counted per node
+    -- through instances_node, so reading one node does not count the whole fleet's instances.
+    LEFT JOIN LATERAL (
+      SELECT count(*) AS active FROM instances WHERE node_id = n.id AND status <> 'stopped'
+    ) a ON true`;
 
 export async function listNodes(db: Db, filter: { region?: string; status?: string } = {}): Promise<NodeView[]> {
   return db.query<NodeView>(
@@ -273,6 +274,27 @@ export async function setNodeStatuses(tx: Db, changes: readonly { nodeId: string
        FROM unnest($1::text[], $2::text[]) AS c(id, status) WHERE n.id = c.id`,
     [changes.map((c) => c.nodeId), changes.map((c) => c.status)],
   );
+}
+
+/**
+ * Status changes decided from a snapshot: each applies only if the row's status is still the
+ * one seen, and — for `down` — no heartbeat newer than the one seen has landed since (compared
+ * at millisecond precision, as the decision saw it). Returns the ids written.
+ */
+export async function setNodeStatusesAsSeen(
+  tx: Db,
+  changes: readonly { nodeId: string; status: NodeStatus; seen: { status: NodeStatus | null; lastHeartbeatAt: Date | null } }[],
+): Promise<string[]> {
+  if (changes.length === 0) return [];
+  const rows = await tx.query<{ id: string }>(
+    `UPDATE nodes n SET status = c.status, updated_at = now()
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS c(id, status, seen_status, seen_heartbeat)
+      WHERE n.id = c.id AND n.status = c.seen_status
+        AND (c.status <> 'down' OR date_trunc('milliseconds', n.last_heartbeat_at) IS NOT DISTINCT FROM c.seen_heartbeat)
+      RETURNING n.id`,
+    [changes.map((c) => c.nodeId), changes.map((c) => c.status), changes.map((c) => c.seen.status), changes.map((c) => c.seen.lastHeartbeatAt)],
+  );
+  return rows.map((r) => r.id);
 }
 
 /** Marks the nodes' desired state as changed; their agents' long-polls wake up on it. */

@@ -42,7 +42,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
     });
     // The node's credential may have changed just now: the cache holds the new one.
     ctx.credentials.confirm(nodeId, credentialDigest(credential));
-    ctx.reconciler.wake();
+    ctx.reconciler.nodesChanged([nodeId]);
     return { node_id: nodeId, heartbeat_interval_ms: ctx.settings.heartbeatIntervalMs, node_credential: credential };
   });
 

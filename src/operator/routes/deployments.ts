@@ -43,7 +43,7 @@ export async function deploymentRoutes(base: FastifyInstance, ctx: OperatorConte
           { kind: 'deployment.created', actor: actorOf(req), data: { deployment_id: id, name: req.body.name, replicas: req.body.replicas } },
         ]);
       });
-      ctx.reconciler.wake();
+      ctx.reconciler.deploymentsChanged([id]);
       return reply.code(201).send(withHealth((await findDeployment(ctx.db, id)) as DeploymentView));
     },
   );

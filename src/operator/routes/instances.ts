@@ -3,7 +3,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { chooseMigrationTarget } from '../../domain/migration.js';
 import { appendEvents } from '../../store/events.js';
-import { loadFleetSnapshot } from '../../store/fleet-snapshot.js';
+import { sqlState } from '../../store/db.js';
+import { loadScopeSnapshot } from '../../store/fleet-snapshot.js';
 import { findDeployment } from '../../store/deployments.js';
 import { findInstance, insertInstances, listInstances } from '../../store/instances.js';
 import { bumpGenerations } from '../../store/nodes.js';
@@ -57,14 +58,24 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
     async (req, reply) => {
       const view = await mustFindInstance(req.params.id);
       const targetNodeId = req.body?.target_node ? (await mustFindNode(ctx, req.body.target_node)).id : undefined;
-      const { snapshot } = await loadFleetSnapshot(ctx.db);
+      // The instance's deployment, the nodes with room and the named target: not the whole fleet.
+      const snapshot = await loadScopeSnapshot(ctx.db, {
+        deploymentIds: [view.deployment_id],
+        drainNodeIds: [],
+        candidates: true,
+        nodeIds: targetNodeId ? [targetNodeId] : [],
+      });
       const instance = snapshot.instances.find((i) => i.id === view.id);
       const deployment = snapshot.deployments.find((d) => d.id === view.deployment_id);
       if (!instance || !deployment) throw errors.notFound('instance', view.id, 'it was removed meanwhile');
-      const choice = chooseMigrationTarget(instance, deployment, snapshot.nodes, snapshot.instances, {
-        targetNodeId,
-        force: req.body?.force,
-      });
+      const choice = chooseMigrationTarget(
+        instance,
+        deployment,
+        snapshot.nodes,
+        snapshot.instances,
+        { targetNodeId, force: req.body?.force },
+        snapshot.load,
+      );
       if (!choice.ok) {
         switch (choice.error) {
           case 'not_running':
@@ -81,7 +92,13 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
       }
       const replacementId = ctx.newId();
       await ctx.db.transaction(async (tx) => {
-        await insertInstances(tx, [{ id: replacementId, deploymentId: deployment.id, nodeId: choice.target.id, replaces: instance.id }]);
+        try {
+          await insertInstances(tx, [{ id: replacementId, deploymentId: deployment.id, nodeId: choice.target.id, replaces: instance.id }]);
+        } catch (error) {
+          // Another migration of it started since the check above (index instances_one_open_replacement).
+          if (sqlState(error) === '23505') throw errors.migrationInProgress(view.id, '');
+          throw error;
+        }
         await bumpGenerations(tx, [choice.target.id]);
         await appendEvents(tx, [
           {
@@ -94,7 +111,7 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
         ]);
       });
       ctx.waiters.wake([choice.target.id]);
-      ctx.reconciler.wake();
+      ctx.reconciler.deploymentsChanged([deployment.id]);
       return reply.code(202).send({
         instance_id: instance.id,
         replacement_id: replacementId,

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { planDrain } from '../../domain/placement.js';
-import { loadFleetSnapshot } from '../../store/fleet-snapshot.js';
+import { planDrain, placementState } from '../../domain/placement.js';
+import { deploymentsOnNodes, loadScopeSnapshot } from '../../store/fleet-snapshot.js';
 import { listInstances } from '../../store/instances.js';
 import { beginDrain, cordonNode, enableNode } from '../../store/node-actions.js';
 import { appendEvents } from '../../store/events.js';
@@ -53,7 +53,7 @@ export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): P
     if (!node.cordoned && !node.drain) return node;
     const restarted = await ctx.db.transaction((tx) => enableNode(tx, node, { actor }));
     if (restarted.length > 0) ctx.waiters.wake([node.id]);
-    ctx.reconciler.wake();
+    ctx.reconciler.nodesChanged([node.id]);
     return mustFindNode(ctx, node.id);
   };
   const enableSchema = { tags, params, summary: 'Uncordon: end any drain, place instances again, restart parked pinned instances' };
@@ -88,13 +88,19 @@ export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): P
       const force = req.body?.force ?? false;
       const timeoutMs = req.body?.timeout ?? ctx.settings.drainTimeoutMs;
       // A drain that cannot fit what it must move fails before it changes anything.
-      const { snapshot } = await loadFleetSnapshot(ctx.db);
-      const plan = planDrain(node.id, snapshot.nodes, snapshot.instances, new Map(snapshot.deployments.map((d) => [d.id, d])));
+      // The node's deployments and the nodes with room, not the whole fleet.
+      const snapshot = await loadScopeSnapshot(ctx.db, {
+        deploymentIds: await deploymentsOnNodes(ctx.db, [node.id]),
+        drainNodeIds: [node.id],
+        candidates: true,
+      });
+      const state = { ...placementState(snapshot.instances), load: new Map(snapshot.load) };
+      const plan = planDrain(node.id, snapshot.nodes, snapshot.instances, new Map(snapshot.deployments.map((d) => [d.id, d])), state);
       if (plan.unplaceable.length > 0) throw errors.drainCannotFit(plan.unplaceable);
       await ctx.db.transaction((tx) =>
         beginDrain(tx, node, { force, timeoutMs, details: { moves: plan.moves.length, pinned: plan.pinned } }, { actor: actorOf(req) }),
       );
-      ctx.reconciler.wake();
+      ctx.reconciler.nodesChanged([node.id]);
       return reply.code(202).send(await mustFindNode(ctx, node.id));
     },
   );

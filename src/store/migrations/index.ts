@@ -6,6 +6,7 @@ import artifacts from './0002_artifacts.pre.sql';
 import rollouts from './0003_rollouts.pre.sql';
 import nodeCredentials from './0004_node_credentials.pre.sql';
 import policiesQuarantine from './0005_policies_quarantine.pre.sql';
+import fleetGuards from './0006_fleet_guards.pre.sql';
 
 export interface Migration {
   version: number;
@@ -26,4 +27,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0003_rollouts.pre.sql', rollouts),
   migration('0004_node_credentials.pre.sql', nodeCredentials),
   migration('0005_policies_quarantine.pre.sql', policiesQuarantine),
+  migration('0006_fleet_guards.pre.sql', fleetGuards),
 ];
