@@ -1,6 +1,9 @@
-// Semantic versions (semver.org 2.0.0): parse and order. Build metadata is kept but never
-// ordered on, as the spec says.
+// Semantic versions (semver.org 2.0.0), the one place the project reads them. Parsing, ordering
+// and ranges come from the `semver` package (STYLE.md 13: not written by hand); this module only
+// narrows it to what drydock accepts and gives callers plain data.
+import semver from 'semver';
 
+/** A parsed version as plain data. Build metadata is kept but never ordered on, as the spec says. */
 export interface SemVer {
   major: number;
   minor: number;
@@ -9,54 +12,30 @@ export interface SemVer {
   build: string[];
 }
 
-// The regular expression semver.org recommends, with named groups dropped.
-const SEMVER =
-  /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$/;
-
-/** The parsed version, or undefined when `text` is not a semantic version like 1.2.3 or 2.0.0-rc.1. */
+/**
+ * The parsed version, or undefined when `text` is not a semantic version like 1.2.3 or 2.0.0-rc.1.
+ * Stricter than `semver.parse`: it also accepts "v1.2.3" and surrounding spaces, but a version is
+ * used as a directory name and compared as text elsewhere, so only the canonical spelling passes.
+ */
 export function parseSemver(text: string): SemVer | undefined {
-  const match = SEMVER.exec(text);
-  if (!match) return undefined;
-  const numbers = [match[1], match[2], match[3]].map(Number);
-  if (numbers.some((n) => !Number.isSafeInteger(n))) return undefined;
-  return {
-    major: numbers[0] as number,
-    minor: numbers[1] as number,
-    patch: numbers[2] as number,
-    prerelease: match[4] ? match[4].split('.').map((p) => (/^\d+$/.test(p) ? Number(p) : p)) : [],
-    build: match[5] ? match[5].split('.') : [],
-  };
+  const parsed = semver.parse(text);
+  if (!parsed) return undefined;
+  const build = [...parsed.build];
+  if (parsed.version + (build.length > 0 ? `+${build.join('.')}` : '') !== text) return undefined;
+  return { major: parsed.major, minor: parsed.minor, patch: parsed.patch, prerelease: [...parsed.prerelease], build };
 }
 
 export function isSemver(text: string): boolean {
   return parseSemver(text) !== undefined;
 }
 
-function compareIdentifiers(a: string | number, b: string | number): number {
-  if (typeof a === 'number' && typeof b === 'number') return Math.sign(a - b);
-  // Numeric identifiers sort before alphanumeric ones.
-  if (typeof a === 'number') return -1;
-  if (typeof b === 'number') return 1;
-  return a < b ? -1 : a > b ? 1 : 0;
+function format(version: SemVer): string {
+  return `${version.major}.${version.minor}.${version.patch}${version.prerelease.length > 0 ? `-${version.prerelease.join('.')}` : ''}`;
 }
 
 /** -1, 0 or 1. A pre-release sorts before its release: 1.0.0-rc.1 < 1.0.0. */
 export function compareSemver(a: SemVer, b: SemVer): number {
-  for (const key of ['major', 'minor', 'patch'] as const) {
-    if (a[key] !== b[key]) return Math.sign(a[key] - b[key]);
-  }
-  if (a.prerelease.length === 0 || b.prerelease.length === 0) {
-    return a.prerelease.length === b.prerelease.length ? 0 : a.prerelease.length === 0 ? 1 : -1;
-  }
-  for (let i = 0; i < Math.max(a.prerelease.length, b.prerelease.length); i++) {
-    const x = a.prerelease[i];
-    const y = b.prerelease[i];
-    if (x === undefined) return -1;
-    if (y === undefined) return 1;
-    const order = compareIdentifiers(x, y);
-    if (order !== 0) return order;
-  }
-  return 0;
+  return semver.compare(format(a), format(b));
 }
 
 /** Compares two version strings; throws on text that is not a semantic version. */
@@ -65,4 +44,14 @@ export function compareVersions(a: string, b: string): number {
   const y = parseSemver(b);
   if (!x || !y) throw new Error(`not a semantic version: ${x ? b : a}`);
   return compareSemver(x, y);
+}
+
+/** `range` is a semver range like ">=2.0.0" or "^1.4". */
+export function isValidRange(range: string): boolean {
+  return semver.validRange(range) !== null;
+}
+
+/** `version` is in `range`; a version that is not semver is in no range. */
+export function satisfiesRange(version: string, range: string): boolean {
+  return semver.satisfies(version, range);
 }

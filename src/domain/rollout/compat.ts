@@ -1,4 +1,7 @@
-import semver from 'semver';
+import { isValidRange, satisfiesRange } from '../semver.js';
+
+// Routes validate ranges through here, next to the rules that use them.
+export { isValidRange };
 
 /** "component versions in `range` require `requires_component` in `requires_range`". */
 export interface CompatRule {
@@ -6,10 +9,6 @@ export interface CompatRule {
   range: string;
   requires_component: string;
   requires_range: string;
-}
-
-export function isValidRange(range: string): boolean {
-  return semver.validRange(range) !== null;
 }
 
 /**
@@ -25,12 +24,12 @@ export function compatViolations(
 ): { rule: CompatRule; offending: string[] }[] {
   const violations: { rule: CompatRule; offending: string[] }[] = [];
   for (const rule of rules) {
-    if (rule.component === component && semver.satisfies(version, rule.range)) {
-      const offending = (running.get(rule.requires_component) ?? []).filter((v) => !semver.satisfies(v, rule.requires_range));
+    if (rule.component === component && satisfiesRange(version, rule.range)) {
+      const offending = (running.get(rule.requires_component) ?? []).filter((v) => !satisfiesRange(v, rule.requires_range));
       if (offending.length > 0) violations.push({ rule, offending: offending.map((v) => `${rule.requires_component} ${v}`) });
     }
-    if (rule.requires_component === component && !semver.satisfies(version, rule.requires_range)) {
-      const offending = (running.get(rule.component) ?? []).filter((v) => semver.satisfies(v, rule.range));
+    if (rule.requires_component === component && !satisfiesRange(version, rule.requires_range)) {
+      const offending = (running.get(rule.component) ?? []).filter((v) => satisfiesRange(v, rule.range));
       if (offending.length > 0) violations.push({ rule, offending: offending.map((v) => `${rule.component} ${v}`) });
     }
   }
