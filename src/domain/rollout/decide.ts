@@ -20,7 +20,7 @@ interface TaskView {
   /** Every task as changed so far, in the caller's order: for the rare whole-rollout answers (its end). */
   all: () => RolloutTask[];
   /** Forward tasks failed before this decision or in its first step, in the caller's order. */
-  failedForward: number[];
+  failedForward: readonly number[];
 }
 
 /**
@@ -74,7 +74,8 @@ export function decideRollout(
   const targeted = index.targetedCount;
   const currentBatch = rollout.currentBatch;
   let openInCurrentBatch = index.openForwardIn(currentBatch);
-  const failedForward = index.failedForwardPositions();
+  const failedBefore = index.failedForwardPositions();
+  const newlyFailed: number[] = [];
   const newlyDone: number[] = [];
   for (const p of index.inFlightPositions()) {
     const task = list[p] as RolloutTask;
@@ -107,9 +108,10 @@ export function decideRollout(
     if (after.state === 'done') {
       forwardDone++;
       if (after.finishedAt) newlyDone.push(p);
-    } else if (after.state === 'failed') failedForward.push(p);
+    } else if (after.state === 'failed') newlyFailed.push(p);
   }
-  failedForward.sort((a, b) => a - b);
+  // In the caller's order (the index's list is shared: never changed here).
+  const failedForward = newlyFailed.length === 0 ? failedBefore : [...failedBefore, ...newlyFailed].sort((a, b) => a - b);
   const view: TaskView = { index, at, all: () => list.map((t) => changed.get(t.id) ?? t), failedForward };
   if (inFlight > 0) decision.requeueAfterMs = POLL_MS;
 

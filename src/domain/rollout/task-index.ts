@@ -13,11 +13,10 @@ for (const s of TASK_STATES) {
 
 const ascending = (a: number, b: number) => a - b;
 
-function bump(counts: Map<number, number>, key: number, by: number): void {
-  const next = (counts.get(key) ?? 0) + by;
-  if (next === 0) counts.delete(key);
-  else counts.set(key, next);
-}
+/** What a position is, as bits of one byte per task: finding every task in flight is then a pass over 10,000 bytes, not 10,000 objects. */
+const IN_FLIGHT_BIT = 1;
+const PENDING_BIT = 2;
+const FAILED_FORWARD_BIT = 4;
 
 /**
  * A rollout's tasks with what decideRollout asks about them on every tick kept up to date: which
@@ -26,48 +25,45 @@ function bump(counts: Map<number, number>, key: number, by: number): void {
  * starting, the failures) instead of every task: at 10,000 nodes a pass over all of them was
  * most of a tick's cost (issue 9, src/sim).
  *
- * Given a plain array, decideRollout builds one (one pass, what it cost before). A caller that
- * holds the tasks across ticks (the simulator) keeps one and changes tasks only through
+ * Given a plain array (the operator's reconciler), decideRollout builds one: one pass over the
+ * tasks into counters and a byte per task, about what the single pass it replaced cost. A caller
+ * that holds the tasks across ticks (the simulator) keeps one and changes tasks only through
  * `assign`, so a tick costs what changed. Positions are the order of the array: every answer
- * that lists tasks lists them in that order, so both ways decide exactly the same.
+ * that lists tasks lists them in that order, so both ways decide exactly the same. Batches are
+ * plan indexes (0, 1, …).
  */
 export class RolloutTaskIndex {
-  /** Positions of the tasks in each of these states now. */
-  private readonly inFlight = new Set<number>();
-  private readonly pending = new Set<number>();
-  private readonly failedForward = new Set<number>();
-  private readonly byBatch = new Map<number, number[]>();
-  /** Forward tasks not finished, and forward tasks done, per batch. */
-  private readonly openForward = new Map<number, number>();
-  private readonly doneForward = new Map<number, number>();
-  /** Forward tasks done with a finish time, by that time (ms), and the latest such time. */
-  private readonly doneForwardAt = new Map<number, Set<number>>();
+  private readonly bits: Uint8Array;
+  /** Positions with each bit, in order, kept until a task gains or loses it (most ticks move no task in or out of flight). */
+  private readonly ordered = new Map<number, readonly number[]>();
+  /** Every task of each batch (listed when first asked: a task never changes batch), and per batch the forward tasks not finished, and done. */
+  private byBatch: number[][] | null = null;
+  private readonly openForward: number[] = [];
+  private readonly doneForward: number[] = [];
+  /** The latest finish time of a forward task done, and the tasks done then; looked for again only after a rollback took the last of them out of done. */
   private latestDoneMs: number | null = null;
+  /** The first task done at latestDoneMs, and any others (most times a new latest has one task: no array for it). */
+  private latestDoneFirst = -1;
+  private latestDoneMore: number[] | null = null;
+  private latestDoneStale = false;
   private positions: Map<string, number> | null = null;
-  /** inFlight in order, kept until a task enters or leaves flight (most ticks move none in or out). */
-  private inFlightOrdered: readonly number[] | null = null;
   /** Forward tasks done, and forward tasks not skipped (the breaker's "targeted"). */
   forwardDoneCount = 0;
   targetedCount = 0;
 
   constructor(readonly tasks: readonly RolloutTask[]) {
-    for (let p = 0; p < tasks.length; p++) {
-      const batch = (tasks[p] as RolloutTask).batch;
-      const list = this.byBatch.get(batch);
-      if (list) list.push(p);
-      else this.byBatch.set(batch, [p]);
-      this.count(p, 1);
-    }
+    this.bits = new Uint8Array(tasks.length);
+    for (let p = 0; p < tasks.length; p++) this.count(p, 1);
   }
 
   /** Changes the task at `position` in place, keeping the index right. The only way a holder of an index may change a task. */
   assign(position: number, changes: Partial<RolloutTask>): void {
-    const task = this.tasks[position] as RolloutTask;
-    const wasInFlight = isInFlight(task.state);
+    const before = this.bits[position] as number;
     this.count(position, -1);
-    Object.assign(task, changes);
+    Object.assign(this.tasks[position] as RolloutTask, changes);
     this.count(position, 1);
-    if (isInFlight(task.state) !== wasInFlight) this.inFlightOrdered = null;
+    const moved = before ^ (this.bits[position] as number);
+    if (moved !== 0) for (const bit of [IN_FLIGHT_BIT, PENDING_BIT, FAILED_FORWARD_BIT]) if (moved & bit) this.ordered.delete(bit);
   }
 
   /** The position of the task with this id (-1: none). */
@@ -77,71 +73,98 @@ export class RolloutTaskIndex {
   }
 
   inFlightPositions(): readonly number[] {
-    this.inFlightOrdered ??= [...this.inFlight].sort(ascending);
-    return this.inFlightOrdered;
+    return this.withBit(IN_FLIGHT_BIT);
   }
 
-  pendingPositions(): number[] {
-    return [...this.pending].sort(ascending);
+  pendingPositions(): readonly number[] {
+    return this.withBit(PENDING_BIT);
   }
 
-  failedForwardPositions(): number[] {
-    return [...this.failedForward].sort(ascending);
+  failedForwardPositions(): readonly number[] {
+    return this.withBit(FAILED_FORWARD_BIT);
   }
 
   /** Every task of a batch, whatever its direction and state. */
   batchPositions(batch: number): readonly number[] {
-    return this.byBatch.get(batch) ?? [];
+    if (!this.byBatch) {
+      const byBatch: number[][] = [];
+      this.tasks.forEach((t, p) => {
+        const list = byBatch[t.batch];
+        if (list) list.push(p);
+        else byBatch[t.batch] = [p];
+      });
+      this.byBatch = byBatch;
+    }
+    return this.byBatch[batch] ?? [];
   }
 
   openForwardIn(batch: number): number {
-    return this.openForward.get(batch) ?? 0;
+    return this.openForward[batch] ?? 0;
   }
 
   /** The highest batch with a forward task done (null: none). */
   newestBatchWithDone(): number | null {
-    let newest: number | null = null;
-    for (const batch of this.doneForward.keys()) if (newest === null || batch > newest) newest = batch;
-    return newest;
+    for (let batch = this.doneForward.length - 1; batch >= 0; batch--) if ((this.doneForward[batch] ?? 0) > 0) return batch;
+    return null;
   }
 
-  /** Forward tasks done at the latest finish time among them, and that time (null: none has one). */
+  /** Forward tasks done at the latest finish time among them, in order, and that time (null: none has one). */
   latestDone(): { ms: number; positions: number[] } | null {
+    if (this.latestDoneStale) this.findLatestDone();
     if (this.latestDoneMs === null) return null;
-    return { ms: this.latestDoneMs, positions: [...(this.doneForwardAt.get(this.latestDoneMs) ?? [])].sort(ascending) };
+    return { ms: this.latestDoneMs, positions: [this.latestDoneFirst, ...(this.latestDoneMore ?? [])].sort(ascending) };
+  }
+
+  private withBit(bit: number): readonly number[] {
+    let list = this.ordered.get(bit);
+    if (!list) {
+      const found: number[] = [];
+      for (let p = 0; p < this.bits.length; p++) if ((this.bits[p] as number) & bit) found.push(p);
+      this.ordered.set(bit, (list = found));
+    }
+    return list;
   }
 
   private count(p: number, sign: 1 | -1): void {
     const t = this.tasks[p] as RolloutTask;
-    const toggle = (set: Set<number>) => (sign > 0 ? set.add(p) : set.delete(p));
-    if (isInFlight(t.state)) toggle(this.inFlight);
-    else if (t.state === 'pending') toggle(this.pending);
-    if (t.direction !== 'forward') return;
-    if (t.state !== 'skipped') this.targetedCount += sign;
-    if (!isTerminal(t.state)) bump(this.openForward, t.batch, sign);
-    else if (t.state === 'failed') toggle(this.failedForward);
-    else if (t.state === 'done') {
-      this.forwardDoneCount += sign;
-      bump(this.doneForward, t.batch, sign);
-      if (t.finishedAt) this.countDoneAt(p, t.finishedAt.getTime(), sign);
+    let bits = isInFlight(t.state) ? IN_FLIGHT_BIT : t.state === 'pending' ? PENDING_BIT : 0;
+    if (t.direction === 'forward') {
+      if (t.state !== 'skipped') this.targetedCount += sign;
+      if (!isTerminal(t.state)) this.openForward[t.batch] = (this.openForward[t.batch] ?? 0) + sign;
+      else if (t.state === 'failed') bits |= FAILED_FORWARD_BIT;
+      else if (t.state === 'done') {
+        this.forwardDoneCount += sign;
+        this.doneForward[t.batch] = (this.doneForward[t.batch] ?? 0) + sign;
+        if (t.finishedAt && !this.latestDoneStale) this.countDoneAt(p, t.finishedAt.getTime(), sign);
+      }
     }
+    this.bits[p] = sign > 0 ? bits : 0;
   }
 
   private countDoneAt(p: number, ms: number, sign: 1 | -1): void {
-    let group = this.doneForwardAt.get(ms);
     if (sign > 0) {
-      if (!group) this.doneForwardAt.set(ms, (group = new Set()));
-      group.add(p);
-      if (this.latestDoneMs === null || ms > this.latestDoneMs) this.latestDoneMs = ms;
+      if (this.latestDoneMs === null || ms > this.latestDoneMs) {
+        this.latestDoneMs = ms;
+        this.latestDoneFirst = p;
+        this.latestDoneMore = null;
+      } else if (ms === this.latestDoneMs) (this.latestDoneMore ??= []).push(p);
       return;
     }
-    group?.delete(p);
-    if (group?.size !== 0) return;
-    this.doneForwardAt.delete(ms);
-    // Only a rollback takes a task out of done: rare enough to look for the new latest time.
-    if (ms === this.latestDoneMs) {
-      this.latestDoneMs = null;
-      for (const at of this.doneForwardAt.keys()) if (this.latestDoneMs === null || at > this.latestDoneMs) this.latestDoneMs = at;
-    }
+    if (ms !== this.latestDoneMs) return;
+    const rest = [this.latestDoneFirst, ...(this.latestDoneMore ?? [])].filter((q) => q !== p);
+    this.latestDoneFirst = rest[0] ?? -1;
+    this.latestDoneMore = rest.length > 1 ? rest.slice(1) : null;
+    // Only a rollback takes a task out of done: rare enough to look for the new latest when asked.
+    if (rest.length === 0) this.latestDoneStale = true;
+  }
+
+  private findLatestDone(): void {
+    this.latestDoneStale = false;
+    this.latestDoneMs = null;
+    this.latestDoneFirst = -1;
+    this.latestDoneMore = null;
+    this.tasks.forEach((t, p) => {
+      if (t.direction === 'forward' && t.state === 'done' && t.finishedAt) this.countDoneAt(p, t.finishedAt.getTime(), 1);
+    });
   }
 }
