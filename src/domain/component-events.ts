@@ -1,13 +1,14 @@
 // Which events an install report causes, compared with the report stored before it. An event
 // is recorded only when the install's state changes, never on a repeated heartbeat.
 import type { InstallPhase } from './protocol.js';
+import { EVENT } from './events.js';
 
-export type InstallEventKind = 'node.install_started' | 'node.install_completed' | 'node.install_failed' | 'node.reverted';
+export type InstallEventKind = (typeof EVENT.node)['install_started' | 'install_completed' | 'install_failed' | 'reverted'];
 
 const TERMINAL: Partial<Record<InstallPhase, InstallEventKind>> = {
-  done: 'node.install_completed',
-  failed: 'node.install_failed',
-  reverted: 'node.reverted',
+  done: EVENT.node.install_completed,
+  failed: EVENT.node.install_failed,
+  reverted: EVENT.node.reverted,
 };
 
 export function isTerminalPhase(phase: InstallPhase): boolean {
@@ -29,5 +30,5 @@ export function installEventFor(
   // A non-terminal phase: the install started unless this same install was already under way
   // (downloading → verifying → … are progress of one install, not new ones).
   if (sameInstall && !isTerminalPhase(before.phase)) return undefined;
-  return 'node.install_started';
+  return EVENT.node.install_started;
 }

@@ -1,6 +1,7 @@
 import { decideLiveness, type HearingFacts, type RegionSilenceOptions } from './liveness-guard.js';
 import { loadByNode, type PlacementState, placeReplicas, placementState, planDrain } from './placement.js';
 import type { Deployment, Drain, DrainState, FleetNode, Instance, NodeStatus } from './types.js';
+import { EVENT } from './events.js';
 
 export interface FleetSnapshot {
   nodes: FleetNode[];
@@ -92,7 +93,7 @@ export function reconcileLiveness(
     actions.nodeStatus.push({ nodeId: node.id, status });
     if (status === 'down' || node.status === 'down') {
       actions.events.push({
-        kind: status === 'down' ? 'node.down' : 'node.up',
+        kind: status === 'down' ? EVENT.node.down : EVENT.node.up,
         nodeId: node.id,
         data: { hostname: node.hostname, from: node.status, to: status },
       });
@@ -151,7 +152,7 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
       if (old && old.desired === 'running') {
         stop(old.id);
         actions.events.push({
-          kind: 'instance.migration_completed',
+          kind: EVENT.instance.migration_completed,
           instanceId: instance.id,
           nodeId: instance.nodeId,
           data: { from_instance: old.id, from_node: old.nodeId, to_node: instance.nodeId },
@@ -163,7 +164,7 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
     if (instance.status === 'failed' || age > options.migrationTimeoutMs) {
       stop(instance.id);
       actions.events.push({
-        kind: 'instance.migration_failed',
+        kind: EVENT.instance.migration_failed,
         instanceId: old.id,
         nodeId: old.nodeId,
         data: {
@@ -198,12 +199,12 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
     };
     if (remaining.length === 0) {
       update('completed', 'all instances moved off the node');
-      actions.events.push({ kind: 'node.drained', nodeId: node.id, data: { hostname: node.hostname } });
+      actions.events.push({ kind: EVENT.node.drained, nodeId: node.id, data: { hostname: node.hostname } });
       continue;
     }
     if (now.getTime() > drain.deadline.getTime()) {
       update('failed', `drain timed out with ${remaining.length} instance(s) still on the node`, remaining.map((i) => i.id));
-      actions.events.push({ kind: 'node.drain_failed', nodeId: node.id, data: { reason: 'timeout', remaining: remaining.map((i) => i.id) } });
+      actions.events.push({ kind: EVENT.node.drain_failed, nodeId: node.id, data: { reason: 'timeout', remaining: remaining.map((i) => i.id) } });
       continue;
     }
     const plan = planDrain(node.id, nodes, live, deployments, placement);
@@ -211,7 +212,7 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
       const original = byId.get(move.instanceId) as Instance;
       actions.create.push({ deploymentId: original.deploymentId, nodeId: move.targetNodeId, replaces: original.id });
       actions.events.push({
-        kind: 'instance.migration_started',
+        kind: EVENT.instance.migration_started,
         instanceId: original.id,
         nodeId: node.id,
         data: { from_node: node.id, to_node: move.targetNodeId, reason: 'drain' },

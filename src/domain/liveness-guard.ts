@@ -1,5 +1,6 @@
 import { deriveNodeStatus } from './node-status.js';
 import type { Drain, FleetNode, NodeStatus } from './types.js';
+import { EVENT } from './events.js';
 
 /**
  * A node is `down` for its own silence only, never for the operator's (issue 9, goal 5). Three
@@ -42,10 +43,10 @@ export interface HearingFacts {
 }
 
 export const LIVENESS_EVENTS = {
-  operatorHeld: 'fleet.liveness_held',
-  operatorResumed: 'fleet.liveness_resumed',
-  regionSilent: 'fleet.region_silent',
-  regionSilenceEnded: 'fleet.region_silence_ended',
+  operatorHeld: EVENT.fleet.liveness_held,
+  operatorResumed: EVENT.fleet.liveness_resumed,
+  regionSilent: EVENT.fleet.region_silent,
+  regionSilenceEnded: EVENT.fleet.region_silence_ended,
 } as const;
 
 /** Event kinds that start a condition; their `data.condition` names it. */

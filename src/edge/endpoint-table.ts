@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { ApiClient } from '../api-client.js';
+import { EVENT } from '../domain/events.js';
 
 interface Endpoint {
   instance_id: string;
@@ -102,7 +103,7 @@ export class EndpointTable {
         );
         let pending: NodeJS.Timeout | undefined;
         for await (const event of stream) {
-          if (event.kind === 'instance.withdrawn' && event.instance_id) this.withdraw(event.instance_id);
+          if (event.kind === EVENT.instance.withdrawn && event.instance_id) this.withdraw(event.instance_id);
           clearTimeout(pending);
           pending = setTimeout(() => void this.refresh(), 50);
         }

@@ -1,6 +1,7 @@
 import { appendEvents } from '../store/events.js';
 import type { Db } from '../store/db.js';
 import { quarantineVersion } from '../store/quarantine.js';
+import { EVENT } from '../domain/events.js';
 
 /**
  * A rollout the circuit breaker stopped is being rolled back by a human's decision: its target
@@ -18,6 +19,6 @@ export async function quarantineBreakerRollback(
   const row = await quarantineVersion(tx, { component: rollout.component, version: rollout.version, rolloutId: rollout.id, reason, by: actor });
   if (!row) return;
   await appendEvents(tx, [
-    { kind: 'artifact.quarantined', actor, rolloutId: rollout.id, data: { component: rollout.component, version: rollout.version, rollout_id: rollout.id, reason } },
+    { kind: EVENT.artifact.quarantined, actor, rolloutId: rollout.id, data: { component: rollout.component, version: rollout.version, rollout_id: rollout.id, reason } },
   ]);
 }

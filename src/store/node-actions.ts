@@ -8,6 +8,7 @@ import { appendEvents } from './events.js';
 import { restartParkedInstances } from './instances.js';
 import { setNodeComponent } from './node-components.js';
 import { bumpGenerations, setCordoned, setNodeStatuses } from './nodes.js';
+import { EVENT } from '../domain/events.js';
 
 export interface NodeRef {
   id: string;
@@ -25,7 +26,7 @@ export async function cordonNode(tx: Db, node: NodeRef, who: Actor): Promise<voi
   if (node.cordoned) return;
   await setCordoned(tx, node.id, true);
   if (node.status === 'ready') await setNodeStatuses(tx, [{ nodeId: node.id, status: 'cordoned' }]);
-  await appendEvents(tx, [{ kind: 'node.cordoned', actor: who.actor, rolloutId: who.rolloutId, nodeId: node.id, data: { hostname: node.hostname } }]);
+  await appendEvents(tx, [{ kind: EVENT.node.cordoned, actor: who.actor, rolloutId: who.rolloutId, nodeId: node.id, data: { hostname: node.hostname } }]);
 }
 
 /** Uncordons, ends any drain and restarts parked pinned instances. Returns those instance ids. */
@@ -36,7 +37,7 @@ export async function enableNode(tx: Db, node: NodeRef, who: Actor): Promise<str
   if (parked.length > 0) await bumpGenerations(tx, [node.id]);
   if (node.status !== 'down') await setNodeStatuses(tx, [{ nodeId: node.id, status: 'ready' }]);
   await appendEvents(tx, [
-    { kind: 'node.enabled', actor: who.actor, rolloutId: who.rolloutId, nodeId: node.id, data: { hostname: node.hostname, restarted: parked } },
+    { kind: EVENT.node.enabled, actor: who.actor, rolloutId: who.rolloutId, nodeId: node.id, data: { hostname: node.hostname, restarted: parked } },
   ]);
   return parked;
 }
@@ -53,7 +54,7 @@ export async function beginDrain(
   await setNodeStatuses(tx, [{ nodeId: node.id, status: 'draining' }]);
   await appendEvents(tx, [
     {
-      kind: 'node.drain_started',
+      kind: EVENT.node.drain_started,
       actor: who.actor,
       rolloutId: who.rolloutId,
       nodeId: node.id,
@@ -95,7 +96,7 @@ export async function setComponentVersion(
   await bumpGenerations(tx, [node.id]);
   await appendEvents(tx, [
     {
-      kind: 'node.component_version_set',
+      kind: EVENT.node.component_version_set,
       actor: who.actor,
       rolloutId: who.rolloutId,
       nodeId: node.id,

@@ -6,6 +6,7 @@ import { appendEvents } from './events.js';
 import { beginDrain, cordonNode, enableNode, setComponentVersion, VersionUnavailableError } from './node-actions.js';
 import { findNode } from './nodes.js';
 import { updateRollout, updateTasks } from './rollouts.js';
+import { EVENT } from '../domain/events.js';
 
 
 export const CONTINUATION_OPTIONS = ['continue_anyway', 'rollback_completed_batches', 'abort'];
@@ -50,7 +51,7 @@ export async function applyRolloutDecision(tx: Db, rollout: Rollout, tasks: read
           // never remove a component from it — and say so.
           await appendEvents(tx, [
             {
-              kind: 'rollout.version_unavailable',
+              kind: EVENT.rollout.version_unavailable,
               actor: who.actor,
               rolloutId: rollout.id,
               nodeId: node.id,
@@ -71,7 +72,7 @@ export async function applyRolloutDecision(tx: Db, rollout: Rollout, tasks: read
       reason: decision.continuation.reason,
       requestedBy: 'reconciler',
     });
-    decision.events.push({ kind: 'rollout.approval_requested', data: { kind: 'continuation', options: CONTINUATION_OPTIONS, reason: decision.continuation.reason } });
+    decision.events.push({ kind: EVENT.rollout.approval_requested, data: { kind: 'continuation', options: CONTINUATION_OPTIONS, reason: decision.continuation.reason } });
   }
   await appendEvents(
     tx,

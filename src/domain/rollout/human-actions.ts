@@ -1,4 +1,5 @@
 import type { RolloutStatus } from './model.js';
+import { EVENT, type EventKind } from '../events.js';
 
 /** What people can ask of a rollout (API and CLI), and the decisions the breaker offers. */
 export type HumanAction = 'approve' | 'reject' | 'pause' | 'resume' | 'abort' | 'rollback' | 'decide';
@@ -16,7 +17,7 @@ export const HUMAN_ACTION_FROM: Readonly<Record<HumanAction, readonly RolloutSta
 };
 
 export type Transition =
-  | { ok: true; to: RolloutStatus; event: string; resetBreaker: boolean }
+  | { ok: true; to: RolloutStatus; event: EventKind; resetBreaker: boolean }
   | { ok: false; allowed: readonly RolloutStatus[] };
 
 /**
@@ -26,24 +27,24 @@ export type Transition =
 export function humanTransition(action: HumanAction, from: RolloutStatus, decision?: BreakerDecision): Transition {
   const allowed = HUMAN_ACTION_FROM[action];
   if (!allowed.includes(from)) return { ok: false, allowed };
-  const to = (status: RolloutStatus, event: string, resetBreaker = false): Transition => ({ ok: true, to: status, event, resetBreaker });
+  const to = (status: RolloutStatus, event: EventKind, resetBreaker = false): Transition => ({ ok: true, to: status, event, resetBreaker });
   switch (action) {
     case 'approve':
-      return to('running', 'rollout.approved');
+      return to('running', EVENT.rollout.approved);
     case 'reject':
-      return to('rejected', 'rollout.rejected');
+      return to('rejected', EVENT.rollout.rejected);
     case 'pause':
-      return to('paused', 'rollout.paused');
+      return to('paused', EVENT.rollout.paused);
     case 'resume':
-      return to('running', 'rollout.resumed');
+      return to('running', EVENT.rollout.resumed);
     case 'abort':
       // Nothing has started yet: aborting an unapproved rollout ends it at once.
-      return from === 'awaiting_approval' ? to('aborted', 'rollout.aborted') : to('aborting', 'rollout.abort_requested');
+      return from === 'awaiting_approval' ? to('aborted', EVENT.rollout.aborted) : to('aborting', EVENT.rollout.abort_requested);
     case 'rollback':
-      return to('rolling_back', 'rollout.rolling_back');
+      return to('rolling_back', EVENT.rollout.rolling_back);
     case 'decide':
-      if (decision === 'continue' || decision === 'continue_anyway') return to('running', 'rollout.resumed', true); // the consecutive-failure count restarts
-      if (decision === 'rollback' || decision === 'rollback_completed_batches') return to('rolling_back', 'rollout.rolling_back');
-      return to('aborting', 'rollout.abort_requested');
+      if (decision === 'continue' || decision === 'continue_anyway') return to('running', EVENT.rollout.resumed, true); // the consecutive-failure count restarts
+      if (decision === 'rollback' || decision === 'rollback_completed_batches') return to('rolling_back', EVENT.rollout.rolling_back);
+      return to('aborting', EVENT.rollout.abort_requested);
   }
 }

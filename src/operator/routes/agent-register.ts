@@ -5,6 +5,7 @@ import { hostnameOfNodeId, insertNode, lockNodeByHostname, type NodeIdentity, up
 import { agentErrors } from '../agent-errors.js';
 import type { OperatorContext } from '../context.js';
 import type { ApiError } from '../errors.js';
+import { EVENT } from '../../domain/events.js';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const newCredential = () => randomBytes(32).toString('base64url');
@@ -59,7 +60,7 @@ export async function registerAgent(
       if (inserted) {
         await appendEvents(tx, [
           {
-            kind: 'node.registered',
+            kind: EVENT.node.registered,
             actor: who.actor,
             nodeId: inserted.id,
             data: { hostname: request.hostname, region: request.region, role: request.role, agent_version: request.agent_version },
@@ -78,7 +79,7 @@ export async function registerAgent(
         // Refused, and recorded: the audit event is the only write, so an attack is visible.
         await appendEvents(tx, [
           {
-            kind: 'node.reregistration_refused',
+            kind: EVENT.node.reregistration_refused,
             actor: who.actor,
             nodeId: node.id,
             data: {
@@ -96,7 +97,7 @@ export async function registerAgent(
       await updateNodeRegistration(tx, node.id, request, sha256(credential));
       await appendEvents(tx, [
         {
-          kind: 'node.reregistered',
+          kind: EVENT.node.reregistered,
           actor: who.actor,
           nodeId: node.id,
           data: {

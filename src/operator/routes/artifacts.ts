@@ -13,11 +13,12 @@ import { errors } from '../errors.js';
 import { rolloutErrors } from '../rollout-errors.js';
 import { actorOf } from '../request-actor.js';
 import { ArtifactListQuery, ArtifactUploadQuery, ArtifactView, IdParam } from '../schemas.js';
+import { EVENT, type EventKind } from '../../domain/events.js';
 
 /** 2 GiB: room for OS images; the bytes stream to Postgres, so the limit is about storage, not memory. */
 export const MAX_ARTIFACT_BYTES = 2 * 1024 ** 3;
 
-const EVENT_OF: Record<LifecycleAction, string> = { bless: 'artifact.blessed', promote: 'artifact.promoted', archive: 'artifact.archived' };
+const EVENT_OF: Record<LifecycleAction, EventKind> = { bless: EVENT.artifact.blessed, promote: EVENT.artifact.promoted, archive: EVENT.artifact.archived };
 
 async function mustFindArtifact(ctx: OperatorContext, id: string) {
   const artifact = await findArtifact(ctx.db, id);
@@ -105,7 +106,7 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
           }
           await appendEvents(tx, [
             {
-              kind: 'artifact.published',
+              kind: EVENT.artifact.published,
               actor: actorOf(req),
               data: { artifact_id: stored.id, component: stored.component, version: stored.version, kind: stored.kind, sha256: stored.sha256, size: stored.size, signed: stored.signature !== null, key_id: stored.key_id },
             },
@@ -160,7 +161,7 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
           const data = { artifact_id: artifact.id, component: artifact.component, version: artifact.version, from: step.from, to: step.to };
           await appendEvents(tx, [
             { kind: EVENT_OF[action], actor: actorOf(req), data },
-            ...demoted.map((id) => ({ kind: 'artifact.demoted', actor: actorOf(req), data: { artifact_id: id, component: artifact.component, replaced_by: artifact.id } })),
+            ...demoted.map((id) => ({ kind: EVENT.artifact.demoted, actor: actorOf(req), data: { artifact_id: id, component: artifact.component, replaced_by: artifact.id } })),
           ]);
         });
         return mustFindArtifact(ctx, artifact.id);

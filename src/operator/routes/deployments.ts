@@ -9,6 +9,7 @@ import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
 import { actorOf } from '../request-actor.js';
 import { DeploymentSpec, DeploymentView as DeploymentViewSchema, Endpoint, IdParam } from '../schemas.js';
+import { EVENT } from '../../domain/events.js';
 
 function withHealth(d: DeploymentView) {
   return { ...d, health: deploymentHealth(d.replicas, d.min_available, d.healthy_instances) };
@@ -40,7 +41,7 @@ export async function deploymentRoutes(base: FastifyInstance, ctx: OperatorConte
       await ctx.db.transaction(async (tx) => {
         if (!(await insertDeployment(tx, id, req.body))) throw errors.deploymentExists(req.body.name);
         await appendEvents(tx, [
-          { kind: 'deployment.created', actor: actorOf(req), data: { deployment_id: id, name: req.body.name, replicas: req.body.replicas } },
+          { kind: EVENT.deployment.created, actor: actorOf(req), data: { deployment_id: id, name: req.body.name, replicas: req.body.replicas } },
         ]);
       });
       ctx.reconciler.deploymentsChanged([id]);

@@ -7,6 +7,7 @@ import { driftReport } from '../../store/drift.js';
 import { appendEvents } from '../../store/events.js';
 import type { OperatorContext } from '../context.js';
 import { actorOf } from '../request-actor.js';
+import { EVENT } from '../../domain/events.js';
 
 const Range = z.string().min(1).refine(isValidRange, 'a semver range like ">=2.0.0" or "^1.4"');
 const CompatBody = z
@@ -29,7 +30,7 @@ export async function fleetStateRoutes(base: FastifyInstance, ctx: OperatorConte
   app.put('/api/v1/compat', { schema: { tags: ['compat'], body: CompatBody, summary: 'Replace the compatibility matrix' } }, async (req) => {
     await ctx.db.transaction(async (tx) => {
       await replaceCompatRules(tx, req.body.rules);
-      await appendEvents(tx, [{ kind: 'compat.updated', actor: actorOf(req), data: { rules: req.body.rules.length } }]);
+      await appendEvents(tx, [{ kind: EVENT.compat.updated, actor: actorOf(req), data: { rules: req.body.rules.length } }]);
     });
     return { rules: await listCompatRules(ctx.db) };
   });

@@ -13,6 +13,7 @@ import { errors } from '../errors.js';
 import { actorOf } from '../request-actor.js';
 import { IdParam, InstanceListQuery, InstanceView, MigrateBody } from '../schemas.js';
 import { mustFindNode } from './nodes.js';
+import { EVENT } from '../../domain/events.js';
 
 export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
   const app = base.withTypeProvider<ZodTypeProvider>();
@@ -102,7 +103,7 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
         await bumpGenerations(tx, [choice.target.id]);
         await appendEvents(tx, [
           {
-            kind: 'instance.migration_started',
+            kind: EVENT.instance.migration_started,
             actor: actorOf(req),
             nodeId: instance.nodeId,
             instanceId: instance.id,

@@ -9,6 +9,7 @@ import { errors } from '../errors.js';
 import { actorOf } from '../request-actor.js';
 import { IdParam, NodeComponentParams, SetVersionBody } from '../schemas.js';
 import { mustFindNode } from './nodes.js';
+import { EVENT } from '../../domain/events.js';
 
 export async function nodeComponentRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
   const app = base.withTypeProvider<ZodTypeProvider>();
@@ -45,7 +46,7 @@ export async function nodeComponentRoutes(base: FastifyInstance, ctx: OperatorCo
           await bumpGenerations(tx, [node.id]);
           await appendEvents(tx, [
             {
-              kind: 'node.component_version_set',
+              kind: EVENT.node.component_version_set,
               actor: actorOf(req),
               nodeId: node.id,
               data: { hostname: node.hostname, component, version, artifact_id: artifact.id, previous_version: previousVersion, rollback, force },

@@ -11,6 +11,7 @@ import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
 import { actorOf } from '../request-actor.js';
 import { DrainBody, IdParam, InstanceView, NodeListQuery, NodeView as NodeViewSchema } from '../schemas.js';
+import { EVENT } from '../../domain/events.js';
 
 const ReEnrollBody = z
   .object({ reason: z.string().max(500).refine((s) => !s.includes('\u0000'), 'no NUL bytes').optional().describe('why, for the event log') })
@@ -70,7 +71,7 @@ export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): P
       await ctx.db.transaction(async (tx) => {
         await clearNodeCredential(tx, node.id);
         await appendEvents(tx, [
-          { kind: 'node.re_enrolled', actor: actorOf(req), nodeId: node.id, data: { hostname: node.hostname, reason: req.body?.reason ?? null } },
+          { kind: EVENT.node.re_enrolled, actor: actorOf(req), nodeId: node.id, data: { hostname: node.hostname, reason: req.body?.reason ?? null } },
         ]);
       });
       // Refused at once on this replica; other replicas refuse its next heartbeat (credential-cache.ts).

@@ -7,6 +7,7 @@ import { deletePolicy, findPolicy, listPolicies, upsertPolicy } from '../../stor
 import type { OperatorContext } from '../context.js';
 import { policyErrors } from '../policy-errors.js';
 import { actorOf } from '../request-actor.js';
+import { EVENT } from '../../domain/events.js';
 
 // The body is the policy document itself, validated by parsePolicy so every error names its
 // path the same way for the API and `drydock policy set -f`.
@@ -32,7 +33,7 @@ export async function policyRoutes(base: FastifyInstance, ctx: OperatorContext):
     const { policy } = parsed;
     const created = await ctx.db.transaction(async (tx) => {
       const result = await upsertPolicy(tx, policy, actor);
-      await appendEvents(tx, [{ kind: 'policy.set', actor, data: { name: policy.name, created: result.created, policy } }]);
+      await appendEvents(tx, [{ kind: EVENT.policy.set, actor, data: { name: policy.name, created: result.created, policy } }]);
       return result.created;
     });
     return reply.code(created ? 201 : 200).send(await findPolicy(ctx.db, policy.name));
@@ -42,7 +43,7 @@ export async function policyRoutes(base: FastifyInstance, ctx: OperatorContext):
     const actor = actorOf(req);
     await ctx.db.transaction(async (tx) => {
       if (!(await deletePolicy(tx, req.params.name))) throw policyErrors.policyNotFound(req.params.name);
-      await appendEvents(tx, [{ kind: 'policy.deleted', actor, data: { name: req.params.name } }]);
+      await appendEvents(tx, [{ kind: EVENT.policy.deleted, actor, data: { name: req.params.name } }]);
     });
     return { name: req.params.name, deleted: true };
   });

@@ -7,6 +7,7 @@ import type { OperatorContext } from '../context.js';
 import { policyErrors } from '../policy-errors.js';
 import { actorOf } from '../request-actor.js';
 import { ComponentName } from '../schemas.js';
+import { EVENT } from '../../domain/events.js';
 
 // Versions are matched as stored (quarantine rows name a rollout's target, a valid version);
 // the bound keeps NUL-free, short input away from Postgres.
@@ -32,7 +33,7 @@ export async function quarantineRoutes(base: FastifyInstance, ctx: OperatorConte
         const row = await clearQuarantine(tx, { component, version, by: actor, reason: req.body.reason });
         if (!row) throw policyErrors.notQuarantined(component, version);
         await appendEvents(tx, [
-          { kind: 'artifact.quarantine_cleared', actor, rolloutId: row.rollout_id, data: { component, version, reason: req.body.reason, rollout_id: row.rollout_id } },
+          { kind: EVENT.artifact.quarantine_cleared, actor, rolloutId: row.rollout_id, data: { component, version, reason: req.body.reason, rollout_id: row.rollout_id } },
         ]);
         return row;
       });
