@@ -1,7 +1,9 @@
 import type { Logger } from 'pino';
 import { RECONCILED_ROLLOUT_STATUSES } from '../domain/rollout/model.js';
 import { decideRollout } from '../domain/rollout/decide.js';
+import { untilHealthyLongEnough } from '../domain/rollout/next-wake.js';
 import type { Db } from '../store/db.js';
+import { readClock } from '../store/fleet-snapshot.js';
 import { assertTerm } from '../store/leases.js';
 import { applyRolloutDecision } from '../store/rollout-apply.js';
 import { loadNodeFacts, loadUnavailableVersions } from '../store/rollout-facts.js';
@@ -9,74 +11,150 @@ import { activeRolloutIds, loadRollout, TaskConflictError } from '../store/rollo
 import type { DesiredWaiters } from './desired-waiters.js';
 import type { FleetReconciler } from './fleet-reconciler.js';
 import { type LeaderLease, RECONCILER_LEASE } from './leader-lease.js';
-import { ReconcileLoop } from './reconcile-loop.js';
+import { type ReconcileResult, WorkQueue } from './work-queue.js';
+
+/** A full listing of the active rollouts this often, as a safety net for a wake that was lost (another replica's write). */
+const LIST_EVERY_MS = 5_000;
+/** Passes at once in a row before a rollout waits a tick (see reconcileKey). */
+const MAX_IMMEDIATE = 20;
 
 /**
- * The rollout loop (leader only): for each active rollout, in its own transaction fenced by the
- * leader's term: load the rollout, its tasks and its nodes' facts → decideRollout → apply.
- * Rollouts are reconciled by id from current state, so a crash between ticks loses nothing.
+ * The rollout reconciler (leader only), keyed by rollout id: in its own transaction fenced by the
+ * leader's term it loads the rollout, its tasks and its nodes' facts → decideRollout → apply.
+ * A rollout is reconciled when something it waits for is committed — an agent's report about one
+ * of its nodes, a drain or migration of one of them, a human's decision — so a task moves on as
+ * soon as the report it waits for lands, not on the next tick (issue 9 goal 6); and every
+ * `intervalMs` while it is active (soaks, windows and deadlines are waits on the clock).
+ * Reconciled by id from current state, so a crash between passes loses nothing.
  */
 export class RolloutReconciler {
-  private readonly loop: ReconcileLoop;
+  readonly queue: WorkQueue;
+  /** Passes that ran as leader (tests read it). */
   ticks = 0;
+  /** Which active rollouts have a task on each node, as their last pass saw them. */
+  private readonly rolloutsByNode = new Map<string, Set<string>>();
+  private readonly nodesByRollout = new Map<string, string[]>();
+  private lister: NodeJS.Timeout | undefined;
+  /** Passes in a row that asked for another at once, per rollout. */
+  private readonly immediate = new Map<string, number>();
 
   constructor(
     private readonly db: Db,
     private readonly lease: LeaderLease,
     private readonly waiters: DesiredWaiters,
     private readonly fleet: FleetReconciler,
-    log: Logger,
-    /** Time between passes when nothing wakes the loop (default 500 ms). */
-    intervalMs = 500,
+    private readonly log: Logger,
+    /** Time between passes of an active rollout when nothing wakes it (default 500 ms). */
+    private readonly intervalMs = 500,
   ) {
-    this.loop = new ReconcileLoop('rollout reconcile', () => this.tick(), intervalMs, log);
+    this.queue = new WorkQueue('rollout', (id) => this.reconcileKey(id), log);
   }
 
   start(): void {
-    this.loop.start();
+    this.queue.start();
+    this.wake();
+    this.lister = setInterval(() => this.wake(), LIST_EVERY_MS);
+    this.lister.unref();
   }
 
-  stop(): Promise<void> {
-    return this.loop.stop();
+  async stop(): Promise<void> {
+    clearInterval(this.lister);
+    await this.queue.stop();
   }
 
-  wake(): void {
-    this.loop.wake();
+  /** Reconcile this rollout soon; without an id, every active one (read from the database). */
+  wake(rolloutId?: string): void {
+    if (rolloutId !== undefined) return this.queue.add(rolloutId);
+    if (this.lease.term === null) return;
+    activeRolloutIds(this.db, RECONCILED_ROLLOUT_STATUSES)
+      .then((ids) => this.queue.addAll(ids))
+      .catch((error: unknown) => this.log.warn({ err: error }, 'could not list the active rollouts; the next listing retries'));
+  }
+
+  /** Reports or fleet changes about these nodes landed: the rollouts with a task on them look again. */
+  nodesChanged(nodeIds: Iterable<string>): void {
+    for (const id of nodeIds) for (const rollout of this.rolloutsByNode.get(id) ?? []) this.queue.add(rollout);
   }
 
   async tick(): Promise<void> {
+    for (const id of await activeRolloutIds(this.db, RECONCILED_ROLLOUT_STATUSES)) await this.reconcileKey(id);
+  }
+
+  private async reconcileKey(id: string): Promise<ReconcileResult> {
     const term = this.lease.term;
-    if (term === null) return;
+    if (term === null) return {};
     this.ticks++;
-    for (const id of await activeRolloutIds(this.db, RECONCILED_ROLLOUT_STATUSES)) {
-      try {
-        await this.reconcile(id, term);
-      } catch (error) {
-        // Someone else moved a task first: decide again on the new state right after this pass.
-        if (error instanceof TaskConflictError) this.loop.wake();
-        else throw error;
-      }
+    try {
+      let next = await this.reconcile(id, term);
+      if (next === undefined) this.forget(id);
+      // Passes at once after a change settle within a few steps; a decision that kept changing
+      // something forever (a bug) must not spin: after MAX_IMMEDIATE in a row it waits a tick.
+      const immediate = next === 0 ? (this.immediate.get(id) ?? 0) + 1 : 0;
+      this.immediate.set(id, immediate);
+      if (immediate > MAX_IMMEDIATE) next = this.intervalMs;
+      // The decision's own waits (a pause, a soak, minHealthyTime) end exactly when they end; the
+      // periodic pass stays as the bound (deadlines are checked on it).
+      return next === undefined ? {} : { requeueAfterMs: Math.min(next ?? this.intervalMs, this.intervalMs) };
+    } catch (error) {
+      // Someone else moved a task first: decide again on the new state at once.
+      if (error instanceof TaskConflictError) return { requeueAfterMs: 0 };
+      throw error;
     }
   }
 
-  private async reconcile(id: string, term: number): Promise<void> {
-    const touched = await this.db.transaction(async (tx) => {
+  private remember(id: string, nodeIds: string[]): void {
+    this.forget(id);
+    this.nodesByRollout.set(id, nodeIds);
+    for (const node of nodeIds) {
+      const set = this.rolloutsByNode.get(node) ?? new Set<string>();
+      set.add(id);
+      this.rolloutsByNode.set(node, set);
+    }
+  }
+
+  private forget(id: string): void {
+    for (const node of this.nodesByRollout.get(id) ?? []) {
+      const set = this.rolloutsByNode.get(node);
+      set?.delete(id);
+      if (set?.size === 0) this.rolloutsByNode.delete(node);
+    }
+    this.nodesByRollout.delete(id);
+    this.immediate.delete(id);
+  }
+
+  /**
+   * One pass of one rollout. Returns undefined when it is no longer one the reconciler drives,
+   * else when it wants to be looked at again (ms; null: no timed wait of its own).
+   */
+  private async reconcile(id: string, term: number): Promise<number | null | undefined> {
+    const { touched, active, nodeIds, wake } = await this.db.transaction(async (tx) => {
       await assertTerm(tx, RECONCILER_LEASE, this.lease.holder, term);
       const loaded = await loadRollout(tx, id, { lock: true });
-      if (!loaded) return [];
+      if (!loaded || !RECONCILED_ROLLOUT_STATUSES.includes(loaded.rollout.status)) return { touched: [], active: false, nodeIds: [], wake: null };
+      const nodeIds = loaded.tasks.map((t) => t.nodeId);
       const component = loaded.rollout.spec.target.component;
-      const facts = await loadNodeFacts(tx, loaded.tasks.map((t) => t.nodeId), component);
+      const facts = await loadNodeFacts(tx, nodeIds, component);
       const fromVersions = loaded.tasks.map((t) => t.fromVersion).filter((v): v is string => v !== null);
       const unavailable = await loadUnavailableVersions(tx, component, fromVersions);
-      const [clock] = await tx.query<{ now: Date }>('SELECT now() AS now');
-      const decision = decideRollout(loaded.rollout, loaded.tasks, facts, new Date((clock as { now: Date }).now), unavailable);
+      const { now } = await readClock(tx);
+      const decision = decideRollout(loaded.rollout, loaded.tasks, facts, now, unavailable);
       const changed = decision.tasks.length + decision.commands.length + decision.events.length + Object.keys(decision.rollout).length;
-      if (changed === 0) return [];
-      return applyRolloutDecision(tx, loaded.rollout, loaded.tasks, decision);
+      const status = decision.rollout.status ?? loaded.rollout.status;
+      const stillActive = RECONCILED_ROLLOUT_STATUSES.includes(status);
+      const tasks = loaded.tasks.map((t) => ({ ...t, ...decision.tasks.find((c) => c.id === t.id)?.changes }));
+      const waits = [decision.requeueAfterMs, untilHealthyLongEnough(loaded.rollout, tasks, now)].filter((w): w is number => typeof w === 'number');
+      const wake = waits.length > 0 ? Math.min(...waits) : null;
+      if (changed === 0) return { touched: [], active: stillActive, nodeIds, wake };
+      // A pass that moved something is followed by another at once: a step that waits for no
+      // report (cordoned → draining, a batch after a pause of 0) happens now, not a tick later.
+      // Deciding is idempotent, so the extra pass only finds nothing to do once it settles.
+      return { touched: await applyRolloutDecision(tx, loaded.rollout, loaded.tasks, decision), active: stillActive, nodeIds, wake: 0 };
     });
+    if (active) this.remember(id, nodeIds);
     if (touched.length > 0) {
       this.waiters.wake(touched);
       this.fleet.nodesChanged(touched);
     }
+    return active ? wake : undefined;
   }
 }

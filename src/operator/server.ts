@@ -116,13 +116,13 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       rollouts.wake();
     };
     // Drains, migrations and node statuses move rollout tasks: a rollout waits for none of its ticks.
-    reconciler.onNodesChanged = () => rollouts.wake();
+    reconciler.onNodesChanged = (nodeIds) => rollouts.nodesChanged(nodeIds);
     // A heartbeat that changed what the reconciler decides from (instance health, components,
     // installs, a node back from down) is acted on now; one that repeats the last waits for the tick.
     // Window 0: each batch is what arrived while the previous one was written (no fixed wait).
     const heartbeats = new HeartbeatBuffer(db, 0, 1000, (nodeIds) => {
       reconciler.nodesChanged(nodeIds);
-      rollouts.wake();
+      rollouts.nodesChanged(nodeIds);
     });
     // Liveness counts from arrival: no node is marked down for time its heartbeat waited here.
     reconciler.heartbeatBacklog = () => heartbeats.uncommitted();
@@ -147,7 +147,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
         drainTimeoutMs: options.drainTimeoutMs,
       },
     };
-    for (const queue of [reconciler.liveness, reconciler.nodes, reconciler.deployments]) ctx.metrics.observe(queue);
+    for (const queue of [reconciler.liveness, reconciler.nodes, reconciler.deployments, rollouts.queue]) ctx.metrics.observe(queue);
     const app = await buildOperatorApp(ctx, resolveHttpLimits(options.http));
     await app.listen({ host, port });
     const address = app.server.address();

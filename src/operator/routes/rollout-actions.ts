@@ -39,7 +39,7 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
       await work(tx, loaded);
       return loaded.row.id;
     });
-    ctx.rollouts.wake();
+    ctx.rollouts.wake(id);
     return detailOf(ctx, id);
   };
   /** The domain's answer for this action from the rollout's status, or 409 naming the statuses it needs. */

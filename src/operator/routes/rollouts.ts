@@ -10,7 +10,7 @@ import { setRolloutPolicies } from '../../store/policies.js';
 import type { OperatorContext } from '../context.js';
 import { actorOf } from '../request-actor.js';
 import { rolloutErrors } from '../rollout-errors.js';
-import { planFromStore, tasksFor } from '../rollout-planning.js';
+import { planFromStore, renderPlanFromStore, tasksFor } from '../rollout-planning.js';
 import { rolloutDetail, rolloutSummary } from '../rollout-view.js';
 import { IdParam } from '../schemas.js';
 
@@ -43,11 +43,11 @@ export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext)
   const app = base.withTypeProvider<ZodTypeProvider>();
   const tags = ['rollouts'];
 
-  app.post('/api/v1/rollouts/plan', { config: { role: 'viewer' }, schema: { tags, body: SpecBody, querystring: OverrideQuery, summary: 'Dry run: batches, moves, duration, preflight' } }, async (req) => {
-    const result = await planFromStore(ctx.db, req.body, req.query.override, ctx.version);
+  app.post('/api/v1/rollouts/plan', { config: { role: 'viewer' }, schema: { tags, body: SpecBody, querystring: OverrideQuery, summary: 'Dry run: batches, moves, duration, preflight' } }, async (req, reply) => {
+    // Planned and rendered off this thread: `{spec, policies, plan, preflight}` as JSON bytes.
+    const result = await renderPlanFromStore(ctx.db, req.body, req.query.override, ctx.version);
     if (!result.ok) throw rolloutErrors.specInvalid(result.issues);
-    const { spec, policies, plan, preflight } = result.planned;
-    return { spec, policies, plan, preflight };
+    return reply.type('application/json; charset=utf-8').send(Buffer.from(result.body.buffer, result.body.byteOffset, result.body.byteLength));
   });
 
   app.post('/api/v1/rollouts', { schema: { tags, body: SpecBody, querystring: OverrideQuery, summary: 'Create a rollout (after preflight)' } }, async (req, reply) => {
@@ -92,7 +92,7 @@ export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext)
       await appendEvents(tx, events);
       return id;
     });
-    ctx.rollouts.wake();
+    ctx.rollouts.wake(id);
     return reply.code(201).send(await detailOf(ctx, rolloutId));
   });
 
