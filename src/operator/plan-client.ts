@@ -10,7 +10,7 @@ import type { PlanFacts, PlanOutcome } from './plan-compute.js';
 import { decodeMoves, PLAN_WORKER_MARKER, type PlanReply, type PlanRequest } from './plan-worker.js';
 
 interface Pending {
-  resolve: (outcome: PlanOutcome) => void;
+  resolve: (outcome: PlanOutcome | RenderedPlan) => void;
   reject: (error: Error) => void;
   strings: string[];
   moves: PlannedMove[];
@@ -26,13 +26,24 @@ const pending = new Map<number, Pending>();
  * moves one slice per message (MOVES_PER_SLICE), so between two slices it serves other requests.
  */
 export async function planInWorker(facts: PlanFacts): Promise<PlanOutcome> {
+  return (await ask(facts, false)) as PlanOutcome;
+}
+
+/** The dry run's response body, rendered in the worker (see PlanRequest.render); a spec the policies refuse comes back as issues. */
+export type RenderedPlan = { ok: true; body: Uint8Array } | Extract<PlanOutcome, { ok: false }>;
+
+export async function renderPlanInWorker(facts: PlanFacts): Promise<RenderedPlan> {
+  return (await ask(facts, true)) as RenderedPlan;
+}
+
+async function ask(facts: PlanFacts, render: boolean): Promise<PlanOutcome | RenderedPlan> {
   const thread = await planWorker();
   const id = nextId++;
-  return new Promise<PlanOutcome>((resolve, reject) => {
+  return new Promise<PlanOutcome | RenderedPlan>((resolve, reject) => {
     pending.set(id, { resolve, reject, strings: [], moves: [] });
     // Held while a plan is out, so a process with nothing else to do still waits for it.
     thread.ref();
-    thread.postMessage({ id, facts } satisfies PlanRequest);
+    thread.postMessage({ id, facts, render } satisfies PlanRequest);
   });
 }
 
@@ -77,6 +88,12 @@ function onReply(thread: Worker, reply: PlanReply): void {
       const { outcome } = reply;
       if (outcome.ok) outcome.plan.moves = request.moves;
       request.resolve(outcome);
+      return;
+    }
+    case 'rendered': {
+      pending.delete(reply.id);
+      if (pending.size === 0) thread.unref();
+      request.resolve({ ok: true, body: reply.body });
       return;
     }
     case 'failed': {

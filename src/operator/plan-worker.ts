@@ -21,6 +21,11 @@ export const MOVES_PER_SLICE = 10_000;
 export interface PlanRequest {
   id: number;
   facts: PlanFacts;
+  /**
+   * Answer with the dry run's response body, rendered here (`rendered`): at 200,000 moves it is
+   * tens of MB of JSON, and stringifying it on the operator's thread stopped /health for as long.
+   */
+  render?: boolean;
 }
 
 /**
@@ -38,6 +43,8 @@ export type PlanReply =
   | { id: number; kind: 'moves'; slice: MoveSlice }
   /** The outcome, its plan's `moves` left empty (they came in the slices). */
   | { id: number; kind: 'done'; outcome: PlanOutcome }
+  /** The response body of POST /rollouts/plan as UTF-8 JSON (a request with `render`). */
+  | { id: number; kind: 'rendered'; body: Uint8Array }
   | { id: number; kind: 'failed'; message: string; stack: string | undefined };
 
 export const MOVE_FIELDS = 6;
@@ -100,6 +107,14 @@ export function answer(request: PlanRequest, post: (reply: PlanReply, transfer?:
     const outcome = computePlan(request.facts);
     if (!outcome.ok) {
       post({ id, kind: 'done', outcome });
+      return;
+    }
+    if (request.render) {
+      // The route's body, fields in the order the route always sent them. TextEncoder gives the
+      // bytes an ArrayBuffer of their own, so it moves to the operator's thread without a copy.
+      const { spec, policies, plan, preflight } = outcome;
+      const body = new TextEncoder().encode(JSON.stringify({ spec, policies, plan, preflight }));
+      post({ id, kind: 'rendered', body }, [body.buffer as ArrayBuffer]);
       return;
     }
     const { strings, slices } = encodeMoves(outcome.plan.moves);

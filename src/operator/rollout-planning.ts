@@ -11,7 +11,8 @@ import { averageNodeSeconds } from '../store/rollout-history.js';
 import { nodesInActiveRollouts } from '../store/rollouts.js';
 import { listPolicies } from '../store/policies.js';
 import { openQuarantine } from '../store/quarantine.js';
-import { planInWorker } from './plan-client.js';
+import { planInWorker, renderPlanInWorker } from './plan-client.js';
+import type { PlanFacts } from './plan-compute.js';
 
 export interface PlannedRollout {
   /** The effective spec: the one given, strengthened by every covering policy (domain/rollout/policy.ts). */
@@ -41,7 +42,36 @@ export async function planFromStore(
 ): Promise<{ ok: true; planned: PlannedRollout } | { ok: false; issues: SpecIssue[] }> {
   const parsed = parseRolloutSpec(specInput);
   if (!parsed.ok) return parsed;
-  const spec = parsed.spec;
+  const outcome = await planInWorker(await loadPlanFacts(db, parsed.spec, overrides, operatorVersion, options));
+  if (!outcome.ok) return outcome;
+  const { ok: _ok, ...planned } = outcome;
+  return { ok: true, planned };
+}
+
+/**
+ * The dry run's response body (`{spec, policies, plan, preflight}` as JSON bytes), planned and
+ * rendered in the plan worker: the operator's thread neither plans nor stringifies (issue 9,
+ * goal 3 — at 200,000 moves the body alone is tens of MB).
+ */
+export async function renderPlanFromStore(
+  db: Db,
+  specInput: unknown,
+  overrides: readonly string[],
+  operatorVersion: string,
+): Promise<{ ok: true; body: Uint8Array } | { ok: false; issues: SpecIssue[] }> {
+  const parsed = parseRolloutSpec(specInput);
+  if (!parsed.ok) return parsed;
+  return renderPlanInWorker(await loadPlanFacts(db, parsed.spec, overrides, operatorVersion, {}));
+}
+
+/** What a dry run decides from, read from the store in compact queries (plan-snapshot.ts). */
+async function loadPlanFacts(
+  db: Db,
+  spec: RolloutSpec,
+  overrides: readonly string[],
+  operatorVersion: string,
+  options: { ignoreRolloutId?: string },
+): Promise<PlanFacts> {
   const component = spec.target.component;
   const snapshot = await loadPlanSnapshot(db, component);
   const artifact = await findArtifactByVersion(db, component, spec.target.version);
@@ -51,7 +81,7 @@ export async function planFromStore(
   const quarantined = await openQuarantine(db, component, spec.target.version);
   const published = (await listArtifacts(db, { component })).map((a): [string, string] => [a.version, a.lifecycle as string]);
   const active = (await nodesInActiveRollouts(db, ACTIVE_ROLLOUT_STATUSES)).filter((a) => a.rollout_id !== options.ignoreRolloutId);
-  const outcome = await planInWorker({
+  return {
     spec,
     overrides,
     operatorVersion,
@@ -63,10 +93,7 @@ export async function planFromStore(
     activeRolloutNodes: active,
     compatRules: await listCompatRules(db),
     quarantine: quarantined && { rolloutId: quarantined.rollout_id, reason: quarantined.reason, at: quarantined.quarantined_at, by: quarantined.quarantined_by },
-  });
-  if (!outcome.ok) return outcome;
-  const { ok: _ok, ...planned } = outcome;
-  return { ok: true, planned };
+  };
 }
 
 /** The tasks of a planned rollout: one per target node, ids `${rolloutId}/${nodeId}`. */
