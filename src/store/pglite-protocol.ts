@@ -37,11 +37,16 @@ export interface SerializedError {
 }
 
 export function serializeError(error: unknown): SerializedError {
-  if (!(error instanceof Error)) return { message: String(error), fields: {} };
   const fields: Record<string, unknown> = {};
+  if (typeof error !== 'object' || error === null) return { message: String(error), fields };
   for (const [key, value] of Object.entries(error)) {
     if (value === undefined || typeof value === 'function') continue;
     fields[key] = typeof value === 'object' && value !== null ? String(value) : value;
+  }
+  if (!(error instanceof Error)) {
+    // PGlite's file system throws Emscripten's ErrnoError, a plain object ({ name, errno }).
+    const message = (error as { message?: unknown }).message;
+    return { message: typeof message === 'string' ? message : `embedded database: ${JSON.stringify(fields)}`, fields };
   }
   // DatabaseError sets `name` as an own property ('error'); keep a custom name either way.
   if (error.name !== 'Error') fields.name = error.name;

@@ -33,6 +33,16 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
   }
 
   const transactions = new Map<number, pg.PoolClient>();
+  // A checked-out client whose statement fails inside the adapter emits 'error'; without a
+  // listener that would end the thread instead of failing the statement. The listener comes off
+  // at release: the pool hands the same client to every transaction. Released without an error
+  // even after a failed statement: the pool would discard the client, and the adapter's next one
+  // shares the same (then ended) connection object; PGlite's one session stays usable.
+  const ignoreError = () => {};
+  const release = (client: pg.PoolClient) => {
+    client.removeListener('error', ignoreError);
+    client.release();
+  };
   let nextTx = 1;
   let closing = false;
 
@@ -55,13 +65,11 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
         }
         case 'begin': {
           const client = await pool.connect();
-          // A client whose statement fails inside the adapter emits 'error'; without a listener
-          // that would end the thread instead of failing the statement.
-          client.on('error', () => {});
+          client.on('error', ignoreError);
           try {
             await client.query('BEGIN');
           } catch (error) {
-            client.release(error as Error);
+            release(client);
             throw error;
           }
           const tx = nextTx++;
@@ -76,11 +84,12 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
           transactions.delete(request.tx);
           try {
             await client.query(request.op === 'commit' ? 'COMMIT' : 'ROLLBACK');
-            client.release();
+            release(client);
           } catch (error) {
-            // A COMMIT that failed has ended the transaction on the server (Postgres rolls back);
-            // a failed ROLLBACK leaves a session nobody can trust: discard the client.
-            client.release(error as Error);
+            // A COMMIT that failed (a deferred constraint) has rolled back already; the ROLLBACK
+            // makes sure no transaction stays open in the one session, as PoolDb does.
+            await client.query('ROLLBACK').catch(() => {});
+            release(client);
             throw error;
           }
           reply({ id: request.id, done: true });
@@ -89,7 +98,7 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
         case 'close': {
           if (closing) return;
           closing = true;
-          for (const client of transactions.values()) client.release(new Error('closed'));
+          for (const client of transactions.values()) release(client);
           transactions.clear();
           await pool.end();
           await pglite.close();

@@ -68,6 +68,18 @@ describe('the embedded engine behind the Db seam', () => {
     expect(sqlState(inTransaction)).toBe('23505');
     const syntax = await t.db.query(`SELEC 1`).catch((error: unknown) => error);
     expect(sqlState(syntax)).toBe('42601');
+
+    // A constraint checked at COMMIT fails the commit itself; the database stays usable after it.
+    await t.db.query(`CREATE TABLE worker_deferred (v int UNIQUE DEFERRABLE INITIALLY DEFERRED)`);
+    for (let i = 0; i < 12; i++) {
+      const atCommit = await t.db
+        .transaction(async (tx) => {
+          await tx.query(`INSERT INTO worker_deferred VALUES (1), (1)`);
+        })
+        .catch((error: unknown) => error);
+      expect(sqlState(atCommit)).toBe('23505');
+    }
+    expect(await t.db.query(`SELECT count(*)::int AS n FROM worker_deferred`)).toEqual([{ n: 0 }]);
   });
 
   it('rolls a transaction back when its work throws, and the database stays usable', async () => {
@@ -93,13 +105,13 @@ describe('the embedded engine behind the Db seam', () => {
       .transaction(async (tx) => {
         await tx.query(`INSERT INTO worker_values (id, note) VALUES (20, 'inside')`);
         // Another caller writes while this transaction is open, and reads the table.
-        outside = Promise.all([
-          t.db.query(`INSERT INTO worker_values (id, note) VALUES (21, 'outside')`),
-          t.db.query<{ id: string }>(`SELECT id FROM worker_values WHERE id IN (20, 21) ORDER BY id`),
-        ]).then(([, rows]) => {
-          order.push('outside done');
-          return rows;
-        });
+        outside = t.db
+          .query(`INSERT INTO worker_values (id, note) VALUES (21, 'outside')`)
+          .then(() => t.db.query<{ id: string }>(`SELECT id FROM worker_values WHERE id IN (20, 21) ORDER BY id`))
+          .then((rows) => {
+            order.push('outside done');
+            return rows;
+          });
         await new Promise((resolve) => setTimeout(resolve, 100));
         await tx.query(`SELECT 1`);
         order.push('transaction work done');
