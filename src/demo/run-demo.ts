@@ -167,7 +167,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     await fleet.recordInstancePids();
     const stats = await traffic.stop();
     traffic = undefined;
-    const report = await buildReport(client, stats, Date.now() - started);
+    const report = await buildReport(client, stats, Date.now() - started, created.id);
     say('');
     printReport(report, say);
     if (options.reportFile) {
