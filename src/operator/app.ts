@@ -138,8 +138,11 @@ export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits 
   app.setErrorHandler((error: FastifyError, req, reply) => {
     const apiError = toApiError(error);
     if (apiError) return reply.code(apiError.status).send(errorBody(apiError));
-    req.log.error({ err: error, url: req.url }, 'request failed');
-    return reply.code(500).send({ error: { code: 'INTERNAL', message: 'the operator failed to handle this request; see its log', details: {} } });
+    const internal = errors.internal(error);
+    // pino's err serializer folds the cause's message and stack into `err`, not its own fields
+    // (a pg error's code, detail, constraint): those are logged beside it.
+    req.log.error({ err: internal, cause: typeof error === 'object' && error !== null ? { ...error } : undefined, url: req.url }, 'request failed');
+    return reply.code(internal.status).send(errorBody(internal));
   });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -35,7 +35,7 @@ export function loadTokens(path: string): TokenStore {
   try {
     raw = parse(readFileSync(path, 'utf8'));
   } catch (error) {
-    throw new Error(`cannot read tokens file ${path}: ${(error as Error).message}`);
+    throw new Error(`cannot read tokens file ${path}: ${(error as Error).message}`, { cause: error });
   }
   // The shape picks the schema: a union of the two would report any mistake inside an entry
   // (a misspelled role, say) as "(root): Invalid input" instead of naming the field.

@@ -13,5 +13,6 @@ export function databaseUnavailable(cause: unknown): ApiError {
     'the database connection was lost while handling this request; retry in a moment (the operator reconnects by itself). ' +
       'A write in flight may or may not have been committed: read it back before repeating it',
     { reason, retryable: true },
+    { cause },
   );
 }

@@ -9,10 +9,16 @@ export class ApiError extends Error {
     readonly code: string,
     message: string,
     readonly details: Record<string, unknown> = {},
+    /** `cause`: the error this one stands for, kept for the log (never sent to the client). */
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    // No `cause` property at all when there is none, rather than one holding undefined.
+    super(message, options?.cause === undefined ? undefined : options);
   }
 }
+
+/** Codes are spelled out, one per entry, so `grep NODE_NOT_FOUND` finds where each is made. */
+const notFound = (code: string, what: string, id: string, hint: string) => new ApiError(404, code, `no ${what} "${id}"; ${hint}`, { id });
 
 export const errors = {
   validation: (details: Record<string, unknown>) =>
@@ -22,8 +28,13 @@ export const errors = {
     new ApiError(401, 'UNAUTHENTICATED', 'missing or unknown bearer token; send `Authorization: Bearer <token>` (DRYDOCK_TOKEN for the CLI)'),
   forbidden: (needed: string, role: string) =>
     new ApiError(403, 'FORBIDDEN', `this action needs role ${needed} or higher; your token has role ${role}`, { needed, role }),
-  notFound: (what: string, id: string, hint: string) =>
-    new ApiError(404, `${what.toUpperCase()}_NOT_FOUND`, `no ${what} "${id}"; ${hint}`, { id }),
+  nodeNotFound: (id: string, hint: string) => notFound('NODE_NOT_FOUND', 'node', id, hint),
+  instanceNotFound: (id: string, hint: string) => notFound('INSTANCE_NOT_FOUND', 'instance', id, hint),
+  deploymentNotFound: (id: string, hint: string) => notFound('DEPLOYMENT_NOT_FOUND', 'deployment', id, hint),
+  artifactNotFound: (id: string, hint: string) => notFound('ARTIFACT_NOT_FOUND', 'artifact', id, hint),
+  /** Anything a route threw that the catalog does not know: a 500 whose log keeps the original as `cause`. */
+  internal: (cause: unknown) =>
+    new ApiError(500, 'INTERNAL', 'the operator failed to handle this request; see its log', {}, { cause }),
   routeNotFound: (method: string, url: string) =>
     new ApiError(404, 'ROUTE_NOT_FOUND', `no route ${method} ${url}; see /openapi.json for the API`),
   nodeDown: (hostname: string) =>
@@ -43,11 +54,14 @@ export const errors = {
     new ApiError(409, 'DEPLOYMENT_EXISTS', `a deployment named ${name} exists already; pick another name`, { name }),
   instanceNotRunning: (id: string) =>
     new ApiError(409, 'INSTANCE_NOT_RUNNING', `instance ${id} is being stopped; only running instances migrate`, { id }),
-  migrationInProgress: (id: string, replacement: string) =>
-    new ApiError(409, 'MIGRATION_IN_PROGRESS', `instance ${id} is already migrating (replacement ${replacement}); wait for it`, {
-      id,
-      replacement,
-    }),
+  migrationInProgress: (id: string, replacement: string, cause?: unknown) =>
+    new ApiError(
+      409,
+      'MIGRATION_IN_PROGRESS',
+      `instance ${id} is already migrating (replacement ${replacement}); wait for it`,
+      { id, replacement },
+      { cause },
+    ),
   instancePinned: (id: string) =>
     new ApiError(409, 'INSTANCE_PINNED', `instance ${id} is pinned by its deployment's node_selector; pass force to move it anyway`, { id }),
   targetInvalid: (reason: string, target: string) =>
@@ -66,8 +80,8 @@ export const errors = {
       expected,
       actual,
     }),
-  badPublicKey: (reason: string) =>
-    new ApiError(400, 'BAD_PUBLIC_KEY', `public_key is not an ed25519 public key in PEM form (${reason}); send drydock-signing.pub`),
+  badPublicKey: (reason: string, cause?: unknown) =>
+    new ApiError(400, 'BAD_PUBLIC_KEY', `public_key is not an ed25519 public key in PEM form (${reason}); send drydock-signing.pub`, {}, { cause }),
   signatureInvalid: (keyId: string) =>
     new ApiError(400, 'SIGNATURE_INVALID', `the signature does not match these bytes, component, version and kind under key ${keyId}; sign them again`, {
       key_id: keyId,

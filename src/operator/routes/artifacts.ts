@@ -22,7 +22,7 @@ const EVENT_OF: Record<LifecycleAction, EventKind> = { bless: EVENT.artifact.ble
 
 async function mustFindArtifact(ctx: OperatorContext, id: string) {
   const artifact = await findArtifact(ctx.db, id);
-  if (!artifact) throw errors.notFound('artifact', id, 'list artifacts with GET /api/v1/artifacts (`drydock artifacts list`)');
+  if (!artifact) throw errors.artifactNotFound(id, 'list artifacts with GET /api/v1/artifacts (`drydock artifacts list`)');
   return artifact;
 }
 
@@ -34,7 +34,7 @@ async function mustFindArtifact(ctx: OperatorContext, id: string) {
 export async function sendArtifactBlob(ctx: OperatorContext, reply: FastifyReply, id: string): Promise<FastifyReply> {
   const artifact = await mustFindArtifact(ctx, id);
   const blob = await findBlob(ctx.db, artifact.sha256);
-  if (!blob) throw errors.notFound('artifact', artifact.id, 'its bytes are gone; publish it again');
+  if (!blob) throw errors.artifactNotFound(artifact.id, 'its bytes are gone; publish it again');
   return reply
     .header('content-type', 'application/octet-stream')
     .header('content-length', String(blob.size))
@@ -71,7 +71,7 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
         try {
           key = publicKeyFromPem(q.public_key);
         } catch (error) {
-          throw errors.badPublicKey((error as Error).message);
+          throw errors.badPublicKey((error as Error).message, error);
         }
       }
       const staged = await stageBlob(ctx.db, req.body, { maxBytes: MAX_ARTIFACT_BYTES }).catch((error: unknown) => {

@@ -21,7 +21,7 @@ export async function deploymentRoutes(base: FastifyInstance, ctx: OperatorConte
   const params = IdParam.describe('deployment id or name');
   const mustFind = async (id: string) => {
     const deployment = await findDeployment(ctx.db, id);
-    if (!deployment) throw errors.notFound('deployment', id, 'list deployments with GET /api/v1/deployments (`drydock deployments`)');
+    if (!deployment) throw errors.deploymentNotFound(id, 'list deployments with GET /api/v1/deployments (`drydock deployments`)');
     return deployment;
   };
 

@@ -20,7 +20,7 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
   const tags = ['instances'];
   const mustFindInstance = async (id: string) => {
     const instance = await findInstance(ctx.db, id);
-    if (!instance) throw errors.notFound('instance', id, 'list instances with GET /api/v1/instances (`drydock instances`)');
+    if (!instance) throw errors.instanceNotFound(id, 'list instances with GET /api/v1/instances (`drydock instances`)');
     return instance;
   };
 
@@ -29,7 +29,7 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
     let deploymentId: string | undefined;
     if (req.query.deployment) {
       const deployment = await findDeployment(ctx.db, req.query.deployment);
-      if (!deployment) throw errors.notFound('deployment', req.query.deployment, 'list deployments with GET /api/v1/deployments');
+      if (!deployment) throw errors.deploymentNotFound(req.query.deployment, 'list deployments with GET /api/v1/deployments');
       deploymentId = deployment.id;
     }
     return listInstances(ctx.db, { nodeId, deploymentId });
@@ -68,7 +68,7 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
       });
       const instance = snapshot.instances.find((i) => i.id === view.id);
       const deployment = snapshot.deployments.find((d) => d.id === view.deployment_id);
-      if (!instance || !deployment) throw errors.notFound('instance', view.id, 'it was removed meanwhile');
+      if (!instance || !deployment) throw errors.instanceNotFound(view.id, 'it was removed meanwhile');
       const choice = chooseMigrationTarget(
         instance,
         deployment,
@@ -97,7 +97,7 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
           await insertInstances(tx, [{ id: replacementId, deploymentId: deployment.id, nodeId: choice.target.id, replaces: instance.id }]);
         } catch (error) {
           // Another migration of it started since the check above (index instances_one_open_replacement).
-          if (sqlState(error) === '23505') throw errors.migrationInProgress(view.id, '');
+          if (sqlState(error) === '23505') throw errors.migrationInProgress(view.id, '', error);
           throw error;
         }
         await bumpGenerations(tx, [choice.target.id]);

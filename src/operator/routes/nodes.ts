@@ -21,7 +21,7 @@ const ReEnrollBody = z
 
 export async function mustFindNode(ctx: OperatorContext, idOrHostname: string): Promise<NodeView> {
   const node = await findNode(ctx.db, idOrHostname);
-  if (!node) throw errors.notFound('node', idOrHostname, 'list nodes with GET /api/v1/nodes (`drydock nodes`)');
+  if (!node) throw errors.nodeNotFound(idOrHostname, 'list nodes with GET /api/v1/nodes (`drydock nodes`)');
   return node;
 }
 
