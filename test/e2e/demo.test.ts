@@ -49,6 +49,44 @@ describe('drydock demo --exit: the main job end to end', () => {
     expect(report.circuit_breaker_trips).toBe(1);
     expect(report.migrations).toBeGreaterThan(0);
     expect(report.drift).toBe(false);
+    // The upgrade's timing from the event log (issue 9 goal 6): shape and consistency only; the
+    // numbers depend on the machine, so no latency is asserted here (the README says what one run measured).
+    const timing = report.upgrade_timing;
+    expect(timing?.rollout_id).toBe(report.rollouts[0]?.id);
+    const handoffs = timing?.handoffs;
+    expect(handoffs?.count).toBeGreaterThan(0);
+    for (const value of [handoffs?.p50_ms, handoffs?.p95_ms, handoffs?.max_ms]) {
+      expect(Number.isFinite(value)).toBe(true);
+      expect(value).toBeGreaterThanOrEqual(0);
+    }
+    expect(handoffs?.p50_ms).toBeLessThanOrEqual(handoffs?.p95_ms ?? -1);
+    expect(handoffs?.p95_ms).toBeLessThanOrEqual(handoffs?.max_ms ?? -1);
+    // 4 nodes in 4 batches of one: every node's four handoffs, three between batches, one after the approval.
+    expect(Object.fromEntries(Object.entries(handoffs?.by_kind ?? {}).map(([kind, s]) => [kind, s.count]))).toEqual({
+      'cordoned → drain started': 4,
+      'drained → version set': 4,
+      'installed → node completed − minHealthyTime': 4,
+      'node completed → enabled': 4,
+      'approved → batch 0 started': 1,
+      'batch completed → next started − pause/soak': 3,
+    });
+    expect(handoffs?.count).toBe(20);
+    const makespan = timing?.makespan;
+    expect(makespan?.batches).toHaveLength(4);
+    // The spec's own waits: minHealthyTime 2 s per batch and the canary's 3 s soak (run-demo.ts).
+    expect(makespan?.own_waits_ms).toBe(4 * 2000 + 3000);
+    for (const batch of makespan?.batches ?? []) {
+      expect(batch.slowest).not.toBeNull();
+      expect(batch.drain_ms).toBeGreaterThanOrEqual(0);
+      expect(batch.install_ms).toBeGreaterThan(0);
+    }
+    expect(makespan?.lower_bound_ms).toBe((makespan?.own_waits_ms ?? 0) + (makespan?.drain_ms ?? 0) + (makespan?.install_ms ?? 0));
+    // Phases of one batch follow each other and batches follow each other: the bound is never above the whole.
+    expect(makespan?.total_ms).toBeGreaterThanOrEqual(makespan?.lower_bound_ms ?? Infinity);
+    expect(makespan?.other_ms).toBe((makespan?.total_ms ?? 0) - (makespan?.lower_bound_ms ?? 0));
+    expect(report.reconcile_passes.rollout?.count).toBeGreaterThan(0);
+    expect(stdout).toMatch(/handoffs +p50 \d+ ms {2}p95 \d+ ms {2}max \d+ ms \(20\)/);
+    expect(stdout).toMatch(/makespan +[\d.]+ s {2}= own waits 11\.0 s \+ drain [\d.]+ s \+ install [\d.]+ s \+ other -?[\d.]+ s/);
     // No process the demo started is left: operator, supervisors, agents, edge, instances.
     expect(processesMentioning(dir)).toEqual([]);
   }, 480_000);
