@@ -73,6 +73,11 @@ export interface InstallReport {
   phase: InstallPhase;
   /** Why it failed or was reverted, for people. */
   reason?: string;
+  /**
+   * On a failed install: true when the agent retries it by itself (a download error), false when
+   * only a new request starts it again. Absent from agents older than the flag.
+   */
+  retryable?: boolean;
   updated_at: string;
 }
 

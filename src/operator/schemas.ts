@@ -176,6 +176,7 @@ export const InstallReportSchema = z.object({
   previous_version: z.string().max(100).nullable(),
   phase: z.enum(INSTALL_PHASES),
   reason: z.string().max(4000).optional(),
+  retryable: z.boolean().optional(),
   updated_at: z.string().max(100),
 });
 

@@ -91,18 +91,18 @@ export async function recordInstallReports(tx: Db, batch: readonly NodeInstallRe
     before_phase: InstallPhase | null;
   }>(
     `WITH r AS (
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-                AS r(node_id, component, version, previous_version, phase, reason, reported_at)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::boolean[])
+                AS r(node_id, component, version, previous_version, phase, reason, reported_at, retryable)
      ), before AS (
        SELECT i.node_id, i.component, i.version, i.phase FROM node_installs i JOIN r USING (node_id, component)
      ), written AS (
-       INSERT INTO node_installs (node_id, component, version, previous_version, phase, reason, reported_at)
-       SELECT r.node_id, r.component, r.version, r.previous_version, r.phase, r.reason, r.reported_at
+       INSERT INTO node_installs (node_id, component, version, previous_version, phase, reason, reported_at, retryable)
+       SELECT r.node_id, r.component, r.version, r.previous_version, r.phase, r.reason, r.reported_at, r.retryable
          FROM r JOIN nodes n ON n.id = r.node_id
        ON CONFLICT (node_id, component) DO UPDATE SET version = excluded.version, previous_version = excluded.previous_version,
-          phase = excluded.phase, reason = excluded.reason, reported_at = excluded.reported_at, updated_at = now()
-        WHERE (node_installs.version, node_installs.previous_version, node_installs.phase, node_installs.reason)
-              IS DISTINCT FROM (excluded.version, excluded.previous_version, excluded.phase, excluded.reason)
+          phase = excluded.phase, reason = excluded.reason, reported_at = excluded.reported_at, retryable = excluded.retryable, updated_at = now()
+        WHERE (node_installs.version, node_installs.previous_version, node_installs.phase, node_installs.reason, node_installs.retryable)
+              IS DISTINCT FROM (excluded.version, excluded.previous_version, excluded.phase, excluded.reason, excluded.retryable)
           -- A report older than the stored one came from a heartbeat that arrived late: it would
           -- move the install back a phase (and append its events again).
           AND excluded.reported_at >= node_installs.reported_at
@@ -118,6 +118,8 @@ export async function recordInstallReports(tx: Db, batch: readonly NodeInstallRe
       reports.map((r) => r.phase),
       reports.map((r) => r.reason ?? null),
       reports.map((r) => r.updated_at),
+      // NULL for agents older than the flag (task-machine.ts falls back to the reason for them).
+      reports.map((r) => r.retryable ?? null),
     ],
   );
   const events: NewEvent[] = [];

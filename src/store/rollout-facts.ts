@@ -13,12 +13,13 @@ export async function loadNodeFacts(db: Db, nodeIds: readonly string[], componen
     install_version: string | null;
     install_phase: NonNullable<NodeFacts['install']>['phase'] | null;
     install_reason: string | null;
+    install_retryable: boolean | null;
     install_at: Date | null;
     unhealthy: number;
   }>(
     `SELECT n.id, n.status, n.cordoned, d.state AS drain_state, d.message AS drain_message,
             n.components ->> $2 AS version,
-            ni.version AS install_version, ni.phase AS install_phase, ni.reason AS install_reason, ni.updated_at AS install_at,
+            ni.version AS install_version, ni.phase AS install_phase, ni.reason AS install_reason, ni.retryable AS install_retryable, ni.updated_at AS install_at,
             (SELECT count(*) FROM instances i WHERE i.node_id = n.id AND i.desired = 'running' AND NOT i.healthy)::int AS unhealthy
        FROM nodes n
        LEFT JOIN drains d ON d.node_id = n.id
@@ -36,7 +37,8 @@ export async function loadNodeFacts(db: Db, nodeIds: readonly string[], componen
         drainState: r.drain_state,
         drainMessage: r.drain_message ?? '',
         version: r.version ?? undefined,
-        install: r.install_version && r.install_phase ? { version: r.install_version, phase: r.install_phase, reason: r.install_reason ?? undefined, at: new Date(r.install_at ?? 0) }
+        install: r.install_version && r.install_phase
+            ? { version: r.install_version, phase: r.install_phase, reason: r.install_reason ?? undefined, ...(r.install_retryable === null ? {} : { retryable: r.install_retryable }), at: new Date(r.install_at ?? 0) }
             : undefined,
         instancesHealthy: r.unhealthy === 0,
       },

@@ -72,6 +72,8 @@ export class ComponentReconciler {
         previous_version: r.previous_version,
         phase: r.phase,
         ...(r.reason ? { reason: r.reason } : {}),
+        // Only a transient failure (a download error) gets a retry time, and only a failure is retried.
+        ...(r.phase === 'failed' ? { retryable: r.retry_at !== undefined } : {}),
         updated_at: r.updated_at,
       }));
   }

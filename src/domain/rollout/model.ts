@@ -76,7 +76,7 @@ export interface NodeFacts {
   /** The target component's version the node reports running. */
   version: string | undefined;
   /** The latest install report for the target component. */
-  install: { version: string; phase: InstallPhase; reason?: string | undefined; at: Date } | undefined;
+  install: { version: string; phase: InstallPhase; reason?: string | undefined; retryable?: boolean | undefined; at: Date } | undefined;
   /** Every instance on the node is healthy (vacuously true for an empty node). */
   instancesHealthy: boolean;
 }

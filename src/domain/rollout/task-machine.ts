@@ -44,13 +44,10 @@ function move(state: TaskState, now: Date, extra: Partial<RolloutTask> = {}): Pa
   return { state, stateSince: now, ...extra };
 }
 
-/**
- * Install failures the agent retries on its own (it records a retry time): download errors.
- * The prefix is the agent's wording in ComponentReconciler.install; the install report carries
- * no retry flag yet.
- */
-function isRetriedByAgent(reason: string | undefined): boolean {
-  return reason?.startsWith('download failed') ?? false;
+/** Install failures the agent retries on its own (it records a retry time): its report says so. */
+function isRetriedByAgent(install: { reason?: string | undefined; retryable?: boolean | undefined }): boolean {
+  // Compatibility with agents older than the flag: their wording in ComponentReconciler.install.
+  return install.retryable ?? install.reason?.startsWith('download failed') ?? false;
 }
 
 /** Starts a pending task: cordon first when the node will be drained, else install at once. */
@@ -120,7 +117,7 @@ export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts
       // A failed download switched nothing and the agent retries it by itself (an operator
       // restart mid-download causes one): wait for the retry within health.timeout instead of
       // failing the node, which would count toward the breaker and roll a healthy node back.
-      const retrying = install?.phase === 'failed' && isRetriedByAgent(install.reason);
+      const retrying = install?.phase === 'failed' && isRetriedByAgent(install);
       if (install && !retrying && (install.phase === 'failed' || install.phase === 'reverted')) {
         return fail(task, now, `install ${install.phase}${install.reason ? `: ${install.reason}` : ''}`);
       }

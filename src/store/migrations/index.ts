@@ -7,6 +7,7 @@ import rollouts from './0003_rollouts.pre.sql';
 import nodeCredentials from './0004_node_credentials.pre.sql';
 import policiesQuarantine from './0005_policies_quarantine.pre.sql';
 import fleetGuards from './0006_fleet_guards.pre.sql';
+import installRetryable from './0007_install_retryable.pre.sql';
 
 export interface Migration {
   version: number;
@@ -28,4 +29,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0004_node_credentials.pre.sql', nodeCredentials),
   migration('0005_policies_quarantine.pre.sql', policiesQuarantine),
   migration('0006_fleet_guards.pre.sql', fleetGuards),
+  migration('0007_install_retryable.pre.sql', installRetryable),
 ];
