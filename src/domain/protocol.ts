@@ -1,22 +1,38 @@
 // The agent protocol (DESIGN.md §7): agents pull. A heartbeat carries the node's actual state;
 // every reply carries the whole desired state, so a missed message costs nothing.
-import type { InstanceStatus, NodeRole, Workload } from './types.js';
+// What agents send is defined once, as zod schemas (the operator validates with them, and they
+// generate /openapi.json); the TypeScript types are inferred from them. zod is pure computation.
+import { z } from 'zod';
+import { INSTANCE_STATUSES, NODE_ROLES, type Workload } from './types.js';
 
 /** Bumped when the wire format changes incompatibly; the operator accepts its own and the previous. */
 export const PROTOCOL_VERSION = 1;
 
-export interface RegisterRequest {
-  hostname: string;
-  region: string;
-  role: NodeRole;
-  max_instances: number;
-  labels?: Record<string, string>;
-  /** The id this agent was given before (kept in its data dir), so a wiped database keeps ids. */
-  node_id?: string;
-  agent_version: string;
-  agent_url?: string;
-  protocol_version: number;
-}
+/**
+ * Numbers that land in Postgres `integer` columns stop at its maximum: a larger one would be
+ * refused by the database (a 500, or a failed heartbeat batch) instead of by the schema.
+ */
+export const INT4_MAX = 2_147_483_647;
+/** Generations and event ids are `bigint`; JSON numbers are exact up to 2^53 - 1. */
+export const BIGINT_SAFE_MAX = Number.MAX_SAFE_INTEGER;
+
+export const LabelsSchema = z.record(z.string().max(63), z.string().max(253));
+
+export const RegisterRequestSchema = z
+  .object({
+    hostname: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/, 'a hostname'),
+    region: z.string().regex(/^[a-z0-9-]{1,63}$/, 'lowercase letters, digits and -'),
+    role: z.enum(NODE_ROLES).default('worker'),
+    max_instances: z.number().int().min(0).max(100_000),
+    labels: LabelsSchema.optional(),
+    /** The id this agent was given before (kept in its data dir), so a wiped database keeps ids. */
+    node_id: z.string().min(1).max(200).optional(),
+    agent_version: z.string().min(1).max(100),
+    agent_url: z.string().url().max(2048).optional(),
+    protocol_version: z.number().int().min(1).max(INT4_MAX),
+  })
+  .strict();
+export type RegisterRequest = z.infer<typeof RegisterRequestSchema>;
 
 export interface RegisterResponse {
   node_id: string;
@@ -28,15 +44,17 @@ export interface RegisterResponse {
 /** The header an agent proves its node with (checked when the operator runs with tokens). */
 export const NODE_CREDENTIAL_HEADER = 'x-drydock-node-credential';
 
-export interface ActualInstance {
-  id: string;
-  status: InstanceStatus;
-  healthy: boolean;
-  pid: number | null;
-  port: number | null;
+export const ActualInstanceSchema = z.object({
+  id: z.string().min(1).max(200),
+  status: z.enum(INSTANCE_STATUSES),
+  healthy: z.boolean(),
+  // pid and port are `integer` columns; Linux pids stop far below INT4_MAX, ports at 65535.
+  pid: z.number().int().min(0).max(INT4_MAX).nullable(),
+  port: z.number().int().min(0).max(65_535).nullable(),
   /** Free-form reason for the last failure, shown to people. */
-  message?: string;
-}
+  message: z.string().max(2000).optional(),
+});
+export type ActualInstance = z.infer<typeof ActualInstanceSchema>;
 
 export const ARTIFACT_KINDS = ['agent', 'binary', 'script'] as const;
 export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
@@ -66,32 +84,41 @@ export interface DesiredComponent {
 }
 
 /** Progress of one component install, persisted by the agent and reported in every heartbeat. */
-export interface InstallReport {
-  component: string;
-  version: string;
-  previous_version: string | null;
-  phase: InstallPhase;
+export const InstallReportSchema = z.object({
+  component: z.string().min(1).max(100),
+  version: z.string().min(1).max(100),
+  previous_version: z.string().max(100).nullable(),
+  phase: z.enum(INSTALL_PHASES),
   /** Why it failed or was reverted, for people. */
-  reason?: string;
+  reason: z.string().max(4000).optional(),
   /**
    * On a failed install: true when the agent retries it by itself (a download error), false when
    * only a new request starts it again. Absent from agents older than the flag.
    */
-  retryable?: boolean;
-  updated_at: string;
-}
+  retryable: z.boolean().optional(),
+  updated_at: z.string().max(100),
+});
+export type InstallReport = z.infer<typeof InstallReportSchema>;
 
-export interface HeartbeatRequest {
-  node_id: string;
-  agent_version: string;
-  protocol_version: number;
-  components: Record<string, string>;
-  instances: ActualInstance[];
+export const HeartbeatRequestSchema = z.object({
+  node_id: z.string().min(1).max(200),
+  agent_version: z.string().min(1).max(100),
+  protocol_version: z.number().int().min(1).max(INT4_MAX),
+  components: z.record(z.string().min(1).max(100), z.string().max(100)).default({}),
+  instances: z.array(ActualInstanceSchema).max(100_000),
   /** Installs in progress or finished since the last desired change (optional for old agents). */
-  installs?: InstallReport[];
+  installs: z.array(InstallReportSchema).max(1000).optional(),
   /** The desired generation the agent has converged to (or is converging to). */
-  generation: number;
-}
+  generation: z.number().int().min(0).max(BIGINT_SAFE_MAX),
+});
+export type HeartbeatRequest = z.infer<typeof HeartbeatRequestSchema>;
+
+/** The long-poll for the desired state: it answers once the generation is above `after`. */
+export const DesiredQuerySchema = z.object({
+  node_id: z.string().min(1).max(200),
+  after: z.coerce.number().int().min(0).max(BIGINT_SAFE_MAX).default(0).describe('return once the generation is above this'),
+  wait: z.coerce.number().int().min(0).max(60).default(25).describe('seconds to hold the request open'),
+});
 
 export interface DesiredInstance {
   id: string;

@@ -2,17 +2,23 @@
 import { z } from 'zod';
 import { ARTIFACT_LIFECYCLES } from '../domain/artifact-lifecycle.js';
 import { parseDuration } from '../domain/duration.js';
-import { ARTIFACT_KINDS, INSTALL_PHASES } from '../domain/protocol.js';
+import {
+  ActualInstanceSchema,
+  ARTIFACT_KINDS,
+  BIGINT_SAFE_MAX,
+  DesiredQuerySchema,
+  HeartbeatRequestSchema,
+  INSTALL_PHASES,
+  InstallReportSchema,
+  INT4_MAX,
+  LabelsSchema,
+  RegisterRequestSchema,
+} from '../domain/protocol.js';
 import { isSemver } from '../domain/semver.js';
 import { NODE_ROLES, NODE_STATUSES } from '../domain/types.js';
 
-/**
- * Numbers that land in Postgres `integer` columns stop at its maximum: a larger one would be
- * refused by the database (a 500, or a failed heartbeat batch) instead of by the schema.
- */
-export const INT4_MAX = 2_147_483_647;
-/** Generations and event ids are `bigint`; JSON numbers are exact up to 2^53 - 1. */
-const BIGINT_SAFE_MAX = Number.MAX_SAFE_INTEGER;
+// The bounds live with the agent protocol, which is defined in the domain (one definition).
+export { INT4_MAX };
 /** Longest duration any request may ask for (a drain timeout): 7 days; a longer one is a typo. */
 export const MAX_REQUEST_DURATION_MS = 7 * 86_400_000;
 /** Hostnames are at most 253 characters; ids and names fit in that too. */
@@ -20,14 +26,12 @@ const Ref = z.string().min(1).max(253);
 
 export const IdParam = z.object({ id: z.string().min(1).max(200).describe('id (or hostname/name where the route says so)') });
 
-const Labels = z.record(z.string().max(63), z.string().max(253));
-
 export const NodeSelectorSchema = z
   .object({
     hostname: z.string().min(1).max(253).optional(),
     region: z.string().min(1).max(63).optional(),
     role: z.enum(NODE_ROLES).optional(),
-    labels: Labels.optional(),
+    labels: LabelsSchema.optional(),
   })
   .strict();
 
@@ -145,56 +149,11 @@ export const ErrorBody = z.object({
   error: z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()) }),
 });
 
-// Agent gateway.
-export const RegisterBody = z
-  .object({
-    hostname: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/, 'a hostname'),
-    region: z.string().regex(/^[a-z0-9-]{1,63}$/, 'lowercase letters, digits and -'),
-    role: z.enum(NODE_ROLES).default('worker'),
-    max_instances: z.number().int().min(0).max(100_000),
-    labels: Labels.optional(),
-    node_id: z.string().min(1).max(200).optional(),
-    agent_version: z.string().min(1).max(100),
-    agent_url: z.string().url().max(2048).optional(),
-    protocol_version: z.number().int().min(1).max(INT4_MAX),
-  })
-  .strict();
-
-export const ActualInstanceSchema = z.object({
-  id: z.string().min(1).max(200),
-  status: z.enum(['pending', 'starting', 'running', 'stopping', 'stopped', 'failed', 'unknown']),
-  healthy: z.boolean(),
-  // pid and port are `integer` columns; Linux pids stop far below INT4_MAX, ports at 65535.
-  pid: z.number().int().min(0).max(INT4_MAX).nullable(),
-  port: z.number().int().min(0).max(65_535).nullable(),
-  message: z.string().max(2000).optional(),
-});
-
-export const InstallReportSchema = z.object({
-  component: z.string().min(1).max(100),
-  version: z.string().min(1).max(100),
-  previous_version: z.string().max(100).nullable(),
-  phase: z.enum(INSTALL_PHASES),
-  reason: z.string().max(4000).optional(),
-  retryable: z.boolean().optional(),
-  updated_at: z.string().max(100),
-});
-
-export const HeartbeatBody = z.object({
-  node_id: z.string().min(1).max(200),
-  agent_version: z.string().min(1).max(100),
-  protocol_version: z.number().int().min(1).max(INT4_MAX),
-  components: z.record(z.string().min(1).max(100), z.string().max(100)).default({}),
-  instances: z.array(ActualInstanceSchema).max(100_000),
-  installs: z.array(InstallReportSchema).max(1000).optional(),
-  generation: z.number().int().min(0).max(BIGINT_SAFE_MAX),
-});
-
-export const DesiredQuery = z.object({
-  node_id: z.string().min(1).max(200),
-  after: z.coerce.number().int().min(0).max(BIGINT_SAFE_MAX).default(0).describe('return once the generation is above this'),
-  wait: z.coerce.number().int().min(0).max(60).default(25).describe('seconds to hold the request open'),
-});
+// Agent gateway: the agent protocol's own schemas (src/domain/protocol.ts), under the names the routes use.
+export const RegisterBody = RegisterRequestSchema;
+export { ActualInstanceSchema, InstallReportSchema };
+export const HeartbeatBody = HeartbeatRequestSchema;
+export const DesiredQuery = DesiredQuerySchema;
 
 // Artifacts.
 export const ComponentName = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits and -, at most 63');
