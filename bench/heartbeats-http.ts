@@ -1,9 +1,12 @@
 // Heartbeats over HTTP into one real operator process: registers N nodes through the agent
 // gateway, then has every node heartbeat every --interval for --duration while a probe reads
-// the API (a node, the node list of one region, /health). Reports achieved rate, latency
-// percentiles, errors, and the operator's CPU and RSS; writes bench/results/heartbeats-http.json.
+// the API (a node, the node list of one region, /health), and --longpolls nodes hold the agent's
+// long-poll open while, twice a second, one of them is drained or enabled through the API: the
+// time from that write to the node's long-poll returning is the reaction (issue 9 goal 4).
+// Reports achieved rate, latency percentiles, reaction, errors, and the operator's CPU and RSS;
+// writes bench/results/heartbeats-http.json.
 //
-//   npm run bench:heartbeats-http -- --nodes 10000 [--interval 2s] [--duration 60s]
+//   npm run bench:heartbeats-http -- --nodes 10000 [--interval 2s] [--duration 60s] [--longpolls 100]
 //                                    [--postgres postgres://postgres@127.0.0.1:5432/postgres]
 //
 // With --postgres a fresh database is created on that server (and dropped afterwards); without
@@ -29,6 +32,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '60s' },
     regions: { type: 'string', default: '3' },
     sockets: { type: 'string', default: '64' },
+    longpolls: { type: 'string', default: '100' },
     postgres: { type: 'string' },
     out: { type: 'string', default: 'bench/results/heartbeats-http.json' },
   },
@@ -42,7 +46,11 @@ const bundle = resolve('dist/drydock.mjs');
 const dir = mkdtempSync(join(tmpdir(), 'drydock-bench-http-'));
 const agentToken = randomBytes(24).toString('hex');
 const viewerToken = randomBytes(24).toString('hex');
-writeFileSync(join(dir, 'tokens.yaml'), `tokens:\n  - { name: agents, token: "${agentToken}", role: agent }\n  - { name: probe, token: "${viewerToken}", role: viewer }\n`);
+const operatorToken = randomBytes(24).toString('hex');
+writeFileSync(
+  join(dir, 'tokens.yaml'),
+  `tokens:\n  - { name: agents, token: "${agentToken}", role: agent }\n  - { name: probe, token: "${viewerToken}", role: viewer }\n  - { name: changer, token: "${operatorToken}", role: operator }\n`,
+);
 
 let databaseUrl: string | undefined;
 let dbName: string | undefined;
@@ -71,12 +79,16 @@ operator.stderr?.on('data', (chunk: Buffer) => {
 const agent = new http.Agent({ keepAlive: true, maxSockets: Number(values.sockets) });
 const agentAuth = { authorization: `Bearer ${agentToken}` };
 const viewerAuth = { authorization: `Bearer ${viewerToken}` };
+const operatorAuth = { authorization: `Bearer ${operatorToken}` };
+// Long-polls stay open up to 30 s: their own sockets, so heartbeats never queue behind them.
+const pollAgent = new http.Agent({ keepAlive: true, maxSockets: Number(values.longpolls) + 8 });
 
 async function cleanup() {
   operator.kill('SIGTERM');
   await new Promise((r) => setTimeout(r, 500));
   if (operator.exitCode === null) operator.kill('SIGKILL');
   agent.destroy();
+  pollAgent.destroy();
   rmSync(dir, { recursive: true, force: true });
   if (values.postgres && dbName) {
     const admin = new pg.Client({ connectionString: values.postgres });
@@ -188,8 +200,54 @@ try {
       await new Promise((r) => setTimeout(r, 100));
     }
   })();
+  // Reaction: long-polls of the first --longpolls nodes; one of them drained or enabled every 500 ms.
+  const reaction = new Latencies();
+  const watched = registered.slice(0, Math.min(Number(values.longpolls), registered.length));
+  const changedAt = new Map<string, number>();
+  const polls = watched.map(async (node) => {
+    let after = generations.get(node.id) ?? 0;
+    while (performance.now() < stopAt) {
+      const reply = await getJson(pollAgent, `${base}/api/v1/agent/desired?node_id=${node.id}&after=${after}&wait=30`, { ...agentAuth, [CREDENTIAL_HEADER]: node.credential }).catch(
+        () => undefined,
+      );
+      const at = performance.now();
+      if (reply?.status !== 200) {
+        errors[`longpoll_${reply?.status ?? 'error'}`] = (errors[`longpoll_${reply?.status ?? 'error'}`] ?? 0) + 1;
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
+      const generation = (JSON.parse(reply.text) as { generation: number }).generation;
+      const since = changedAt.get(node.id);
+      if (generation > after && since !== undefined) {
+        reaction.add(at - since);
+        changedAt.delete(node.id);
+      }
+      after = Math.max(after, generation);
+    }
+  });
+  const changer = (async () => {
+    const drained = new Set<string>();
+    let k = 0;
+    while (watched.length > 0 && performance.now() < stopAt - 1000) {
+      const node = watched[k++ % watched.length] as (typeof watched)[number];
+      const action = drained.has(node.id) ? 'enable' : 'drain';
+      if (!changedAt.has(node.id)) {
+        changedAt.set(node.id, performance.now());
+        const reply = await postJson(agent, `${base}/api/v1/nodes/${node.id}/${action}`, operatorAuth, {}).catch(() => undefined);
+        if (reply?.status === 200 || reply?.status === 202) {
+          if (action === 'drain') drained.add(node.id);
+          else drained.delete(node.id);
+        } else {
+          changedAt.delete(node.id);
+          errors[`change_${reply?.status ?? 'error'}`] = (errors[`change_${reply?.status ?? 'error'}`] ?? 0) + 1;
+        }
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  })();
   sampler.start();
-  await Promise.all([...schedule, probe]);
+  await Promise.all([...schedule, probe, changer]);
+  await Promise.all(polls);
   const elapsed = (performance.now() - started) / 1000;
   const usage = sampler.stop();
   const down = await getJson(agent, `${base}/api/v1/events?kind_prefix=node.down&limit=5000&after=${measuredAfter}`, viewerAuth);
@@ -207,6 +265,9 @@ try {
     errors,
     heartbeat_ms: heartbeatLatency.summary(),
     api_ms: apiLatency.summary(),
+    // From a drain/enable request being sent to the node's long-poll returning with the new generation.
+    reaction_ms: reaction.summary(),
+    longpolls: watched.length,
     operator: usage,
     // node.down events during the measured phase (after the warm-up); at most 5,000 are counted.
     node_down_events: falseDowns,
@@ -217,6 +278,7 @@ try {
   console.log(
     `${result.engine} ${nodes} nodes every ${intervalMs} ms for ${result.duration_s} s: ${result.achieved_per_s}/s of ${result.target_per_s}/s target, ` +
       `errors ${JSON.stringify(errors)}\n  heartbeat p50 ${h.p50} ms  p95 ${h.p95}  p99 ${h.p99}  max ${h.max}\n  other API p50 ${a.p50} ms  p95 ${a.p95}  p99 ${a.p99}  max ${a.max}\n` +
+      `  reaction (API write → long-poll returns, ${watched.length} long-polls, ${result.reaction_ms.count} changes) p50 ${result.reaction_ms.p50} ms  p99 ${result.reaction_ms.p99}  max ${result.reaction_ms.max}\n` +
       `  operator CPU ${usage.cpu_percent}% (of one core), RSS max ${usage.rss_max_mb} MiB; node.down events: ${falseDowns}`,
   );
   mkdirSync('bench/results', { recursive: true });

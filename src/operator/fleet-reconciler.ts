@@ -118,6 +118,12 @@ export class FleetReconciler {
     this.liveness.add(LIVENESS_KEY);
   }
 
+  /** Judge these nodes' status in the next liveness pass (a registration, new components: nothing they host changed). */
+  nodesTouched(nodeIds: Iterable<string>): void {
+    for (const id of nodeIds) this.touched.add(id);
+    this.liveness.add(LIVENESS_KEY);
+  }
+
   deploymentsChanged(deploymentIds: Iterable<string>): void {
     this.deployments.addAll(deploymentIds);
   }

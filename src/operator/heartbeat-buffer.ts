@@ -57,7 +57,7 @@ export class HeartbeatBuffer {
     /** Write at once when this many are waiting (default 1000). */
     private readonly maxBatch = 1000,
     /** Told after each commit which nodes' reported state changed (never with an empty list). */
-    private readonly onChanged: (nodeIds: string[]) => void = () => {},
+    private readonly onChanged: (nodeIds: string[], fleetNodeIds: string[]) => void = () => {},
   ) {}
 
   add(record: HeartbeatRecord): Promise<number | undefined> {
@@ -156,6 +156,6 @@ export class HeartbeatBuffer {
       return;
     }
     for (const p of batch) for (const w of p.waiters) w.resolve(outcome.written.get(p.record.nodeId));
-    if (outcome.changed.size > 0) this.onChanged([...outcome.changed]);
+    if (outcome.changed.size > 0) this.onChanged([...outcome.changed], [...outcome.fleetChanged]);
   }
 }

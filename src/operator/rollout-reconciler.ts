@@ -127,10 +127,10 @@ export class RolloutReconciler {
    * else when it wants to be looked at again (ms; null: no timed wait of its own).
    */
   private async reconcile(id: string, term: number): Promise<number | null | undefined> {
-    const { touched, active, nodeIds, wake } = await this.db.transaction(async (tx) => {
+    const { touched, active, nodeIds, wake, drains } = await this.db.transaction(async (tx) => {
       await assertTerm(tx, RECONCILER_LEASE, this.lease.holder, term);
       const loaded = await loadRollout(tx, id, { lock: true });
-      if (!loaded || !RECONCILED_ROLLOUT_STATUSES.includes(loaded.rollout.status)) return { touched: [], active: false, nodeIds: [], wake: null };
+      if (!loaded || !RECONCILED_ROLLOUT_STATUSES.includes(loaded.rollout.status)) return { touched: [], active: false, nodeIds: [], wake: null, drains: [] };
       const nodeIds = loaded.tasks.map((t) => t.nodeId);
       const component = loaded.rollout.spec.target.component;
       const facts = await loadNodeFacts(tx, nodeIds, component);
@@ -144,16 +144,21 @@ export class RolloutReconciler {
       const tasks = loaded.tasks.map((t) => ({ ...t, ...decision.tasks.find((c) => c.id === t.id)?.changes }));
       const waits = [decision.requeueAfterMs, untilHealthyLongEnough(loaded.rollout, tasks, now)].filter((w): w is number => typeof w === 'number');
       const wake = waits.length > 0 ? Math.min(...waits) : null;
-      if (changed === 0) return { touched: [], active: stillActive, nodeIds, wake };
+      if (changed === 0) return { touched: [], active: stillActive, nodeIds, wake, drains: [] };
+      const drains = decision.commands.filter((c) => c.kind === 'drain').map((c) => c.nodeId);
       // A pass that moved something is followed by another at once: a step that waits for no
       // report (cordoned → draining, a batch after a pause of 0) happens now, not a tick later.
       // Deciding is idempotent, so the extra pass only finds nothing to do once it settles.
-      return { touched: await applyRolloutDecision(tx, loaded.rollout, loaded.tasks, decision), active: stillActive, nodeIds, wake: 0 };
+      return { touched: await applyRolloutDecision(tx, loaded.rollout, loaded.tasks, decision), active: stillActive, nodeIds, wake: 0, drains };
     });
     if (active) this.remember(id, nodeIds);
     if (touched.length > 0) {
       this.waiters.wake(touched);
-      this.fleet.nodesChanged(touched);
+      // A drain is the fleet's work; a cordon, an install or an enable only changes the node's
+      // status (judged for liveness) — no fleet pass for them, so the rollout's own next pass
+      // does not wait behind one for the database.
+      if (drains.length > 0) this.fleet.nodesChanged(drains);
+      this.fleet.nodesTouched(touched);
     }
     return active ? wake : undefined;
   }

@@ -120,9 +120,13 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     // A heartbeat that changed what the reconciler decides from (instance health, components,
     // installs, a node back from down) is acted on now; one that repeats the last waits for the tick.
     // Window 0: each batch is what arrived while the previous one was written (no fixed wait).
-    const heartbeats = new HeartbeatBuffer(db, 0, 1000, (nodeIds) => {
-      reconciler.nodesChanged(nodeIds);
+    // Rollouts first: a task waiting for this report moves before the fleet passes it wakes take
+    // the database (the embedded engine has one connection). Only instance changes and a return
+    // from down cost a fleet pass; other changes (components, installs) are judged for liveness.
+    const heartbeats = new HeartbeatBuffer(db, 0, 1000, (nodeIds, fleetNodeIds) => {
       rollouts.nodesChanged(nodeIds);
+      if (fleetNodeIds.length > 0) reconciler.nodesChanged(fleetNodeIds);
+      reconciler.nodesTouched(nodeIds);
     });
     // Liveness counts from arrival: no node is marked down for time its heartbeat waited here.
     reconciler.heartbeatBacklog = () => heartbeats.uncommitted();

@@ -160,11 +160,18 @@ export interface HeartbeatOutcome {
    */
   written: Map<string, number>;
   /**
-   * Nodes whose reported state changed something the fleet reconciler decides from: an
-   * instance's status/health/pid/port/message, components, agent version, an install report,
-   * or the node coming back from `down`. A heartbeat that repeats the last one is in neither.
+   * Nodes whose reported state changed something a reconciler decides from: an instance's
+   * status/health/pid/port/message, components, agent version, an install report, or the node
+   * coming back from `down` (rollouts follow all of it). A heartbeat that repeats the last one
+   * is in neither set.
    */
   changed: Set<string>;
+  /**
+   * The part of `changed` the fleet reconcilers decide from: an instance row changed or the node
+   * came back from `down`. Components and installs matter to rollouts only, so a fleet's first
+   * heartbeats (every node reporting its components) do not cost a fleet pass per node.
+   */
+  fleetChanged: Set<string>;
 }
 
 export async function recordHeartbeats(db: Db, batch: readonly HeartbeatRecord[]): Promise<void> {
@@ -178,7 +185,7 @@ export async function recordHeartbeats(db: Db, batch: readonly HeartbeatRecord[]
  * updates instances that belong to its own node.
  */
 export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[]): Promise<HeartbeatOutcome> {
-  const outcome: HeartbeatOutcome = { written: new Map(), changed: new Set() };
+  const outcome: HeartbeatOutcome = { written: new Map(), changed: new Set(), fleetChanged: new Set() };
   if (batch.length === 0) return outcome;
   return db.transaction(async (tx) => {
     // An agent heartbeats on a timer and at once on every install phase change, so a heartbeat
@@ -191,7 +198,7 @@ export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[])
     // no row), so a credential revoked by any replica is refused at its next heartbeat. The
     // digests compared are SHA-256 of 32 random bytes: timing reveals nothing usable.
     // `before` is the statement's snapshot, i.e. the rows as they were before this update.
-    const nodes = await tx.query<{ id: string; generation: string; changed: boolean }>(
+    const nodes = await tx.query<{ id: string; generation: string; changed: boolean; was_down: boolean }>(
       `UPDATE nodes n SET last_heartbeat_at = greatest(n.last_heartbeat_at, statement_timestamp() - h.waited_ms * interval '1 millisecond'),
               updated_at = now(), agent_version = h.agent_version, protocol_version = h.protocol_version,
               components = CASE
@@ -204,7 +211,8 @@ export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[])
           AND (h.credential_hash IS NULL OR n.credential_hash = h.credential_hash)
         RETURNING n.id, n.generation,
                   (before.status = 'down' OR before.components IS DISTINCT FROM n.components
-                   OR before.agent_version IS DISTINCT FROM n.agent_version) AS changed`,
+                   OR before.agent_version IS DISTINCT FROM n.agent_version) AS changed,
+                  before.status = 'down' AS was_down`,
       [
         batch.map((h) => h.nodeId),
         batch.map((h) => h.agentVersion),
@@ -218,6 +226,7 @@ export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[])
     for (const n of nodes) {
       outcome.written.set(n.id, Number(n.generation));
       if (n.changed) outcome.changed.add(n.id);
+      if (n.was_down) outcome.fleetChanged.add(n.id);
     }
     // Only what was written above may touch its node's installs and instances.
     const accepted = batch.filter((h) => outcome.written.has(h.nodeId));
@@ -250,7 +259,10 @@ export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[])
         reports.map((r) => r.message ?? null),
       ],
     );
-    for (const i of instances) outcome.changed.add(i.node_id);
+    for (const i of instances) {
+      outcome.changed.add(i.node_id);
+      outcome.fleetChanged.add(i.node_id);
+    }
     const left = [...new Set(instances.filter((i) => i.left_desired).map((i) => i.node_id))];
     if (left.length > 0) {
       const bumped = await tx.query<{ id: string; generation: string }>(

@@ -42,7 +42,8 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
     });
     // The node's credential may have changed just now: the cache holds the new one.
     ctx.credentials.confirm(nodeId, credentialDigest(credential));
-    ctx.reconciler.nodesChanged([nodeId]);
+    // Judged by the next liveness pass (a node back after a restart); what it hosts did not change.
+    ctx.reconciler.nodesTouched([nodeId]);
     return { node_id: nodeId, heartbeat_interval_ms: ctx.settings.heartbeatIntervalMs, node_credential: credential };
   });
 
