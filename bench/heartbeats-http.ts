@@ -200,14 +200,15 @@ try {
       await new Promise((r) => setTimeout(r, 100));
     }
   })();
-  // Reaction: long-polls of the first --longpolls nodes; one of them drained or enabled every 500 ms.
+  // Reaction: long-polls (20 s, under the client's 30 s timeout) of the first --longpolls nodes;
+  // one of them drained or enabled every 500 ms.
   const reaction = new Latencies();
   const watched = registered.slice(0, Math.min(Number(values.longpolls), registered.length));
   const changedAt = new Map<string, number>();
   const polls = watched.map(async (node) => {
     let after = generations.get(node.id) ?? 0;
     while (performance.now() < stopAt) {
-      const reply = await getJson(pollAgent, `${base}/api/v1/agent/desired?node_id=${node.id}&after=${after}&wait=30`, { ...agentAuth, [CREDENTIAL_HEADER]: node.credential }).catch(
+      const reply = await getJson(pollAgent, `${base}/api/v1/agent/desired?node_id=${node.id}&after=${after}&wait=20`, { ...agentAuth, [CREDENTIAL_HEADER]: node.credential }).catch(
         () => undefined,
       );
       const at = performance.now();
@@ -247,9 +248,10 @@ try {
   })();
   sampler.start();
   await Promise.all([...schedule, probe, changer]);
-  await Promise.all(polls);
   const elapsed = (performance.now() - started) / 1000;
   const usage = sampler.stop();
+  // Long-polls end by themselves within their wait once the run is over.
+  await Promise.all(polls);
   const down = await getJson(agent, `${base}/api/v1/events?kind_prefix=node.down&limit=5000&after=${measuredAfter}`, viewerAuth);
   const falseDowns = down.status === 200 ? (JSON.parse(down.text) as unknown[]).length : -1;
 

@@ -52,8 +52,9 @@ export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): P
   const enable = async (id: string, actor: string) => {
     const node = await mustFindNode(ctx, id);
     if (!node.cordoned && !node.drain) return node;
-    const restarted = await ctx.db.transaction((tx) => enableNode(tx, node, { actor }));
-    if (restarted.length > 0) ctx.waiters.wake([node.id]);
+    await ctx.db.transaction((tx) => enableNode(tx, node, { actor }));
+    // The drain flag (and any parked instance) is desired state: the agent's long-poll returns now.
+    ctx.waiters.wake([node.id]);
     ctx.reconciler.nodesChanged([node.id]);
     return mustFindNode(ctx, node.id);
   };
@@ -101,6 +102,7 @@ export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): P
       await ctx.db.transaction((tx) =>
         beginDrain(tx, node, { force, timeoutMs, details: { moves: plan.moves.length, pinned: plan.pinned } }, { actor: actorOf(req) }),
       );
+      ctx.waiters.wake([node.id]);
       ctx.reconciler.nodesChanged([node.id]);
       return reply.code(202).send(await mustFindNode(ctx, node.id));
     },
