@@ -1,10 +1,7 @@
 // The operator's side of the plan worker (plan-worker.ts): one worker thread per process,
 // started on the first plan and kept; requests are numbered, answers come back in slices.
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type * as Esbuild from 'esbuild';
+import { workerScript } from '../worker-script.js';
 import type { PlannedMove } from '../domain/rollout/plan.js';
 import type { PlanFacts, PlanOutcome } from './plan-compute.js';
 import { decodeMoves, PLAN_WORKER_MARKER, type PlanReply, type PlanRequest } from './plan-worker.js';
@@ -56,7 +53,7 @@ function planWorker(): Promise<Worker> {
 }
 
 async function start(): Promise<Worker> {
-  const thread = new Worker(await workerEntry(), { workerData: { [PLAN_WORKER_MARKER]: true }, argv: [], execArgv: [] });
+  const thread = new Worker(await workerScript(import.meta.url, './plan-worker.ts'), { workerData: { [PLAN_WORKER_MARKER]: true }, argv: [], execArgv: [] });
   thread.unref();
   thread.on('message', (reply: PlanReply) => onReply(thread, reply));
   const fail = (error: Error) => {
@@ -105,49 +102,4 @@ function onReply(thread: Worker, reply: PlanReply): void {
       return;
     }
   }
-}
-
-let builtFromSource: Promise<URL> | undefined;
-
-/**
- * The script the worker runs. Built, drydock is one file (dist/drydock.mjs, or a benchmark's
- * bundle) that contains plan-worker.ts: that file is started again as the worker, and the marker
- * in workerData sends it to planning instead of the CLI. Run from TypeScript sources (vitest), a
- * worker thread cannot load .ts, so plan-worker.ts is bundled once per process with esbuild (a
- * dev dependency, there whenever the sources are) into node_modules/.cache.
- */
-async function workerEntry(): Promise<URL> {
-  const self = new URL(import.meta.url);
-  if (!self.pathname.endsWith('.ts')) return self;
-  builtFromSource ??= buildWorkerFromSource(new URL('./plan-worker.ts', self));
-  return builtFromSource;
-}
-
-async function buildWorkerFromSource(entry: URL): Promise<URL> {
-  // Named through a variable so that bundling drydock never pulls esbuild in.
-  const esbuildModule = 'esbuild';
-  const esbuild = (await import(esbuildModule)) as typeof Esbuild;
-  const result = await esbuild.build({
-    entryPoints: [fileURLToPath(entry)],
-    bundle: true,
-    // zod and semver resolve from node_modules: the output lives inside the checkout for that.
-    packages: 'external',
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    write: false,
-    logLevel: 'silent',
-  });
-  const code = result.outputFiles[0]?.text ?? '';
-  const dir = new URL('../../node_modules/.cache/drydock/', entry);
-  // Named by content: test files running in parallel share one build, and a changed worker
-  // never runs stale code.
-  const file = new URL(`plan-worker-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`, dir);
-  if (!existsSync(file)) {
-    mkdirSync(dir, { recursive: true });
-    const temporary = new URL(`${file.href}.${process.pid}.tmp`);
-    writeFileSync(temporary, code);
-    renameSync(temporary, file);
-  }
-  return file;
 }

@@ -1,15 +1,12 @@
 // The embedded engine as seen from the operator's thread: a Db whose statements run in a
 // worker thread that owns PGlite (pglite-worker.ts). Heavy queries then cost that thread's
 // time, not the event loop's that serves HTTP and runs timers.
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type * as Esbuild from 'esbuild';
+import { workerScript } from '../worker-script.js';
 import pgUtils from 'pg/lib/utils.js';
 import { ConnectionLostError, type Db, isConnectionLost } from './db.js';
 // Imported for its gate: a bundle that contains this module contains the worker too, and is
-// started again as the worker (see workerEntry).
+// started again as the worker (see src/worker-script.ts).
 import './pglite-worker.js';
 import { PGLITE_WORKER_MARKER, type PgliteReply, type PgliteRequest, type PgliteWorkerData, deserializeError, detachBytes, reviveBytes } from './pglite-protocol.js';
 
@@ -27,7 +24,7 @@ interface Pending {
 export async function openPgliteWorkerDb(pgdata: string, onClose: () => Promise<void> = async () => {}): Promise<Db> {
   const workerData: PgliteWorkerData = { [PGLITE_WORKER_MARKER]: true, pgdata };
   // Arguments of the parent (`operator --listen …`) mean nothing to the worker.
-  const worker = new Worker(await workerEntry(), { workerData, argv: [], execArgv: [] });
+  const worker = new Worker(await workerScript(import.meta.url, './pglite-worker.ts'), { workerData, argv: [], execArgv: [] });
   let onMessage: (message: PgliteReply) => void = () => {};
   let onError: (error: Error) => void = () => {};
   let onExit: (code: number) => void = () => {};
@@ -179,49 +176,4 @@ class TransactionDb implements Db {
   }
 
   async close(): Promise<void> {}
-}
-
-let builtFromSource: Promise<URL> | undefined;
-
-/**
- * The script the worker runs. Built, drydock is one file (dist/drydock.mjs, or a benchmark's
- * bundle) that contains pglite-worker.ts: that file is started again as the worker, and the
- * marker in workerData sends it to the database instead of the CLI. Run from TypeScript sources
- * (vitest), a worker thread cannot load .ts, so the worker module is bundled once per process
- * with esbuild (a dev dependency, there whenever the sources are) into node_modules/.cache.
- */
-async function workerEntry(): Promise<URL> {
-  const self = new URL(import.meta.url);
-  if (!self.pathname.endsWith('.ts')) return self;
-  builtFromSource ??= buildWorkerFromSource(new URL('./pglite-worker.ts', self));
-  return builtFromSource;
-}
-
-async function buildWorkerFromSource(entry: URL): Promise<URL> {
-  // Named through a variable so that bundling drydock never pulls esbuild in.
-  const esbuildModule = 'esbuild';
-  const esbuild = (await import(esbuildModule)) as typeof Esbuild;
-  const result = await esbuild.build({
-    entryPoints: [fileURLToPath(entry)],
-    bundle: true,
-    // pg and PGlite resolve from node_modules: the output lives inside the checkout for that.
-    packages: 'external',
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    write: false,
-    logLevel: 'silent',
-  });
-  const code = result.outputFiles[0]?.text ?? '';
-  const dir = new URL('../../node_modules/.cache/drydock/', entry);
-  // Named by content: test files running in parallel share one build, and a changed worker
-  // never runs stale code.
-  const file = new URL(`pglite-worker-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`, dir);
-  if (!existsSync(file)) {
-    mkdirSync(dir, { recursive: true });
-    const temporary = new URL(`${file.href}.${process.pid}.tmp`);
-    writeFileSync(temporary, code);
-    renameSync(temporary, file);
-  }
-  return file;
 }
