@@ -8,7 +8,6 @@
 //   npm run bench:fleet-drain -- [--nodes 10000] [--deployments 2000] [--replicas 100] [--drains 3]
 //                                [--postgres postgres://postgres@127.0.0.1:5432/postgres]
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -17,6 +16,7 @@ import { freePort } from '../src/agent/drivers/process-driver.js';
 import { migrateUp } from '../src/store/migrator.js';
 import { PoolDb } from '../src/store/db.js';
 import { getJson, postJson } from './http-load.js';
+import { appendRun } from './results.js';
 
 const { values } = parseArgs({
   options: {
@@ -182,15 +182,7 @@ try {
     request_ms_median: median(runs.map((r) => r.request_ms)),
   };
   console.log(`median: drain request ${result.request_ms_median} ms, first migration ${result.first_migration_ms_median} ms after the request (goal < 1000 ms)`);
-  mkdirSync('bench/results', { recursive: true });
-  let previous: unknown[] = [];
-  try {
-    previous = (JSON.parse(readFileSync(values.out, 'utf8')) as { runs?: unknown[] }).runs ?? [];
-  } catch {
-    previous = [];
-  }
-  writeFileSync(values.out, `${JSON.stringify({ runs: [...previous.slice(-19), result] }, null, 2)}\n`);
-  console.log(`wrote ${values.out}`);
+  appendRun(values.out, result);
 } finally {
   await cleanup();
 }

@@ -15,7 +15,7 @@
 // numbers are a lower bound of what the operator alone would do.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -24,6 +24,7 @@ import pg from 'pg';
 import { parseDuration } from '../src/domain/duration.js';
 import { freePort } from '../src/agent/drivers/process-driver.js';
 import { CREDENTIAL_HEADER, Latencies, ProcessSampler, postJson, getJson } from './http-load.js';
+import { appendRun } from './results.js';
 
 const { values } = parseArgs({
   options: {
@@ -283,15 +284,7 @@ try {
       `  reaction (API write → long-poll returns, ${watched.length} long-polls, ${result.reaction_ms.count} changes) p50 ${result.reaction_ms.p50} ms  p99 ${result.reaction_ms.p99}  max ${result.reaction_ms.max}\n` +
       `  operator CPU ${usage.cpu_percent}% (of one core), RSS max ${usage.rss_max_mb} MiB; node.down events: ${falseDowns}`,
   );
-  mkdirSync('bench/results', { recursive: true });
-  let previous: unknown[] = [];
-  try {
-    previous = (JSON.parse(readFileSync(values.out, 'utf8')) as { runs?: unknown[] }).runs ?? [];
-  } catch {
-    previous = [];
-  }
-  writeFileSync(values.out, `${JSON.stringify({ runs: [...previous.slice(-19), result] }, null, 2)}\n`);
-  console.log(`wrote ${values.out}`);
+  appendRun(values.out, result);
 } finally {
   await cleanup();
 }
