@@ -199,8 +199,11 @@ export class FleetReconciler {
     }
     const { snapshot, now, clockReadAt } = loaded;
     if (tookOver || this.conditions === undefined) this.conditions = livenessConditions(new Set(), await loadLivenessConditions(this.db));
-    // Arrivals measured here are put on the database's clock (the one last_heartbeat_at and `now` use).
-    const onDbClock = (at: number) => new Date(now.getTime() - Math.max(0, clockReadAt - at));
+    // Arrivals and troubles measured here are put on the database's clock (the one
+    // last_heartbeat_at and `now` use), linearly: a pass whose clock was read before a stall and
+    // whose load finished after it must keep the stall's troubles as deaf periods after its `now`
+    // (clamped to `now` they would be empty and lost, and the next pass would blame the nodes).
+    const onDbClock = (at: number) => new Date(now.getTime() + (at - clockReadAt));
     this.sampleHearing();
     // Kept until this pass gets through: a failed pass must not forget them.
     const seen = this.troubles.length;

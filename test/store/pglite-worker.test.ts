@@ -7,6 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sqlState } from '../../src/store/db.js';
 import { createTestDb, type TestDb } from '../support/db.js';
 
+// The worker is opt-in (src/store/open.ts says why): this file opens the embedded engine in it.
+// Each test file runs in a process of its own, so this reaches no other file.
+process.env.DRYDOCK_PGLITE_WORKER = '1';
+
 let t: TestDb;
 
 beforeAll(async () => {
