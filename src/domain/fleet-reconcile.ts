@@ -248,3 +248,18 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
   }
   return { actions, shortOfRoom };
 }
+
+/**
+ * What a scope still waits for after a decision, so the reconciler knows when to look again
+ * unasked: `work` while something is in flight (a drain, a replacement that may time out, an
+ * instance asked to stop), `room` while it only waits for a free slot, null when it is settled
+ * (a heartbeat or a write will enqueue it).
+ */
+export function waitingFor(snapshot: FleetSnapshot, decision: ScopeDecision): 'work' | 'room' | null {
+  const drainState = new Map<string, DrainState>(snapshot.drains.map((d) => [d.nodeId, d.state]));
+  for (const d of decision.actions.drains) drainState.set(d.nodeId, d.state);
+  const draining = [...drainState.values()].some((state) => state === 'running' || state === 'blocked');
+  const moving = snapshot.instances.some((i) => i.replaces !== null || (i.desired === 'stopped' && i.status !== 'stopped'));
+  if (draining || moving) return 'work';
+  return decision.shortOfRoom > 0 ? 'room' : null;
+}

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { type FleetOptions, type FleetSnapshot, reconcileLiveness, reconcileScope } from '../domain/fleet-reconcile.js';
+import { type FleetOptions, reconcileLiveness, reconcileScope, waitingFor } from '../domain/fleet-reconcile.js';
 import { DEFAULT_REGION_SILENCE, type HearingState, livenessConditions, nextHearing } from '../domain/liveness-guard.js';
 import type { Db } from '../store/db.js';
 import { applyFleetDecision, FleetConflictError } from '../store/fleet-apply.js';
@@ -167,11 +167,6 @@ export class FleetReconciler {
     if (oldest !== undefined && at - oldest > tolerance) this.troubles.push({ from: oldest, to: at });
   }
 
-  /** One liveness pass; exported for tests that want to step it by hand. */
-  async tick(): Promise<void> {
-    await this.livenessPass();
-  }
-
   private async livenessPass(): Promise<ReconcileResult> {
     const next = { requeueAfterMs: this.options.intervalMs };
     const term = this.term();
@@ -286,27 +281,19 @@ export class FleetReconciler {
       const { actions } = decision;
       const drained = actions.drains.map((d) => d.nodeId);
       // A drain that ended changes its node's status (draining → cordoned): judged in the next liveness pass.
-      if (drained.length > 0) this.nodesChanged(drained);
+      if (drained.length > 0) this.nodesTouched(drained);
       // The old side of a migration stops on its node, where a drain may be waiting for it.
       const sources = actions.stop.map((s) => snapshot.instances.find((i) => i.id === s.instanceId)?.nodeId).filter((id): id is string => id !== undefined);
-      this.nodes.addAll(sources.filter((id) => !drained.includes(id)));
+      this.nodes.addAll(sources);
       this.onNodesChanged([...new Set([...drained, ...sources, ...applied.touched])]);
     }
-    return requeueFor(snapshot, decision.actions, decision.shortOfRoom, this.options.intervalMs);
+    switch (waitingFor(snapshot, decision)) {
+      case 'work':
+        return { requeueAfterMs: this.options.intervalMs };
+      case 'room':
+        return { requeueAfterMs: this.options.intervalMs * SHORT_OF_ROOM_FACTOR };
+      case null:
+        return {};
+    }
   }
-}
-
-/**
- * When to look at a key again without being asked: soon while something is in flight (a drain,
- * a replacement that may time out, an instance asked to stop), rarely while it only waits for
- * room, never when it is settled (a heartbeat or a write will enqueue it).
- */
-function requeueFor(snapshot: FleetSnapshot, actions: { drains: { nodeId: string; state: string }[] }, shortOfRoom: number, intervalMs: number): ReconcileResult {
-  const drainState = new Map(snapshot.drains.map((d) => [d.nodeId, d.state as string]));
-  for (const d of actions.drains) drainState.set(d.nodeId, d.state);
-  const draining = [...drainState.values()].some((state) => state === 'running' || state === 'blocked');
-  const moving = snapshot.instances.some((i) => i.replaces !== null || (i.desired === 'stopped' && i.status !== 'stopped'));
-  if (draining || moving) return { requeueAfterMs: intervalMs };
-  if (shortOfRoom > 0) return { requeueAfterMs: intervalMs * SHORT_OF_ROOM_FACTOR };
-  return {};
 }

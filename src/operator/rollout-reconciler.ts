@@ -76,10 +76,6 @@ export class RolloutReconciler {
     for (const id of nodeIds) for (const rollout of this.rolloutsByNode.get(id) ?? []) this.queue.add(rollout);
   }
 
-  async tick(): Promise<void> {
-    for (const id of await activeRolloutIds(this.db, RECONCILED_ROLLOUT_STATUSES)) await this.reconcileKey(id);
-  }
-
   private async reconcileKey(id: string): Promise<ReconcileResult> {
     const term = this.lease.term;
     if (term === null) return {};

@@ -30,18 +30,6 @@ export interface DecidedFrom {
  * pass decides again), and a drain update, a placement on a node no longer ready, or a second
  * open replacement of an instance throws FleetConflictError, rolling everything back.
  */
-export async function applyFleetActions(
-  db: Db,
-  actions: FleetActions,
-  newId: () => string,
-  actor: string,
-  /** Runs first in the transaction; throws when this writer lost leadership (the fence). */
-  fence: (tx: Db) => Promise<void> = async () => {},
-  decidedFrom?: DecidedFrom,
-): Promise<string[]> {
-  return (await applyFleetDecision(db, actions, newId, actor, fence, decidedFrom)).touched;
-}
-
 export async function applyFleetDecision(
   db: Db,
   actions: FleetActions,

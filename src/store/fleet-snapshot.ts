@@ -48,7 +48,7 @@ export async function loadLivenessSnapshot(
   const { now, clockReadAt } = await readClock(db);
   // Two selections joined by UNION: the touched ones by primary key (an `OR id = ANY(...)` beside
   // the others would compare every row with every touched id), the rest by one scan of `nodes`.
-  const columns = `${NODE_COLUMNS.split(', ').map((c) => `n.${c}`).join(', ')}, d.state AS drain_state`;
+  const columns = `${NODE_COLUMNS_OF_N}, d.state AS drain_state`;
   const nodes = await db.query<NodeRow & { drain_state: DrainState | null }>(
     `SELECT ${columns} FROM nodes n LEFT JOIN drains d ON d.node_id = n.id
       WHERE $1::boolean OR n.status = 'down' OR n.last_heartbeat_at IS NULL
@@ -89,7 +89,7 @@ export async function loadScopeSnapshot(
     // One scan of the instances for the load of every node; only nodes with a free slot (or the
     // scope's own) come back.
     const rows = await db.query<NodeRow & { load: number }>(
-      `SELECT ${NODE_COLUMNS.split(', ').map((c) => `n.${c}`).join(', ')}, coalesce(a.active, 0)::int AS load
+      `SELECT ${NODE_COLUMNS_OF_N}, coalesce(a.active, 0)::int AS load
          FROM nodes n
          LEFT JOIN (SELECT node_id, count(*) AS active FROM instances WHERE status <> 'stopped' GROUP BY node_id) a ON a.node_id = n.id
         WHERE n.id = ANY($1::text[])
@@ -128,6 +128,8 @@ export async function resyncKeys(db: Db): Promise<{ deployments: string[]; drain
 }
 
 const NODE_COLUMNS = 'id, hostname, region, role, labels, status, cordoned, max_instances, last_heartbeat_at';
+/** The same columns of `nodes n` (in joins). */
+const NODE_COLUMNS_OF_N = NODE_COLUMNS.split(', ').map((c) => `n.${c}`).join(', ');
 type NodeRow = {
   id: string; hostname: string; region: string; role: NodeRole; labels: Record<string, string>;
   status: NodeStatus; cordoned: boolean; max_instances: number; last_heartbeat_at: Date | null;

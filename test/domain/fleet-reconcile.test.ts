@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type FleetActions, type FleetOptions, type FleetSnapshot, reconcileFleet } from '../../src/domain/fleet-reconcile.js';
+import { type FleetActions, type FleetOptions, type FleetSnapshot, reconcileFleet, reconcileScope, waitingFor } from '../../src/domain/fleet-reconcile.js';
 import { matchesSelector } from '../../src/domain/selector.js';
 import {
   type Drain,
@@ -769,5 +769,27 @@ describe('reconcileFleet over many passes', () => {
       }),
       { numRuns: 100 },
     );
+  });
+});
+
+describe('waitingFor: when a scoped pass looks again unasked', () => {
+  const waits = (snapshot: FleetSnapshot) => waitingFor(snapshot, reconcileScope(snapshot, NOW, OPTIONS));
+  const web = deployment('web', { replicas: 1 });
+
+  it('is null once the scope is settled', () => {
+    expect(waits(fleet({ nodes: [node('n1')], deployments: [web], instances: [instance('i1', 'web', 'n1', { healthy: true, published: true, status: 'running' })] }))).toBeNull();
+  });
+
+  it('is work while a replacement is in flight or an instance is still stopping, and while a drain runs', () => {
+    const old = instance('i1', 'web', 'n1', { healthy: true, published: true, status: 'running' });
+    expect(waits(fleet({ nodes: [node('n1'), node('n2')], deployments: [web], instances: [old, replacement('i2', old, 'n2')] }))).toBe('work');
+    expect(waits(fleet({ nodes: [node('n1')], deployments: [web], instances: [{ ...old, desired: 'stopped', status: 'stopping' }] }))).toBe('work');
+    expect(waits(fleet({ nodes: [node('n1', { cordoned: true, status: 'draining' }), node('n2')], deployments: [web], instances: [old], drains: [drain('n1')] }))).toBe('work');
+  });
+
+  it('is room when replicas are missing and no node has a free slot, and null once the drain it decided ends', () => {
+    expect(waits(fleet({ nodes: [node('n1', { maxInstances: 0 })], deployments: [web] }))).toBe('room');
+    // An empty node's drain completes in this very decision: nothing left to wait for.
+    expect(waits(fleet({ nodes: [node('n1', { cordoned: true, status: 'draining' })], deployments: [], drains: [drain('n1')] }))).toBeNull();
   });
 });

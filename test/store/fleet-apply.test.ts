@@ -3,7 +3,7 @@ import { type FleetActions, type FleetOptions, reconcileFleet } from '../../src/
 import { findDeployment, insertDeployment } from '../../src/store/deployments.js';
 import { startDrain } from '../../src/store/drains.js';
 import { listEvents } from '../../src/store/events.js';
-import { applyFleetActions } from '../../src/store/fleet-apply.js';
+import { applyFleetDecision } from '../../src/store/fleet-apply.js';
 import { loadFleetSnapshot } from '../../src/store/fleet-snapshot.js';
 import { listInstances } from '../../src/store/instances.js';
 import { findNode, nodeGenerations, recordHeartbeats, registerNode, setCordoned, setNodeStatuses } from '../../src/store/nodes.js';
@@ -22,7 +22,7 @@ describe(`store/fleet-snapshot + fleet-apply on ${TEST_ENGINE}`, () => {
   async function pass(): Promise<{ actions: FleetActions; touched: string[] }> {
     const { snapshot, now } = await loadFleetSnapshot(t.db);
     const actions = reconcileFleet(snapshot, now, OPTIONS);
-    const touched = await applyFleetActions(t.db, actions, newId, 'reconciler');
+    const { touched } = await applyFleetDecision(t.db, actions, newId, 'reconciler');
     return { actions, touched };
   }
 
@@ -202,7 +202,7 @@ describe(`store/fleet-snapshot + fleet-apply on ${TEST_ENGINE}`, () => {
       drains: [],
       events: [{ kind: 'test.should_not_exist', data: {} }],
     };
-    await expect(applyFleetActions(t.db, actions, newId, 'reconciler')).rejects.toThrow();
+    await expect(applyFleetDecision(t.db, actions, newId, 'reconciler')).rejects.toThrow();
     expect(await listInstances(t.db)).toEqual(before);
     expect(await nodeGenerations(t.db)).toEqual(generations);
     expect((await findNode(t.db, nodes.b))?.status).toBe('ready');

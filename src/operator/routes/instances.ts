@@ -6,7 +6,7 @@ import { appendEvents } from '../../store/events.js';
 import { sqlState } from '../../store/db.js';
 import { loadScopeSnapshot } from '../../store/fleet-snapshot.js';
 import { findDeployment } from '../../store/deployments.js';
-import { findInstance, insertInstances, listInstances } from '../../store/instances.js';
+import { findInstance, insertPlacedInstances, listInstances } from '../../store/instances.js';
 import { bumpGenerations } from '../../store/nodes.js';
 import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
@@ -93,13 +93,17 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
       }
       const replacementId = ctx.newId();
       await ctx.db.transaction(async (tx) => {
+        // Written as the reconciler writes its placements: only while the target is still ready,
+        // and never beside another open migration of the instance (both may have changed since the
+        // check above).
+        let placed: number;
         try {
-          await insertInstances(tx, [{ id: replacementId, deploymentId: deployment.id, nodeId: choice.target.id, replaces: instance.id }]);
+          placed = await insertPlacedInstances(tx, [{ id: replacementId, deploymentId: deployment.id, nodeId: choice.target.id, replaces: instance.id }]);
         } catch (error) {
-          // Another migration of it started since the check above (index instances_one_open_replacement).
           if (sqlState(error) === '23505') throw errors.migrationInProgress(view.id, '', error);
           throw error;
         }
+        if (placed === 0) throw errors.targetInvalid('the node stopped taking instances meanwhile (cordoned, draining or down)', choice.target.id);
         await bumpGenerations(tx, [choice.target.id]);
         await appendEvents(tx, [
           {
