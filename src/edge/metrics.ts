@@ -11,14 +11,14 @@ export class EdgeMetrics {
   });
   readonly errors = new Counter({
     name: 'drydock_edge_upstream_errors_total',
-    help: 'Upstream connection errors, by deployment (each may have been retried).',
-    labelNames: ['deployment'],
+    help: 'Upstream attempts that failed before the response reached the client (each may have been retried), by deployment and reason: connect, reset, timeout, bad_response.',
+    labelNames: ['deployment', 'reason'],
     registers: [this.registry],
   });
   readonly retries = new Counter({
     name: 'drydock_edge_retries_total',
-    help: 'Idempotent requests retried once on another endpoint after a connection error.',
-    labelNames: ['deployment'],
+    help: 'Requests sent once more to another endpoint after a failed attempt, by deployment and the reason the first attempt failed.',
+    labelNames: ['deployment', 'reason'],
     registers: [this.registry],
   });
   readonly upstreamSeconds = new Histogram({

@@ -1,8 +1,10 @@
-import { Agent, createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
+import { Agent, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ApiClient } from '../api-client.js';
 import { parseListen } from '../listen-address.js';
 import { EndpointTable } from './endpoint-table.js';
+import { edgeErrors, sendError } from './errors.js';
+import { type AttemptFailure, forwardAttempt, isReplayable } from './forward-attempt.js';
 import { EdgeMetrics } from './metrics.js';
 
 export interface EdgeOptions {
@@ -10,14 +12,13 @@ export interface EdgeOptions {
   listen: string;
   operatorUrl: string;
   token?: string | undefined;
-  /** Upstream response-header timeout (default 30 s). */
+  /**
+   * Upstream idle timeout (default 30 s): an endpoint silent this long fails the attempt before its
+   * response starts (retried like a reset), or cuts the client connection after.
+   */
   upstreamTimeoutMs?: number;
   log: Logger;
 }
-
-// A request without a body can be sent again safely after a connection error.
-const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'];
 
 /** `<deployment>.localhost` or `/d/<deployment>/…`; null for the edge's own routes. */
 export function routeOf(host: string | undefined, url: string): { deployment: string; path: string } | null {
@@ -29,20 +30,17 @@ export function routeOf(host: string | undefined, url: string): { deployment: st
   return null;
 }
 
-function sendError(res: ServerResponse, status: number, code: string, message: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(`${JSON.stringify({ error: { code, message, details: {} } })}\n`);
-}
-
 /**
  * `drydock edge`: an HTTP reverse proxy that sends each deployment's traffic round-robin to
  * its healthy endpoints and follows endpoint changes from the operator's event stream. A
- * withdrawn endpoint gets no new request at once while its in-flight requests finish; an
- * idempotent request that hits a connection error is retried once on another endpoint.
+ * withdrawn endpoint gets no new request at once while its in-flight requests finish.
+ *
+ * A failed attempt is retried once, on another endpoint, while the client has seen nothing of a
+ * response: an idempotent request without a body after any failure (refused, reset or closed
+ * before or part-way through the response headers, timed out), any other request only when its
+ * connection never came up. A response the client has started to get is never retried: if its
+ * endpoint dies mid-body the client connection is destroyed (see forwardAttempt). Failures and
+ * retries are counted by reason: drydock_edge_upstream_errors_total, drydock_edge_retries_total.
  */
 export class EdgeRouter {
   readonly metrics = new EdgeMetrics();
@@ -85,49 +83,50 @@ export class EdgeRouter {
     const { deployment, path } = route;
     if (!this.endpoints.knows(deployment)) {
       this.metrics.requests.inc({ deployment, code: '404' });
-      return sendError(res, 404, 'UNKNOWN_DEPLOYMENT', `no deployment ${deployment}; see /endpoints on the edge`);
+      return sendError(res, edgeErrors.unknownDeployment(deployment));
     }
     const first = this.endpoints.pick(deployment);
     if (!first) {
       this.metrics.requests.inc({ deployment, code: '503' });
-      return sendError(res, 503, 'NO_HEALTHY_ENDPOINT', `deployment ${deployment} has no healthy endpoint right now`);
+      return sendError(res, edgeErrors.noHealthyEndpoint(deployment));
     }
-    const retryable = RETRYABLE.has(req.method ?? 'GET') && !req.headers['content-length'] && !req.headers['transfer-encoding'];
-    const failed = await this.forward(req, res, deployment, first, path);
-    if (!failed) return;
-    this.metrics.errors.inc({ deployment });
-    const second = retryable ? this.endpoints.pick(deployment, first) : undefined;
-    if (second && !res.headersSent) {
-      this.metrics.retries.inc({ deployment });
-      if (!(await this.forward(req, res, deployment, second, path))) return;
-      this.metrics.errors.inc({ deployment });
+    const replayable = isReplayable(req);
+    let failure = await this.forward(req, res, deployment, first, path);
+    if (!failure) return;
+    let attempts = 1;
+    // One retry, on another endpoint, and only while the client has seen nothing (a failed attempt
+    // sends nothing): for an idempotent request without a body after any failure, for any other
+    // request only when it never left (its body is still unread; see forwardAttempt).
+    const second = replayable || !failure.mayHaveReached ? this.endpoints.pick(deployment, first) : undefined;
+    if (second) {
+      this.metrics.retries.inc({ deployment, reason: failure.reason });
+      attempts = 2;
+      failure = await this.forward(req, res, deployment, second, path);
+      if (!failure) return;
     }
     this.metrics.requests.inc({ deployment, code: '502' });
-    sendError(res, 502, 'UPSTREAM_UNREACHABLE', `deployment ${deployment}: ${failed.message}`);
+    sendError(
+      res,
+      failure.mayHaveReached ? edgeErrors.upstreamNoResponse(deployment, failure.reason, attempts, replayable) : edgeErrors.upstreamUnreachable(deployment, attempts),
+    );
   }
 
-  /** Proxies one attempt; resolves with the error when no response came back (retry material). */
-  private forward(req: IncomingMessage, res: ServerResponse, deployment: string, base: string, path: string): Promise<Error | undefined> {
-    return new Promise((resolve) => {
-      const target = new URL(path, base);
-      const headers: Record<string, string | string[] | undefined> = { ...req.headers, host: target.host, 'x-forwarded-host': req.headers.host ?? '', 'x-forwarded-for': req.socket.remoteAddress ?? '' };
-      for (const h of HOP_BY_HOP) delete headers[h];
-      const started = performance.now();
-      const upstream = request(target, { method: req.method, headers, agent: this.upstreamAgent, timeout: this.options.upstreamTimeoutMs ?? 30_000 }, (up) => {
-        this.metrics.upstreamSeconds.observe({ deployment }, (performance.now() - started) / 1000);
-        this.metrics.requests.inc({ deployment, code: String(up.statusCode ?? 0) });
-        const outHeaders = { ...up.headers };
-        for (const h of HOP_BY_HOP) delete outHeaders[h];
-        res.writeHead(up.statusCode ?? 502, outHeaders);
-        up.pipe(res);
-        up.on('error', () => res.destroy());
-        resolve(undefined);
-      });
-      upstream.on('timeout', () => upstream.destroy(new Error('upstream timed out')));
-      upstream.on('error', (error) => resolve(error));
-      if (RETRYABLE.has(req.method ?? 'GET') && !req.headers['content-length'] && !req.headers['transfer-encoding']) upstream.end();
-      else req.pipe(upstream);
+  /** One attempt on `base`; a failure is counted and logged here, and returned for the retry decision. */
+  private async forward(req: IncomingMessage, res: ServerResponse, deployment: string, base: string, path: string): Promise<AttemptFailure | undefined> {
+    const failure = await forwardAttempt({
+      req,
+      res,
+      deployment,
+      target: new URL(path, base),
+      agent: this.upstreamAgent,
+      timeoutMs: this.options.upstreamTimeoutMs ?? 30_000,
+      metrics: this.metrics,
     });
+    if (failure) {
+      this.metrics.errors.inc({ deployment, reason: failure.reason });
+      this.options.log.warn({ deployment, endpoint: base, method: req.method, reason: failure.reason, err: failure.error.message }, 'upstream attempt failed');
+    }
+    return failure;
   }
 
   private async own(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -147,6 +146,6 @@ export class EdgeRouter {
       res.end(`${JSON.stringify(this.endpoints.snapshot())}\n`);
       return;
     }
-    sendError(res, 404, 'ROUTE_NOT_FOUND', 'use Host: <deployment>.localhost or /d/<deployment>/…; the edge itself serves /health, /metrics, /endpoints');
+    sendError(res, edgeErrors.routeNotFound());
   }
 }
