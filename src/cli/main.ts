@@ -12,6 +12,7 @@ import { registerOperatorCommand } from './commands/operator.js';
 import { registerPolicyCommands } from './commands/policy.js';
 import { registerQuarantineCommands } from './commands/quarantine.js';
 import { registerSupervisorCommand } from './commands/supervisor.js';
+import { registerVmCommands } from './commands/vm.js';
 
 // `--version` is also an option of `artifacts publish`; commander reads the root's options
 // anywhere on the line (so --operator works after a subcommand), so the root only claims
@@ -44,5 +45,6 @@ registerPolicyCommands(program);
 registerQuarantineCommands(program);
 registerEdgeCommand(program);
 registerDemoCommands(program);
+registerVmCommands(program);
 
 await program.parseAsync(process.argv);
