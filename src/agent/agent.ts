@@ -9,6 +9,9 @@ import type { NodeRole } from '../domain/types.js';
 import { agentInstaller } from './components/agent-installer.js';
 import { ComponentReconciler } from './components/component-reconciler.js';
 import { buildAgentServer } from './http-server.js';
+import { ProcessDriver } from './drivers/process-driver.js';
+import type { AccelRequest } from './drivers/vm-accel.js';
+import { VmDriver } from './drivers/vm-driver.js';
 import { InstanceHost } from './instance-host.js';
 import { AgentMetrics } from './metrics.js';
 import { type AgentState, readAgentState, writeAgentState } from './state-file.js';
@@ -34,6 +37,8 @@ export interface AgentOptions {
   trustedKeys: KeyObject[];
   /** Development only: install artifacts without a signature (`--allow-unsigned`; default false). */
   allowUnsigned: boolean;
+  /** `--vm-accel` for `vm` workloads: auto probes KVM with a short boot and falls back to TCG (default auto). */
+  vmAccel?: AccelRequest;
   /** Deadline of a component's `health` check (default 30 s). */
   componentHealthDeadlineMs?: number;
   /** Set when `drydock supervisor` runs this agent: only then are `agent` artifacts installed (default: unsupervised). */
@@ -83,7 +88,18 @@ export class Agent {
     this.state = readAgentState(this.statePath);
     this.instances = new InstanceHost(
       {
-        logDir: join(options.dataDir, 'instances'),
+        drivers: {
+          process: new ProcessDriver(join(options.dataDir, 'instances')),
+          vm: new VmDriver({
+            dataDir: options.dataDir,
+            operatorUrl: options.operatorUrl,
+            token: options.token,
+            nodeCredential: () => this.state.nodeCredential,
+            trust: { trustedKeys: options.trustedKeys, allowUnsigned: options.allowUnsigned },
+            accel: options.vmAccel ?? 'auto',
+            log: options.log.child({ part: 'vm' }),
+          }),
+        },
         drainDelayMs: options.drainDelayMs,
         stopGraceMs: options.stopGraceMs,
         metrics: this.metrics,

@@ -1,8 +1,8 @@
-import type { ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import { type LocalPhase, planConvergence } from '../domain/agent-converge.js';
+import type { MigrationReport } from '../domain/instance-migration.js';
 import type { ActualInstance, DesiredInstance } from '../domain/protocol.js';
-import { isSameProcessAlive, probeHealth, startProcess, stopProcess } from './drivers/process-driver.js';
+import type { InstanceDriver } from './drivers/instance-driver.js';
 import type { AgentMetrics } from './metrics.js';
 import type { HostedProcess } from './state-file.js';
 
@@ -10,33 +10,35 @@ interface Hosted {
   proc: HostedProcess;
   phase: LocalPhase;
   healthy: boolean;
-  child?: ChildProcess;
+  /** Resolves when the instance's process ends; absent for an adopted one (its liveness is polled). */
+  exited?: Promise<string>;
   restarts: number;
   restartAt?: number;
   message?: string;
 }
 
 export interface InstanceHostOptions {
-  /** Where each instance's output goes (`<logDir>/<instance>.log`). */
-  logDir: string;
+  /** The driver of each workload kind (`workload.driver`, default `process`). */
+  drivers: { process: InstanceDriver; vm?: InstanceDriver | undefined };
   /** Wait between the operator withdrawing an instance and stopping it, for routers to catch up. */
   drainDelayMs: number;
-  /** SIGTERM → SIGKILL grace when stopping an instance. */
+  /** Graceful stop → kill grace when stopping an instance. */
   stopGraceMs: number;
   metrics: AgentMetrics;
   log: Logger;
-  /** Records the hosted processes (the agent's state file) after every change. */
+  /** Records the hosted instances (the agent's state file) after every change. */
   persist: (processes: Record<string, HostedProcess>) => void;
-  /** Something a heartbeat should report changed (started, stopped, health flipped). */
+  /** Something a heartbeat should report changed (started, stopped, health flipped, a migration moved). */
   onChange: () => void;
 }
 
 const MAX_BACKOFF_MS = 30_000;
 
 /**
- * The instances of one node through the `process` driver: starts and stops them, restarts a
- * crashed one with backoff, probes health every second, and adopts the processes a previous
- * agent left running (same PIDs, checked by process start time).
+ * The instances of one node, through their drivers (DESIGN.md §10): starts and stops them,
+ * restarts a crashed one with backoff, probes health every second, adopts what a previous agent
+ * left running (same PIDs, checked by process start time), and carries out its side of live
+ * migrations: a target waits for the incoming guest, a source transfers it and quits.
  */
 export class InstanceHost {
   private readonly hosted = new Map<string, Hosted>();
@@ -47,16 +49,28 @@ export class InstanceHost {
     recorded: Record<string, HostedProcess>,
   ) {
     for (const proc of Object.values(recorded)) {
-      const alive = proc.pid > 0 && isSameProcessAlive(proc.pid, proc.procStart);
-      this.hosted.set(proc.id, {
+      const driver = this.driverOf(proc);
+      const alive = driver !== undefined && driver.isAlive(proc);
+      const hosted: Hosted = {
         proc,
         phase: alive ? 'running' : proc.desired === 'running' ? 'backoff' : 'stopped',
         healthy: false,
         restarts: 0,
         restartAt: Date.now(),
-        ...(alive ? {} : { message: 'exited while the agent was not running' }),
-      });
-      if (alive) options.log.info({ instance: proc.id, pid: proc.pid }, 'adopted running instance');
+        ...(alive ? {} : { message: driver ? 'exited while the agent was not running' : `no ${proc.workload.driver} driver on this agent` }),
+      };
+      this.hosted.set(proc.id, hosted);
+      if (alive) options.log.info({ instance: proc.id, pid: proc.pid, driver: driver.name }, 'adopted running instance');
+      // A transfer this agent's predecessor started has nobody watching it: cancel it, the guest
+      // stays here (the operator fails the migration and may start another).
+      if (alive && proc.migration?.role === 'source' && proc.migration.state === 'transferring') {
+        const report = proc.migration;
+        void driver.live
+          ?.cancelMigration(proc)
+          .catch((error: unknown) => options.log.warn({ err: error, instance: proc.id }, 'could not cancel the interrupted migration'))
+          .finally(() => this.report(hosted, { ...report, state: 'failed', reason: 'the source agent restarted during the transfer' }));
+      }
+      if (!alive && proc.migration?.role === 'source' && proc.migration.state === 'completed') hosted.phase = 'migrated';
     }
   }
 
@@ -64,17 +78,43 @@ export class InstanceHost {
     return this.hosted.size;
   }
 
-  /** Starts what is wanted and not running, stops what runs and is not wanted. */
+  private driverOf(proc: Pick<HostedProcess, 'workload'>): InstanceDriver | undefined {
+    return proc.workload.driver === 'vm' ? this.options.drivers.vm : this.options.drivers.process;
+  }
+
+  /** Starts what is wanted and not running, stops what runs and is not wanted, moves what is told to move. */
   async converge(desired: readonly DesiredInstance[]): Promise<void> {
     this.desired = desired;
     const plan = planConvergence(desired, new Map([...this.hosted].map(([id, h]) => [id, h.phase])));
     for (const id of plan.stop) this.stop(id);
     for (const instance of plan.start) await this.start(instance);
-    if (plan.start.length + plan.stop.length > 0) this.options.onChange();
+    let changed = plan.start.length + plan.stop.length > 0;
+    for (const want of desired) {
+      const hosted = this.hosted.get(want.id);
+      if (!hosted) continue;
+      // A migration that ended (completed, failed) leaves the desired state: so does its report.
+      if (hosted.proc.migration && hosted.proc.migration.migration_id !== want.migration?.id && hosted.phase !== 'migrated') {
+        delete hosted.proc.migration;
+        this.persist();
+        changed = true;
+      }
+      const m = want.migration;
+      if (m?.role === 'source' && m.address && hosted.phase === 'running' && hosted.proc.migration?.migration_id !== m.id) {
+        this.migrateOut(hosted, m.id, m.address, m.downtime_limit_ms ?? 300, m.deadline);
+        changed = true;
+      }
+    }
+    if (changed) this.options.onChange();
   }
 
   private persist(): void {
     this.options.persist(Object.fromEntries([...this.hosted].filter(([, h]) => h.phase !== 'stopped').map(([id, h]) => [id, h.proc])));
+  }
+
+  private report(hosted: Hosted, report: MigrationReport): void {
+    hosted.proc.migration = report;
+    this.persist();
+    this.options.onChange();
   }
 
   private async start(instance: DesiredInstance, restarts = 0): Promise<void> {
@@ -88,17 +128,33 @@ export class InstanceHost {
       workload: instance.workload,
       desired: 'running',
     };
+    const driver = this.driverOf(instance);
+    const incoming = instance.migration?.role === 'target' ? instance.migration.id : undefined;
     try {
-      const started = await startProcess(instance.id, instance.deployment, instance.workload, this.options.logDir);
+      if (!driver) throw new Error(`this agent has no ${instance.workload.driver} driver (start it with QEMU installed)`);
+      let started;
+      if (incoming !== undefined) {
+        if (!driver.live) throw new Error(`the ${driver.name} driver cannot receive a live migration`);
+        started = await driver.live.startIncoming(instance);
+        proc.migration = { migration_id: incoming, role: 'target', state: 'ready', address: started.address };
+      } else {
+        started = await driver.start(instance);
+      }
       Object.assign(proc, { pid: started.pid, port: started.port, procStart: started.procStart });
-      const hosted: Hosted = { proc, phase: 'starting', healthy: false, child: started.child, restarts };
-      started.child.once('exit', (code, signal) => {
-        if (this.hosted.get(instance.id) === hosted && hosted.phase !== 'stopping') this.crashed(hosted, `exited (${signal ?? `code ${code}`})`);
+      if (started.vm) proc.vm = started.vm;
+      if (started.healthPath) proc.healthPath = started.healthPath;
+      const hosted: Hosted = { proc, phase: 'starting', healthy: false, exited: started.exited, restarts };
+      void started.exited.then((why) => {
+        if (this.hosted.get(instance.id) === hosted && hosted.phase !== 'stopping' && hosted.phase !== 'migrated') this.crashed(hosted, why);
       });
       this.hosted.set(instance.id, hosted);
-      this.options.log.info({ instance: instance.id, deployment: instance.deployment, pid: started.pid, port: started.port }, 'started instance');
+      this.options.log.info(
+        { instance: instance.id, deployment: instance.deployment, driver: driver.name, pid: started.pid, port: started.port, incoming },
+        incoming ? 'started instance waiting for its incoming migration' : 'started instance',
+      );
     } catch (error) {
       const hosted: Hosted = { proc, phase: 'backoff', healthy: false, restarts };
+      if (incoming !== undefined) proc.migration = { migration_id: incoming, role: 'target', state: 'failed', reason: (error as Error).message };
       this.hosted.set(instance.id, hosted);
       this.crashed(hosted, `failed to start: ${(error as Error).message}`);
     }
@@ -108,13 +164,51 @@ export class InstanceHost {
   private crashed(hosted: Hosted, message: string): void {
     hosted.phase = 'backoff';
     hosted.healthy = false;
-    hosted.child = undefined;
+    hosted.exited = undefined;
     hosted.restarts++;
-    const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(hosted.restarts, 6));
-    hosted.restartAt = Date.now() + delay;
-    hosted.message = `${message}; restarting in ${Math.round(delay / 1000)} s`;
     this.options.metrics.instanceRestarts.inc();
+    const target = hosted.proc.migration?.role === 'target' ? hosted.proc.migration : undefined;
+    if (target && target.state !== 'failed' && !hosted.message?.startsWith('took over')) {
+      // An incoming guest that died is not restarted as a fresh boot: the migration fails and
+      // the operator withdraws this instance (the guest still runs on the source).
+      hosted.proc.migration = { ...target, state: 'failed', reason: message };
+    }
+    if (hosted.proc.migration?.role === 'target' && hosted.proc.migration.state === 'failed') {
+      hosted.restartAt = Number.POSITIVE_INFINITY;
+      hosted.message = `${message}; not restarted: it was the target of migration ${hosted.proc.migration.migration_id}`;
+    } else {
+      const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(hosted.restarts, 6));
+      hosted.restartAt = Date.now() + delay;
+      hosted.message = `${message}; restarting in ${Math.round(delay / 1000)} s`;
+    }
     this.options.log.warn({ instance: hosted.proc.id, message: hosted.message }, 'instance crashed');
+    this.persist();
+    this.options.onChange();
+  }
+
+  /** The source side of a live migration: transfer, then the guest lives on the target only. */
+  private migrateOut(hosted: Hosted, migrationId: string, address: string, downtimeLimitMs: number, deadline: string | undefined): void {
+    const driver = this.driverOf(hosted.proc)?.live;
+    const base = { migration_id: migrationId, role: 'source' as const };
+    if (!driver) {
+      this.report(hosted, { ...base, state: 'failed', reason: `the ${hosted.proc.workload.driver ?? 'process'} driver cannot migrate live` });
+      return;
+    }
+    const deadlineMs = Math.max(1000, (deadline ? Date.parse(deadline) : Date.now() + 600_000) - Date.now());
+    this.report(hosted, { ...base, state: 'transferring' });
+    this.options.log.info({ instance: hosted.proc.id, migration: migrationId, address }, 'live migration: transferring');
+    driver
+      .migrateOut(hosted.proc, address, { downtimeLimitMs, deadlineMs })
+      .then((stats) => {
+        hosted.phase = 'migrated';
+        hosted.healthy = false;
+        this.options.log.info({ instance: hosted.proc.id, migration: migrationId, ...stats }, 'live migration: completed, source quit');
+        this.report(hosted, { ...base, state: 'completed', ...stats });
+      })
+      .catch((error: unknown) => {
+        this.options.log.warn({ err: error, instance: hosted.proc.id, migration: migrationId }, 'live migration failed; the guest keeps running here');
+        this.report(hosted, { ...base, state: 'failed', reason: (error as Error).message });
+      });
   }
 
   private stop(id: string): void {
@@ -126,9 +220,10 @@ export class InstanceHost {
     this.persist();
     // The operator withdrew the endpoint in the same change; give routers time to notice.
     const delay = wasRunning ? this.options.drainDelayMs : 0;
+    const driver = this.driverOf(hosted.proc);
     setTimeout(() => {
-      void stopProcess(hosted.proc.pid, hosted.proc.procStart, this.options.stopGraceMs)
-        .catch((error) => this.options.log.warn({ err: error, instance: id }, 'stop failed'))
+      void (driver?.stop(hosted.proc, this.options.stopGraceMs) ?? Promise.resolve())
+        .catch((error: unknown) => this.options.log.warn({ err: error, instance: id }, 'stop failed'))
         .finally(() => {
           hosted.phase = 'stopped';
           hosted.healthy = false;
@@ -139,7 +234,7 @@ export class InstanceHost {
     }, delay);
   }
 
-  /** Once a second: notice exits of adopted processes, restart crashed ones, probe health. */
+  /** Once a second: notice exits of adopted instances, restart crashed ones, probe health. */
   async supervise(): Promise<void> {
     const probes: Promise<void>[] = [];
     for (const hosted of this.hosted.values()) {
@@ -152,12 +247,14 @@ export class InstanceHost {
         continue;
       }
       if (hosted.phase !== 'running' && hosted.phase !== 'starting') continue;
-      if (!hosted.child && !isSameProcessAlive(hosted.proc.pid, hosted.proc.procStart)) {
+      const driver = this.driverOf(hosted.proc);
+      if (!driver) continue;
+      if (!hosted.exited && !driver.isAlive(hosted.proc)) {
         this.crashed(hosted, 'exited');
         continue;
       }
       probes.push(
-        probeHealth(hosted.proc.port, hosted.proc.workload.health_path ?? '/', 900).then((healthy) => {
+        driver.probe(hosted.proc, 900).then((healthy) => {
           if (hosted.phase !== 'running' && hosted.phase !== 'starting') return;
           const changed = healthy !== hosted.healthy;
           hosted.healthy = healthy;
@@ -184,11 +281,12 @@ export class InstanceHost {
     for (const [id, h] of this.hosted) {
       report.push({
         id,
-        status: h.phase === 'backoff' ? 'failed' : h.phase,
+        status: h.phase === 'backoff' ? 'failed' : h.phase === 'migrated' ? 'stopped' : h.phase,
         healthy: h.phase === 'running' && h.healthy,
         pid: h.proc.pid || null,
         port: h.proc.port || null,
         ...(h.message && h.phase === 'backoff' ? { message: h.message } : {}),
+        ...(h.proc.migration ? { migration: h.proc.migration } : {}),
       });
     }
     for (const want of this.desired ?? []) {

@@ -1,6 +1,8 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { MigrationReport } from '../domain/instance-migration.js';
 import type { Workload } from '../domain/types.js';
+import type { VmRecord } from './drivers/qemu-vm.js';
 
 /** A process the agent started; enough to find it again after the agent restarts. */
 export interface HostedProcess {
@@ -13,6 +15,12 @@ export interface HostedProcess {
   startedAt: string;
   workload: Workload;
   desired: 'running' | 'stopped';
+  /** The `vm` driver's record: the QEMU a restarted agent adopts through its QMP socket. */
+  vm?: VmRecord;
+  /** Where health is probed when the driver knows (a VM image's health path). */
+  healthPath?: string;
+  /** This instance's side of a live migration, as last reported (kept across agent restarts). */
+  migration?: MigrationReport;
 }
 
 export interface AgentState {

@@ -67,6 +67,11 @@ export class LocalFleet {
     mkdirSync(options.dir, { recursive: true });
   }
 
+  /** Where the fleet's logs and data dirs are. */
+  get dir(): string {
+    return this.options.dir;
+  }
+
   spawn(name: string, args: string[], bin = this.options.bin): FleetProcess {
     const log = join(this.options.dir, `${name}.log`);
     const fd = openSync(log, 'a');

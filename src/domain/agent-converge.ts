@@ -1,7 +1,10 @@
 import type { DesiredInstance } from './protocol.js';
 
-/** What the agent knows about an instance it hosts. */
-export type LocalPhase = 'starting' | 'running' | 'stopping' | 'backoff' | 'stopped';
+/**
+ * What the agent knows about an instance it hosts. `migrated`: its guest was live-migrated to
+ * another node and its QEMU quit; it is never started here again, and stops when withdrawn.
+ */
+export type LocalPhase = 'starting' | 'running' | 'stopping' | 'backoff' | 'stopped' | 'migrated';
 
 export interface ConvergencePlan {
   /** Desired running, not hosted here yet. */

@@ -4,6 +4,7 @@
 // is not here. Kinds are `<subject>.<what happened>`, past tense, and never change once shipped:
 // stored events, webhooks and `--kind` filters name them.
 import type { ArtifactLifecycle } from './artifact-lifecycle.js';
+import type { MigrationMode, MigrationState, MigrationStats } from './instance-migration.js';
 import type { InstallPhase } from './protocol.js';
 import type { BreakerDecision } from './rollout/human-actions.js';
 import type { RolloutStatus } from './rollout/model.js';
@@ -34,6 +35,10 @@ export const EVENT_CATALOG = {
   'instance.migration_started': 'An instance began moving to another node (drain or manual).',
   'instance.migration_completed': 'A replacement became healthy and took over from the instance it replaces.',
   'instance.migration_failed': 'A replacement failed or was not healthy in time; the original keeps running.',
+  'migration.target_ready': 'The target of a live migration is listening for the guest; the source is told to transfer it.',
+  'migration.switching': "A live migration's transfer completed: the guest runs on the target, the source QEMU quit; the target takes over as endpoint.",
+  'migration.completed': 'A move finished: the target instance took over (with the transfer\'s total, downtime and bytes for a live one).',
+  'migration.failed': 'A move failed (target died or refused, transfer failed, deadline, a side went down); the source keeps running and the target is withdrawn.',
   'deployment.created': 'A deployment was created.',
   'artifact.published': 'An artifact was uploaded (as a draft).',
   'artifact.blessed': 'An artifact moved from draft to blessed.',
@@ -110,9 +115,13 @@ export interface EventData {
   'instance.published': { deployment_id: string };
   'instance.withdrawn': { deployment_id: string };
   /** `replacement` and `force` for a manual move; a drain's replacement is placed afterwards. */
-  'instance.migration_started': { from_node: string; to_node: string; reason: 'drain' | 'manual'; replacement?: string; force?: boolean };
+  'instance.migration_started': { from_node: string; to_node: string; reason: 'drain' | 'manual'; replacement?: string; force?: boolean; migration_id?: string; mode?: MigrationMode };
   'instance.migration_completed': { from_instance: string; from_node: string; to_node: string };
   'instance.migration_failed': { replacement: string; target_node: string; reason: string };
+  'migration.target_ready': MigrationEventData & { address: string };
+  'migration.switching': MigrationEventData & Partial<MigrationStats>;
+  'migration.completed': MigrationEventData & Partial<MigrationStats>;
+  'migration.failed': MigrationEventData & { from_state: MigrationState; reason: string };
   'deployment.created': { deployment_id: string; name: string; replicas: number };
   'artifact.published': { artifact_id: string; component: string; version: string; kind: string; sha256: string; size: number; signed: boolean; key_id: string | null };
   'artifact.blessed': LifecycleEventData;
@@ -157,6 +166,14 @@ export interface EventData {
   'rollout.circuit_breaker_tripped': { reason: string; failed_nodes: string[] };
   'rollout.completed': { done: number; failed: 0 };
   'rollout.failed': { reason: string; failed_nodes: string[]; done: number; failed: number };
+}
+
+interface MigrationEventData {
+  migration_id: string;
+  mode: MigrationMode;
+  from_node: string;
+  to_node: string;
+  target_instance: string;
 }
 
 interface InstallEventData {

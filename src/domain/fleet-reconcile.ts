@@ -2,6 +2,7 @@ import { decideLiveness, type HearingFacts, type RegionSilenceOptions } from './
 import { loadByNode, type PlacementState, placeReplicas, placementState, planDrain } from './placement.js';
 import type { Deployment, Drain, DrainState, FleetNode, Instance, NodeStatus } from './types.js';
 import { EVENT } from './events.js';
+import { MIGRATION_DEFAULTS, type MigrationLimits, type MigrationMode, type MigrationTrigger, migrationModeFor } from './instance-migration.js';
 
 export interface FleetSnapshot {
   nodes: FleetNode[];
@@ -35,6 +36,8 @@ export interface FleetOptions {
    * Absent: no region rule, every node is judged alone (the operator passes DEFAULT_REGION_SILENCE).
    */
   regionSilence?: RegionSilenceOptions;
+  /** Downtime limit and deadline of the moves drains start (default MIGRATION_DEFAULTS: 300 ms, 10 min). */
+  moveLimits?: MigrationLimits;
 }
 
 export interface FleetEvent {
@@ -47,7 +50,8 @@ export interface FleetEvent {
 /** Everything one reconciler pass wants changed, as data; the shell applies it in one transaction. */
 export interface FleetActions {
   nodeStatus: { nodeId: string; status: NodeStatus }[];
-  create: { deploymentId: string; nodeId: string; replaces: string | null }[];
+  /** New instances; one that `replaces` another is the target of a move (`move` says how it moves). */
+  create: { deploymentId: string; nodeId: string; replaces: string | null; move?: MoveSpec }[];
   /** A healthy instance becomes an endpoint (and a replacement stops being one). */
   publish: string[];
   /** Stop serving and stop running; `restartOnEnable` keeps the row for `enable`. */
@@ -56,6 +60,13 @@ export interface FleetActions {
   remove: string[];
   drains: { nodeId: string; state: DrainState; message: string; blockedBy: string[] }[];
   events: FleetEvent[];
+}
+
+/** How a placed replacement moves its instance (DESIGN.md §10): the migration row written with it. */
+export interface MoveSpec extends MigrationLimits {
+  fromNodeId: string;
+  mode: MigrationMode;
+  trigger: MigrationTrigger;
 }
 
 export function emptyFleetActions(): FleetActions {
@@ -134,6 +145,7 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
     actions.stop.push({ instanceId, restartOnEnable });
   };
 
+  const deployments = new Map(snapshot.deployments.map((d) => [d.id, d]));
   // 2. Instances: publish the healthy, finish or abandon migrations, forget the stopped.
   for (const instance of snapshot.instances) {
     if (instance.desired === 'stopped') {
@@ -145,7 +157,11 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
       continue;
     }
     const old = byId.get(instance.replaces);
-    if (healthyNow(instance) || !old || old.desired === 'stopped') {
+    // A live target holds the moving guest only once it answers: before that it is an empty
+    // QEMU waiting for the transfer, never an endpoint (its migration fails it if the source goes).
+    const workload = deployments.get(instance.deploymentId)?.workload;
+    const liveMove = workload !== undefined && migrationModeFor(workload) === 'live';
+    if (healthyNow(instance) || (!liveMove && (!old || old.desired === 'stopped'))) {
       // Make-before-break: the new incarnation serves first, then the old one is withdrawn.
       actions.publish.push(instance.id);
       promoted.add(instance.id);
@@ -160,6 +176,9 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
       }
       continue;
     }
+    // A live move is timed and failed by its migration (instance-migration.ts): its target is not
+    // healthy until the guest has arrived, and it has a deadline of its own.
+    if (liveMove || !old) continue;
     const age = now.getTime() - instance.createdAt.getTime();
     if (instance.status === 'failed' || age > options.migrationTimeoutMs) {
       stop(instance.id);
@@ -184,7 +203,6 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
   const placement: PlacementState = { ...placementState(live), load: new Map(snapshot.load ?? loadByNode(snapshot.instances)) };
 
   // 3. Drains: move what can move, stop pinned ones only when forced, finish when empty.
-  const deployments = new Map(snapshot.deployments.map((d) => [d.id, d]));
   for (const drain of snapshot.drains) {
     if (drain.state !== 'running' && drain.state !== 'blocked') continue;
     const node = nodeById.get(drain.nodeId);
@@ -210,7 +228,18 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
     const plan = planDrain(node.id, nodes, live, deployments, placement);
     for (const move of plan.moves) {
       const original = byId.get(move.instanceId) as Instance;
-      actions.create.push({ deploymentId: original.deploymentId, nodeId: move.targetNodeId, replaces: original.id });
+      const workload = deployments.get(original.deploymentId)?.workload;
+      actions.create.push({
+        deploymentId: original.deploymentId,
+        nodeId: move.targetNodeId,
+        replaces: original.id,
+        move: {
+          fromNodeId: node.id,
+          mode: workload ? migrationModeFor(workload) : 'restart',
+          trigger: 'drain',
+          ...(options.moveLimits ?? MIGRATION_DEFAULTS),
+        },
+      });
       actions.events.push({
         kind: EVENT.instance.migration_started,
         instanceId: original.id,

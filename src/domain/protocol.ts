@@ -3,6 +3,7 @@
 // What agents send is defined once, as zod schemas (the operator validates with them, and they
 // generate /openapi.json); the TypeScript types are inferred from them. zod is pure computation.
 import { z } from 'zod';
+import type { DesiredMigration } from './instance-migration.js';
 import { INSTANCE_STATUSES, NODE_ROLES, type Workload } from './types.js';
 
 /** Bumped when the wire format changes incompatibly; the operator accepts its own and the previous. */
@@ -53,10 +54,24 @@ export const ActualInstanceSchema = z.object({
   port: z.number().int().min(0).max(65_535).nullable(),
   /** Free-form reason for the last failure, shown to people. */
   message: z.string().max(2000).optional(),
+  /** This side of a live migration (DESIGN.md §10); absent when none is under way. */
+  migration: z
+    .object({
+      migration_id: z.string().min(1).max(200),
+      role: z.enum(['source', 'target']),
+      state: z.enum(['ready', 'transferring', 'completed', 'failed']),
+      address: z.string().max(500).optional(),
+      total_ms: z.number().min(0).max(1e9).optional(),
+      downtime_ms: z.number().min(0).max(1e9).optional(),
+      transferred_bytes: z.number().int().min(0).max(BIGINT_SAFE_MAX).optional(),
+      reason: z.string().max(2000).optional(),
+    })
+    .strict()
+    .optional(),
 });
 export type ActualInstance = z.infer<typeof ActualInstanceSchema>;
 
-export const ARTIFACT_KINDS = ['agent', 'binary', 'script'] as const;
+export const ARTIFACT_KINDS = ['agent', 'binary', 'script', 'vm-image'] as const;
 export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
 
 export const INSTALL_PHASES = ['downloading', 'verifying', 'installing', 'assessing', 'done', 'failed', 'reverted'] as const;
@@ -126,6 +141,22 @@ export interface DesiredInstance {
   deployment: string;
   desired: 'running' | 'stopped';
   workload: Workload;
+  /** A `vm` workload's image: the signed artifact the agent downloads and verifies. */
+  image?: DesiredVmImage;
+  /** This instance's side of an open live migration (DESIGN.md §10). */
+  migration?: DesiredMigration;
+}
+
+export interface DesiredVmImage {
+  artifact_id: string;
+  /** Component and version: what the signature covers, with kind `vm-image` and the sha256. */
+  component: string;
+  version: string;
+  sha256: string;
+  size: number;
+  signature: string | null;
+  /** Path on the operator to download the bytes from. */
+  url: string;
 }
 
 export interface DesiredState {

@@ -31,12 +31,30 @@ export interface NodeSelector {
   labels?: Record<string, string>;
 }
 
-export interface Workload {
+/** A child process in its own process group (the default driver). */
+export interface ProcessWorkload {
+  driver?: 'process';
   command: string;
   args?: string[];
   env?: Record<string, string>;
   health_path?: string;
 }
+
+/** A virtual machine under QEMU, booted from a signed `vm-image` artifact (DESIGN.md §10). */
+export interface VmWorkload {
+  driver: 'vm';
+  /** `<component>@<version>` or an artifact id, as the user wrote it. */
+  image: string;
+  /** The `vm-image` artifact `image` resolved to when the deployment was written. */
+  image_artifact_id: string;
+  memory_mb: number;
+  vcpus: number;
+  /** The port the guest serves on; the host forwards a loopback port to it. */
+  guest_port: number;
+  health_path?: string;
+}
+
+export type Workload = ProcessWorkload | VmWorkload;
 
 export interface Deployment {
   id: string;

@@ -22,6 +22,7 @@ import { rolloutActionRoutes } from './routes/rollout-actions.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { policyRoutes } from './routes/policies.js';
 import { quarantineRoutes } from './routes/quarantine.js';
+import { migrationRoutes } from './routes/migrations.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -159,5 +160,6 @@ export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits 
   await app.register(async (scope) => fleetStateRoutes(scope, ctx));
   await app.register(async (scope) => policyRoutes(scope, ctx));
   await app.register(async (scope) => quarantineRoutes(scope, ctx));
+  await app.register(async (scope) => migrationRoutes(scope, ctx));
   return app;
 }

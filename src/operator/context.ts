@@ -8,6 +8,7 @@ import type { FleetReconciler } from './fleet-reconciler.js';
 import type { HeartbeatBuffer } from './heartbeat-buffer.js';
 import type { LeaderLease } from './leader-lease.js';
 import type { RolloutReconciler } from './rollout-reconciler.js';
+import type { MigrationReconciler } from './migration-reconciler.js';
 import type { OperatorMetrics } from './metrics.js';
 
 /** What every route plugin may use. Built once per operator by `startOperator`/`buildOperatorApp`. */
@@ -18,6 +19,7 @@ export interface OperatorContext {
   waiters: DesiredWaiters;
   reconciler: FleetReconciler;
   rollouts: RolloutReconciler;
+  migrations: MigrationReconciler;
   lease: LeaderLease;
   heartbeats: HeartbeatBuffer;
   /** Node credential digests (agent gateway). */

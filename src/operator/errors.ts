@@ -32,6 +32,7 @@ export const errors = {
   instanceNotFound: (id: string, hint: string) => notFound('INSTANCE_NOT_FOUND', 'instance', id, hint),
   deploymentNotFound: (id: string, hint: string) => notFound('DEPLOYMENT_NOT_FOUND', 'deployment', id, hint),
   artifactNotFound: (id: string, hint: string) => notFound('ARTIFACT_NOT_FOUND', 'artifact', id, hint),
+  migrationNotFound: (id: string, hint: string) => notFound('MIGRATION_NOT_FOUND', 'migration', id, hint),
   /** Anything a route threw that the catalog does not know: a 500 whose log keeps the original as `cause`. */
   internal: (cause: unknown) =>
     new ApiError(500, 'INTERNAL', 'the operator failed to handle this request; see its log', {}, { cause }),
@@ -50,6 +51,13 @@ export const errors = {
       `${unplaceable.length} instance(s) fit on no other ready node; add capacity or enable nodes, nothing was changed`,
       { unplaceable },
     ),
+  vmImageInvalid: (image: string, reason: string) =>
+    new ApiError(
+      422,
+      'VM_IMAGE_INVALID',
+      `workload.image "${image}" ${reason}; publish one with \`drydock vm build-image\` and \`drydock artifacts publish --kind vm-image\``,
+      { image },
+    ),
   deploymentExists: (name: string) =>
     new ApiError(409, 'DEPLOYMENT_EXISTS', `a deployment named ${name} exists already; pick another name`, { name }),
   instanceNotRunning: (id: string) =>
@@ -62,6 +70,8 @@ export const errors = {
       { id, replacement },
       { cause },
     ),
+  liveMoveUnsupported: (id: string, driver: string) =>
+    new ApiError(422, 'LIVE_MIGRATION_UNSUPPORTED', `instance ${id} runs under the ${driver} driver, which cannot move live; use mode restart`, { id, driver }),
   instancePinned: (id: string) =>
     new ApiError(409, 'INSTANCE_PINNED', `instance ${id} is pinned by its deployment's node_selector; pass force to move it anyway`, { id }),
   targetInvalid: (reason: string, target: string) =>

@@ -46,7 +46,8 @@ const SHORT_OF_ROOM_FACTOR = 10;
  * every `resyncIntervalMs` and when this replica takes the lease.
  */
 export class FleetReconciler {
-  private readonly lane = new SerialLane();
+  /** Shared with the migration reconciler: both write instance rows. */
+  readonly lane = new SerialLane();
   readonly liveness: WorkQueue;
   readonly nodes: WorkQueue;
   readonly deployments: WorkQueue;

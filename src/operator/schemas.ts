@@ -35,14 +35,29 @@ export const NodeSelectorSchema = z
   })
   .strict();
 
-export const WorkloadSchema = z
+export const ProcessWorkloadSchema = z
   .object({
+    driver: z.literal('process').optional().describe('default'),
     command: z.string().min(1).max(4096).describe('executable to run (resolved on the agent PATH)'),
     args: z.array(z.string().max(4096)).max(100).optional(),
     env: z.record(z.string().max(256).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'env names are letters, digits and _'), z.string().max(32_768)).optional(),
     health_path: z.string().startsWith('/').max(500).optional().describe('probed at http://127.0.0.1:$PORT{health_path}; default /'),
   })
   .strict();
+
+/** A VM under QEMU (DESIGN.md §10); `image_artifact_id` is filled in by the operator, never accepted. */
+export const VmWorkloadSchema = z
+  .object({
+    driver: z.literal('vm'),
+    image: z.string().min(1).max(300).describe('a vm-image artifact: <component>@<version> or its id'),
+    memory_mb: z.number().int().min(64).max(65_536).default(128).describe('guest memory; default 128'),
+    vcpus: z.number().int().min(1).max(64).default(1).describe('default 1'),
+    guest_port: z.number().int().min(1).max(65_535).default(8080).describe('the port the guest serves on; default 8080'),
+    health_path: z.string().startsWith('/').max(500).optional().describe("probed through the host's forwarded port; default the image's"),
+  })
+  .strict();
+
+export const WorkloadSchema = z.union([ProcessWorkloadSchema, VmWorkloadSchema]);
 
 export const DeploymentSpec = z
   .object({
@@ -74,6 +89,12 @@ export const MigrateBody = z
   .object({
     target_node: Ref.optional().describe('node id or hostname; default: best node with room'),
     force: z.boolean().optional().describe('move a pinned instance anyway'),
+    mode: z
+      .enum(['live', 'restart'])
+      .optional()
+      .describe('live: carry the running VM over (vm workloads only); restart: start anew on the target, then stop the old (default: live for vm, restart otherwise)'),
+    downtime_limit_ms: z.number().int().min(1).max(60_000).optional().describe('longest pause a live move may cause; default 300'),
+    deadline: Duration.optional().describe('a live move not completed by then fails and the VM stays where it is; default 10m'),
   })
   .strict()
   .nullable()

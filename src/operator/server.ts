@@ -19,6 +19,7 @@ import { HeartbeatBuffer } from './heartbeat-buffer.js';
 import { type HttpLimits, resolveHttpLimits } from './http-limits.js';
 import { checkReadiness, LeaderLease } from './leader-lease.js';
 import { RolloutReconciler } from './rollout-reconciler.js';
+import { MigrationReconciler } from './migration-reconciler.js';
 import { isLoopback, parseListen } from '../listen-address.js';
 import { OperatorMetrics } from './metrics.js';
 
@@ -110,13 +111,24 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       lease,
     );
     const rollouts = new RolloutReconciler(db, lease, waiters, reconciler, log.child({ loop: 'rollouts' }), options.reconcileIntervalMs);
+    const migrations = new MigrationReconciler(db, waiters, log.child({ loop: 'migrations' }), { intervalMs: options.reconcileIntervalMs }, reconciler.lane, lease);
+    // A failed move withdraws its target: the drain that asked for it places another.
+    migrations.onNodesChanged = (nodeIds) => {
+      reconciler.nodesChanged(nodeIds);
+      rollouts.nodesChanged(nodeIds);
+    };
     lease.onChange = (leader) => {
       if (!leader) return;
       reconciler.wake();
       rollouts.wake();
+      migrations.wake();
     };
     // Drains, migrations and node statuses move rollout tasks: a rollout waits for none of its ticks.
-    reconciler.onNodesChanged = (nodeIds) => rollouts.nodesChanged(nodeIds);
+    // A pass that placed a move has a new migration row: the migration reconciler lists it now.
+    reconciler.onNodesChanged = (nodeIds) => {
+      rollouts.nodesChanged(nodeIds);
+      migrations.wake();
+    };
     // A heartbeat that changed what the reconciler decides from (instance health, components,
     // installs, a node back from down) is acted on now; one that repeats the last waits for the tick.
     // Window 0: each batch is what arrived while the previous one was written (no fixed wait).
@@ -125,7 +137,10 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     // from down cost a fleet pass; other changes (components, installs) are judged for liveness.
     const heartbeats = new HeartbeatBuffer(db, 0, 1000, (nodeIds, fleetNodeIds) => {
       rollouts.nodesChanged(nodeIds);
-      if (fleetNodeIds.length > 0) reconciler.nodesChanged(fleetNodeIds);
+      if (fleetNodeIds.length > 0) {
+        reconciler.nodesChanged(fleetNodeIds);
+        migrations.nodesChanged(fleetNodeIds);
+      }
       reconciler.nodesTouched(nodeIds);
     });
     // Liveness counts from arrival: no node is marked down for time its heartbeat waited here.
@@ -137,6 +152,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       waiters,
       reconciler,
       rollouts,
+      migrations,
       lease,
       heartbeats,
       credentials: new CredentialCache(db),
@@ -151,7 +167,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
         drainTimeoutMs: options.drainTimeoutMs,
       },
     };
-    for (const queue of [reconciler.liveness, reconciler.nodes, reconciler.deployments, rollouts.queue]) ctx.metrics.observe(queue);
+    for (const queue of [reconciler.liveness, reconciler.nodes, reconciler.deployments, rollouts.queue, migrations.queue]) ctx.metrics.observe(queue);
     const app = await buildOperatorApp(ctx, resolveHttpLimits(options.http));
     await app.listen({ host, port });
     const address = app.server.address();
@@ -161,6 +177,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     lease.start();
     reconciler.start();
     rollouts.start();
+    migrations.start();
 
     // Other operator replicas change desired state too, and some writers here do not wake
     // long-polls: one aggregate read a second notices that any generation moved, and only then
@@ -193,6 +210,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       async close() {
         clearInterval(poller);
         await rollouts.stop();
+        await migrations.stop();
         await reconciler.stop();
         await lease.stop();
         waiters.wakeAll();

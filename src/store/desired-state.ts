@@ -2,7 +2,14 @@
 // when several nodes' generations moved together (a start, a rollout batch), in three
 // statements whatever the number of nodes.
 import type { DesiredComponent, DesiredInstance, DesiredState } from '../domain/protocol.js';
+import { desiredMigrationFor } from '../domain/instance-migration.js';
 import type { Db } from './db.js';
+import { openLiveMigrationsOn } from './instance-migrations.js';
+
+/** Where the agent downloads an artifact's bytes (the agent gateway streams them). */
+function artifactUrl(artifactId: string, nodeId: string): string {
+  return `/api/v1/agent/artifacts/${encodeURIComponent(artifactId)}/blob?node_id=${encodeURIComponent(nodeId)}`;
+}
 
 /**
  * Desired state per node id; ids that are not registered are missing from the map. The
@@ -22,15 +29,41 @@ export async function loadDesiredStates(db: Db, nodeIds: readonly string[]): Pro
   if (nodes.length === 0) return result;
   for (const n of nodes) result.set(n.id, { node_id: n.id, generation: Number(n.generation), draining: n.draining, instances: [], components: {} });
   const found = nodes.map((n) => n.id);
-  // Same rows and order as desiredInstancesForNode: an instance stopped on request and reported stopped is gone.
-  const instances = await db.query<DesiredInstance & { node_id: string }>(
-    `SELECT i.node_id, i.id, i.deployment_id, d.name AS deployment, i.desired, d.workload
+  // An instance stopped on request and reported stopped is gone.
+  const instances = await db.query<
+    Omit<DesiredInstance, 'image' | 'migration'> & {
+      node_id: string;
+      image_component: string | null;
+      image_version: string | null;
+      image_sha256: string | null;
+      image_size: number | null;
+      image_signature: string | null;
+    }
+  >(
+    `SELECT i.node_id, i.id, i.deployment_id, d.name AS deployment, i.desired, d.workload,
+            a.component AS image_component, a.version AS image_version, a.sha256 AS image_sha256,
+            a.size::float8 AS image_size, a.signature AS image_signature
        FROM instances i JOIN deployments d ON d.id = i.deployment_id
+       LEFT JOIN artifacts a ON a.id = d.workload->>'image_artifact_id'
       WHERE i.node_id = ANY($1::text[]) AND NOT (i.desired = 'stopped' AND i.status = 'stopped')
       ORDER BY i.node_id, i.id`,
     [found],
   );
-  for (const { node_id: nodeId, ...instance } of instances) result.get(nodeId)?.instances.push(instance);
+  // Each side of an open live migration is told its part (domain/instance-migration.ts).
+  const migrations = await openLiveMigrationsOn(db, found);
+  for (const row of instances) {
+    const { node_id: nodeId, image_component: component, image_version: version, image_sha256: sha256, image_size: size, image_signature: signature, ...instance } = row;
+    const desired: DesiredInstance = { ...instance };
+    if (instance.workload.driver === 'vm' && component !== null && version !== null && sha256 !== null && size !== null) {
+      const artifactId = instance.workload.image_artifact_id;
+      desired.image = { artifact_id: artifactId, component, version, sha256, size, signature, url: artifactUrl(artifactId, nodeId) };
+    }
+    for (const m of migrations) {
+      const migration = desiredMigrationFor(m, instance.id);
+      if (migration) desired.migration = migration;
+    }
+    result.get(nodeId)?.instances.push(desired);
+  }
   // Same as desiredComponentsForNode, whose download URL the agent gateway serves.
   const components = await db.query<Omit<DesiredComponent, 'url'> & { node_id: string; component: string }>(
     `SELECT c.node_id, c.component, c.version, a.id AS artifact_id, a.kind, a.sha256, a.size::float8 AS size, a.signature,
@@ -45,8 +78,18 @@ export async function loadDesiredStates(db: Db, nodeIds: readonly string[]): Pro
     if (!state) continue;
     state.components[component] = {
       ...desired,
-      url: `/api/v1/agent/artifacts/${encodeURIComponent(desired.artifact_id)}/blob?node_id=${encodeURIComponent(nodeId)}`,
+      url: artifactUrl(desired.artifact_id, nodeId),
     };
   }
   return result;
+}
+
+/** Whether an instance on the node boots this `vm-image` artifact (so its agent may download it). */
+export async function nodeHostsImage(db: Db, nodeId: string, artifactId: string): Promise<boolean> {
+  const rows = await db.query<{ one: number }>(
+    `SELECT 1 AS one FROM instances i JOIN deployments d ON d.id = i.deployment_id
+      WHERE i.node_id = $1 AND d.workload->>'image_artifact_id' = $2 LIMIT 1`,
+    [nodeId, artifactId],
+  );
+  return rows.length > 0;
 }

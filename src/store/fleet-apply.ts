@@ -3,6 +3,7 @@ import type { Drain, FleetNode } from '../domain/types.js';
 import { type Db, sqlState } from './db.js';
 import { updateDrains } from './drains.js';
 import { appendEvents } from './events.js';
+import { insertMigrations } from './instance-migrations.js';
 import { insertPlacedInstances, publishInstances, removeInstances, stopInstances } from './instances.js';
 import { bumpGenerations, setNodeStatuses, setNodeStatusesAsSeen } from './nodes.js';
 
@@ -56,10 +57,19 @@ export async function applyFleetDecision(
     } else {
       await setNodeStatuses(tx, actions.nodeStatus);
     }
-    const created = actions.create.map((c) => ({ id: newId(), deploymentId: c.deploymentId, nodeId: c.nodeId, replaces: c.replaces }));
+    const created = actions.create.map((c) => ({ id: newId(), deploymentId: c.deploymentId, nodeId: c.nodeId, replaces: c.replaces, move: c.move }));
     try {
       const inserted = await insertPlacedInstances(tx, created);
       if (inserted < created.length) throw new FleetConflictError(`${created.length - inserted} placement(s) on a node that is no longer ready`);
+      // Every move is a migration row too (DESIGN.md §10), written with its target instance.
+      await insertMigrations(
+        tx,
+        created.flatMap((c) =>
+          c.replaces && c.move
+            ? [{ id: newId(), instanceId: c.replaces, deploymentId: c.deploymentId, sourceNodeId: c.move.fromNodeId, targetNodeId: c.nodeId, targetInstanceId: c.id, ...c.move }]
+            : [],
+        ),
+      );
     } catch (error) {
       if (sqlState(error) === '23505') throw new FleetConflictError('an instance already has an open replacement', { cause: error });
       throw error;

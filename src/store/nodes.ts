@@ -242,12 +242,13 @@ export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[])
     // with it and a reply cached by generation never lists it again.
     const instances = await tx.query<{ node_id: string; left_desired: boolean }>(
       `UPDATE instances i SET status = r.status, healthy = r.healthy, pid = r.pid, port = r.port,
-              message = r.message, updated_at = now()
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int[], $6::int[], $7::text[])
-              AS r(id, node_id, status, healthy, pid, port, message),
+              message = r.message, migration_report = r.migration, updated_at = now()
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int[], $6::int[], $7::text[], $8::jsonb[])
+              AS r(id, node_id, status, healthy, pid, port, message, migration),
               (SELECT id, status FROM instances WHERE id = ANY($1::text[])) AS before
         WHERE i.id = r.id AND i.node_id = r.node_id AND before.id = i.id
-          AND (i.status, i.healthy, i.pid, i.port, i.message) IS DISTINCT FROM (r.status, r.healthy, r.pid, r.port, r.message)
+          AND (i.status, i.healthy, i.pid, i.port, i.message, i.migration_report)
+              IS DISTINCT FROM (r.status, r.healthy, r.pid, r.port, r.message, r.migration)
         RETURNING i.node_id, (i.desired = 'stopped' AND r.status = 'stopped' AND before.status <> 'stopped') AS left_desired`,
       [
         reports.map((r) => r.id),
@@ -257,6 +258,7 @@ export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[])
         reports.map((r) => r.pid),
         reports.map((r) => r.port),
         reports.map((r) => r.message ?? null),
+        reports.map((r) => (r.migration ? JSON.stringify(r.migration) : null)),
       ],
     );
     for (const i of instances) {

@@ -225,9 +225,11 @@ describe('reconcileFleet: drains', () => {
       drains: [drain('n1')],
     });
     const actions = reconcile(snapshot);
+    // A process workload moves by restart, with the default limits (a VM's would be `live`).
+    const move = { fromNodeId: 'n1', mode: 'restart', trigger: 'drain', downtimeLimitMs: 300, deadlineMs: 600_000 };
     expect(actions.create).toEqual([
-      { deploymentId: 'web', nodeId: 'n3', replaces: 'w1' },
-      { deploymentId: 'web', nodeId: 'n2', replaces: 'w2' },
+      { deploymentId: 'web', nodeId: 'n3', replaces: 'w1', move },
+      { deploymentId: 'web', nodeId: 'n2', replaces: 'w2', move },
     ]);
     expect(actions.stop).toEqual([]);
     expect(actions.drains).toEqual([{ nodeId: 'n1', state: 'running', message: 'moving 2 instance(s)', blockedBy: [] }]);
@@ -274,7 +276,7 @@ describe('reconcileFleet: drains', () => {
       drains: [drain('n1')],
     });
     const actions = reconcile(snapshot);
-    expect(actions.create).toEqual([{ deploymentId: 'web', nodeId: 'n2', replaces: 'w1' }]);
+    expect(actions.create).toEqual([{ deploymentId: 'web', nodeId: 'n2', replaces: 'w1', move: expect.objectContaining({ fromNodeId: 'n1', mode: 'restart' }) }]);
     expect(actions.drains).toEqual([{ nodeId: 'n1', state: 'running', message: 'moving 2 instance(s)', blockedBy: ['p1'] }]);
   });
 

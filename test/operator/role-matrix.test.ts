@@ -46,6 +46,8 @@ const MATRIX: Record<string, Need> = {
 
   'GET /api/v1/instances': 'viewer',
   'GET /api/v1/instances/:id': 'viewer',
+  'GET /api/v1/migrations': 'viewer',
+  'GET /api/v1/migrations/:id': 'viewer',
   'GET /api/v1/instances/:id/health': 'viewer',
   'POST /api/v1/instances/:id/migrate': 'operator',
 

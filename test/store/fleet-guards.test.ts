@@ -66,7 +66,7 @@ describe(`scoped fleet snapshots and guarded applies on ${TEST_ENGINE}`, () => {
     const scope = { deploymentIds: ['dep-web'], drainNodeIds: ['g-a'], candidates: true };
     const snapshot = await loadScopeSnapshot(t.db, scope);
     const { actions } = reconcileScope(snapshot, now, OPTIONS);
-    expect(actions.create).toEqual([{ deploymentId: 'dep-web', nodeId: 'g-c', replaces: 'web-1' }]);
+    expect(actions.create).toEqual([{ deploymentId: 'dep-web', nodeId: 'g-c', replaces: 'web-1', move: expect.objectContaining({ fromNodeId: 'g-a', mode: 'restart', trigger: 'drain' }) }]);
     // Meanwhile someone drains it again (a new drain with a new start).
     await new Promise((r) => setTimeout(r, 5));
     await startDrain(t.db, 'g-a', { force: true, timeoutMs: 60_000 });

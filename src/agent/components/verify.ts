@@ -13,7 +13,12 @@ export interface TrustPolicy {
  * start with stable words (`sha256 mismatch`, `unsigned artifact`, `no trusted key`,
  * `bad signature`) that people and scripts can match on.
  */
-export function refusalReason(component: string, desired: DesiredComponent, downloadedSha256: string, policy: TrustPolicy): string | undefined {
+export function refusalReason(
+  component: string,
+  desired: Pick<DesiredComponent, 'version' | 'kind' | 'sha256' | 'signature'>,
+  downloadedSha256: string,
+  policy: TrustPolicy,
+): string | undefined {
   if (downloadedSha256 !== desired.sha256.toLowerCase()) {
     return `sha256 mismatch: the artifact should be ${desired.sha256}, the downloaded bytes are ${downloadedSha256}`;
   }

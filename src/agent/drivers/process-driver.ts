@@ -2,7 +2,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import type { Workload } from '../../domain/types.js';
+import type { DesiredInstance } from '../../domain/protocol.js';
+import type { ProcessWorkload } from '../../domain/types.js';
+import type { HostedProcess } from '../state-file.js';
+import type { InstanceDriver, StartedInstance } from './instance-driver.js';
 
 /** Start time of a process from /proc (Linux); null where /proc is not available. */
 export function processStartTime(pid: number): string | null {
@@ -63,7 +66,7 @@ export interface StartedProcess {
  * to `<logDir>/<instance>.log`. The workload sees only PATH, HOME, its own env and PORT:
  * the agent's environment (which may hold tokens) is not passed on.
  */
-export async function startProcess(instanceId: string, deployment: string, workload: Workload, logDir: string): Promise<StartedProcess> {
+export async function startProcess(instanceId: string, deployment: string, workload: ProcessWorkload, logDir: string): Promise<StartedProcess> {
   mkdirSync(logDir, { recursive: true });
   const port = await freePort();
   const log = openSync(join(logDir, `${instanceId}.log`), 'a');
@@ -124,5 +127,31 @@ export async function probeHealth(port: number, path: string, timeoutMs: number)
     return response.ok;
   } catch {
     return false;
+  }
+}
+
+/** The `process` driver behind the InstanceDriver seam: behaviour as before the seam existed. */
+export class ProcessDriver implements InstanceDriver {
+  readonly name = 'process';
+
+  constructor(private readonly logDir: string) {}
+
+  async start(instance: DesiredInstance): Promise<StartedInstance> {
+    if (instance.workload.driver === 'vm') throw new Error('the process driver cannot start a vm workload');
+    const started = await startProcess(instance.id, instance.deployment, instance.workload, this.logDir);
+    const exited = new Promise<string>((resolve) => started.child.once('exit', (code, signal) => resolve(`exited (${signal ?? `code ${code}`})`)));
+    return { pid: started.pid, port: started.port, procStart: started.procStart, exited };
+  }
+
+  isAlive(proc: HostedProcess): boolean {
+    return proc.pid > 0 && isSameProcessAlive(proc.pid, proc.procStart);
+  }
+
+  stop(proc: HostedProcess, graceMs: number): Promise<void> {
+    return stopProcess(proc.pid, proc.procStart, graceMs);
+  }
+
+  probe(proc: HostedProcess, timeoutMs: number): Promise<boolean> {
+    return probeHealth(proc.port, proc.workload.health_path ?? '/', timeoutMs);
   }
 }

@@ -53,6 +53,11 @@ export function registerAgentCommand(program: Command): void {
     .option('--trusted-key <file>', 'ed25519 public key (PEM) whose artifact signatures are accepted (repeatable)', collect)
     .option('--allow-unsigned', 'DEVELOPMENT ONLY: install component artifacts that carry no signature', false)
     .option('--component-health-deadline <duration>', "deadline of a component's health check", '30s')
+    .addOption(
+      new Option('--vm-accel <accel>', 'accelerator of vm workloads: auto boots a KVM probe and falls back to TCG (software) when the guest does not run')
+        .choices(['auto', 'kvm', 'tcg'])
+        .default('auto'),
+    )
     .action(
       action(async (opts, command: Command) => {
         const log = createLogger('agent');
@@ -84,6 +89,7 @@ export function registerAgentCommand(program: Command): void {
           trustedKeys,
           allowUnsigned: opts.allowUnsigned === true,
           componentHealthDeadlineMs: durationOption(opts.componentHealthDeadline, '--component-health-deadline'),
+          vmAccel: opts.vmAccel,
           ...(supervisor ? { supervisor } : {}),
           log,
         });

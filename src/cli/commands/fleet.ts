@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import type { ApiClient } from '../../api-client.js';
 import type { DeploymentView } from '../../store/deployments.js';
 import type { InstanceView } from '../../store/instances.js';
+import type { MigrationView } from '../../store/instance-migrations.js';
 import type { NodeView } from '../../store/nodes.js';
 import { action, clientFor } from '../context.js';
 import { printJson, printRows } from '../output.js';
@@ -149,17 +150,62 @@ export function registerFleetCommands(program: Command): void {
   const instance = program.command('instance').description('act on one instance');
   instance
     .command('migrate <id>')
-    .description('move one instance to another node, make-before-break')
+    .description('move one instance to another node: a VM live (its guest keeps running), anything else make-before-break')
     .option('--to <node>', 'target node (hostname or id); default: best node with room')
     .option('--force', 'move a pinned instance anyway')
+    .option('--mode <mode>', 'live (vm workloads only) or restart; default: live for a VM, restart otherwise')
+    .option('--downtime-limit <ms>', 'longest pause a live move may cause, in ms (default 300)')
+    .option('--deadline <duration>', 'a live move not done by then fails and the VM stays (default 10m)')
     .option('--json', 'machine-readable output')
     .action(
       action(async (id: string, opts, command: Command) => {
         const body: Record<string, unknown> = { force: opts.force ?? false };
         if (opts.to) body.target_node = opts.to;
-        const result = await clientFor(command).post<{ replacement_id: string; to_hostname: string }>(`/api/v1/instances/${enc(id)}/migrate`, body);
+        if (opts.mode) body.mode = opts.mode;
+        if (opts.downtimeLimit !== undefined) body.downtime_limit_ms = Number(opts.downtimeLimit);
+        if (opts.deadline !== undefined) body.deadline = opts.deadline;
+        const result = await clientFor(command).post<{ replacement_id: string; to_hostname: string; migration_id: string; mode: string }>(
+          `/api/v1/instances/${enc(id)}/migrate`,
+          body,
+        );
         if (opts.json) return printJson(result);
-        process.stdout.write(`migrating ${id} to ${result.to_hostname} (new instance ${result.replacement_id})\n`);
+        process.stdout.write(`migrating ${id} to ${result.to_hostname} (${result.mode}; migration ${result.migration_id}, new instance ${result.replacement_id})\n`);
+      }),
+    );
+
+  program
+    .command('migrations')
+    .description('moves of instances between nodes, newest first: state, and for live moves total time, downtime and bytes')
+    .option('--state <state>', 'open, or one of preparing, target_ready, transferring, switching, completed, failed, cancelled')
+    .option('--instance <id>', 'moves of this instance')
+    .option('--node <id>', 'moves from or to this node id')
+    .option('--limit <n>', 'at most this many (default 100)')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (opts, command: Command) => {
+        const params = new URLSearchParams();
+        if (opts.state) params.set('state', opts.state);
+        if (opts.instance) params.set('instance', opts.instance);
+        if (opts.node) params.set('node', opts.node);
+        if (opts.limit) params.set('limit', opts.limit);
+        const rows = await clientFor(command).get<MigrationView[]>(`/api/v1/migrations${params.size ? `?${params}` : ''}`);
+        const ms = (v: number | null) => (v === null ? '-' : `${Math.round(v)} ms`);
+        printRows(
+          rows,
+          [
+            ['ID', (m) => m.id],
+            ['DEPLOYMENT', (m) => m.deployment ?? m.deployment_id],
+            ['FROM', (m) => m.source_hostname ?? m.source_node_id],
+            ['TO', (m) => m.target_hostname ?? m.target_node_id],
+            ['MODE', (m) => m.mode],
+            ['STATE', (m) => m.state],
+            ['TOTAL', (m) => ms(m.total_ms)],
+            ['DOWNTIME', (m) => ms(m.downtime_ms)],
+            ['REASON', (m) => m.reason ?? ''],
+          ],
+          opts.json,
+          'no migrations',
+        );
       }),
     );
 
@@ -188,7 +234,7 @@ export function registerFleetCommands(program: Command): void {
   program
     .command('deploy')
     .description('create a deployment from a YAML or JSON file')
-    .requiredOption('-f, --file <file>', 'deployment spec: {name, replicas, min_available, workload: {command, args, env, health_path}, node_selector}')
+    .requiredOption('-f, --file <file>', 'deployment spec: {name, replicas, min_available, workload: {command, args, env, health_path} or {driver: vm, image, memory_mb, vcpus, guest_port, health_path}, node_selector}')
     .option('--json', 'machine-readable output')
     .action(
       action(async (opts, command: Command) => {

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { desiredComponentsForNode } from '../../store/node-components.js';
+import { nodeHostsImage } from '../../store/desired-state.js';
 import { agentErrors } from '../agent-errors.js';
 import type { OperatorContext } from '../context.js';
 import { credentialDigest } from '../credential-cache.js';
@@ -99,7 +100,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
     }
   });
 
-  // An agent downloads only what its own node should install: the desired state's `url` points here.
+  // An agent downloads only what its own node should install or boot: the desired state's `url` points here.
   app.get(
     '/api/v1/agent/artifacts/:id/blob',
     { config, schema: { tags, params: IdParam, querystring: BlobQuery, summary: 'Artifact bytes for a node that should install them (streamed)' } },
@@ -107,7 +108,8 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
       const nodeId = req.query.node_id;
       await assertNodeCredential(nodeId, req.headers[NODE_CREDENTIAL_HEADER]);
       const desired = await desiredComponentsForNode(ctx.db, nodeId);
-      if (!Object.values(desired).some((c) => c.artifact_id === req.params.id)) throw agentErrors.artifactNotDesired(req.params.id, nodeId);
+      const installs = Object.values(desired).some((c) => c.artifact_id === req.params.id);
+      if (!installs && !(await nodeHostsImage(ctx.db, nodeId, req.params.id))) throw agentErrors.artifactNotDesired(req.params.id, nodeId);
       return sendArtifactBlob(ctx, reply, req.params.id);
     },
   );

@@ -8,11 +8,32 @@ import { listInstances } from '../../store/instances.js';
 import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
 import { actorOf } from '../request-actor.js';
-import { DeploymentSpec, DeploymentView as DeploymentViewSchema, Endpoint, IdParam } from '../schemas.js';
+import { DeploymentSpec, DeploymentView as DeploymentViewSchema, Endpoint, IdParam, type WorkloadSchema } from '../schemas.js';
+import { findArtifact, findArtifactByVersion } from '../../store/artifacts.js';
+import type { Workload } from '../../domain/types.js';
 import { EVENT } from '../../domain/events.js';
 
 function withHealth(d: DeploymentView) {
   return { ...d, health: deploymentHealth(d.replicas, d.min_available, d.healthy_instances) };
+}
+
+/**
+ * A `vm` workload names its image as `<component>@<version>` or an artifact id; it must be a
+ * signed `vm-image` that may still be installed. The id it resolves to is stored with it, so
+ * every node boots the same bytes even if the name is ever reused.
+ */
+async function resolveWorkload(ctx: OperatorContext, workload: z.infer<typeof WorkloadSchema>): Promise<Workload> {
+  if (workload.driver !== 'vm') return workload;
+  const at = workload.image.lastIndexOf('@');
+  const artifact =
+    at > 0
+      ? await findArtifactByVersion(ctx.db, workload.image.slice(0, at), workload.image.slice(at + 1))
+      : await findArtifact(ctx.db, workload.image);
+  if (!artifact) throw errors.vmImageInvalid(workload.image, 'is not a published artifact');
+  if (artifact.kind !== 'vm-image') throw errors.vmImageInvalid(workload.image, `is an artifact of kind ${artifact.kind}, not vm-image`);
+  if (artifact.signature === null) throw errors.vmImageInvalid(workload.image, 'is not signed');
+  if (artifact.lifecycle === 'archived') throw errors.vmImageInvalid(workload.image, 'is archived');
+  return { ...workload, image_artifact_id: artifact.id };
 }
 
 export async function deploymentRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
@@ -38,8 +59,9 @@ export async function deploymentRoutes(base: FastifyInstance, ctx: OperatorConte
     { schema: { tags, body: DeploymentSpec, response: { 201: DeploymentViewSchema }, summary: 'Create a deployment; instances are placed at once' } },
     async (req, reply) => {
       const id = ctx.newId();
+      const workload = await resolveWorkload(ctx, req.body.workload);
       await ctx.db.transaction(async (tx) => {
-        if (!(await insertDeployment(tx, id, req.body))) throw errors.deploymentExists(req.body.name);
+        if (!(await insertDeployment(tx, id, { ...req.body, workload }))) throw errors.deploymentExists(req.body.name);
         await appendEvents(tx, [
           { kind: EVENT.deployment.created, actor: actorOf(req), data: { deployment_id: id, name: req.body.name, replicas: req.body.replicas } },
         ]);

@@ -2,6 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { chooseMigrationTarget } from '../../domain/migration.js';
+import { MIGRATION_DEFAULTS, migrationModeFor } from '../../domain/instance-migration.js';
+import { insertMigrations } from '../../store/instance-migrations.js';
 import { appendEvents } from '../../store/events.js';
 import { sqlState } from '../../store/db.js';
 import { loadScopeSnapshot } from '../../store/fleet-snapshot.js';
@@ -91,7 +93,10 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
             throw errors.noCapacity(view.id);
         }
       }
+      const mode = req.body?.mode ?? migrationModeFor(deployment.workload);
+      if (mode === 'live' && migrationModeFor(deployment.workload) !== 'live') throw errors.liveMoveUnsupported(view.id, deployment.workload.driver ?? 'process');
       const replacementId = ctx.newId();
+      const migrationId = ctx.newId();
       await ctx.db.transaction(async (tx) => {
         // Written as the reconciler writes its placements: only while the target is still ready,
         // and never beside another open migration of the instance (both may have changed since the
@@ -104,6 +109,20 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
           throw error;
         }
         if (placed === 0) throw errors.targetInvalid('the node stopped taking instances meanwhile (cordoned, draining or down)', choice.target.id);
+        await insertMigrations(tx, [
+          {
+            id: migrationId,
+            instanceId: instance.id,
+            deploymentId: deployment.id,
+            sourceNodeId: instance.nodeId,
+            targetNodeId: choice.target.id,
+            targetInstanceId: replacementId,
+            mode,
+            trigger: 'manual',
+            downtimeLimitMs: req.body?.downtime_limit_ms ?? MIGRATION_DEFAULTS.downtimeLimitMs,
+            deadlineMs: req.body?.deadline ?? MIGRATION_DEFAULTS.deadlineMs,
+          },
+        ]);
         await bumpGenerations(tx, [choice.target.id]);
         await appendEvents(tx, [
           {
@@ -111,15 +130,26 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
             actor: actorOf(req),
             nodeId: instance.nodeId,
             instanceId: instance.id,
-            data: { from_node: instance.nodeId, to_node: choice.target.id, replacement: replacementId, reason: 'manual', force: req.body?.force ?? false },
+            data: {
+              from_node: instance.nodeId,
+              to_node: choice.target.id,
+              replacement: replacementId,
+              reason: 'manual',
+              force: req.body?.force ?? false,
+              migration_id: migrationId,
+              mode,
+            },
           },
         ]);
       });
       ctx.waiters.wake([choice.target.id]);
       ctx.reconciler.deploymentsChanged([deployment.id]);
+      ctx.migrations.wake();
       return reply.code(202).send({
         instance_id: instance.id,
         replacement_id: replacementId,
+        migration_id: migrationId,
+        mode,
         from_node: instance.nodeId,
         to_node: choice.target.id,
         to_hostname: choice.target.hostname,

@@ -8,6 +8,7 @@ import nodeCredentials from './0004_node_credentials.pre.sql';
 import policiesQuarantine from './0005_policies_quarantine.pre.sql';
 import fleetGuards from './0006_fleet_guards.pre.sql';
 import installRetryable from './0007_install_retryable.pre.sql';
+import instanceMigrations from './0008_instance_migrations.pre.sql';
 
 export interface Migration {
   version: number;
@@ -30,4 +31,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0005_policies_quarantine.pre.sql', policiesQuarantine),
   migration('0006_fleet_guards.pre.sql', fleetGuards),
   migration('0007_install_retryable.pre.sql', installRetryable),
+  migration('0008_instance_migrations.pre.sql', instanceMigrations),
 ];

@@ -1,0 +1,200 @@
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { DesiredInstance, DesiredVmImage } from '../../domain/protocol.js';
+import type { VmWorkload } from '../../domain/types.js';
+import { parseImageJson, readVmImageArchive, type VmImageJson } from '../../vm/vm-image-archive.js';
+import { downloadArtifact } from '../components/download.js';
+import { refusalReason, type TrustPolicy } from '../components/verify.js';
+import type { HostedProcess } from '../state-file.js';
+import { probeHttp } from './http-probe.js';
+import type { InstanceDriver, LiveMigrationDriver, LiveMigrationStats, StartedInstance } from './instance-driver.js';
+import { freePort, isSameProcessAlive } from './process-driver.js';
+import { QemuVm, type VmAccel } from './qemu-vm.js';
+import { type AccelRequest, probeAccel } from './vm-accel.js';
+import { readFileSync } from 'node:fs';
+
+export interface VmDriverOptions {
+  /** Images are unpacked under `<dataDir>/images`, VMs run under `<dataDir>/vms`. */
+  dataDir: string;
+  /** The operator's base URL (image downloads) and the credentials every gateway call carries. */
+  operatorUrl: string;
+  token?: string | undefined;
+  nodeCredential: () => string | undefined;
+  trust: TrustPolicy;
+  /** `--vm-accel`: auto probes KVM with a short boot and falls back to TCG (default auto). */
+  accel: AccelRequest;
+  log: Logger;
+}
+
+interface Image {
+  kernelPath: string;
+  initrdPath: string;
+  json: VmImageJson;
+}
+
+/**
+ * The `vm` driver (DESIGN.md §10): each instance is a QEMU virtual machine booted from a signed
+ * `vm-image` artifact, reachable through a loopback port forwarded to its guest port, controlled
+ * over QMP. QEMU runs in its own process group: it outlives an agent crash and the next agent
+ * adopts it through its QMP socket (same pid, guest untouched). Live-capable.
+ */
+export class VmDriver implements InstanceDriver, LiveMigrationDriver {
+  readonly name = 'vm';
+  readonly live: LiveMigrationDriver = this;
+  private readonly images = new Map<string, Promise<Image>>();
+  /** QMP connections of the VMs this agent started or adopted, by instance id. */
+  private readonly vms = new Map<string, QemuVm>();
+
+  constructor(private readonly options: VmDriverOptions) {}
+
+  start(instance: DesiredInstance): Promise<StartedInstance> {
+    return this.boot(instance, false);
+  }
+
+  async startIncoming(instance: DesiredInstance): Promise<StartedInstance & { address: string }> {
+    const started = await this.boot(instance, true);
+    const vm = this.vms.get(instance.id) as QemuVm;
+    try {
+      const address = await vm.prepareIncoming(await freePort());
+      return { ...started, address };
+    } catch (error) {
+      await vm.kill().catch(() => {});
+      throw error;
+    }
+  }
+
+  private async boot(instance: DesiredInstance, incoming: boolean): Promise<StartedInstance> {
+    const workload = instance.workload;
+    if (workload.driver !== 'vm') throw new Error('the vm driver starts vm workloads only');
+    if (!instance.image) throw new Error(`no image in the desired state for ${instance.id}: the operator could not resolve ${workload.image}`);
+    const image = await this.image(instance.image);
+    const accel = await this.accel(image, workload);
+    const runDir = join(this.options.dataDir, 'vms', instance.id.slice(0, 12));
+    rmSync(runDir, { recursive: true, force: true });
+    mkdirSync(runDir, { recursive: true });
+    const vm = await QemuVm.start({
+      id: instance.id,
+      kernel: image.kernelPath,
+      initrd: image.initrdPath,
+      cmdline: image.json.cmdline,
+      memoryMb: workload.memory_mb,
+      vcpus: workload.vcpus,
+      guestPort: workload.guest_port,
+      hostPort: await freePort(),
+      accel,
+      runDir,
+      incoming,
+    });
+    this.vms.set(instance.id, vm);
+    const record = vm.record();
+    return {
+      pid: record.pid,
+      port: record.hostPort,
+      procStart: record.procStart,
+      vm: record,
+      healthPath: workload.health_path ?? image.json.health_path,
+      exited: vm.exited.then(() => 'QEMU exited'),
+    };
+  }
+
+  private async accel(image: Image, workload: VmWorkload): Promise<VmAccel> {
+    const accel = await probeAccel(
+      this.options.accel,
+      { kernel: image.kernelPath, initrd: image.initrdPath, cmdline: image.json.cmdline, guestPort: workload.guest_port, healthPath: image.json.health_path },
+      this.options.log,
+      { scratchDir: join(this.options.dataDir, 'vms') },
+    );
+    return accel;
+  }
+
+  /** Downloads, verifies (sha256 and signature, like any component) and unpacks an image once per artifact. */
+  private image(desired: DesiredVmImage): Promise<Image> {
+    let loading = this.images.get(desired.artifact_id);
+    if (!loading) {
+      loading = this.fetchImage(desired);
+      this.images.set(desired.artifact_id, loading);
+      loading.catch(() => this.images.delete(desired.artifact_id));
+    }
+    return loading;
+  }
+
+  private async fetchImage(desired: DesiredVmImage): Promise<Image> {
+    const root = join(this.options.dataDir, 'images');
+    const dir = join(root, desired.artifact_id);
+    // Unpacked only after the bytes were verified, and renamed into place whole: a directory
+    // that exists holds a verified image.
+    if (existsSync(join(dir, 'image.json'))) {
+      return { kernelPath: join(dir, 'vmlinuz'), initrdPath: join(dir, 'initrd.img'), json: parseImageJson(readFileSync(join(dir, 'image.json'), 'utf8')) };
+    }
+    const tar = join(root, `${desired.artifact_id}.${process.pid}.tar`);
+    const staging = join(root, `${desired.artifact_id}.${process.pid}.unpacking`);
+    try {
+      const downloaded = await downloadArtifact({
+        url: new URL(desired.url, this.options.operatorUrl).toString(),
+        token: this.options.token,
+        nodeCredential: this.options.nodeCredential(),
+        file: tar,
+        maxBytes: desired.size,
+      });
+      const refusal = refusalReason(desired.component, { ...desired, kind: 'vm-image' }, downloaded.sha256, this.options.trust);
+      if (refusal) throw new Error(`vm-image ${desired.component}@${desired.version} refused: ${refusal}`);
+      rmSync(staging, { recursive: true, force: true });
+      const unpacked = await readVmImageArchive(tar, staging);
+      renameSync(staging, dir);
+      this.options.log.info({ image: `${desired.component}@${desired.version}`, artifact: desired.artifact_id }, 'vm image verified and unpacked');
+      return { kernelPath: join(dir, 'vmlinuz'), initrdPath: join(dir, 'initrd.img'), json: unpacked.imageJson };
+    } finally {
+      rmSync(tar, { force: true });
+      rmSync(staging, { recursive: true, force: true });
+    }
+  }
+
+  isAlive(proc: HostedProcess): boolean {
+    return proc.pid > 0 && isSameProcessAlive(proc.pid, proc.procStart);
+  }
+
+  /** The QMP connection of a VM, adopting it (through its socket) when a previous agent started it. */
+  private async connect(proc: HostedProcess): Promise<QemuVm | null> {
+    const held = this.vms.get(proc.id);
+    if (held?.isAlive()) return held;
+    if (!proc.vm) return null;
+    const vm = await QemuVm.adopt(proc.vm);
+    if (vm) this.vms.set(proc.id, vm);
+    return vm;
+  }
+
+  async stop(proc: HostedProcess, graceMs: number): Promise<void> {
+    const vm = await this.connect(proc).catch(() => null);
+    this.vms.delete(proc.id);
+    if (vm) {
+      await vm.powerdown(graceMs);
+    } else if (this.isAlive(proc)) {
+      // No QMP (socket gone): QEMU quits on SIGTERM; SIGKILL if it does not.
+      process.kill(proc.pid, 'SIGTERM');
+      const deadline = Date.now() + graceMs;
+      while (Date.now() < deadline && this.isAlive(proc)) await new Promise((r) => setTimeout(r, 50));
+      if (this.isAlive(proc)) process.kill(proc.pid, 'SIGKILL');
+    }
+  }
+
+  probe(proc: HostedProcess, timeoutMs: number): Promise<boolean> {
+    return probeHttp(`http://127.0.0.1:${proc.port}${proc.healthPath ?? proc.workload.health_path ?? '/'}`, timeoutMs);
+  }
+
+  async migrateOut(proc: HostedProcess, address: string, options: { downtimeLimitMs: number; deadlineMs: number }): Promise<LiveMigrationStats> {
+    const vm = await this.connect(proc);
+    if (!vm) throw new Error('the source VM is gone');
+    const stats = await vm.migrateOut(address, { downtimeLimitMs: options.downtimeLimitMs, deadlineMs: options.deadlineMs });
+    // The guest runs on the target now: quit at once, so connections still open here reset
+    // (and the edge retries them elsewhere) instead of hanging on a paused guest.
+    this.vms.delete(proc.id);
+    await vm.quit(2000).catch((error: unknown) => this.options.log.warn({ err: error, instance: proc.id }, 'source QEMU did not quit after migrating'));
+    return { total_ms: stats.total_ms, downtime_ms: stats.downtime_ms, transferred_bytes: stats.transferred_bytes };
+  }
+
+  async cancelMigration(proc: HostedProcess): Promise<void> {
+    const vm = await this.connect(proc);
+    await vm?.cancelMigration();
+  }
+}
