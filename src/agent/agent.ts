@@ -39,6 +39,8 @@ export interface AgentOptions {
   allowUnsigned: boolean;
   /** `--vm-accel` for `vm` workloads: auto probes KVM with a short boot and falls back to TCG (default auto). */
   vmAccel?: AccelRequest;
+  /** `--vm-migration-bandwidth`: bytes per second a live migration out of this node may send (default 1 GiB/s). */
+  vmMigrationBandwidthBytes?: number;
   /** Deadline of a component's `health` check (default 30 s). */
   componentHealthDeadlineMs?: number;
   /** Set when `drydock supervisor` runs this agent: only then are `agent` artifacts installed (default: unsupervised). */
@@ -97,6 +99,7 @@ export class Agent {
             nodeCredential: () => this.state.nodeCredential,
             trust: { trustedKeys: options.trustedKeys, allowUnsigned: options.allowUnsigned },
             accel: options.vmAccel ?? 'auto',
+            migrationBandwidthBytes: options.vmMigrationBandwidthBytes,
             log: options.log.child({ part: 'vm' }),
           }),
         },

@@ -61,14 +61,20 @@ export class InstanceHost {
       };
       this.hosted.set(proc.id, hosted);
       if (alive) options.log.info({ instance: proc.id, pid: proc.pid, driver: driver.name }, 'adopted running instance');
-      // A transfer this agent's predecessor started has nobody watching it: cancel it, the guest
-      // stays here (the operator fails the migration and may start another).
-      if (alive && proc.migration?.role === 'source' && proc.migration.state === 'transferring') {
+      // A transfer this agent's predecessor started has nobody watching it: if it completed, the
+      // guest lives on the target (quit here, report it done); if it is still in flight, cancel
+      // it and keep the guest here (the operator fails the migration and may start another).
+      if (alive && proc.migration?.role === 'source' && proc.migration.state === 'transferring' && driver.live) {
         const report = proc.migration;
+        const failed = (reason: string) => this.report(hosted, { ...report, state: 'failed', reason });
         void driver.live
-          ?.cancelMigration(proc)
-          .catch((error: unknown) => options.log.warn({ err: error, instance: proc.id }, 'could not cancel the interrupted migration'))
-          .finally(() => this.report(hosted, { ...report, state: 'failed', reason: 'the source agent restarted during the transfer' }));
+          .settleUnwatched(proc)
+          .then((stats) => {
+            if (!stats) return failed('the source agent restarted during the transfer; it was cancelled');
+            hosted.phase = 'migrated';
+            this.report(hosted, { ...report, state: 'completed', ...stats });
+          })
+          .catch((error: unknown) => failed(`the source agent restarted during the transfer: ${(error as Error).message}`));
       }
       if (!alive && proc.migration?.role === 'source' && proc.migration.state === 'completed') hosted.phase = 'migrated';
     }
@@ -168,7 +174,7 @@ export class InstanceHost {
     hosted.restarts++;
     this.options.metrics.instanceRestarts.inc();
     const target = hosted.proc.migration?.role === 'target' ? hosted.proc.migration : undefined;
-    if (target && target.state !== 'failed' && !hosted.message?.startsWith('took over')) {
+    if (target && target.state !== 'failed') {
       // An incoming guest that died is not restarted as a fresh boot: the migration fails and
       // the operator withdraws this instance (the guest still runs on the source).
       hosted.proc.migration = { ...target, state: 'failed', reason: message };

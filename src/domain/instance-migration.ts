@@ -143,6 +143,10 @@ export function decideMigration(m: InstanceMigration, facts: MigrationFacts, now
     };
   }
   if (!target || target.desired === 'stopped') return fail('the target instance was withdrawn');
+  // The source's account first: when a transfer breaks, both sides report, and the source's
+  // reason (its agent restarted, the deadline) is usually the cause, the target's the effect.
+  const sourceReport = m.mode === 'live' ? reportOf(source, m.id, 'source') : null;
+  if (sourceReport?.state === 'failed') return fail(`the transfer failed: ${sourceReport.reason ?? 'no reason given'}`);
   if (target.status === 'failed') return fail(`the target instance failed${target.report?.reason ? `: ${target.report.reason}` : ''}`);
   if (m.mode === 'restart') return null; // the fleet reconciler times a replacement out
 
@@ -150,8 +154,6 @@ export function decideMigration(m: InstanceMigration, facts: MigrationFacts, now
   const targetReport = reportOf(target, m.id, 'target');
   if (targetReport?.state === 'failed') return fail(`the target could not receive: ${targetReport.reason ?? 'no reason given'}`);
   if (target.nodeStatus === 'down') return fail('the target node went down');
-  const sourceReport = reportOf(source, m.id, 'source');
-  if (sourceReport?.state === 'failed') return fail(`the transfer failed: ${sourceReport.reason ?? 'no reason given'}`);
   const transferred = sourceReport?.state === 'completed';
   if (!transferred) {
     if (!source || source.desired === 'stopped') return fail('the source instance was stopped before the transfer');

@@ -48,6 +48,10 @@ export interface LiveMigrationDriver {
    * connections reset rather than hang) and the stats are returned; on failure it keeps running.
    */
   migrateOut(proc: HostedProcess, address: string, options: { downtimeLimitMs: number; deadlineMs: number }): Promise<LiveMigrationStats>;
-  /** Cancel a transfer a previous agent started (found in flight on adoption); the source keeps running. */
-  cancelMigration(proc: HostedProcess): Promise<void>;
+  /**
+   * A transfer a previous agent started and nobody watched since (found on adoption): when it
+   * completed, the source is quit and the stats returned (the guest lives on the target); when it
+   * is still in flight it is cancelled and the source keeps running (null).
+   */
+  settleUnwatched(proc: HostedProcess): Promise<LiveMigrationStats | null>;
 }

@@ -307,17 +307,38 @@ export class QemuVm {
   }
 
   private async cancelAfterDeadline(uri: string, deadlineMs: number): Promise<MigrationStats> {
+    const stats = await this.cancelAndSettle();
+    if (stats) return stats;
+    throw new MigrationError('deadline', `migration of ${this.rec.id} to ${uri} did not complete within ${deadlineMs} ms and was cancelled`);
+  }
+
+  /**
+   * Cancels a migration in flight and waits (up to 5 s) for QEMU to settle. Returns the stats
+   * when it completed while the cancel was on its way (the source is then stopped and the target
+   * runs, so that is the outcome), null when it was cancelled or failed (the source runs on).
+   */
+  private async cancelAndSettle(): Promise<MigrationStats | null> {
     await this.cancelMigration();
     const settle = Date.now() + 5000;
     while (Date.now() < settle) {
       const info = await this.qmp.execute<QueryMigrate>('query-migrate');
-      // It may have completed while the cancel was on its way: the source is then stopped and
-      // the target runs, so that is the outcome to report, not a failure.
       if (info.status === 'completed') return migrationStats(info);
-      if (info.status === 'cancelled' || info.status === 'failed') break;
+      if (info.status === 'cancelled' || info.status === 'failed' || info.status === undefined) return null;
       await sleep(25);
     }
-    throw new MigrationError('deadline', `migration of ${this.rec.id} to ${uri} did not complete within ${deadlineMs} ms and was cancelled`);
+    return null;
+  }
+
+  /**
+   * What became of a migration out of this VM that nobody watched (the agent that started it
+   * was killed): completed — the guest runs on the target and this QEMU should quit — or, when it
+   * is still in flight, cancelled here so the guest keeps running on this side (null).
+   */
+  async settleUnwatchedMigration(): Promise<MigrationStats | null> {
+    const info = await this.qmp.execute<QueryMigrate>('query-migrate');
+    if (info.status === 'completed') return migrationStats(info);
+    if (info.status === undefined || info.status === 'none' || info.status === 'failed' || info.status === 'cancelled') return null;
+    return this.cancelAndSettle();
   }
 
   /** QMP `migrate_cancel`: the source resumes; a no-op when no migration runs. */

@@ -24,6 +24,8 @@ export interface VmDriverOptions {
   trust: TrustPolicy;
   /** `--vm-accel`: auto probes KVM with a short boot and falls back to TCG (default auto). */
   accel: AccelRequest;
+  /** `--vm-migration-bandwidth`: bytes per second a live migration may send (default 1 GiB/s). */
+  migrationBandwidthBytes?: number | undefined;
   log: Logger;
 }
 
@@ -185,7 +187,11 @@ export class VmDriver implements InstanceDriver, LiveMigrationDriver {
   async migrateOut(proc: HostedProcess, address: string, options: { downtimeLimitMs: number; deadlineMs: number }): Promise<LiveMigrationStats> {
     const vm = await this.connect(proc);
     if (!vm) throw new Error('the source VM is gone');
-    const stats = await vm.migrateOut(address, { downtimeLimitMs: options.downtimeLimitMs, deadlineMs: options.deadlineMs });
+    const stats = await vm.migrateOut(address, {
+      downtimeLimitMs: options.downtimeLimitMs,
+      deadlineMs: options.deadlineMs,
+      ...(this.options.migrationBandwidthBytes ? { maxBandwidthBytes: this.options.migrationBandwidthBytes } : {}),
+    });
     // The guest runs on the target now: quit at once, so connections still open here reset
     // (and the edge retries them elsewhere) instead of hanging on a paused guest.
     this.vms.delete(proc.id);
@@ -193,8 +199,13 @@ export class VmDriver implements InstanceDriver, LiveMigrationDriver {
     return { total_ms: stats.total_ms, downtime_ms: stats.downtime_ms, transferred_bytes: stats.transferred_bytes };
   }
 
-  async cancelMigration(proc: HostedProcess): Promise<void> {
+  async settleUnwatched(proc: HostedProcess): Promise<LiveMigrationStats | null> {
     const vm = await this.connect(proc);
-    await vm?.cancelMigration();
+    if (!vm) return null;
+    const stats = await vm.settleUnwatchedMigration();
+    if (!stats) return null;
+    this.vms.delete(proc.id);
+    await vm.quit(2000).catch((error: unknown) => this.options.log.warn({ err: error, instance: proc.id }, 'source QEMU did not quit after migrating'));
+    return { total_ms: stats.total_ms, downtime_ms: stats.downtime_ms, transferred_bytes: stats.transferred_bytes };
   }
 }

@@ -58,6 +58,7 @@ export function registerAgentCommand(program: Command): void {
         .choices(['auto', 'kvm', 'tcg'])
         .default('auto'),
     )
+    .option('--vm-migration-bandwidth <MiB/s>', 'how fast a live migration out of this node may send, in MiB/s (QEMU max-bandwidth)', '1024')
     .action(
       action(async (opts, command: Command) => {
         const log = createLogger('agent');
@@ -90,6 +91,7 @@ export function registerAgentCommand(program: Command): void {
           allowUnsigned: opts.allowUnsigned === true,
           componentHealthDeadlineMs: durationOption(opts.componentHealthDeadline, '--component-health-deadline'),
           vmAccel: opts.vmAccel,
+          vmMigrationBandwidthBytes: migrationBandwidth(opts.vmMigrationBandwidth),
           ...(supervisor ? { supervisor } : {}),
           log,
         });
@@ -104,4 +106,10 @@ export function registerAgentCommand(program: Command): void {
         exitWithParent((reason) => void shutdown(reason));
       }),
     );
+}
+
+function migrationBandwidth(value: string): number {
+  const mib = parseIntOption(value, '--vm-migration-bandwidth');
+  if (mib < 1) throw new Error(`--vm-migration-bandwidth must be at least 1 (MiB/s), got "${value}"`);
+  return mib * 1024 * 1024;
 }
