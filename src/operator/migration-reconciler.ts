@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { decideMigration } from '../domain/instance-migration.js';
+import { decideMigration, type InstanceMigration, isOpenMigration, type MigrationDecision } from '../domain/instance-migration.js';
 import type { Db } from '../store/db.js';
 import { appendEvents, type NewEvent } from '../store/events.js';
 import { applyMigrationDecision, loadOpenMigrations } from '../store/instance-migrations.js';
@@ -31,6 +31,8 @@ export class MigrationReconciler {
   private listing = false;
   /** Told after a commit which nodes' instances changed (the fleet's node passes and the rollouts follow them). */
   onNodesChanged: (nodeIds: string[]) => void = () => {};
+  /** Told after a commit that a move ended (metrics). */
+  onEnded: (migration: InstanceMigration, decision: MigrationDecision) => void = () => {};
 
   constructor(
     private readonly db: Db,
@@ -89,12 +91,12 @@ export class MigrationReconciler {
     const outcome = await this.db.transaction(async (tx) => {
       if (lease) await assertTerm(tx, RECONCILER_LEASE, lease.holder, term);
       const [loaded] = await loadOpenMigrations(tx, [id]);
-      if (!loaded) return { open: false, touched: [] as string[] };
+      if (!loaded) return { open: false, touched: [] as string[], ended: undefined };
       const { migration, source, target } = loaded;
       const { now } = await readClock(tx);
       const decision = decideMigration(migration, { source, target }, now);
-      if (!decision) return { open: true, touched: [] as string[] };
-      if (!(await applyMigrationDecision(tx, migration, decision))) return { open: true, touched: [] as string[] };
+      if (!decision) return { open: true, touched: [] as string[], ended: undefined };
+      if (!(await applyMigrationDecision(tx, migration, decision))) return { open: true, touched: [] as string[], ended: undefined };
       const touched = [...decision.wake];
       const events: NewEvent[] = [];
       if (decision.stopTarget) {
@@ -110,8 +112,10 @@ export class MigrationReconciler {
       }
       await appendEvents(tx, events);
       await bumpGenerations(tx, touched);
-      return { open: decision.state !== 'completed' && decision.state !== 'failed' && decision.state !== 'cancelled', touched: [...new Set(touched)] };
+      const open = isOpenMigration(decision.state);
+      return { open, touched: [...new Set(touched)], ended: open ? undefined : { migration, decision } };
     });
+    if (outcome.ended) this.onEnded(outcome.ended.migration, outcome.ended.decision);
     if (outcome.touched.length > 0) {
       this.waiters.wake(outcome.touched);
       this.onNodesChanged(outcome.touched);

@@ -168,6 +168,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       },
     };
     for (const queue of [reconciler.liveness, reconciler.nodes, reconciler.deployments, rollouts.queue, migrations.queue]) ctx.metrics.observe(queue);
+    migrations.onEnded = (m, d) => ctx.metrics.migrationEnded(m.mode, d.state, d.stats ?? m.stats);
     const app = await buildOperatorApp(ctx, resolveHttpLimits(options.http));
     await app.listen({ host, port });
     const address = app.server.address();

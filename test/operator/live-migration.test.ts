@@ -126,6 +126,10 @@ describe(`operator live migration on ${TEST_ENGINE}`, () => {
     expect(events[2]?.data).toMatchObject({ migration_id: move.id, mode: 'live', ...stats });
     expect(await api.ok<MigrationView>(`/api/v1/migrations/${move.id}`)).toMatchObject({ id: move.id, state: 'completed', deployment: 'vmweb' });
     expect((await api.ok<MigrationView[]>('/api/v1/migrations?state=completed')).map((m) => m.id)).toContain(move.id);
+    const metrics = await (await fetch(`${op.url}/metrics`)).text();
+    expect(metrics).toMatch(/drydock_migrations_total\{mode="live",outcome="completed"\} 1/);
+    expect(metrics).toMatch(/drydock_migration_downtime_seconds_count\{mode="live"\} 1/);
+    expect(metrics).toMatch(/drydock_migration_duration_seconds_sum\{mode="live"\} 0.6125/);
     // The target is an ordinary instance again: nothing about the move is in its desired state.
     expect((await desiredOn(target, move.target_instance_id))?.migration).toBeUndefined();
     source.reportStopped(old.id);
@@ -153,6 +157,7 @@ describe(`operator live migration on ${TEST_ENGINE}`, () => {
     await source.heartbeat();
     const failed = await waitFor('failed', async () => (await migrationsOf(moving.id)).find((m) => m.state === 'failed'));
     expect(failed.reason).toMatch(/target went away/);
+    expect(await (await fetch(`${op.url}/metrics`)).text()).toMatch(/drydock_migrations_total\{mode="live",outcome="failed"\} 1/);
     expect((await api.ok<InstanceView>(`/api/v1/instances/${started.body.replacement_id}`)).desired).toBe('stopped');
     const still = await api.ok<InstanceView>(`/api/v1/instances/${moving.id}`);
     expect(still).toMatchObject({ desired: 'running', published: true });
