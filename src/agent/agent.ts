@@ -184,6 +184,15 @@ export class Agent {
     await this.server?.close();
   }
 
+  /**
+   * Stops every instance this agent hosts (graceful, then forced after the stop grace). Only for
+   * an agent whose launcher is gone (`drydock demo`, a test fleet killed -9): its instances and
+   * VMs must not outlive the fleet that owned them. A normal stop leaves them for the next agent.
+   */
+  async stopInstances(): Promise<void> {
+    await this.instances.stopAll();
+  }
+
   health() {
     const reachable = this.lastContact !== undefined && Date.now() - this.lastContact.getTime() < this.options.heartbeatIntervalMs * 5;
     return {

@@ -240,6 +240,22 @@ export class InstanceHost {
     }, delay);
   }
 
+  /** Stops everything hosted, at once (no drain delay): the owner of this fleet is gone. */
+  async stopAll(): Promise<void> {
+    this.desired = [];
+    await Promise.all(
+      [...this.hosted.values()].map(async (hosted) => {
+        if (hosted.phase === 'stopped') return;
+        hosted.phase = 'stopping';
+        await this.driverOf(hosted.proc)
+          ?.stop(hosted.proc, this.options.stopGraceMs)
+          .catch((error: unknown) => this.options.log.warn({ err: error, instance: hosted.proc.id }, 'stop failed'));
+        hosted.phase = 'stopped';
+      }),
+    );
+    this.persist();
+  }
+
   /** Once a second: notice exits of adopted instances, restart crashed ones, probe health. */
   async supervise(): Promise<void> {
     const probes: Promise<void>[] = [];

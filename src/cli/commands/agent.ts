@@ -103,7 +103,14 @@ export function registerAgentCommand(program: Command): void {
         };
         process.once('SIGINT', () => void shutdown('SIGINT'));
         process.once('SIGTERM', () => void shutdown('SIGTERM'));
-        exitWithParent((reason) => void shutdown(reason));
+        // The launcher that owned this fleet is gone: nothing it started may outlive it (its VMs included).
+        exitWithParent((reason) => {
+          log.warn({ reason }, 'launcher gone: stopping this agent and every instance it hosts');
+          void agent
+            .stopInstances()
+            .catch((error: unknown) => log.error({ err: error }, 'could not stop every instance'))
+            .finally(() => void shutdown(reason));
+        });
       }),
     );
 }
