@@ -154,6 +154,7 @@ export class InstanceHost {
         if (this.hosted.get(instance.id) === hosted && hosted.phase !== 'stopping' && hosted.phase !== 'migrated') this.crashed(hosted, why);
       });
       this.hosted.set(instance.id, hosted);
+      if (incoming !== undefined) this.watchArrival(hosted, driver);
       this.options.log.info(
         { instance: instance.id, deployment: instance.deployment, driver: driver.name, pid: started.pid, port: started.port, incoming },
         incoming ? 'started instance waiting for its incoming migration' : 'started instance',
@@ -165,6 +166,34 @@ export class InstanceHost {
       this.crashed(hosted, `failed to start: ${(error as Error).message}`);
     }
     this.persist();
+  }
+
+  /**
+   * An incoming guest serves the moment its transfer completes, and its source has quit by then:
+   * probe it every 100 ms (not at the 1 s supervision tick) so the operator hears at once and
+   * moves the endpoint. Ends when it answers, stops waiting or the move's deadline (10 min) passes.
+   */
+  private watchArrival(hosted: Hosted, driver: InstanceDriver): void {
+    const until = Date.now() + 600_000;
+    let probing = false;
+    const timer = setInterval(() => {
+      if (hosted.phase !== 'starting' || Date.now() > until || this.hosted.get(hosted.proc.id) !== hosted) {
+        clearInterval(timer);
+        return;
+      }
+      if (probing) return;
+      probing = true;
+      void driver.probe(hosted.proc, 250).then((healthy) => {
+        probing = false;
+        if (!healthy || hosted.phase !== 'starting') return;
+        clearInterval(timer);
+        hosted.healthy = true;
+        hosted.phase = 'running';
+        this.options.log.info({ instance: hosted.proc.id }, 'live migration: the guest arrived and serves');
+        this.options.onChange();
+      });
+    }, 100);
+    timer.unref();
   }
 
   private crashed(hosted: Hosted, message: string): void {
