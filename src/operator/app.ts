@@ -23,6 +23,7 @@ import { rolloutRoutes } from './routes/rollouts.js';
 import { policyRoutes } from './routes/policies.js';
 import { quarantineRoutes } from './routes/quarantine.js';
 import { migrationRoutes } from './routes/migrations.js';
+import { operatorRoutes } from './routes/operators.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -161,5 +162,6 @@ export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits 
   await app.register(async (scope) => policyRoutes(scope, ctx));
   await app.register(async (scope) => quarantineRoutes(scope, ctx));
   await app.register(async (scope) => migrationRoutes(scope, ctx));
+  await app.register(async (scope) => operatorRoutes(scope, ctx));
   return app;
 }

@@ -20,6 +20,7 @@ import { type HttpLimits, resolveHttpLimits } from './http-limits.js';
 import { checkReadiness, LeaderLease } from './leader-lease.js';
 import { RolloutReconciler } from './rollout-reconciler.js';
 import { MigrationReconciler } from './migration-reconciler.js';
+import { ReplicaRegistry } from './replica-registry.js';
 import { isLoopback, parseListen } from '../listen-address.js';
 import { OperatorMetrics } from './metrics.js';
 
@@ -51,6 +52,12 @@ export interface OperatorOptions {
   /** Bounds on slow clients: header, whole-request and keep-alive time, minimum body rate (defaults in HTTP_LIMIT_DEFAULTS). */
   http?: Partial<HttpLimits> | undefined;
   version: string;
+  /** This replica's region in the registry (`GET /api/v1/operators`; default `local`). */
+  region?: string | undefined;
+  /** This replica's hostname in the registry (default os.hostname()). */
+  hostname?: string | undefined;
+  /** Where clients reach this replica, as the registry lists it (default its listen URL). */
+  advertiseUrl?: string | undefined;
   log: Logger;
   /** Use this database instead of opening one (tests). */
   db?: Db;
@@ -175,6 +182,24 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     const boundPort = typeof address === 'object' && address ? address.port : port;
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
     await lease.renew();
+    const registry = new ReplicaRegistry(
+      db,
+      lease,
+      {
+        hostname: options.hostname,
+        region: options.region,
+        url: options.advertiseUrl ?? url,
+        version: options.version,
+        knowsSchemaVersion: Math.max(0, ...known.map((m) => m.version)),
+      },
+      log.child({ loop: 'registry' }),
+    );
+    await registry.start();
+    const leadershipChanged = lease.onChange;
+    lease.onChange = (leader) => {
+      leadershipChanged(leader);
+      void registry.refresh();
+    };
     lease.start();
     reconciler.start();
     rollouts.start();
@@ -213,6 +238,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
         await rollouts.stop();
         await migrations.stop();
         await reconciler.stop();
+        await registry.stop();
         await lease.stop();
         waiters.wakeAll();
         await app.close();

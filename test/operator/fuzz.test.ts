@@ -22,7 +22,7 @@ const CONCURRENCY = 8;
 const TOKENS = { admin: 'fuzz-admin-token-0123456789', agent: 'fuzz-agent-token-0123456789' } as const;
 /** Columns that move on their own (timers, lease renewals), not because of a request. */
 const MOVING_COLUMNS = ['updated_at', 'last_heartbeat_at', 'renewed_at', 'expires_at', 'heartbeat_at'];
-const SKIPPED_TABLES = new Set(['leases', 'schema_migrations']);
+const SKIPPED_TABLES = new Set(['leases', 'operator_replicas', 'schema_migrations']);
 
 interface Reply {
   status: number;

@@ -47,6 +47,7 @@ const MATRIX: Record<string, Need> = {
   'GET /api/v1/instances': 'viewer',
   'GET /api/v1/instances/:id': 'viewer',
   'GET /api/v1/migrations': 'viewer',
+  'GET /api/v1/operators': 'viewer',
   'GET /api/v1/migrations/:id': 'viewer',
   'GET /api/v1/instances/:id/health': 'viewer',
   'POST /api/v1/instances/:id/migrate': 'operator',
@@ -150,10 +151,10 @@ describe(`role matrix: every route × every role on ${TEST_ENGINE}`, () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** A digest of every table but the leader lease (renewed on a timer): equal digests, same world. */
+  /** A digest of every table but the leader lease and the replica registry (both refreshed on a timer): equal digests, same world. */
   const worldDigest = async (): Promise<string> => {
     const tables = await t.db.query<{ tablename: string }>(
-      `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'leases' ORDER BY tablename`,
+      `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename NOT IN ('leases', 'operator_replicas') ORDER BY tablename`,
     );
     const parts = tables.map(({ tablename }) => `SELECT '${tablename}' AS t, md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) AS d FROM "${tablename}" x`);
     const rows = await t.db.query<{ t: string; d: string }>(parts.join(' UNION ALL '));

@@ -5,6 +5,7 @@ import type { ApiClient } from '../../api-client.js';
 import type { DeploymentView } from '../../store/deployments.js';
 import type { InstanceView } from '../../store/instances.js';
 import type { MigrationView } from '../../store/instance-migrations.js';
+import type { ReplicaView } from '../../store/operator-replicas.js';
 import type { NodeView } from '../../store/nodes.js';
 import { action, clientFor } from '../context.js';
 import { printJson, printRows } from '../output.js';
@@ -170,6 +171,32 @@ export function registerFleetCommands(program: Command): void {
         );
         if (opts.json) return printJson(result);
         process.stdout.write(`migrating ${id} to ${result.to_hostname} (${result.mode}; migration ${result.migration_id}, new instance ${result.replacement_id})\n`);
+      }),
+    );
+
+  program
+    .command('operators')
+    .description('operator replicas (the control plane as a fleet): region, version, ready, leader, last seen')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (opts, command: Command) => {
+        const rows = await clientFor(command).get<ReplicaView[]>('/api/v1/operators');
+        printRows(
+          rows,
+          [
+            ['HOSTNAME', (r) => r.hostname],
+            ['REGION', (r) => r.region],
+            ['VERSION', (r) => r.version],
+            ['READY', (r) => (r.ready ? 'yes' : 'no')],
+            ['LEADER', (r) => (r.leader ? 'yes' : '')],
+            ['SCHEMA', (r) => `${r.knows_schema_version}/${r.database_schema_version}`],
+            ['SEEN', (r) => (r.live ? `${Math.round(r.seen_ago_ms / 1000)} s ago` : r.reason)],
+            ['URL', (r) => r.url],
+            ['ID', (r) => r.id],
+          ],
+          opts.json,
+          'no operator replicas',
+        );
       }),
     );
 

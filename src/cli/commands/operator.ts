@@ -52,6 +52,9 @@ export function registerOperatorCommand(program: Command): void {
     .option('--keep-alive-timeout <duration>', 'close an idle keep-alive connection after this', `${HTTP_LIMIT_DEFAULTS.keepAliveTimeoutMs / 1000}s`)
     .option('--body-min-bytes <bytes>', 'cut off a body slower than this many bytes per --body-rate-window', String(HTTP_LIMIT_DEFAULTS.bodyMinBytes))
     .option('--body-rate-window <duration>', 'window the minimum body rate is measured over', `${HTTP_LIMIT_DEFAULTS.bodyRateWindowMs / 1000}s`)
+    .option('--region <region>', "this replica's control-plane region in the registry (GET /api/v1/operators)", 'local')
+    .option('--hostname <name>', "this replica's hostname in the registry (default: the machine's)")
+    .option('--advertise-url <url>', 'where clients reach this replica, as the registry lists it (default: the listen address)')
     .action(
       action(async (opts) => {
         const log = createLogger('operator');
@@ -78,6 +81,9 @@ export function registerOperatorCommand(program: Command): void {
             bodyRateWindowMs: durationOption(opts.bodyRateWindow, '--body-rate-window'),
           },
           version: DRYDOCK_VERSION,
+          region: opts.region,
+          hostname: opts.hostname,
+          advertiseUrl: opts.advertiseUrl,
           log,
         });
         const shutdown = async (signal: string) => {

@@ -9,6 +9,7 @@ import policiesQuarantine from './0005_policies_quarantine.pre.sql';
 import fleetGuards from './0006_fleet_guards.pre.sql';
 import installRetryable from './0007_install_retryable.pre.sql';
 import instanceMigrations from './0008_instance_migrations.pre.sql';
+import operatorReplicas from './0009_operator_replicas.pre.sql';
 
 export interface Migration {
   version: number;
@@ -32,4 +33,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0006_fleet_guards.pre.sql', fleetGuards),
   migration('0007_install_retryable.pre.sql', installRetryable),
   migration('0008_instance_migrations.pre.sql', instanceMigrations),
+  migration('0009_operator_replicas.pre.sql', operatorReplicas),
 ];
