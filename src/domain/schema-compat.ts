@@ -40,3 +40,28 @@ export function assessSchema(known: readonly SchemaMigrationRef[], applied: read
   }
   return { ready: true, reason: 'schema compatible', behind, ahead };
 }
+
+/** A running operator replica as the registry lists it (DESIGN.md §11). */
+export interface RegisteredReplica {
+  hostname: string;
+  region: string;
+  version: string;
+  /** The newest migration its build knows. */
+  knows_schema_version: number;
+  live: boolean;
+}
+
+/**
+ * The live replicas a contract would break: every one whose build does not know the newest
+ * `post` migration about to be applied (a contract removes what older builds still use, and
+ * such a replica would stop being ready). Empty: contracting is safe for everyone registered.
+ */
+export function replicasBlockingContract(
+  pending: readonly SchemaMigrationRef[],
+  replicas: readonly RegisteredReplica[],
+): RegisteredReplica[] {
+  const contracts = pending.filter((m) => m.phase === 'post');
+  if (contracts.length === 0) return [];
+  const newest = Math.max(...contracts.map((m) => m.version));
+  return replicas.filter((r) => r.live && r.knows_schema_version < newest);
+}

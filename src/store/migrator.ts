@@ -88,6 +88,12 @@ export async function migrateUp(
   return applied;
 }
 
+/** Known migrations not applied yet (both phases), oldest first. */
+export async function pendingMigrations(db: Db, known: readonly Migration[] = MIGRATIONS): Promise<Migration[]> {
+  const applied = new Set((await appliedMigrations(db)).map((m) => m.version));
+  return known.filter((m) => !applied.has(m.version));
+}
+
 export async function schemaAssessment(db: Db, known: readonly Migration[] = MIGRATIONS): Promise<SchemaAssessment> {
   return assessSchema(known, await appliedMigrations(db));
 }

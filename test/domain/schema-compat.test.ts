@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { assessSchema, type SchemaMigrationRef } from '../../src/domain/schema-compat.js';
+import { assessSchema, replicasBlockingContract, type SchemaMigrationRef } from '../../src/domain/schema-compat.js';
 
 const pre = (version: number, name = `m${version}`): SchemaMigrationRef => ({ version, name, phase: 'pre' });
 const post = (version: number, name = `m${version}`): SchemaMigrationRef => ({ version, name, phase: 'post' });
@@ -78,5 +78,21 @@ describe('assessSchema', () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('replicasBlockingContract', () => {
+  const replica = (hostname: string, knows: number, live = true) => ({ hostname, region: 'eu', version: `v${knows}`, knows_schema_version: knows, live });
+  const post = { version: 12, name: 'drop_old_column', phase: 'post' as const };
+  const pre = { version: 11, name: 'add_column', phase: 'pre' as const };
+
+  it('names every live replica whose build does not know the newest contract about to run', () => {
+    const replicas = [replica('old', 11), replica('new', 12), replica('newer', 13), replica('gone', 10, false)];
+    expect(replicasBlockingContract([pre, post], replicas).map((r) => r.hostname)).toEqual(['old']);
+  });
+
+  it('blocks nothing when no contract is pending or every replica knows it', () => {
+    expect(replicasBlockingContract([pre], [replica('old', 1)])).toEqual([]);
+    expect(replicasBlockingContract([post], [replica('a', 12), replica('b', 14)])).toEqual([]);
   });
 });

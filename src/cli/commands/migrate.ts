@@ -1,5 +1,8 @@
 import { type Command, Option } from 'commander';
-import { migrateUp, migrationStatus, schemaAssessment } from '../../store/migrator.js';
+import { replicasBlockingContract } from '../../domain/schema-compat.js';
+import { REPLICA_STALE_AFTER_MS } from '../../operator/replica-registry.js';
+import { migrateUp, migrationStatus, pendingMigrations, schemaAssessment } from '../../store/migrator.js';
+import { listReplicas } from '../../store/operator-replicas.js';
 import { DEFAULT_DATA_DIR, openDb } from '../../store/open.js';
 import { action } from '../context.js';
 import { printJson, printRows } from '../output.js';
@@ -30,10 +33,21 @@ export function registerMigrateCommand(program: Command): void {
 
   dbOptions(migrate.command('up').description('apply pending migrations: pre (expand) by default, --phase post also contracts'))
     .addOption(new Option('--phase <phase>', 'apply up to this phase').choices(['pre', 'post']).default('pre'))
+    .option('--force', 'contract even while registered operator replicas run builds that do not know the contract (they stop being ready)', false)
     .action(
       action(async (opts) => {
         const db = await openDb({ databaseUrl: opts.databaseUrl, dataDir: opts.dataDir, purpose: 'drydock migrate' });
         try {
+          if (opts.phase === 'post') {
+            // A contract removes what older builds still use: refused while a live replica runs one.
+            const blocking = replicasBlockingContract(await pendingMigrations(db), await listReplicas(db, REPLICA_STALE_AFTER_MS));
+            if (blocking.length > 0 && !opts.force) {
+              const list = blocking.map((r) => `${r.hostname} (${r.region}, ${r.version}, knows schema ${r.knows_schema_version})`).join(', ');
+              throw new Error(
+                `refusing to contract: ${blocking.length} running operator replica(s) do not know the contract migration: ${list}; upgrade them first (drydock operators), or pass --force`,
+              );
+            }
+          }
           const applied = await migrateUp(db, { phase: opts.phase });
           if (applied.length === 0) process.stdout.write('schema is up to date\n');
           for (const m of applied) process.stdout.write(`applied ${String(m.version).padStart(4, '0')}_${m.name} (${m.phase})\n`);
