@@ -8,11 +8,23 @@ interface Endpoint {
   healthy: boolean;
 }
 
+interface Waiter {
+  check(): void;
+  abandon(): void;
+}
+
+/** How a wait for an endpoint ended: with one to send the request to (`served`), or without. */
+export type EndpointWait = { endpoint: string; outcome: 'served' } | { endpoint?: undefined; outcome: 'expired' | 'abandoned' };
+
 /**
  * The healthy endpoints of every deployment, as the operator publishes them. Follows the
  * operator's event stream: a withdrawn instance is dropped the moment its event arrives (before
  * the refetch), so it gets no new request; any endpoint change refetches within ~50 ms. A full
  * refresh every few seconds covers a lost stream.
+ *
+ * `waitForEndpoint` is woken by those same changes (no polling of its own): the edge holds a
+ * request there while a deployment has no endpoint to send it to, e.g. during the gap of a live
+ * migration's switchover between the source quitting and the target being published.
  */
 export class EndpointTable {
   private byDeployment = new Map<string, Endpoint[]>();
@@ -22,6 +34,8 @@ export class EndpointTable {
   private refreshing: Promise<void> | undefined;
   /** Withdrawn instance ids: a refresh that raced the withdrawal must not bring them back. */
   private readonly withdrawn = new Map<string, number>();
+  /** The requests in `waitForEndpoint`: each looks again after every change of the table. */
+  private readonly waiters = new Set<Waiter>();
   lastRefreshAt: Date | undefined;
 
   constructor(
@@ -38,6 +52,42 @@ export class EndpointTable {
     const next = (this.cursor.get(deployment) ?? 0) % list.length;
     this.cursor.set(deployment, next + 1);
     return list[next]?.url;
+  }
+
+  /**
+   * Resolves with an endpoint of `deployment` other than `exclude` (picked round-robin) as soon as
+   * the table has one: at once if it has one already, else at the first change that brings one.
+   * Without one within `timeoutMs` it resolves `expired`; when `signal` aborts (the client went
+   * away) or the table stops, `abandoned`. Either way its timer and listeners are gone by then.
+   */
+  waitForEndpoint(deployment: string, exclude: string | undefined, timeoutMs: number, signal: AbortSignal): Promise<EndpointWait> {
+    const now = this.pick(deployment, exclude);
+    if (now) return Promise.resolve({ endpoint: now, outcome: 'served' });
+    if (signal.aborted || this.abort.signal.aborted) return Promise.resolve({ outcome: 'abandoned' });
+    if (timeoutMs <= 0) return Promise.resolve({ outcome: 'expired' });
+    return new Promise((resolve) => {
+      const finish = (wait: EndpointWait) => {
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+        signal.removeEventListener('abort', waiter.abandon);
+        resolve(wait);
+      };
+      const waiter: Waiter = {
+        check: () => {
+          const endpoint = this.pick(deployment, exclude);
+          if (endpoint) finish({ endpoint, outcome: 'served' });
+        },
+        abandon: () => finish({ outcome: 'abandoned' }),
+      };
+      const timer = setTimeout(() => finish({ outcome: 'expired' }), timeoutMs);
+      this.waiters.add(waiter);
+      signal.addEventListener('abort', waiter.abandon, { once: true });
+    });
+  }
+
+  /** Requests waiting in `waitForEndpoint` right now. */
+  get waiting(): number {
+    return this.waiters.size;
   }
 
   knows(deployment: string): boolean {
@@ -60,6 +110,7 @@ export class EndpointTable {
   stop(): void {
     clearTimeout(this.refreshTimer);
     this.abort.abort();
+    for (const waiter of [...this.waiters]) waiter.abandon();
   }
 
   /** Refetches every deployment's endpoints; concurrent calls share one refresh. */
@@ -76,6 +127,7 @@ export class EndpointTable {
         );
         this.byDeployment = next;
         this.lastRefreshAt = new Date();
+        this.changed();
       } catch (error) {
         this.log.warn({ err: (error as Error).message }, 'endpoint refresh failed; keeping the last known endpoints');
       } finally {
@@ -83,6 +135,11 @@ export class EndpointTable {
       }
     })();
     return this.refreshing;
+  }
+
+  /** Lets every waiting request look again (over a copy: a satisfied one removes itself). */
+  private changed(): void {
+    for (const waiter of [...this.waiters]) waiter.check();
   }
 
   private withdraw(instanceId: string): void {

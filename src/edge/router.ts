@@ -2,7 +2,7 @@ import { Agent, createServer, type IncomingMessage, type Server, type ServerResp
 import type { Logger } from 'pino';
 import { ApiClient } from '../api-client.js';
 import { parseListen } from '../listen-address.js';
-import { EndpointTable } from './endpoint-table.js';
+import { EndpointTable, type EndpointWait } from './endpoint-table.js';
 import { edgeErrors, sendError } from './errors.js';
 import { type AttemptFailure, forwardAttempt, isReplayable } from './forward-attempt.js';
 import { EdgeMetrics } from './metrics.js';
@@ -17,8 +17,20 @@ export interface EdgeOptions {
    * response starts (retried like a reset), or cuts the client connection after.
    */
   upstreamTimeoutMs?: number;
+  /**
+   * Hold (default 3 s; 0: answer at once): how long a request may wait for an endpoint when its
+   * deployment has none to send it to, instead of the edge's 503 or 502 at once. That is when it
+   * has no healthy endpoint at all as the request arrives, or none but the one a retryable attempt
+   * just failed on: the gap of a one-replica deployment's live migration, between the source QEMU
+   * quitting and the operator publishing the target (100-800 ms in practice; 3 s leaves room for
+   * a slow operator round). One budget per request, shared by both places it can be held.
+   */
+  holdMs?: number;
   log: Logger;
 }
+
+/** Default of EdgeOptions.holdMs. */
+export const DEFAULT_HOLD_MS = 3_000;
 
 /** `<deployment>.localhost` or `/d/<deployment>/…`; null for the edge's own routes. */
 export function routeOf(host: string | undefined, url: string): { deployment: string; path: string } | null {
@@ -28,6 +40,11 @@ export function routeOf(host: string | undefined, url: string): { deployment: st
   const prefixed = /^\/d\/([a-z0-9-]+)(\/.*)?$/.exec(url);
   if (prefixed) return { deployment: prefixed[1] as string, path: prefixed[2] ?? '/' };
   return null;
+}
+
+/** The client's connection closed: nothing more is sent, nothing waits for it. */
+function clientGone(req: IncomingMessage, res: ServerResponse): boolean {
+  return res.destroyed || req.socket.destroyed;
 }
 
 /**
@@ -41,6 +58,14 @@ export function routeOf(host: string | undefined, url: string): { deployment: st
  * connection never came up. A response the client has started to get is never retried: if its
  * endpoint dies mid-body the client connection is destroyed (see forwardAttempt). Failures and
  * retries are counted by reason: drydock_edge_upstream_errors_total, drydock_edge_retries_total.
+ *
+ * When there is no endpoint to send a request to, the edge holds it (up to `holdMs`) until the
+ * endpoint table brings one, rather than failing it: before the first attempt when the deployment
+ * has no healthy endpoint (any request: nothing of it has been read or sent yet), and before the
+ * retry when the only endpoint is the one that just failed (only a request that may be retried,
+ * so never one that may have reached an endpoint and is not idempotent). A client that goes away
+ * ends its hold. Holds are counted by outcome: drydock_edge_held_total, drydock_edge_hold_seconds,
+ * and drydock_edge_held_requests for the ones in progress.
  */
 export class EdgeRouter {
   readonly metrics = new EdgeMetrics();
@@ -85,30 +110,75 @@ export class EdgeRouter {
       this.metrics.requests.inc({ deployment, code: '404' });
       return sendError(res, edgeErrors.unknownDeployment(deployment));
     }
-    const first = this.endpoints.pick(deployment);
-    if (!first) {
-      this.metrics.requests.inc({ deployment, code: '503' });
-      return sendError(res, edgeErrors.noHealthyEndpoint(deployment));
-    }
     const replayable = isReplayable(req);
-    let failure = await this.forward(req, res, deployment, first, path);
+    const holdMs = this.options.holdMs ?? DEFAULT_HOLD_MS;
+    const holdUntil = performance.now() + holdMs;
+    const first = await this.endpointFor(req, res, deployment, undefined, holdUntil);
+    if (!first.endpoint) {
+      if (clientGone(req, res)) return;
+      this.metrics.requests.inc({ deployment, code: '503' });
+      return sendError(res, edgeErrors.noHealthyEndpoint(deployment, holdMs));
+    }
+    let failure = await this.forward(req, res, deployment, first.endpoint, path);
     if (!failure) return;
     let attempts = 1;
+    let heldInVain = 0;
     // One retry, on another endpoint, and only while the client has seen nothing (a failed attempt
     // sends nothing): for an idempotent request without a body after any failure, for any other
     // request only when it never left (its body is still unread; see forwardAttempt).
-    const second = replayable || !failure.mayHaveReached ? this.endpoints.pick(deployment, first) : undefined;
-    if (second) {
-      this.metrics.retries.inc({ deployment, reason: failure.reason });
-      attempts = 2;
-      failure = await this.forward(req, res, deployment, second, path);
-      if (!failure) return;
+    if (replayable || !failure.mayHaveReached) {
+      const second = await this.endpointFor(req, res, deployment, first.endpoint, holdUntil);
+      if (second.endpoint) {
+        this.metrics.retries.inc({ deployment, reason: failure.reason });
+        attempts = 2;
+        failure = await this.forward(req, res, deployment, second.endpoint, path);
+        if (!failure) return;
+      } else if (clientGone(req, res)) {
+        return;
+      } else {
+        heldInVain = holdMs;
+      }
     }
     this.metrics.requests.inc({ deployment, code: '502' });
     sendError(
       res,
-      failure.mayHaveReached ? edgeErrors.upstreamNoResponse(deployment, failure.reason, attempts, replayable) : edgeErrors.upstreamUnreachable(deployment, attempts),
+      failure.mayHaveReached
+        ? edgeErrors.upstreamNoResponse(deployment, failure.reason, attempts, replayable, heldInVain)
+        : edgeErrors.upstreamUnreachable(deployment, attempts, heldInVain),
     );
+  }
+
+  /**
+   * An endpoint of `deployment` other than `exclude`: one the table has now, or else the first one
+   * it gets while the request is held, for what is left of the request's hold (until `holdUntil`).
+   * The hold ends early when the client goes away: nothing waits for a client that is gone.
+   */
+  private async endpointFor(req: IncomingMessage, res: ServerResponse, deployment: string, exclude: string | undefined, holdUntil: number): Promise<EndpointWait> {
+    const now = this.endpoints.pick(deployment, exclude);
+    if (now) return { endpoint: now, outcome: 'served' };
+    const budgetMs = holdUntil - performance.now();
+    if (budgetMs <= 0) return { outcome: 'expired' };
+    // 'close' on the response before it is sent: the client's connection closed.
+    const client = new AbortController();
+    const onClose = () => client.abort();
+    res.once('close', onClose);
+    if (clientGone(req, res)) client.abort();
+    this.metrics.holding.inc({ deployment });
+    const started = performance.now();
+    try {
+      const wait = await this.endpoints.waitForEndpoint(deployment, exclude, budgetMs, client.signal);
+      const { outcome } = wait;
+      const heldMs = performance.now() - started;
+      this.metrics.held.inc({ deployment, outcome });
+      this.metrics.holdSeconds.observe({ deployment, outcome }, heldMs / 1000);
+      const log = { deployment, method: req.method, outcome, held_ms: Math.round(heldMs), endpoint: wait.endpoint, after_failure_on: exclude };
+      if (outcome === 'expired') this.options.log.warn(log, 'held request found no endpoint');
+      else this.options.log.debug(log, 'held request released');
+      return wait;
+    } finally {
+      res.off('close', onClose);
+      this.metrics.holding.dec({ deployment });
+    }
   }
 
   /** One attempt on `base`; a failure is counted and logged here, and returned for the retry decision. */

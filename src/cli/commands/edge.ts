@@ -1,14 +1,21 @@
 import type { Command } from 'commander';
-import { EdgeRouter } from '../../edge/router.js';
+import { formatDuration } from '../../domain/duration.js';
+import { DEFAULT_HOLD_MS, EdgeRouter } from '../../edge/router.js';
 import { createLogger } from '../../logging.js';
 import { action, DEFAULT_OPERATOR_URL } from '../context.js';
 import { exitWithParent } from '../../parent-watchdog.js';
+import { durationOption } from './operator.js';
 
 export function registerEdgeCommand(program: Command): void {
   program
     .command('edge')
     .description('HTTP router: <deployment>.localhost and /d/<deployment>/ to healthy endpoints, following the operator')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8088')
+    .option(
+      '--hold <duration>',
+      'how long a request may wait for an endpoint when its deployment has none to send it to (none healthy, or only the one that just failed), e.g. across a live migration\'s switchover; 0: answer 503/502 at once',
+      formatDuration(DEFAULT_HOLD_MS),
+    )
     .action(
       action(async (opts, command: Command) => {
         const globals = command.optsWithGlobals<{ operator?: string; token?: string }>();
@@ -17,6 +24,7 @@ export function registerEdgeCommand(program: Command): void {
           listen: opts.listen,
           operatorUrl: globals.operator ?? process.env.DRYDOCK_URL ?? DEFAULT_OPERATOR_URL,
           token: globals.token ?? process.env.DRYDOCK_TOKEN,
+          holdMs: durationOption(opts.hold, '--hold'),
           log,
         });
         await edge.start();
