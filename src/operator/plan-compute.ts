@@ -14,6 +14,10 @@ export interface PlanFacts {
   spec: RolloutSpec;
   overrides: readonly string[];
   operatorVersion: string;
+  /** Versions of every live operator replica (this one included): what `operator` rules are checked against. */
+  operatorVersions: string[];
+  /** The newest migration applied to the database: compat rules name it as component `schema`, version `N.0.0`. */
+  schemaVersion: number;
   snapshot: PlanSnapshotText;
   artifact: { lifecycle: string; signed: boolean; disruptive: boolean } | undefined;
   historyNodeSeconds: number | undefined;
@@ -97,7 +101,10 @@ export function computePlan(facts: PlanFacts): PlanOutcome {
   const fromVersions = new Map(targets.map((n) => [n.id, currentVersion(n)]));
   const published = new Map(facts.published);
   const rollbackArtifacts = new Map([...new Set([...fromVersions.values()].filter((v): v is string => v !== undefined))].map((v) => [v, published.get(v)]));
-  const running = new Map<string, string[]>([['operator', [facts.operatorVersion]]]);
+  const running = new Map<string, string[]>([
+    ['operator', facts.operatorVersions],
+    ['schema', [`${facts.schemaVersion}.0.0`]],
+  ]);
   for (const { component: name, version } of facts.snapshot.running) {
     const list = running.get(name) ?? [];
     if (!list.includes(version)) list.push(version);

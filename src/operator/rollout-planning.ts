@@ -6,7 +6,10 @@ import { parseRolloutSpec, type RolloutSpec, type SpecIssue } from '../domain/ro
 import { findArtifactByVersion, listArtifacts } from '../store/artifacts.js';
 import { listCompatRules } from '../store/compat.js';
 import type { Db } from '../store/db.js';
+import { appliedMigrations } from '../store/migrator.js';
+import { listReplicas } from '../store/operator-replicas.js';
 import { loadPlanSnapshot } from '../store/plan-snapshot.js';
+import { REPLICA_STALE_AFTER_MS } from './replica-registry.js';
 import { averageNodeSeconds } from '../store/rollout-history.js';
 import { nodesInActiveRollouts } from '../store/rollouts.js';
 import { listPolicies } from '../store/policies.js';
@@ -81,10 +84,15 @@ async function loadPlanFacts(
   const quarantined = await openQuarantine(db, component, spec.target.version);
   const published = (await listArtifacts(db, { component })).map((a): [string, string] => [a.version, a.lifecycle as string]);
   const active = (await nodesInActiveRollouts(db, ACTIVE_ROLLOUT_STATUSES)).filter((a) => a.rollout_id !== options.ignoreRolloutId);
+  // The control plane is a fleet too (DESIGN.md §11): the matrix is checked against every live
+  // replica's version and the database's schema, not only the replica that plans.
+  const replicas = (await listReplicas(db, REPLICA_STALE_AFTER_MS)).filter((r) => r.live);
   return {
     spec,
     overrides,
     operatorVersion,
+    operatorVersions: [...new Set([operatorVersion, ...replicas.map((r) => r.version)])],
+    schemaVersion: (await appliedMigrations(db)).reduce((max, m) => Math.max(max, m.version), 0),
     snapshot,
     artifact: artifact && { lifecycle: artifact.lifecycle, signed: artifact.signature !== null, disruptive: artifact.disruptive },
     historyNodeSeconds,

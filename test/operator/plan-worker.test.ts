@@ -35,6 +35,8 @@ function factsFor({ nodes, deployments, instances }: ReturnType<typeof fleet>, s
     spec: parsed.spec,
     overrides: [],
     operatorVersion: 'test',
+    operatorVersions: ['test'],
+    schemaVersion: 9,
     snapshot: {
       nodes: JSON.stringify(nodes.map((n) => [n.id, n.hostname, n.region, n.role, n.labels, n.status, n.cordoned, n.maxInstances, n.lastHeartbeatAt?.getTime() ?? null, '1.0.0'])),
       deployments: JSON.stringify(deployments.map((d) => [d.id, d.name, d.replicas, d.minAvailable, d.nodeSelector])),

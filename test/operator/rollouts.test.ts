@@ -466,6 +466,29 @@ describe(`operator rollouts API on ${TEST_ENGINE}`, () => {
     expect((await as('operator').post<PlanResponse>('/api/v1/rollouts/plan', body)).body.preflight.blocked).toBe(false);
   });
 
+  it('checks the matrix against every live operator replica and the schema, not only the replica that plans', async () => {
+    const body = spec('compat-control-plane', { selector: { hostnames: ['ro-us-east-2'] } });
+    // Another replica, live, on an older build (its row as the registry keeps it).
+    await t.db.query(
+      `INSERT INTO operator_replicas (id, hostname, region, url, version, knows_schema_version, ready, reason, leader, started_at, last_seen_at)
+       VALUES ('older-replica', 'cp-old', 'us-east', 'http://127.0.0.1:1', '1.5.0', 1, true, 'ready', false, now(), now() + interval '1 hour')`,
+    );
+    const check = async () => (await as('operator').post<PlanResponse>('/api/v1/rollouts/plan', body)).body.preflight.checks.find((c) => c.id === 'compatibility');
+    try {
+      await as('admin').request('PUT', '/api/v1/compat', { rules: [{ component: 'web', range: '>=2.0.0', requires_component: 'operator', requires_range: '>=1.6.0' }] });
+      const operators = await check();
+      expect(operators?.status).toBe('fail');
+      expect(operators?.objects).toContain('operator 1.5.0');
+      await as('admin').request('PUT', '/api/v1/compat', { rules: [{ component: 'web', range: '>=2.0.0', requires_component: 'schema', requires_range: '>=999' }] });
+      const schema = await check();
+      expect(schema?.status).toBe('fail');
+      expect(schema?.objects?.[0]).toMatch(/^schema \d+\.0\.0$/);
+    } finally {
+      await as('admin').request('PUT', '/api/v1/compat', { rules: [] });
+      await t.db.query(`DELETE FROM operator_replicas WHERE id = 'older-replica'`);
+    }
+  });
+
   it('streams the event log as Server-Sent Events from ?after=', async () => {
     const logged = await as('viewer').ok<EventRow[]>('/api/v1/events?after=0&kind_prefix=rollout.created');
     expect(logged.length).toBeGreaterThanOrEqual(3);
