@@ -203,13 +203,27 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
   const placement: PlacementState = { ...placementState(live), load: new Map(snapshot.load ?? loadByNode(snapshot.instances)) };
 
   // 3. Drains: move what can move, stop pinned ones only when forced, finish when empty.
+  const isLive = (i: Instance) => {
+    const workload = deployments.get(i.deploymentId)?.workload;
+    return workload !== undefined && migrationModeFor(workload) === 'live';
+  };
+  /** Sources of live moves still open (their replacement has not taken over). */
+  const movingLive = new Set(live.filter((i) => i.replaces !== null && isLive(i)).map((i) => i.replaces as string));
+  const liveMovesByDeployment = new Map<string, number>();
+  for (const i of live) if (i.replaces !== null && isLive(i)) liveMovesByDeployment.set(i.deploymentId, (liveMovesByDeployment.get(i.deploymentId) ?? 0) + 1);
+  const servingByDeployment = new Map<string, number>();
+  for (const i of live) if (i.published && healthyNow(i)) servingByDeployment.set(i.deploymentId, (servingByDeployment.get(i.deploymentId) ?? 0) + 1);
   for (const drain of snapshot.drains) {
     if (drain.state !== 'running' && drain.state !== 'blocked') continue;
     const node = nodeById.get(drain.nodeId);
     if (!node) continue;
     // A pinned instance parked by a forced drain counts until its agent reports it stopped, like a
     // migrated one: "drained" must mean nothing runs there any more (a disruptive install may follow).
-    const remaining = snapshot.instances.filter((i) => i.nodeId === node.id && i.status !== 'stopped');
+    // So does a live-migrated source until its target took over (it is stopped, still wanted): the
+    // node is not drained while its guests are between nodes.
+    const remaining = snapshot.instances.filter(
+      (i) => i.nodeId === node.id && (i.status !== 'stopped' || (i.desired === 'running' && !stopped.has(i.id) && movingLive.has(i.id))),
+    );
     const update = (state: DrainState, message: string, blockedBy: string[] = []) => {
       if (state !== drain.state || message !== drain.message || blockedBy.join() !== drain.blockedBy.join()) {
         actions.drains.push({ nodeId: node.id, state, message, blockedBy });
@@ -226,9 +240,22 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
       continue;
     }
     const plan = planDrain(node.id, nodes, live, deployments, placement);
+    let deferred = 0;
     for (const move of plan.moves) {
       const original = byId.get(move.instanceId) as Instance;
       const workload = deployments.get(original.deploymentId)?.workload;
+      // A live move leaves its deployment one endpoint short from the source quitting until the
+      // target is published: only as many at once as the disruption budget allows (at least one).
+      if (workload && migrationModeFor(workload) === 'live') {
+        const deployment = deployments.get(original.deploymentId) as Deployment;
+        const budget = Math.max(1, (servingByDeployment.get(deployment.id) ?? 0) - deployment.minAvailable);
+        const inFlight = liveMovesByDeployment.get(deployment.id) ?? 0;
+        if (inFlight >= budget) {
+          deferred++;
+          continue;
+        }
+        liveMovesByDeployment.set(deployment.id, inFlight + 1);
+      }
       actions.create.push({
         deploymentId: original.deploymentId,
         nodeId: move.targetNodeId,
@@ -254,6 +281,8 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
     } else if (plan.unplaceable.length > 0) {
       shortOfRoom += plan.unplaceable.length;
       update('running', `waiting for room for ${plan.unplaceable.length} instance(s)`, plan.unplaceable.map((u) => u.instanceId));
+    } else if (deferred > 0) {
+      update('running', `moving ${remaining.length} instance(s); ${deferred} wait for their deployment's disruption budget`, pinned);
     } else {
       update('running', `moving ${remaining.length} instance(s)`, pinned);
     }

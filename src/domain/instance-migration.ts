@@ -150,11 +150,13 @@ export function decideMigration(m: InstanceMigration, facts: MigrationFacts, now
   if (target.status === 'failed') return fail(`the target instance failed${target.report?.reason ? `: ${target.report.reason}` : ''}`);
   if (m.mode === 'restart') return null; // the fleet reconciler times a replacement out
 
-  if (now.getTime() > m.deadlineAt.getTime()) return fail(`not completed by its deadline (${m.deadlineAt.toISOString()})`);
-  const targetReport = reportOf(target, m.id, 'target');
-  if (targetReport?.state === 'failed') return fail(`the target could not receive: ${targetReport.reason ?? 'no reason given'}`);
   if (target.nodeStatus === 'down') return fail('the target node went down');
-  const transferred = sourceReport?.state === 'completed';
+  const transferred = sourceReport?.state === 'completed' || m.state === 'switching';
+  // Once transferred, the target holds the only copy of the guest: no deadline withdraws it. It
+  // takes over when its agent reports it serving (the fleet reconciler publishes it).
+  if (!transferred && now.getTime() > m.deadlineAt.getTime()) return fail(`not completed by its deadline (${m.deadlineAt.toISOString()})`);
+  const targetReport = reportOf(target, m.id, 'target');
+  if (!transferred && targetReport?.state === 'failed') return fail(`the target could not receive: ${targetReport.reason ?? 'no reason given'}`);
   if (!transferred) {
     if (!source || source.desired === 'stopped') return fail('the source instance was stopped before the transfer');
     if (source.nodeStatus === 'down') return fail('the source node went down before the transfer completed');

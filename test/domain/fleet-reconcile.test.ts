@@ -795,3 +795,45 @@ describe('waitingFor: when a scoped pass looks again unasked', () => {
     expect(waits(fleet({ nodes: [node('n1', { cordoned: true, status: 'draining' })], deployments: [], drains: [drain('n1')] }))).toBeNull();
   });
 });
+
+describe('reconcileFleet: draining VMs (live moves)', () => {
+  const vm = deployment('vms', {
+    replicas: 3,
+    minAvailable: 2,
+    workload: { driver: 'vm', image: 'g@1.0.0', image_artifact_id: 'a', memory_mb: 128, vcpus: 1, guest_port: 8080 },
+  });
+  const serving = { published: true, healthy: true, status: 'running' as const };
+  const nodes = [node('n1', { status: 'draining', cordoned: true }), node('n2', { maxInstances: 5 }), node('n3', { maxInstances: 5 })];
+
+  it('moves only as many live at once as the disruption budget allows, at least one', () => {
+    const instances = ['v1', 'v2', 'v3'].map((id) => instance(id, 'vms', 'n1', serving));
+    const actions = reconcile(fleet({ nodes, deployments: [vm], instances, drains: [drain('n1')] }));
+    expect(actions.create).toEqual([expect.objectContaining({ replaces: 'v1', move: expect.objectContaining({ mode: 'live', trigger: 'drain' }) })]);
+    expect(actions.drains[0]?.message).toMatch(/2 wait for their deployment's disruption budget/);
+
+    // With one in flight the budget (3 serving - 2 min available = 1) is spent: nothing new starts.
+    const v1 = instances[0] as Instance;
+    const moving = [...instances, replacement('t1', v1, 'n2')];
+    expect(reconcile(fleet({ nodes, deployments: [vm], instances: moving, drains: [drain('n1')] })).create).toEqual([]);
+  });
+
+  it('a node is not drained while a guest is between nodes: the source quit, its target has not taken over', () => {
+    const v1 = instance('v1', 'vms', 'n1', { status: 'stopped', healthy: false, published: true });
+    const others = [instance('v2', 'vms', 'n2', serving), instance('v3', 'vms', 'n3', serving)];
+    const pending = reconcile(fleet({ nodes, deployments: [vm], instances: [v1, ...others, replacement('t1', v1, 'n2')], drains: [drain('n1')] }));
+    expect(pending.drains).toEqual([expect.objectContaining({ nodeId: 'n1', state: 'running' })]);
+    // The target serves: it takes over, the source is withdrawn, and the drain completes.
+    const arrived = reconcile(fleet({ nodes, deployments: [vm], instances: [v1, ...others, replacement('t1', v1, 'n2', serving)], drains: [drain('n1')] }));
+    expect(arrived.publish).toContain('t1');
+    expect(arrived.stop).toContainEqual({ instanceId: 'v1', restartOnEnable: false });
+    expect(arrived.drains).toEqual([expect.objectContaining({ nodeId: 'n1', state: 'completed' })]);
+  });
+
+  it('never times out a live target (its migration has the deadline) and never promotes one before it serves', () => {
+    const v1 = instance('v1', 'vms', 'n1', serving);
+    const stale = replacement('t1', v1, 'n2', { createdAt: ago(MIGRATION_TIMEOUT_MS * 10) });
+    const actions = reconcile(fleet({ nodes, deployments: [vm], instances: [v1, stale, instance('v2', 'vms', 'n3', serving)], drains: [] }));
+    expect(actions.stop).toEqual([]);
+    expect(actions.publish).not.toContain('t1');
+  });
+});

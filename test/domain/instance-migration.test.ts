@@ -84,6 +84,15 @@ describe('decideMigration: a live move', () => {
     }
   });
 
+  it('never withdraws a target that holds the transferred guest: no deadline after the transfer', () => {
+    const late = new Date(now.getTime() + 3_600_000);
+    const m = migration({ state: 'switching', targetAddress: 'a' });
+    const facts = { source: side({ status: 'stopped', healthy: false, published: false, report: completed }), target: target({ report: ready }) };
+    expect(decideMigration(m, facts, late)).toBeNull();
+    // Nor before the row knew of it: the source's report of a completed transfer comes first.
+    expect(decideMigration({ ...m, state: 'transferring' }, facts, late)).toMatchObject({ state: 'switching', stopTarget: false });
+  });
+
   it('ignores a report about another migration of the same instance', () => {
     const old: MigrationReport = { migration_id: 'm0', role: 'source', state: 'failed', reason: 'earlier' };
     expect(decideMigration(migration({ state: 'target_ready', targetAddress: 'a' }), { source: side({ report: old }), target: target() }, now)).toBeNull();

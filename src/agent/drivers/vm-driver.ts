@@ -1,4 +1,6 @@
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { DesiredInstance, DesiredVmImage } from '../../domain/protocol.js';
@@ -12,7 +14,6 @@ import type { InstanceDriver, LiveMigrationDriver, LiveMigrationStats, StartedIn
 import { freePort, isSameProcessAlive } from './process-driver.js';
 import { QemuVm, type VmAccel } from './qemu-vm.js';
 import { type AccelRequest, probeAccel } from './vm-accel.js';
-import { readFileSync } from 'node:fs';
 
 export interface VmDriverOptions {
   /** Images are unpacked under `<dataDir>/images`, VMs run under `<dataDir>/vms`. */
@@ -28,6 +29,12 @@ export interface VmDriverOptions {
   migrationBandwidthBytes?: number | undefined;
   log: Logger;
 }
+
+/** A unix socket address holds a path of at most 107 bytes (sun_path is 108 with its NUL). */
+const UNIX_SOCKET_PATH_MAX = 107;
+
+/** How long a target waits for its incoming guest (a move's default deadline). */
+const INCOMING_WAIT_MS = 10 * 60_000;
 
 interface Image {
   kernelPath: string;
@@ -47,6 +54,7 @@ export class VmDriver implements InstanceDriver, LiveMigrationDriver {
   private readonly images = new Map<string, Promise<Image>>();
   /** QMP connections of the VMs this agent started or adopted, by instance id. */
   private readonly vms = new Map<string, QemuVm>();
+  private runtime: string | undefined;
 
   constructor(private readonly options: VmDriverOptions) {}
 
@@ -59,6 +67,11 @@ export class VmDriver implements InstanceDriver, LiveMigrationDriver {
     const vm = this.vms.get(instance.id) as QemuVm;
     try {
       const address = await vm.prepareIncoming(await freePort());
+      // The guest must run once it has arrived: QEMU starts it by itself unless the source was
+      // paused; then it is continued here (never left paused on the only node that holds it).
+      vm.awaitIncomingRunning(INCOMING_WAIT_MS).catch((error: unknown) =>
+        this.options.log.warn({ err: error, instance: instance.id }, 'the incoming guest did not start running'),
+      );
       return { ...started, address };
     } catch (error) {
       await vm.kill().catch(() => {});
@@ -72,7 +85,7 @@ export class VmDriver implements InstanceDriver, LiveMigrationDriver {
     if (!instance.image) throw new Error(`no image in the desired state for ${instance.id}: the operator could not resolve ${workload.image}`);
     const image = await this.image(instance.image);
     const accel = await this.accel(image, workload);
-    const runDir = join(this.options.dataDir, 'vms', instance.id.slice(0, 12));
+    const runDir = join(this.runtimeRoot(), instance.id.slice(0, 12));
     rmSync(runDir, { recursive: true, force: true });
     mkdirSync(runDir, { recursive: true });
     const vm = await QemuVm.start({
@@ -105,9 +118,28 @@ export class VmDriver implements InstanceDriver, LiveMigrationDriver {
       this.options.accel,
       { kernel: image.kernelPath, initrd: image.initrdPath, cmdline: image.json.cmdline, guestPort: workload.guest_port, healthPath: image.json.health_path },
       this.options.log,
-      { scratchDir: join(this.options.dataDir, 'vms') },
+      { scratchDir: this.runtimeRoot() },
     );
     return accel;
+  }
+
+  /**
+   * Where VMs' run dirs (QMP socket, pid file, console log) and the KVM probe's scratch dir go:
+   * `<dataDir>/vms`, or — when that would make a QMP socket path longer than a unix socket
+   * address holds (107 bytes) — a short directory under the system's temp dir named after the
+   * data dir, so each agent keeps its own. Created on first use.
+   */
+  private runtimeRoot(): string {
+    if (!this.runtime) {
+      const inDataDir = join(this.options.dataDir, 'vms');
+      // The longest path made under it: the KVM probe's mkdtemp dir and its socket.
+      const longest = Buffer.byteLength(join(inDataDir, 'drydock-kvm-probe-XXXXXX', 'qmp.sock'));
+      this.runtime = longest <= UNIX_SOCKET_PATH_MAX
+        ? inDataDir
+        : join(tmpdir(), `drydock-vm-${createHash('sha256').update(this.options.dataDir).digest('hex').slice(0, 12)}`);
+      mkdirSync(this.runtime, { recursive: true });
+    }
+    return this.runtime;
   }
 
   /** Downloads, verifies (sha256 and signature, like any component) and unpacks an image once per artifact. */
