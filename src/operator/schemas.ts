@@ -85,6 +85,22 @@ export const DrainBody = z
   .nullable()
   .optional();
 
+export const VolumeReportBody = z
+  .object({
+    replicas: z.number().int().min(1).max(1000).describe('replicas the volume has'),
+    healthy_replicas: z.number().int().min(0).max(1000).describe('of them, healthy now'),
+    expires_in: Duration.optional().describe('the report stops counting after this; default 10m'),
+  })
+  .strict()
+  .refine((v) => v.healthy_replicas <= v.replicas, { message: 'healthy_replicas cannot exceed replicas', path: ['healthy_replicas'] });
+
+export const ActivityReportBody = z
+  .object({
+    activity: z.enum(['backup', 'snapshot', 'restore']).describe('what runs on the instance data now'),
+    expires_in: Duration.optional().describe('the report stops counting after this; default 1h'),
+  })
+  .strict();
+
 export const MigrateBody = z
   .object({
     target_node: Ref.optional().describe('node id or hostname; default: best node with room'),

@@ -20,6 +20,12 @@ export type InstanceView = {
   port: number | null;
   url: string | null;
   message: string | null;
+  /** What a storage system last reported (PUT …/volume), while it has not expired. */
+  volume: { replicas: number; healthy_replicas: number } | null;
+  volume_expires_at: string | null;
+  /** What a backup system last reported (PUT …/activity), while it has not expired. */
+  activity: string | null;
+  activity_expires_at: string | null;
   created_at: string;
   updated_at: string;
 };
@@ -32,6 +38,10 @@ const INSTANCE_VIEW = `
          i.replaces, i.restart_on_enable, i.pid, i.port,
          CASE WHEN i.port IS NULL THEN NULL ELSE 'http://' || ${hostOf('n.agent_url')} || ':' || i.port END AS url,
          i.message,
+         CASE WHEN i.volume_expires_at IS NULL OR i.volume_expires_at > now() THEN i.volume END AS volume,
+         CASE WHEN i.volume_expires_at > now() THEN to_char(i.volume_expires_at AT TIME ZONE 'UTC', ${ISO}) END AS volume_expires_at,
+         CASE WHEN i.activity_expires_at IS NULL OR i.activity_expires_at > now() THEN i.activity END AS activity,
+         CASE WHEN i.activity_expires_at > now() THEN to_char(i.activity_expires_at AT TIME ZONE 'UTC', ${ISO}) END AS activity_expires_at,
          to_char(i.created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
          to_char(i.updated_at AT TIME ZONE 'UTC', ${ISO}) AS updated_at
     FROM instances i
@@ -158,4 +168,34 @@ export async function desiredInstancesForNode(db: Db, nodeId: string): Promise<D
       ORDER BY i.id`,
     [nodeId],
   );
+}
+
+/**
+ * A storage system's report of an instance's volume (replicas healthy of total), good until
+ * `expiresInMs` from now; null clears it. Returns false when there is no such instance.
+ */
+export async function reportVolume(
+  db: Db,
+  id: string,
+  volume: { replicas: number; healthy_replicas: number } | null,
+  expiresInMs: number,
+): Promise<boolean> {
+  const rows = await db.query(
+    `UPDATE instances SET volume = $2::jsonb, volume_expires_at = CASE WHEN $2::jsonb IS NULL THEN NULL ELSE now() + $3 * interval '1 millisecond' END,
+            updated_at = now()
+      WHERE id = $1 RETURNING id`,
+    [id, volume === null ? null : JSON.stringify(volume), expiresInMs],
+  );
+  return rows.length === 1;
+}
+
+/** A backup system's report of what runs on an instance's data (backup, snapshot, restore), or null: none. */
+export async function reportActivity(db: Db, id: string, activity: string | null, expiresInMs: number): Promise<boolean> {
+  const rows = await db.query(
+    `UPDATE instances SET activity = $2, activity_expires_at = CASE WHEN $2::text IS NULL THEN NULL ELSE now() + $3 * interval '1 millisecond' END,
+            updated_at = now()
+      WHERE id = $1 RETURNING id`,
+    [id, activity, expiresInMs],
+  );
+  return rows.length === 1;
 }

@@ -30,7 +30,9 @@ export async function loadPlanSnapshot(db: Db, component: string): Promise<PlanS
        FROM deployments`,
   );
   const [instances] = await db.query<{ instances: string }>(
-    `SELECT coalesce(json_agg(json_build_array(id, deployment_id, node_id, desired, status, volume, activity) ORDER BY id), '[]')::text AS instances
+    `SELECT coalesce(json_agg(json_build_array(id, deployment_id, node_id, desired, status,
+              CASE WHEN volume_expires_at IS NULL OR volume_expires_at > now() THEN volume END,
+              CASE WHEN activity_expires_at IS NULL OR activity_expires_at > now() THEN activity END) ORDER BY id), '[]')::text AS instances
        FROM instances`,
   );
   const running = await db.query<{ component: string; version: string }>(

@@ -51,6 +51,10 @@ const MATRIX: Record<string, Need> = {
   'GET /api/v1/migrations/:id': 'viewer',
   'GET /api/v1/instances/:id/health': 'viewer',
   'POST /api/v1/instances/:id/migrate': 'operator',
+  'PUT /api/v1/instances/:id/volume': 'operator',
+  'DELETE /api/v1/instances/:id/volume': 'operator',
+  'PUT /api/v1/instances/:id/activity': 'operator',
+  'DELETE /api/v1/instances/:id/activity': 'operator',
 
   'GET /api/v1/deployments': 'viewer',
   'POST /api/v1/deployments': 'operator',

@@ -8,12 +8,12 @@ import { appendEvents } from '../../store/events.js';
 import { sqlState } from '../../store/db.js';
 import { loadScopeSnapshot } from '../../store/fleet-snapshot.js';
 import { findDeployment } from '../../store/deployments.js';
-import { findInstance, insertPlacedInstances, listInstances } from '../../store/instances.js';
+import { findInstance, insertPlacedInstances, listInstances, reportActivity, reportVolume } from '../../store/instances.js';
 import { bumpGenerations } from '../../store/nodes.js';
 import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
 import { actorOf } from '../request-actor.js';
-import { IdParam, InstanceListQuery, InstanceView, MigrateBody } from '../schemas.js';
+import { ActivityReportBody, IdParam, InstanceListQuery, InstanceView, MigrateBody, VolumeReportBody } from '../schemas.js';
 import { mustFindNode } from './nodes.js';
 import { EVENT } from '../../domain/events.js';
 
@@ -53,6 +53,35 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
       checked_at: instance.updated_at,
       message: instance.message,
     };
+  });
+
+  // Storage and backup systems feed preflight (volume-last-replica, backup-in-progress) through
+  // these; each report expires, so one nobody renews stops blocking plans by itself.
+  const config = { role: 'operator' } as const;
+  app.put(
+    '/api/v1/instances/:id/volume',
+    { config, schema: { tags, params: IdParam, body: VolumeReportBody, summary: "Report an instance's volume replica health (preflight: volume-last-replica)" } },
+    async (req) => {
+      const { replicas, healthy_replicas: healthy, expires_in: expiresIn } = req.body;
+      if (!(await reportVolume(ctx.db, req.params.id, { replicas, healthy_replicas: healthy }, expiresIn ?? 10 * 60_000))) throw errors.instanceNotFound(req.params.id, 'list instances with GET /api/v1/instances');
+      return mustFindInstance(req.params.id);
+    },
+  );
+  app.delete('/api/v1/instances/:id/volume', { config, schema: { tags, params: IdParam, summary: 'Clear the volume report' } }, async (req) => {
+    if (!(await reportVolume(ctx.db, req.params.id, null, 0))) throw errors.instanceNotFound(req.params.id, 'list instances with GET /api/v1/instances');
+    return mustFindInstance(req.params.id);
+  });
+  app.put(
+    '/api/v1/instances/:id/activity',
+    { config, schema: { tags, params: IdParam, body: ActivityReportBody, summary: 'Report a backup, snapshot or restore running on the instance (preflight: backup-in-progress)' } },
+    async (req) => {
+      if (!(await reportActivity(ctx.db, req.params.id, req.body.activity, req.body.expires_in ?? 60 * 60_000))) throw errors.instanceNotFound(req.params.id, 'list instances with GET /api/v1/instances');
+      return mustFindInstance(req.params.id);
+    },
+  );
+  app.delete('/api/v1/instances/:id/activity', { config, schema: { tags, params: IdParam, summary: 'Clear the activity report (it finished)' } }, async (req) => {
+    if (!(await reportActivity(ctx.db, req.params.id, null, 0))) throw errors.instanceNotFound(req.params.id, 'list instances with GET /api/v1/instances');
+    return mustFindInstance(req.params.id);
   });
 
   app.post(

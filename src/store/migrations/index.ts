@@ -10,6 +10,7 @@ import fleetGuards from './0006_fleet_guards.pre.sql';
 import installRetryable from './0007_install_retryable.pre.sql';
 import instanceMigrations from './0008_instance_migrations.pre.sql';
 import operatorReplicas from './0009_operator_replicas.pre.sql';
+import instanceReports from './0010_instance_reports.pre.sql';
 
 export interface Migration {
   version: number;
@@ -34,4 +35,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0007_install_retryable.pre.sql', installRetryable),
   migration('0008_instance_migrations.pre.sql', instanceMigrations),
   migration('0009_operator_replicas.pre.sql', operatorReplicas),
+  migration('0010_instance_reports.pre.sql', instanceReports),
 ];
