@@ -1,6 +1,7 @@
 import type { ApiClient } from '../api-client.js';
 import { measureRolloutTiming, type RolloutTiming, type RolloutWaits, type TimedEvent } from './rollout-timing.js';
 import type { TrafficStats } from './traffic.js';
+import { printVmReport, type VmReport } from './vm-report.js';
 
 /** What `drydock demo --report FILE` writes (the shape the issue specifies, plus a few extras). */
 export interface DemoReport {
@@ -19,6 +20,8 @@ export interface DemoReport {
    * is one or two of them, and every queue shares the one embedded database connection.
    */
   reconcile_passes: Record<string, { count: number; mean_ms: number; over_100ms: number }>;
+  /** How the deployments ran (VMs or processes) and, for VMs, their live migrations and boot ids (vm-report.ts). */
+  vms: VmReport;
 }
 
 /** The most events one GET returns (the route's limit). */
@@ -72,7 +75,7 @@ export function reconcilePasses(metricsText: string): DemoReport['reconcile_pass
   return passes;
 }
 
-export async function buildReport(client: ApiClient, traffic: TrafficStats, elapsedMs: number, upgradeId?: string): Promise<DemoReport> {
+export async function buildReport(client: ApiClient, traffic: TrafficStats, elapsedMs: number, vms: VmReport, upgradeId?: string): Promise<DemoReport> {
   const rollouts = await client.get<{ id: string; name: string; status: string; duration_s: number }[]>('/api/v1/rollouts');
   const nodes = await client.get<{ hostname: string; region: string; components: Record<string, string> }[]>('/api/v1/nodes');
   const migrations = await client.get<unknown[]>('/api/v1/events?kind_prefix=instance.migration_completed&limit=5000');
@@ -91,6 +94,7 @@ export async function buildReport(client: ApiClient, traffic: TrafficStats, elap
     upgrade_timing: upgradeId === undefined ? null : await measureUpgrade(client, upgradeId),
     // Unauthenticated, and not JSON: plain fetch.
     reconcile_passes: reconcilePasses(await (await fetch(`${client.baseUrl}/metrics`)).text()),
+    vms,
   };
 }
 
@@ -113,7 +117,8 @@ export function printReport(report: DemoReport, say: (line?: string) => void): v
   }
   const passes = Object.entries(report.reconcile_passes).map(([queue, p]) => `${queue} ${p.count} × ${p.mean_ms} ms (${p.over_100ms} > 100 ms)`);
   if (passes.length > 0) say(`  reconcile passes    ${passes.join(', ')}`);
-  say(`  migrations          ${report.migrations} (make-before-break)`);
+  say(`  migrations          ${report.migrations} (${report.vms.driver === 'vm' ? 'live' : 'make-before-break'})`);
+  printVmReport(report.vms, say);
   say(`  breaker trips       ${report.circuit_breaker_trips}`);
   say(`  drift               ${report.drift}`);
   say(`  events              ${report.events}`);

@@ -118,9 +118,9 @@ export class LocalFleet {
   /**
    * An agent under `drydock supervisor`, started from `bin` (its first version), so it can
    * upgrade itself. Stopping the supervisor stops its agent; instances keep running.
+   * `dataDir` defaults to `<dir>/agents/<hostname>`.
    */
-  startSupervisedAgent(hostname: string, region: string, bin: string, agentArgs: string[] = [], deadline = '30s'): FleetProcess {
-    const dataDir = join(this.options.dir, 'agents', hostname);
+  startSupervisedAgent(hostname: string, region: string, bin: string, agentArgs: string[] = [], deadline = '30s', dataDir = join(this.options.dir, 'agents', hostname)): FleetProcess {
     return this.spawn(
       hostname,
       ['supervisor', '--data-dir', dataDir, '--deadline', deadline, '--', 'agent', '--operator', this.operatorUrl, '--hostname', hostname, '--region', region, '--listen', '127.0.0.1:0', ...agentArgs],

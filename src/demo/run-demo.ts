@@ -9,8 +9,11 @@ import { parseListen } from '../listen-address.js';
 import type { DeploymentView } from '../store/deployments.js';
 import { buildReport, type DemoReport, printReport } from './demo-report.js';
 import { cli, writeBinaryComponent, writeBundles, writeTokens } from './demo-setup.js';
+import { endProcesses, processesMentioning } from './leftovers.js';
 import { LocalFleet, waitFor } from './local-fleet.js';
 import { TrafficGenerator } from './traffic.js';
+import { agentAccel, checkGuests, type GuestRecord, processReport, recordGuests } from './vm-report.js';
+import { chooseWorkloads, DEMO_SIZES, type DemoWorkloads, fallbackLine, type WorkloadsMode } from './vm-workloads.js';
 
 export interface DemoOptions {
   bin: string;
@@ -18,15 +21,29 @@ export interface DemoOptions {
   dir: string;
   regions: string[];
   nodesPerRegion: number;
-  deployments: number;
-  replicas: number;
-  rate: number;
+  /** Example deployments; undefined: DEMO_SIZES for the driver they run on (4 processes, 2 VMs). */
+  deployments?: number | undefined;
+  /** Replicas of each; undefined: DEMO_SIZES (3 processes, 2 VMs). */
+  replicas?: number | undefined;
+  /** Requests per second through the edge; undefined: DEMO_SIZES (50 to processes, 20 to VMs). */
+  rate?: number | undefined;
+  /** `--workloads`: auto runs the deployments as VMs when QEMU is installed and the guest image builds. */
+  workloads: WorkloadsMode;
+  /** `--vm-cache`: kernel packages and the built guest image, kept between runs. */
+  vmCacheDir: string;
   /** Stop everything after the report instead of waiting for Ctrl-C. */
   exit: boolean;
   reportFile?: string | undefined;
 }
 
 const DEPLOYMENT_NAMES = ['web', 'api', 'shop', 'blog', 'search', 'auth', 'media', 'mail'];
+/** Guest memory: what the reference guest is measured with (QEMU's RSS is then ~230 MiB, STACK.md). */
+const VM_MEMORY_MB = 128;
+/**
+ * How often instance PIDs are recorded while the demo runs: a live migration starts a new QEMU
+ * on the target, and a stop must find it even when the demo dies mid-rollout.
+ */
+const RECORD_PIDS_EVERY_MS = 2000;
 const say = (line = '') => process.stdout.write(`${line}\n`);
 const indent = (text: string) => text.trimEnd().split('\n').map((l) => `    ${l}`).join('\n');
 
@@ -41,23 +58,49 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const { file: tokensFile, tokens } = writeTokens(dir, () => randomBytes(24).toString('base64url'));
   const fleet = new LocalFleet({ bin: options.bin, dir, token: tokens.alice });
   let traffic: TrafficGenerator | undefined;
-  let stopping: Promise<void> | undefined;
+  let recorder: NodeJS.Timeout | undefined;
+  /** Directories every process the demo starts names on its command line (checked after the stop). */
+  const demoProcesses = () => processesMentioning(dir);
+  /** Resolves to the PIDs of demo processes still running after the stop (none, normally). */
+  let stopping: Promise<number[]> | undefined;
   const shutdown = () => {
     stopping ??= (async () => {
+      clearInterval(recorder);
       await traffic?.stop();
       say('\nstopping the demo fleet (edge, agents, instances, operator)...');
       await fleet.stop();
-      say('all demo processes stopped.');
+      // Every process the demo started names its run dir: whatever is still there escaped the
+      // recorded PIDs (a QEMU started after the last look, a KVM probe cut short).
+      const left = demoProcesses();
+      if (left.length > 0) {
+        say(`! ${left.length} demo process(es) outlived the stop (pids ${left.join(', ')}); ending them`);
+        await endProcesses(left);
+      }
+      const stillThere = demoProcesses();
+      say(stillThere.length === 0 ? 'all demo processes stopped.' : `! demo processes still running after the stop: pids ${stillThere.join(', ')}`);
+      return stillThere;
     })();
     return stopping;
   };
-  const onSignal = () => void shutdown().then(() => process.exit(130));
+  const onSignal = () => void shutdown().finally(() => process.exit(130));
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const started = Date.now();
 
   try {
     say(`drydock demo — state and logs in ${dir}`);
+    const workloads = await chooseWorkloads({
+      mode: options.workloads,
+      cacheDir: options.vmCacheDir,
+      bundle: options.bin,
+      // The first build downloads Debian's cloud kernel (~27 MB): say so; the rest of the build takes seconds.
+      log: (line) => line.startsWith('downloading') && say(`  VMs: ${line} into ${options.vmCacheDir}`),
+    });
+    say(describeWorkloads(workloads, options.vmCacheDir));
+    const vm = workloads.driver === 'vm' ? workloads : undefined;
+    const deploymentCount = options.deployments ?? DEMO_SIZES[workloads.driver].deployments;
+    const replicas = options.replicas ?? DEMO_SIZES[workloads.driver].replicas;
+    const rate = options.rate ?? DEMO_SIZES[workloads.driver].rate;
     const bundles = writeBundles(options.bin, join(dir, 'bundles'));
     const url = await fleet.startOperator(options.listen, ['--tokens', tokensFile, '--heartbeat-interval', '1s']);
     say(`✓ operator on ${url} (embedded Postgres, tokens for alice, bob, agents, edge)`);
@@ -67,54 +110,67 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
 
     await alice(['keys', 'generate', '--out', join(dir, 'keys')]);
     const publicKey = join(dir, 'keys', 'drydock-signing.pub');
-    for (const region of options.regions) {
-      for (let i = 1; i <= options.nodesPerRegion; i++) {
-        fleet.startSupervisedAgent(`${region}-worker-${i}`, region, bundles.v1, [
-          '--max-instances', '4', '--trusted-key', publicKey, '--token', tokens.agents, '--heartbeat-interval', '1s',
-        ], '20s');
-      }
-    }
-    const nodes = await fleet.waitForNodes(options.regions.length * options.nodesPerRegion, 60_000);
-    say(`✓ ${nodes.length} agents (node-agent 1.0.0, supervised) in ${options.regions.join(', ')}`);
-
-    const client = fleet.client(tokens.alice);
-    const names = DEPLOYMENT_NAMES.slice(0, options.deployments);
-    for (const name of names) {
-      await client.post<DeploymentView>('/api/v1/deployments', {
-        name,
-        replicas: options.replicas,
-        min_available: Math.max(1, options.replicas - 1),
-        workload: { command: process.execPath, args: [options.bin, 'example-app'], env: { MESSAGE: `hello from ${name}` }, health_path: '/health' },
-      });
-    }
-    await waitFor(
-      'every deployment to be healthy',
-      async () => {
-        const list = await client.get<(DeploymentView & { health: string })[]>('/api/v1/deployments');
-        return list.every((d) => d.health === 'healthy') ? list : undefined;
-      },
-      60_000,
-    );
-    await fleet.recordInstancePids();
-    say(`✓ ${names.length} deployments × ${options.replicas} replicas healthy: ${names.join(', ')}`);
-
-    const edge = await fleet.startEdge(`127.0.0.1:${await freePort()}`, ['--token', tokens.edge]);
-    traffic = new TrafficGenerator(edge, names, options.rate);
-    traffic.start();
-    say(`✓ edge on ${edge}, traffic ${options.rate} req/s through it`);
-
-    // a. Signed artifacts: the agent (this build as 1.0.0 and 2.0.0, a broken 2.0.1) and a binary component.
-    say('\n── publish signed artifacts');
+    /** Signs with the demo's key (the one agents trust), uploads, blesses; says what it published. */
     const publish = async (component: string, version: string, kind: string, file: string, live: boolean) => {
       const id = (await alice(['artifacts', 'publish', '--component', component, '--version', version, '--kind', kind, '--file', file, '--key', join(dir, 'keys', 'drydock-signing.key')])).trim();
       await alice(['artifacts', 'bless', id]);
       if (live) await alice(['artifacts', 'promote', id]);
-      say(`  ${component} ${version} (${kind}) ${live ? 'live' : 'blessed'}`);
+      return `${component} ${version} (${kind}) ${live ? 'live' : 'blessed'}`;
     };
-    await publish('node-agent', '1.0.0', 'agent', bundles.v1, true);
-    await publish('node-agent', '2.0.0', 'agent', bundles.v2, false);
-    await publish('node-agent', '2.0.1', 'agent', bundles.broken, false);
-    await publish('hello-tool', '1.0.0', 'binary', await writeBinaryComponent(dir, '1.0.0'), true);
+    const hostnames = options.regions.flatMap((region) => Array.from({ length: options.nodesPerRegion }, (_, i) => ({ region, hostname: `${region}-worker-${i + 1}` })));
+    for (const { region, hostname } of hostnames) {
+      const dataDir = join(dir, 'agents', hostname);
+      fleet.startSupervisedAgent(hostname, region, bundles.v1, [
+        '--max-instances', '4', '--trusted-key', publicKey, '--token', tokens.agents, '--heartbeat-interval', '1s',
+        // auto: a short KVM probe boot, TCG when the guest does not run under KVM (each agent logs which).
+        ...(vm ? ['--vm-accel', 'auto'] : []),
+      ], '20s', dataDir);
+    }
+    const nodes = await fleet.waitForNodes(options.regions.length * options.nodesPerRegion, 60_000);
+    say(`✓ ${nodes.length} agents (node-agent 1.0.0, supervised) in ${options.regions.join(', ')}`);
+    recorder = setInterval(() => void fleet.recordInstancePids(), RECORD_PIDS_EVERY_MS);
+
+    const client = fleet.client(tokens.alice);
+    const names = DEPLOYMENT_NAMES.slice(0, deploymentCount);
+    if (vm) say(`✓ signed and published ${await publish(vm.image.imageJson.name, vm.image.imageJson.version, 'vm-image', vm.image.tarPath, true)}`);
+    for (const name of names) {
+      await client.post<DeploymentView>('/api/v1/deployments', {
+        name,
+        replicas,
+        min_available: Math.max(1, replicas - 1),
+        workload: vm
+          ? { driver: 'vm', image: `${vm.image.imageJson.name}@${vm.image.imageJson.version}`, memory_mb: VM_MEMORY_MB, vcpus: 1, guest_port: vm.image.imageJson.guest_port }
+          : { command: process.execPath, args: [options.bin, 'example-app'], env: { MESSAGE: `hello from ${name}` }, health_path: '/health' },
+      });
+    }
+    await waitFor(
+      `every deployment to be healthy (agents' logs in ${dir})`,
+      async () => {
+        const list = await client.get<(DeploymentView & { health: string })[]>('/api/v1/deployments');
+        return list.every((d) => d.health === 'healthy') ? list : undefined;
+      },
+      // Under TCG a guest boots in 2–4 s, slower several at once on two cores (STACK.md).
+      vm ? 180_000 : 60_000,
+    );
+    await fleet.recordInstancePids();
+    say(`✓ ${names.length} deployments × ${replicas} replicas healthy${vm ? ' (VMs)' : ''}: ${names.join(', ')}`);
+    let guests: GuestRecord[] = [];
+    if (vm) {
+      guests = await recordGuests(client, names);
+      say(`✓ boot ids of ${guests.length} guests recorded (each must survive its migrations)`);
+    }
+
+    const edge = await fleet.startEdge(`127.0.0.1:${await freePort()}`, ['--token', tokens.edge]);
+    traffic = new TrafficGenerator(edge, names, rate);
+    traffic.start();
+    say(`✓ edge on ${edge}, traffic ${rate} req/s through it`);
+
+    // a. Signed artifacts: the agent (this build as 1.0.0 and 2.0.0, a broken 2.0.1) and a binary component.
+    say('\n── publish signed artifacts');
+    say(`  ${await publish('node-agent', '1.0.0', 'agent', bundles.v1, true)}`);
+    say(`  ${await publish('node-agent', '2.0.0', 'agent', bundles.v2, false)}`);
+    say(`  ${await publish('node-agent', '2.0.1', 'agent', bundles.broken, false)}`);
+    say(`  ${await publish('hello-tool', '1.0.0', 'binary', await writeBinaryComponent(dir, '1.0.0'), true)}`);
 
     const upgrade = writeSpec(dir, 'node-agent-2.0.0', {
       target: { component: 'node-agent', version: '2.0.0' },
@@ -167,7 +223,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     await fleet.recordInstancePids();
     const stats = await traffic.stop();
     traffic = undefined;
-    const report = await buildReport(client, stats, Date.now() - started, created.id);
+    const vms = vm ? await checkGuests(client, guests, agentAccel(dir)) : processReport(workloads.driver === 'process' ? workloads.reason : null);
+    await fleet.recordInstancePids();
+    const report = await buildReport(client, stats, Date.now() - started, vms, created.id);
     say('');
     printReport(report, say);
     if (options.reportFile) {
@@ -175,17 +233,17 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       say(`report written to ${options.reportFile}`);
     }
     if (options.exit) {
-      await shutdown();
+      const left = await shutdown();
+      if (left.length > 0) throw new Error(`demo processes still running after the stop: pids ${left.join(', ')}; see ${dir}`);
       return report;
     }
     say('\nThe fleet keeps running. Try:');
-    say(`  curl -s ${edge}/d/web/`);
+    say(`  curl -s ${edge}/d/web/${vm ? 'status' : ''}`);
     say(`  curl -s ${url}/health ; curl -s ${url}/metrics | grep ^drydock_nodes`);
     say(`  DRYDOCK_URL=${url} DRYDOCK_TOKEN=${tokens.alice} node bin/drydock.mjs nodes`);
     say(`  DRYDOCK_URL=${url} DRYDOCK_TOKEN=${tokens.alice} node bin/drydock.mjs rollout list`);
     say(`  DRYDOCK_URL=${url} DRYDOCK_TOKEN=${tokens.alice} node bin/drydock.mjs events --kind rollout.`);
     say('Press Ctrl-C to stop the demo fleet.');
-    setInterval(() => void fleet.recordInstancePids(), 5_000);
     return await new Promise<never>(() => {});
   } catch (error) {
     await shutdown();
@@ -201,6 +259,14 @@ async function assertPortFree(listen: string): Promise<void> {
     probe.once('error', () => reject(new Error(`${host}:${port} is in use; pick another address with --listen (npm start -- --listen 127.0.0.1:18080)`)));
     probe.listen(port, host, () => probe.close(() => resolvePromise()));
   });
+}
+
+/** The demo's first line about its workloads: VMs and where their image came from, or the one fallback line. */
+function describeWorkloads(workloads: DemoWorkloads, cacheDir: string): string {
+  if (workloads.driver === 'process') return fallbackLine(workloads) ?? '✓ deployments run as processes (--workloads process)';
+  const { imageJson } = workloads.image;
+  const how = workloads.built ? `built in ${(workloads.buildMs / 1000).toFixed(1)} s into ${cacheDir}` : `reused from ${workloads.image.dir}`;
+  return `✓ VMs: QEMU ${workloads.qemuVersion}, guest image ${imageJson.name} ${imageJson.version} (${how})`;
 }
 
 function writeSpec(dir: string, name: string, body: Record<string, unknown>): string {

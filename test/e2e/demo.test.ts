@@ -32,7 +32,7 @@ describe('drydock demo --exit: the main job end to end', () => {
     const reportFile = join(dir, 'report.json');
     const { stdout } = await run(
       process.execPath,
-      [BUNDLE, 'demo', '--exit', '--dir', join(dir, 'runs'), '--listen', `127.0.0.1:${await freePort()}`, '--regions', 'us-east,eu-west', '--nodes-per-region', '2', '--deployments', '2', '--rate', '20', '--report', reportFile],
+      [BUNDLE, 'demo', '--exit', '--dir', join(dir, 'runs'), '--listen', `127.0.0.1:${await freePort()}`, '--regions', 'us-east,eu-west', '--nodes-per-region', '2', '--deployments', '2', '--rate', '20', '--workloads', 'process', '--report', reportFile],
       { timeout: 420_000, maxBuffer: 32 * 1024 * 1024 },
     );
     expect(stdout).toMatch(/all demo processes stopped/);
@@ -49,6 +49,8 @@ describe('drydock demo --exit: the main job end to end', () => {
     expect(report.circuit_breaker_trips).toBe(1);
     expect(report.migrations).toBeGreaterThan(0);
     expect(report.drift).toBe(false);
+    // The process demo, on purpose even where QEMU is installed (test/vm/demo-vm.test.ts runs the VM one).
+    expect(report.vms).toMatchObject({ driver: 'process', fallback_reason: null, migrated: 0, boot_ids_preserved: null, checked: 0 });
     // The upgrade's timing from the event log (issue 9 goal 6): shape and consistency only; the
     // numbers depend on the machine, so no latency is asserted here (the README says what one run measured).
     const timing = report.upgrade_timing;

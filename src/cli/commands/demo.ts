@@ -1,8 +1,11 @@
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { runExampleApp } from '../../demo/example-app.js';
 import { runDemo } from '../../demo/run-demo.js';
+import { DEMO_SIZES, WORKLOAD_MODES, type WorkloadsMode } from '../../demo/vm-workloads.js';
 import { action, parseIntOption } from '../context.js';
+import { defaultVmCacheDir } from './vm.js';
 
 export function registerDemoCommands(program: Command): void {
   program
@@ -12,13 +15,21 @@ export function registerDemoCommands(program: Command): void {
     .option('--dir <dir>', 'where each demo run keeps its state and logs (a fresh subdirectory per run)', './.drydock/demo')
     .option('--regions <list>', 'comma-separated regions', 'us-east,eu-west,ap-south')
     .option('--nodes-per-region <n>', 'agents per region', '3')
-    .option('--deployments <n>', 'example deployments', '4')
-    .option('--replicas <n>', 'replicas of each example deployment', '3')
-    .option('--rate <n>', 'requests per second the traffic generator sends through the edge', '50')
+    .option('--deployments <n>', `example deployments, at most 8 (default ${DEMO_SIZES.process.deployments}; ${DEMO_SIZES.vm.deployments} when they run as VMs)`)
+    .option('--replicas <n>', `replicas of each example deployment (default ${DEMO_SIZES.process.replicas}; ${DEMO_SIZES.vm.replicas} when they run as VMs)`)
+    .option('--rate <n>', `requests per second the traffic generator sends through the edge (default ${DEMO_SIZES.process.rate}; ${DEMO_SIZES.vm.rate} to VMs)`)
+    .addOption(
+      new Option('--workloads <kind>', 'run the example deployments as VMs (QEMU) or processes; auto: VMs when qemu-system-x86_64 and busybox-static are installed and the guest image builds, else processes')
+        .choices(WORKLOAD_MODES)
+        .default('auto'),
+    )
+    .option('--vm-cache <dir>', `kernel packages and the guest image, kept between runs (default ${defaultVmCacheDir()})`)
     .option('--exit', 'stop everything after the report instead of waiting for Ctrl-C')
     .option('--report <file>', 'write the report as JSON')
     .action(
       action(async (opts) => {
+        const optionalInt = (value: string | undefined, name: string) => (value === undefined ? undefined : parseIntOption(value, name));
+        const deployments = optionalInt(opts.deployments, '--deployments');
         await runDemo({
           // The running bundle is what every demo process runs, so all are the same version.
           bin: fileURLToPath(import.meta.url),
@@ -26,9 +37,11 @@ export function registerDemoCommands(program: Command): void {
           dir: opts.dir,
           regions: String(opts.regions).split(',').filter(Boolean),
           nodesPerRegion: parseIntOption(opts.nodesPerRegion, '--nodes-per-region'),
-          deployments: Math.min(8, Math.max(1, parseIntOption(opts.deployments, '--deployments'))),
-          replicas: parseIntOption(opts.replicas, '--replicas'),
-          rate: Math.max(1, parseIntOption(opts.rate, '--rate')),
+          deployments: deployments === undefined ? undefined : Math.min(8, Math.max(1, deployments)),
+          replicas: optionalInt(opts.replicas, '--replicas'),
+          rate: opts.rate === undefined ? undefined : Math.max(1, parseIntOption(opts.rate, '--rate')),
+          workloads: opts.workloads as WorkloadsMode,
+          vmCacheDir: resolve(opts.vmCache ?? defaultVmCacheDir()),
           exit: opts.exit ?? false,
           reportFile: opts.report,
         });
