@@ -87,6 +87,13 @@ describe('parseRolloutSpec', () => {
     expect(byPath['window.timezone']).toMatch(/IANA time zone/);
   });
 
+  it('refuses hooks, which do not run yet, instead of storing and skipping them', () => {
+    const refused = issues({ ...minimal, hooks: { preNode: [{ run: ['echo', 'hi'] }] } });
+    expect(refused).toEqual([{ path: 'hooks.preNode', message: expect.stringMatching(/hooks do not run yet/) }]);
+    expect(issues({ ...minimal, hooks: { postNode: ['anything'] } })[0]?.path).toBe('hooks.postNode');
+    expect(ok({ ...minimal, hooks: { preNode: [], postNode: [] } }).hooks).toEqual({ preNode: [], postNode: [] });
+  });
+
   it('rejects maxUnavailablePerRegion together with minAvailablePerRegion', () => {
     expect(issues({ ...minimal, strategy: { maxUnavailablePerRegion: 1, minAvailablePerRegion: 2 } })).toEqual([
       { path: 'strategy', message: 'set maxUnavailablePerRegion or minAvailablePerRegion, not both' },
