@@ -28,6 +28,7 @@ const CHECK_IDS = [
   'active-rollout',
   'nodes-ready',
   'spare-capacity',
+  'absorbing-nodes',
   'volume-last-replica',
   'backup-in-progress',
   'non-migratable',

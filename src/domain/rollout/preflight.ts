@@ -47,6 +47,20 @@ export interface PreflightInput {
   quarantine?: { rolloutId: string | null; reason: string; at: string; by: string } | undefined;
 }
 
+/**
+ * Nodes of the regions that will take the migrated instances which take none now (cordoned,
+ * draining, down): not a target of this rollout, so nodes-ready does not see them, yet the
+ * spare room of the region is smaller than its size suggests and someone may be working on them.
+ */
+function absorbingNodes(input: PreflightInput, targets: readonly FleetNode[], targetIds: ReadonlySet<string>): PreflightCheck {
+  if (input.plan.drain_mode !== 'migrate') return check('absorbing-nodes', 'pass', `drain mode ${input.plan.drain_mode}: no region takes migrations`);
+  const regions = new Set(targets.map((n) => n.region));
+  const unavailable = input.nodes.filter((n) => regions.has(n.region) && !targetIds.has(n.id) && (n.status !== 'ready' || n.cordoned));
+  if (unavailable.length === 0) return check('absorbing-nodes', 'pass', 'every other node of the target regions is ready to take migrations');
+  const list = unavailable.map((n) => `${n.hostname} (${n.region}, ${n.cordoned && n.status === 'ready' ? 'cordoned' : n.status})`);
+  return check('absorbing-nodes', 'warn', `${unavailable.length} node(s) of the regions that take the migrations take none now: ${list.join(', ')}`, unavailable.map((n) => n.hostname));
+}
+
 /** The share of a region's slots that must stay free to drain into (seed runbook: "keep ≥ 20 %"). */
 export const MIN_SPARE_PERCENT = 20;
 
@@ -64,11 +78,17 @@ export function runPreflight(input: PreflightInput): PreflightReport {
   const { lastReplica, active } = facts;
   const checks: PreflightCheck[] = [];
 
+  // Another rollout on the same nodes would fight this one for them (fail); on other nodes it
+  // only shares the fleet's spare room and the people watching (warn).
   const busy = input.activeRolloutNodes.filter((a) => targetIds.has(a.node_id));
+  const elsewhere = input.activeRolloutNodes.filter((a) => !targetIds.has(a.node_id));
+  const names = (list: readonly { name: string }[]) => [...new Set(list.map((b) => b.name))].join(', ');
   checks.push(
     busy.length > 0
-      ? check('active-rollout', 'fail', `${busy.length} target node(s) are in another active rollout (${[...new Set(busy.map((b) => b.name))].join(', ')})`, busy.map((b) => hostname(b.node_id)))
-      : check('active-rollout', 'pass', 'no other active rollout touches these nodes'),
+      ? check('active-rollout', 'fail', `${busy.length} target node(s) are in another active rollout (${names(busy)})`, busy.map((b) => hostname(b.node_id)))
+      : elsewhere.length > 0
+        ? check('active-rollout', 'warn', `another active rollout (${names(elsewhere)}) is upgrading ${elsewhere.length} other node(s) meanwhile`, elsewhere.map((b) => hostname(b.node_id)))
+        : check('active-rollout', 'pass', 'no other active rollout runs'),
   );
 
   const notReady = targets.filter((n) => n.status !== 'ready');
@@ -81,6 +101,7 @@ export function runPreflight(input: PreflightInput): PreflightReport {
   );
 
   checks.push(spareCapacity(input, targetIds, facts.usedIn));
+  checks.push(absorbingNodes(input, targets, targetIds));
 
   checks.push(
     lastReplica.length > 0
