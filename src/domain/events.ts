@@ -56,9 +56,10 @@ export const EVENT_CATALOG = {
   'fleet.region_silence_ended': 'A silent region is heard again.',
   'rollout.created': 'A rollout was planned and stored.',
   'rollout.preflight_overridden': 'A failing preflight check was overridden when the rollout was created.',
-  'rollout.approval_requested': 'A rollout waits for a person: approval of its plan, or a decision after its breaker tripped.',
+  'rollout.approval_requested': 'A rollout waits for a person: approval of its plan, a decision after its breaker tripped, or a region gate.',
+  'rollout.gate_reached': 'A rollout with gateBetweenRegions finished its regions so far and waits for a person before the next region.',
   'rollout.approved': 'A person approved the plan (with any edits).',
-  'rollout.rejected': 'A person rejected the plan.',
+  'rollout.rejected': 'A person rejected the plan, or stopped the rollout at a region gate.',
   'rollout.started': 'A rollout began starting nodes.',
   'rollout.paused': 'A person paused a rollout: no new node starts.',
   'rollout.resumed': 'A paused rollout, or one waiting for a breaker decision, runs again.',
@@ -142,7 +143,8 @@ export interface EventData {
   'rollout.preflight_overridden': { check: string; message: string };
   'rollout.approval_requested':
     | { kind: 'plan'; distinct_approver: boolean; policies: string[] }
-    | { kind: 'continuation'; options: readonly string[]; reason: string };
+    | { kind: 'continuation' | 'gate'; options: readonly string[]; reason: string };
+  'rollout.gate_reached': { batch: number; completed_regions: string[]; next_regions: string[]; summary: string };
   /** `edits`: the `path=value` edits re-planned before the approval counted. */
   'rollout.approved': { edits: string[] };
   'rollout.rejected': { reason: string };

@@ -16,6 +16,7 @@ export function newRollout(spec: RolloutSpec, over: Partial<Rollout> = {}): Roll
     batchStartedAt: null,
     batchFinishedAt: null,
     breakerResetAt: null,
+    gatePassedBatch: -1,
     ...over,
   };
 }

@@ -10,6 +10,8 @@ import { EVENT } from '../domain/events.js';
 
 
 export const CONTINUATION_OPTIONS = ['continue_anyway', 'rollback_completed_batches', 'abort'];
+/** A region gate: approve goes on into the next region, reject stops the rollout there. */
+export const GATE_OPTIONS = ['approve', 'reject'];
 
 /**
  * Applies one rollout decision inside the caller's (fenced) transaction: task moves guarded by
@@ -73,6 +75,17 @@ export async function applyRolloutDecision(tx: Db, rollout: Rollout, tasks: read
       requestedBy: 'reconciler',
     });
     decision.events.push({ kind: EVENT.rollout.approval_requested, data: { kind: 'continuation', options: CONTINUATION_OPTIONS, reason: decision.continuation.reason } });
+  }
+  if (decision.gate) {
+    await insertApproval(tx, {
+      id: randomUUID(),
+      rolloutId: rollout.id,
+      kind: 'gate',
+      options: GATE_OPTIONS,
+      reason: decision.gate.summary,
+      requestedBy: 'reconciler',
+    });
+    decision.events.push({ kind: EVENT.rollout.approval_requested, data: { kind: 'gate', options: GATE_OPTIONS, reason: decision.gate.summary } });
   }
   await appendEvents(
     tx,

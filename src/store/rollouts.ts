@@ -17,6 +17,7 @@ interface RolloutRow {
   batch_started_at: Date | null;
   batch_finished_at: Date | null;
   breaker_reset_at: Date | null;
+  gate_passed_batch: number;
   plan: Record<string, unknown>;
   preflight: Record<string, unknown>;
   overrides: string[];
@@ -56,6 +57,7 @@ export function toRollout(row: RolloutRow): Rollout {
     batchStartedAt: date(row.batch_started_at),
     batchFinishedAt: date(row.batch_finished_at),
     breakerResetAt: date(row.breaker_reset_at),
+    gatePassedBatch: row.gate_passed_batch ?? -1,
   };
 }
 
@@ -164,6 +166,7 @@ const ROLLOUT_COLUMNS: Record<string, string> = {
   batchStartedAt: 'batch_started_at',
   batchFinishedAt: 'batch_finished_at',
   breakerResetAt: 'breaker_reset_at',
+  gatePassedBatch: 'gate_passed_batch',
   drainMode: 'drain_mode',
   batchCount: 'batch_count',
 };

@@ -70,7 +70,7 @@ interface RolloutDetail {
   overrides: string[];
   counters: { total: number; done: number; failed: number; in_flight: number; skipped: number };
   batches: { index: number; canary: boolean; nodes: { hostname: string; state: string }[] }[];
-  tasks: { hostname: string; state: string; batch: number; from_version: string | null }[];
+  tasks: { hostname: string; region: string; state: string; batch: number; from_version: string | null }[];
   preflight: { checks: Check[] };
   approvals: ApprovalView[];
 }
@@ -441,6 +441,51 @@ describe(`operator rollouts API on ${TEST_ENGINE}`, () => {
     }
     expect((await as('viewer').ok<ApprovalView[]>('/api/v1/approvals?status=approved')).map((a) => a.decided_by)).toEqual(['bob']);
     expectApiError(await as('viewer').get('/api/v1/approvals?status=maybe'), 400, 'VALIDATION_FAILED');
+  });
+
+  it('waits at a region gate for a person: approve goes on into the next region, reject stops the rollout there', async () => {
+    await publish('3.0.0', { bless: true });
+    await publish('4.0.0', { bless: true });
+    const gated = (name: string, version: string) => ({
+      ...spec(name, { selector: { regions: ['eu-west', 'ap-south'] } }),
+      target: { component: 'web', version },
+      strategy: { order: 'region-by-region', batch: { size: 2 }, drain: { mode: 'none' }, health: { minHealthyTime: '0s', timeout: '1m' }, gateBetweenRegions: true },
+    });
+    const hosts = ['ro-eu-west-1', 'ro-eu-west-2', 'ro-ap-south-1', 'ro-ap-south-2'];
+    for (const h of hosts) node(h).followDesiredComponents = true;
+    try {
+      const created = await as('operator').post<RolloutDetail>('/api/v1/rollouts', gated('gated', '3.0.0'));
+      expect(created.status).toBe(201);
+      const id = created.body.id;
+      const atGate = await waitStatus(id, 'awaiting_approval');
+      const firstRegion = atGate.tasks.filter((t) => t.state === 'done').map((t) => t.region);
+      expect(new Set(firstRegion).size).toBe(1);
+      expect(atGate.tasks.filter((t) => t.state === 'pending')).toHaveLength(2);
+      const [gate] = await as('viewer').ok<ApprovalView[]>(`/api/v1/approvals?status=pending&rollout_id=${id}`);
+      expect(gate).toMatchObject({ kind: 'gate', options: ['approve', 'reject'] });
+      expect(gate?.reason).toMatch(/2 done, 0 failed; next: /);
+      // Still at the gate a while later: nothing of the next region starts by itself.
+      await new Promise((r) => setTimeout(r, 500));
+      expect((await rollout(id)).tasks.filter((t) => t.state === 'pending')).toHaveLength(2);
+      expectApiError(await as('bob').post(`/api/v1/rollouts/${id}/approve`, { set: ['strategy.batch.size=1'] }), 400, 'ROLLOUT_EDIT_INVALID');
+      expect((await as('bob').post<RolloutDetail>(`/api/v1/rollouts/${id}/approve`)).body.status).toBe('running');
+      const done = await waitStatus(id, 'completed');
+      expect(done.tasks.every((t) => t.state === 'done')).toBe(true);
+      const kinds = (await eventsOf(id)).map((e) => e.kind);
+      expect(kinds.filter((k) => k === 'rollout.gate_reached')).toHaveLength(1);
+      expect(kinds.indexOf('rollout.gate_reached')).toBeLessThan(kinds.lastIndexOf('rollout.batch_started'));
+
+      const second = (await as('operator').post<RolloutDetail>('/api/v1/rollouts', gated('gated-stop', '4.0.0'))).body.id;
+      await waitStatus(second, 'awaiting_approval');
+      const stopped = (await as('bob').post<RolloutDetail>(`/api/v1/rollouts/${second}/reject`, { reason: 'errors went up in the first region' })).body;
+      expect(stopped.status).toBe('aborted');
+      const skipped = stopped.tasks.filter((t) => t.state === 'skipped');
+      expect(skipped).toHaveLength(2);
+      for (const t of skipped) expect(node(t.hostname).components.web).toBe('3.0.0');
+      expect((await as('viewer').ok<ApprovalView[]>(`/api/v1/approvals?rollout_id=${second}`)).find((a) => a.kind === 'gate')).toMatchObject({ status: 'rejected', decided_by: 'bob' });
+    } finally {
+      for (const h of hosts) node(h).followDesiredComponents = false;
+    }
   });
 
   it('enforces the compatibility matrix in preflight once it is set', async () => {

@@ -258,6 +258,13 @@ function advanceBatches(rollout: Rollout, view: TaskView, currentBatchDone: bool
     decision.requeueAfterMs = 60_000;
     return;
   }
+  const gate = regionGate(rollout, view, next);
+  if (gate) {
+    decision.rollout.status = 'awaiting_approval';
+    decision.gate = gate;
+    decision.events.push({ kind: 'rollout.gate_reached', data: { batch: next, completed_regions: gate.completed, next_regions: gate.next, summary: gate.summary } });
+    return;
+  }
   if (rollout.status === 'waiting_for_window') decision.rollout.status = 'running';
   decision.rollout.currentBatch = next;
   decision.rollout.batchStartedAt = now;
@@ -266,6 +273,33 @@ function advanceBatches(rollout: Rollout, view: TaskView, currentBatchDone: bool
   decision.events.push({ kind: 'rollout.batch_started', data: { batch: next, nodes: starting.map((t) => t.hostname) } });
   for (const task of starting) apply(task, startTask(rollout, task, nodes.get(task.nodeId), now));
   decision.requeueAfterMs = POLL_MS;
+}
+
+/**
+ * With gateBetweenRegions, the batch about to start that brings a region no earlier batch had
+ * waits for a person (once: an approved gate is remembered as gatePassedBatch). The summary says
+ * how the regions done so far went, for the person deciding.
+ */
+function regionGate(rollout: Rollout, view: TaskView, next: number): RolloutDecision['gate'] | undefined {
+  if (!rollout.spec.strategy.gateBetweenRegions || next === 0 || rollout.gatePassedBatch >= next) return undefined;
+  const regionsOf = (batch: number) => new Set(view.index.batchPositions(batch).map((p) => view.at(p).region));
+  const before = new Set<string>();
+  for (let b = 0; b < next; b++) for (const r of regionsOf(b)) before.add(r);
+  const upcoming = [...regionsOf(next)].filter((r) => !before.has(r)).sort();
+  if (upcoming.length === 0) return undefined;
+  const done: Record<string, { done: number; failed: number }> = {};
+  for (let b = 0; b < next; b++) {
+    for (const p of view.index.batchPositions(b)) {
+      const t = view.at(p);
+      if (t.direction !== 'forward') continue;
+      const counts = (done[t.region] ??= { done: 0, failed: 0 });
+      if (t.state === 'done') counts.done++;
+      else if (t.state === 'failed') counts.failed++;
+    }
+  }
+  const completed = Object.keys(done).sort();
+  const summary = completed.map((r) => `${r}: ${done[r]?.done ?? 0} done, ${done[r]?.failed ?? 0} failed`).join('; ');
+  return { batch: next, completed, next: upcoming, summary: `${summary}; next: ${upcoming.join(', ')}` };
 }
 
 /**

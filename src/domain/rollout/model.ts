@@ -64,6 +64,8 @@ export interface Rollout {
   batchFinishedAt: Date | null;
   /** Failures before this instant no longer count toward maxConsecutiveFailures (a human said continue). */
   breakerResetAt: Date | null;
+  /** The last batch whose region gate a person approved (-1: none); gateBetweenRegions only. */
+  gatePassedBatch: number;
 }
 
 /** What the rollout needs to know about a node, as of the snapshot. */
@@ -111,6 +113,8 @@ export interface RolloutDecision {
   events: RolloutEvent[];
   /** Open a continuation approval (the breaker tripped). */
   continuation?: { reason: string; failedNodes: string[] };
+  /** Open a region gate approval before `batch` (gateBetweenRegions). */
+  gate?: { batch: number; completed: string[]; next: string[]; summary: string };
   /** When to look again at the latest, if nothing wakes the rollout first. */
   requeueAfterMs: number | null;
 }

@@ -60,6 +60,9 @@ export const RolloutSpecSchema = z
         maxUnavailablePerRegion: count(1).optional(),
         minAvailablePerRegion: count(0).optional(),
         pauseBetweenBatches: duration('0s'),
+        // The runbooks' "monitor the region, then continue? y/n": when a batch would start a
+        // region, the rollout waits in awaiting_approval for a person (default false).
+        gateBetweenRegions: z.boolean().default(false),
         drain: z
           .object({
             mode: z.enum(['migrate', 'restart', 'none']).optional(),

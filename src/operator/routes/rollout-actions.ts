@@ -67,6 +67,18 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
     return act(req.params.id, async (tx, loaded) => {
       const t = transition(loaded, 'approve');
       const { row } = loaded;
+      // A region gate (gateBetweenRegions): any approver lets it go on into the next region.
+      const gate = await pendingApproval(tx, row.id, 'gate');
+      if (gate) {
+        if (edits.length > 0) throw rolloutErrors.badEdit('edits apply to the plan before it starts, not to a region gate; approve the gate without `set`');
+        await decideApproval(tx, gate.id, { status: 'approved', decision: 'approve', by: actor, edits: [] });
+        await updateRollout(tx, row.id, { status: 'running', gatePassedBatch: row.current_batch + 1 });
+        await appendEvents(tx, [
+          { kind: t.event, actor, rolloutId: row.id, data: { edits: [] } },
+          { kind: 'rollout.resumed', actor, rolloutId: row.id, data: { from: row.status } },
+        ]);
+        return;
+      }
       if (row.spec.approval.distinctApprover) {
         if (!req.principal) throw rolloutErrors.approverUnknown();
         if (row.created_by === actor) throw rolloutErrors.sameApprover(actor);
@@ -114,6 +126,18 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
     const actor = actorOf(req);
     return act(req.params.id, async (tx, loaded) => {
       const t = transition(loaded, 'reject');
+      // Rejected at a region gate: the rollout stops there, the regions done stay done.
+      const gate = await pendingApproval(tx, loaded.row.id, 'gate');
+      if (gate) {
+        await decideApproval(tx, gate.id, { status: 'rejected', decision: 'reject', by: actor, reason: req.body.reason });
+        await updateRollout(tx, loaded.row.id, { status: 'aborted' }, { finished: true });
+        await skipPendingTasks(tx, loaded.row.id, `stopped at a region gate by ${actor}: ${req.body.reason}`);
+        await appendEvents(tx, [
+          { kind: t.event, actor, rolloutId: loaded.row.id, data: { reason: req.body.reason } },
+          { kind: 'rollout.aborted', actor, rolloutId: loaded.row.id, data: { from: loaded.row.status } },
+        ]);
+        return;
+      }
       const approval = await pendingApproval(tx, loaded.row.id, 'plan');
       if (approval) await decideApproval(tx, approval.id, { status: 'rejected', decision: 'reject', by: actor, reason: req.body.reason });
       await updateRollout(tx, loaded.row.id, { status: t.to }, { finished: true });
@@ -135,8 +159,10 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
         await updateRollout(tx, loaded.row.id, { status: t.to }, { finished: t.to === 'aborted' });
         if (t.to === 'aborted') {
           await skipPendingTasks(tx, loaded.row.id, `rollout aborted by ${actor}`);
-          const approval = await pendingApproval(tx, loaded.row.id, 'plan');
-          if (approval) await decideApproval(tx, approval.id, { status: 'cancelled', decision: 'abort', by: actor });
+          for (const kind of ['plan', 'gate'] as const) {
+            const approval = await pendingApproval(tx, loaded.row.id, kind);
+            if (approval) await decideApproval(tx, approval.id, { status: 'cancelled', decision: 'abort', by: actor });
+          }
         }
         await appendEvents(tx, [{ kind: t.event, actor, rolloutId: loaded.row.id, data: { from: loaded.row.status } }]);
       });

@@ -11,6 +11,7 @@ import installRetryable from './0007_install_retryable.pre.sql';
 import instanceMigrations from './0008_instance_migrations.pre.sql';
 import operatorReplicas from './0009_operator_replicas.pre.sql';
 import instanceReports from './0010_instance_reports.pre.sql';
+import regionGates from './0011_region_gates.pre.sql';
 
 export interface Migration {
   version: number;
@@ -36,4 +37,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0008_instance_migrations.pre.sql', instanceMigrations),
   migration('0009_operator_replicas.pre.sql', operatorReplicas),
   migration('0010_instance_reports.pre.sql', instanceReports),
+  migration('0011_region_gates.pre.sql', regionGates),
 ];

@@ -24,6 +24,7 @@ describe('parseRolloutSpec', () => {
       order: 'rolling',
       batch: { size: 1 },
       pauseBetweenBatches: 0,
+      gateBetweenRegions: false,
       drain: { timeout: 600_000, nonMigratable: 'block' },
       health: { timeout: 300_000, minHealthyTime: 30_000, checks: ['version', 'heartbeat', 'instances'] },
       circuitBreaker: { maxConsecutiveFailures: 2 },
