@@ -15,21 +15,23 @@
 // Without --postgres the operator runs on the embedded engine (PGlite) in the fleet's temp dir.
 // On 2 shared cores the guests, QEMU's migration threads, the operator, the agents and this
 // client compete for CPU: the numbers are what a busy small host does, not a quiet one.
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { ApiCallError } from '../src/api-client.js';
 import { freePort } from '../src/agent/drivers/process-driver.js';
+import { processesMentioning } from '../src/demo/leftovers.js';
 import { isAlive, LocalFleet, waitFor } from '../src/demo/local-fleet.js';
 import { parseDuration } from '../src/domain/duration.js';
 import type { DeploymentView } from '../src/store/deployments.js';
 import type { EventRow } from '../src/store/events.js';
 import type { MigrationView } from '../src/store/instance-migrations.js';
 import type { InstanceView } from '../src/store/instances.js';
-import { generateSigningKeyPair, signArtifact } from '../src/signing.js';
+import { generateSigningKeyPair } from '../src/signing.js';
 import { buildGuestImage } from '../src/vm/guest-image.js';
+import { publishVmImage } from '../src/vm/publish-image.js';
 import { ProcessSampler } from './http-load.js';
 import { appendRun } from './results.js';
 import { edgeRetries, instanceGuestStatus, latencySummary, measureVmDrain, movePhases, percentile, trafficThroughEdge, type VmDrainResult } from './vm-drain.js';
@@ -90,19 +92,8 @@ process.once('SIGINT', () => {
   console.log('interrupted: stopping the fleet');
 });
 
-/** Every process whose command line names the fleet's dir (agents, operator, edge, QEMU run dirs) and is still alive. */
-function fleetProcessesAlive(): number[] {
-  const alive: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(fleet.dir)) alive.push(Number(entry));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return alive;
-}
+/** Every process whose command line names the fleet's dir (agents, operator, edge, QEMU) and is still alive. */
+const fleetProcessesAlive = () => processesMentioning(fleet.dir);
 
 /** Stops the fleet; returns the pids that outlived `fleet.stop()` (then killed by pid). */
 async function cleanup(ok: boolean): Promise<number[]> {
@@ -182,21 +173,8 @@ try {
   for (const name of ['vm-a', 'vm-b', 'vm-c']) fleet.startAgent(name, 'us-east', ['--max-instances', '3', ...agentArgs]);
   await fleet.waitForNodes(3);
 
-  const { name, version } = image.imageJson;
-  const query = new URLSearchParams({
-    component: name,
-    version,
-    kind: 'vm-image',
-    signature: signArtifact(keys.privatePem, { component: name, version, kind: 'vm-image', sha256: image.sha256 }),
-    public_key: keys.publicPem,
-  });
-  const published = await fetch(`${fleet.operatorUrl}/api/v1/artifacts?${query}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/octet-stream' },
-    body: new Uint8Array(readFileSync(image.tarPath)),
-  });
-  if (published.status !== 201) throw new Error(`publishing the image answered ${published.status}: ${await published.text()}`);
-  const workload = { driver: 'vm', image: `${name}@${version}`, memory_mb: memoryMb, vcpus: 1, guest_port: image.imageJson.guest_port };
+  const imageRef = await publishVmImage(fleet.operatorUrl, image, keys);
+  const workload = { driver: 'vm', image: imageRef, memory_mb: memoryMb, vcpus: 1, guest_port: image.imageJson.guest_port };
   const bootStarted = performance.now();
   const deployment = await client.post<DeploymentView>('/api/v1/deployments', { name: DEPLOYMENT, replicas: 2, min_available: 1, workload });
   const serving = await waitFor(

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { type LocalPhase, planConvergence } from '../domain/agent-converge.js';
 import type { MigrationReport } from '../domain/instance-migration.js';
@@ -15,6 +16,8 @@ interface Hosted {
   restarts: number;
   restartAt?: number;
   message?: string;
+  /** When the probe whose answer `healthy` holds was sent: an older probe's late answer is ignored. */
+  probedAt?: number;
 }
 
 export interface InstanceHostOptions {
@@ -183,10 +186,12 @@ export class InstanceHost {
       }
       if (probing) return;
       probing = true;
+      const sentAt = performance.now();
       void driver.probe(hosted.proc, 250).then((healthy) => {
         probing = false;
-        if (!healthy || hosted.phase !== 'starting') return;
+        if (!healthy || hosted.phase !== 'starting' || sentAt < (hosted.probedAt ?? 0)) return;
         clearInterval(timer);
+        hosted.probedAt = sentAt;
         hosted.healthy = true;
         hosted.phase = 'running';
         this.options.log.info({ instance: hosted.proc.id }, 'live migration: the guest arrived and serves');
@@ -304,9 +309,14 @@ export class InstanceHost {
         this.crashed(hosted, 'exited');
         continue;
       }
+      const sentAt = performance.now();
       probes.push(
         driver.probe(hosted.proc, 900).then((healthy) => {
           if (hosted.phase !== 'running' && hosted.phase !== 'starting') return;
+          // A probe sent while an incoming guest was still paused can answer after the fast
+          // arrival probe saw it serve: the newer answer stands.
+          if (sentAt < (hosted.probedAt ?? 0)) return;
+          hosted.probedAt = sentAt;
           const changed = healthy !== hosted.healthy;
           hosted.healthy = healthy;
           if (healthy) hosted.phase = 'running';

@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/agent/drivers/process-driver.js';
 import { ApiClient } from '../../src/api-client.js';
 import { isAlive, waitFor } from '../../src/demo/local-fleet.js';
-import { generateSigningKeyPair, signArtifact } from '../../src/signing.js';
+import { generateSigningKeyPair } from '../../src/signing.js';
+import { publishVmImage } from '../../src/vm/publish-image.js';
 import type { InstanceView } from '../../src/store/instances.js';
 import { ensureGuestImage } from '../support/guest-image.js';
 import { BUNDLE } from '../support/processes.js';
@@ -44,17 +45,8 @@ describe('a launcher killed -9 takes its fleet with it, VMs included', () => {
     pids.add(started.operator).add(started.agent);
     const api = new ApiClient({ baseUrl: `http://127.0.0.1:${port}` });
     await waitFor('the node', async () => ((await api.get<unknown[]>('/api/v1/nodes').catch(() => [])).length === 1 ? true : undefined), 60_000);
-    const { name, version } = image.imageJson;
-    const query = new URLSearchParams({
-      component: name,
-      version,
-      kind: 'vm-image',
-      signature: signArtifact(keys.privatePem, { component: name, version, kind: 'vm-image', sha256: image.sha256 }),
-      public_key: keys.publicPem,
-    });
-    const published = await fetch(`http://127.0.0.1:${port}/api/v1/artifacts?${query}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(readFileSync(image.tarPath)) });
-    expect(published.status).toBe(201);
-    await api.post('/api/v1/deployments', { name: 'vm', replicas: 1, workload: { driver: 'vm', image: `${name}@${version}` } });
+    const imageRef = await publishVmImage(`http://127.0.0.1:${port}`, image, keys);
+    await api.post('/api/v1/deployments', { name: 'vm', replicas: 1, workload: { driver: 'vm', image: imageRef } });
     await api.post('/api/v1/deployments', { name: 'proc', replicas: 1, workload: { command: process.execPath, args: [BUNDLE, 'example-app'], health_path: '/health' } });
     const instances = await waitFor(
       'both instances running',

@@ -1,28 +1,18 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/agent/drivers/process-driver.js';
 import { isAlive, type LocalFleet, waitFor } from '../../src/demo/local-fleet.js';
-import { generateSigningKeyPair, signArtifact } from '../../src/signing.js';
+import { generateSigningKeyPair } from '../../src/signing.js';
+import { publishVmImage } from '../../src/vm/publish-image.js';
 import type { DeploymentView } from '../../src/store/deployments.js';
 import type { EventRow } from '../../src/store/events.js';
 import type { MigrationView } from '../../src/store/instance-migrations.js';
 import type { InstanceView } from '../../src/store/instances.js';
 import type { NodeView } from '../../src/store/nodes.js';
-import { ensureGuestImage, type GuestImage } from '../support/guest-image.js';
+import { ensureGuestImage, type GuestImage, type GuestStatus, guestStatus } from '../support/guest-image.js';
 import { startTestFleet } from '../support/processes.js';
 
-interface GuestStatus {
-  boot_id: string;
-  uptime_s: number;
-  requests: number;
-}
-
-async function guestStatus(url: string): Promise<GuestStatus> {
-  const response = await fetch(`${url}/status`, { signal: AbortSignal.timeout(3000) });
-  if (!response.ok) throw new Error(`GET ${url}/status answered ${response.status}`);
-  return (await response.json()) as GuestStatus;
-}
 
 /** GET /status through the edge every `everyMs`, keep-alive; every answer's boot id is kept. */
 function trafficThroughEdge(url: string, everyMs: number) {
@@ -71,22 +61,12 @@ describe('vm driver: a drain moves running VMs live, state intact, zero failed r
       fleet.startAgent(name, 'us-east', ['--max-instances', '2', '--heartbeat-interval', '1s', '--trusted-key', keyFile, '--vm-accel', 'tcg', '--drain-delay', '300ms']);
     }
     await fleet.waitForNodes(3);
-    const bytes = readFileSync(image.tarPath);
-    const { name, version } = image.imageJson;
-    const query = new URLSearchParams({
-      component: name,
-      version,
-      kind: 'vm-image',
-      signature: signArtifact(keys.privatePem, { component: name, version, kind: 'vm-image', sha256: image.sha256 }),
-      public_key: keys.publicPem,
-    });
-    const published = await fetch(`${fleet.operatorUrl}/api/v1/artifacts?${query}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(bytes) });
-    expect(published.status).toBe(201);
+    const imageRef = await publishVmImage(fleet.operatorUrl, image, keys);
     deployment = await fleet.client().post<DeploymentView>('/api/v1/deployments', {
       name: 'vmweb',
       replicas: 3,
       min_available: 2,
-      workload: { driver: 'vm', image: `${name}@${version}`, memory_mb: 128, vcpus: 1, guest_port: image.imageJson.guest_port },
+      workload: { driver: 'vm', image: imageRef, memory_mb: 128, vcpus: 1, guest_port: image.imageJson.guest_port },
     });
     await waitFor(
       'three VMs serving',
@@ -116,6 +96,7 @@ describe('vm driver: a drain moves running VMs live, state intact, zero failed r
 
     const traffic = trafficThroughEdge(edge, 20);
     await waitFor('traffic flowing', async () => (traffic.stats.sent > 20 ? true : undefined), 10_000);
+    const sentBeforeDrain = traffic.stats.sent;
     await client.post<NodeView>(`/api/v1/nodes/${moving.node_id}/drain`, {});
     const move = await waitFor(
       'the live migration to complete',
@@ -144,7 +125,8 @@ describe('vm driver: a drain moves running VMs live, state intact, zero failed r
     expect(after.requests).toBeGreaterThan(before.requests);
     expect(stats.bootIds.has(before.boot_id)).toBe(true);
     expect({ failed: stats.failed, errors: stats.errors.slice(0, 5) }).toEqual({ failed: 0, errors: [] });
-    expect(stats.sent).toBeGreaterThan(50);
+    // Requests flowed all through the move, not only before it.
+    expect(stats.sent - sentBeforeDrain).toBeGreaterThan(10);
     // The source QEMU is gone; the events carry the numbers.
     expect(isAlive(moving.pid as number)).toBe(false);
     const events = await client.get<EventRow[]>('/api/v1/events?after=0&kind_prefix=migration.completed');

@@ -1,25 +1,16 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAlive, type LocalFleet, waitFor } from '../../src/demo/local-fleet.js';
-import { generateSigningKeyPair, signArtifact } from '../../src/signing.js';
+import { generateSigningKeyPair } from '../../src/signing.js';
+import { publishVmImage } from '../../src/vm/publish-image.js';
 import type { DeploymentView } from '../../src/store/deployments.js';
 import type { MigrationView } from '../../src/store/instance-migrations.js';
 import type { InstanceView } from '../../src/store/instances.js';
 import type { NodeView } from '../../src/store/nodes.js';
-import { ensureGuestImage } from '../support/guest-image.js';
+import { ensureGuestImage, type GuestStatus, guestStatus } from '../support/guest-image.js';
 import { startTestFleet } from '../support/processes.js';
 
-interface GuestStatus {
-  boot_id: string;
-  requests: number;
-}
-
-async function guestStatus(url: string): Promise<GuestStatus> {
-  const response = await fetch(`${url}/status`, { signal: AbortSignal.timeout(3000) });
-  if (!response.ok) throw new Error(`GET ${url}/status answered ${response.status}`);
-  return (await response.json()) as GuestStatus;
-}
 
 // A live migration that fails leaves the guest running and serving where it was (DESIGN.md §10):
 // the target QEMU killed mid-transfer, the source agent killed -9 mid-transfer. A target agent
@@ -82,24 +73,11 @@ describe('vm driver: failed live migrations keep the guest', () => {
     agentArgs = ['--max-instances', '2', '--heartbeat-interval', '1s', '--trusted-key', keyFile, '--vm-accel', 'tcg', '--vm-migration-bandwidth', '8'];
     for (const name of ['fail-a', 'fail-b']) fleet.startAgent(name, 'us-east', agentArgs);
     nodes = await fleet.waitForNodes(2);
-    const { name, version } = image.imageJson;
-    const query = new URLSearchParams({
-      component: name,
-      version,
-      kind: 'vm-image',
-      signature: signArtifact(keys.privatePem, { component: name, version, kind: 'vm-image', sha256: image.sha256 }),
-      public_key: keys.publicPem,
-    });
-    const published = await fetch(`${fleet.operatorUrl}/api/v1/artifacts?${query}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/octet-stream' },
-      body: new Uint8Array(readFileSync(image.tarPath)),
-    });
-    expect(published.status).toBe(201);
+    const imageRef = await publishVmImage(fleet.operatorUrl, image, keys);
     deployment = await client().post<DeploymentView>('/api/v1/deployments', {
       name: 'vmfail',
       replicas: 1,
-      workload: { driver: 'vm', image: `${name}@${version}`, guest_port: image.imageJson.guest_port },
+      workload: { driver: 'vm', image: imageRef, guest_port: image.imageJson.guest_port },
     });
     await serving();
   });
