@@ -21,6 +21,9 @@ export type NodeView = {
   components: Record<string, string>;
   agent_version: string | null;
   agent_url: string | null;
+  /** The node's desired-state generation, and the one its agent last said it has. */
+  generation: number;
+  observed_generation: number | null;
   last_heartbeat_at: string | null;
   registered_at: string;
   drain: {
@@ -47,6 +50,7 @@ const NODE_VIEW = `
          coalesce(a.active, 0)::int AS active_instances,
          greatest(n.max_instances - coalesce(a.active, 0), 0)::int AS available_capacity,
          n.components, n.agent_version, n.agent_url,
+         n.generation::float8 AS generation, n.observed_generation::float8 AS observed_generation,
          ${iso('n.last_heartbeat_at')} AS last_heartbeat_at,
          ${iso('n.registered_at')} AS registered_at,
          CASE WHEN d.node_id IS NULL THEN NULL ELSE json_build_object(
@@ -132,6 +136,8 @@ export interface HeartbeatRecord {
   arrivedAt?: number;
   /** When set, the heartbeat is written only if this is the node's stored credential digest (hex SHA-256). */
   credentialHash?: string;
+  /** The desired generation the agent has (absent from callers that do not know it). */
+  observedGeneration?: number;
 }
 
 /** The agent-clock time of the newest install report, as ISO text (null: none, or unreadable). */
@@ -201,11 +207,12 @@ export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[])
     const nodes = await tx.query<{ id: string; generation: string; changed: boolean; was_down: boolean }>(
       `UPDATE nodes n SET last_heartbeat_at = greatest(n.last_heartbeat_at, statement_timestamp() - h.waited_ms * interval '1 millisecond'),
               updated_at = now(), agent_version = h.agent_version, protocol_version = h.protocol_version,
+              observed_generation = coalesce(h.observed_generation, n.observed_generation),
               components = CASE
                 WHEN h.newest_install < (SELECT max(i.reported_at) FROM node_installs i WHERE i.node_id = n.id) THEN n.components
                 ELSE h.components END
-         FROM unnest($1::text[], $2::text[], $3::int[], $4::jsonb[], $5::text[], $6::text[], $7::float8[])
-                AS h(id, agent_version, protocol_version, components, newest_install, credential_hash, waited_ms),
+         FROM unnest($1::text[], $2::text[], $3::int[], $4::jsonb[], $5::text[], $6::text[], $7::float8[], $8::bigint[])
+                AS h(id, agent_version, protocol_version, components, newest_install, credential_hash, waited_ms, observed_generation),
               (SELECT id, status, components, agent_version FROM nodes WHERE id = ANY($1::text[])) AS before
         WHERE n.id = h.id AND before.id = n.id
           AND (h.credential_hash IS NULL OR n.credential_hash = h.credential_hash)
@@ -221,6 +228,7 @@ export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[])
         batch.map((h) => newestInstallReport(h.installs)),
         batch.map((h) => h.credentialHash ?? null),
         heartbeatWaits(batch),
+        batch.map((h) => h.observedGeneration ?? null),
       ],
     );
     for (const n of nodes) {

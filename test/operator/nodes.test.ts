@@ -77,6 +77,18 @@ describe(`operator nodes API on ${TEST_ENGINE}`, () => {
     expect(await api.ok<NodeView[]>('/api/v1/nodes?status=down')).toEqual([]);
   });
 
+  it("shows the generation each agent says it has beside the node's own: has it seen its desired state?", async () => {
+    await east.heartbeat(); // learns the current generation
+    const sent = east.generation;
+    await east.heartbeat(); // says it has it
+    const view = await waitFor('the observed generation', async () => {
+      const v = await api.ok<NodeView>(`/api/v1/nodes/${east.id}`);
+      return v.observed_generation === sent && v;
+    });
+    expect(view.generation).toBeGreaterThanOrEqual(sent);
+    expect(sent).toBeGreaterThan(0);
+  });
+
   it('GET /api/v1/nodes/:id takes an id or a hostname, and lists the node instances', async () => {
     const byId = await api.ok<NodeView>(`/api/v1/nodes/${west.id}`);
     const byName = await api.ok<NodeView>('/api/v1/nodes/nodes-west-1');

@@ -65,6 +65,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
       protocolVersion: body.protocol_version,
       components: body.components,
       instances: body.instances,
+      observedGeneration: body.generation,
       ...(body.installs ? { installs: body.installs } : {}),
       ...(credentialHash ? { credentialHash } : {}),
     };

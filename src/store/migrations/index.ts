@@ -12,6 +12,7 @@ import instanceMigrations from './0008_instance_migrations.pre.sql';
 import operatorReplicas from './0009_operator_replicas.pre.sql';
 import instanceReports from './0010_instance_reports.pre.sql';
 import regionGates from './0011_region_gates.pre.sql';
+import observedGeneration from './0012_observed_generation.pre.sql';
 
 export interface Migration {
   version: number;
@@ -38,4 +39,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0009_operator_replicas.pre.sql', operatorReplicas),
   migration('0010_instance_reports.pre.sql', instanceReports),
   migration('0011_region_gates.pre.sql', regionGates),
+  migration('0012_observed_generation.pre.sql', observedGeneration),
 ];
