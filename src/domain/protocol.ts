@@ -42,6 +42,13 @@ export interface RegisterResponse {
   node_credential: string;
 }
 
+/**
+ * The edge's route to the operator replicas themselves (`/d/drydock/…`, `drydock.localhost`), so
+ * API clients and agents can use one address while replicas restart (DESIGN.md §11). No
+ * deployment may take the name.
+ */
+export const OPERATORS_ROUTE = 'drydock';
+
 /** The header an agent proves its node with (checked when the operator runs with tokens). */
 export const NODE_CREDENTIAL_HEADER = 'x-drydock-node-credential';
 

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { ApiClient } from '../api-client.js';
 import { EVENT } from '../domain/events.js';
+import { OPERATORS_ROUTE } from '../domain/protocol.js';
 
 interface Endpoint {
   instance_id: string;
@@ -125,6 +126,9 @@ export class EndpointTable {
             next.set(d.name, list.filter((e) => !this.withdrawn.has(e.instance_id)));
           }),
         );
+        // The control plane is a route too (DESIGN.md §11): every live, ready operator replica.
+        const replicas = await this.client.get<{ id: string; url: string; ready: boolean; live: boolean }[]>('/api/v1/operators');
+        next.set(OPERATORS_ROUTE, replicas.map((r) => ({ instance_id: `operator:${r.id}`, url: r.url, healthy: r.live && r.ready })));
         this.byDeployment = next;
         this.lastRefreshAt = new Date();
         this.changed();

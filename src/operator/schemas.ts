@@ -12,6 +12,7 @@ import {
   InstallReportSchema,
   INT4_MAX,
   LabelsSchema,
+  OPERATORS_ROUTE,
   RegisterRequestSchema,
 } from '../domain/protocol.js';
 import { isSemver } from '../domain/semver.js';
@@ -61,7 +62,10 @@ export const WorkloadSchema = z.union([ProcessWorkloadSchema, VmWorkloadSchema])
 
 export const DeploymentSpec = z
   .object({
-    name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits and -, at most 63'),
+    name: z
+      .string()
+      .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits and -, at most 63')
+      .refine((name) => name !== OPERATORS_ROUTE, `${OPERATORS_ROUTE} is the edge's route to the operators; pick another name`),
     replicas: z.number().int().min(0).max(10_000),
     min_available: z.number().int().min(0).max(10_000).default(0),
     workload: WorkloadSchema,
