@@ -14,8 +14,9 @@ describe(`operator bad input on ${TEST_ENGINE}`, () => {
   let dead: FakeNode;
 
   /**
-   * Everything a request could change, minus what moves on its own (heartbeat times, and the
-   * events the reconciler writes). Compared before and after each bad request.
+   * Everything a request could change, minus what moves on its own (heartbeat times, the
+   * generation agents say they have, and the events the reconciler writes). Compared before and
+   * after each bad request.
    */
   async function world() {
     const db = t.db;
@@ -25,7 +26,7 @@ describe(`operator bad input on ${TEST_ENGINE}`, () => {
       deployments: await db.query('SELECT id, name, replicas, min_available, workload, node_selector FROM deployments ORDER BY id'),
       instances: await db.query('SELECT id, deployment_id, node_id, desired, published, replaces, restart_on_enable FROM instances ORDER BY id'),
       events: await db.query(`SELECT id, kind, actor FROM events WHERE actor <> 'reconciler' ORDER BY id`),
-      listing: (await api.ok<NodeView[]>('/api/v1/nodes')).map(({ last_heartbeat_at: _at, ...node }) => node),
+      listing: (await api.ok<NodeView[]>('/api/v1/nodes')).map(({ last_heartbeat_at: _at, observed_generation: _seen, ...node }) => node),
     };
   }
 

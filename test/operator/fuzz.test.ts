@@ -21,7 +21,7 @@ const REQUESTS = Number(process.env.DRYDOCK_FUZZ_REQUESTS ?? 5000);
 const CONCURRENCY = 8;
 const TOKENS = { admin: 'fuzz-admin-token-0123456789', agent: 'fuzz-agent-token-0123456789' } as const;
 /** Columns that move on their own (timers, lease renewals), not because of a request. */
-const MOVING_COLUMNS = ['updated_at', 'last_heartbeat_at', 'renewed_at', 'expires_at', 'heartbeat_at'];
+const MOVING_COLUMNS = ['updated_at', 'last_heartbeat_at', 'observed_generation', 'renewed_at', 'expires_at', 'heartbeat_at'];
 const SKIPPED_TABLES = new Set(['leases', 'operator_replicas', 'schema_migrations']);
 
 interface Reply {
