@@ -13,20 +13,8 @@ import type { EventRow } from '../src/store/events.js';
 import type { MigrationView } from '../src/store/instance-migrations.js';
 import type { InstanceView } from '../src/store/instances.js';
 import type { NodeView } from '../src/store/nodes.js';
+import { type GuestStatus, guestStatus } from '../src/vm/guest-status.js';
 import { Latencies } from './http-load.js';
-
-export interface GuestStatus {
-  boot_id: string;
-  uptime_s: number;
-  requests: number;
-}
-
-/** GET <instance url>/status straight from the guest (not through the edge); counts as one of its requests. */
-export async function guestStatus(url: string): Promise<GuestStatus> {
-  const response = await fetch(`${url}/status`, { signal: AbortSignal.timeout(3000) });
-  if (!response.ok) throw new Error(`GET ${url}/status answered ${response.status}`);
-  return (await response.json()) as GuestStatus;
-}
 
 /** The status of an instance's guest as the API locates it now; retried while its endpoint settles. */
 export async function instanceGuestStatus(client: ApiClient, instanceId: string): Promise<GuestStatus> {

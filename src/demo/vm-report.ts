@@ -1,3 +1,4 @@
+import { guestStatus } from '../vm/guest-status.js';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ApiClient } from '../api-client.js';
@@ -47,16 +48,8 @@ export interface GuestRecord {
   boot_id: string;
 }
 
-interface GuestStatus {
-  boot_id: string;
-}
-
 async function guestBootId(url: string): Promise<string> {
-  const response = await fetch(`${url}/status`, { signal: AbortSignal.timeout(5000) });
-  if (!response.ok) throw new Error(`GET ${url}/status answered ${response.status}`);
-  const { boot_id: bootId } = (await response.json()) as GuestStatus;
-  if (typeof bootId !== 'string' || bootId === '') throw new Error(`GET ${url}/status has no boot_id`);
-  return bootId;
+  return (await guestStatus(url, 5000)).boot_id;
 }
 
 /** The boot id of every running guest of `deployments`, read from each instance's own URL (not through the edge). */

@@ -146,6 +146,11 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
   };
 
   const deployments = new Map(snapshot.deployments.map((d) => [d.id, d]));
+  /** A VM moves live: its target is an empty QEMU until the guest arrives (instance-migration.ts). */
+  const isLive = (i: Instance) => {
+    const workload = deployments.get(i.deploymentId)?.workload;
+    return workload !== undefined && migrationModeFor(workload) === 'live';
+  };
   // 2. Instances: publish the healthy, finish or abandon migrations, forget the stopped.
   for (const instance of snapshot.instances) {
     if (instance.desired === 'stopped') {
@@ -159,8 +164,7 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
     const old = byId.get(instance.replaces);
     // A live target holds the moving guest only once it answers: before that it is an empty
     // QEMU waiting for the transfer, never an endpoint (its migration fails it if the source goes).
-    const workload = deployments.get(instance.deploymentId)?.workload;
-    const liveMove = workload !== undefined && migrationModeFor(workload) === 'live';
+    const liveMove = isLive(instance);
     if (healthyNow(instance) || (!liveMove && (!old || old.desired === 'stopped'))) {
       // Make-before-break: the new incarnation serves first, then the old one is withdrawn.
       actions.publish.push(instance.id);
@@ -203,10 +207,6 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
   const placement: PlacementState = { ...placementState(live), load: new Map(snapshot.load ?? loadByNode(snapshot.instances)) };
 
   // 3. Drains: move what can move, stop pinned ones only when forced, finish when empty.
-  const isLive = (i: Instance) => {
-    const workload = deployments.get(i.deploymentId)?.workload;
-    return workload !== undefined && migrationModeFor(workload) === 'live';
-  };
   /** Sources of live moves still open (their replacement has not taken over). */
   const movingLive = new Set(live.filter((i) => i.replaces !== null && isLive(i)).map((i) => i.replaces as string));
   const liveMovesByDeployment = new Map<string, number>();
@@ -243,10 +243,10 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
     let deferred = 0;
     for (const move of plan.moves) {
       const original = byId.get(move.instanceId) as Instance;
-      const workload = deployments.get(original.deploymentId)?.workload;
+      const liveMove = isLive(original);
       // A live move leaves its deployment one endpoint short from the source quitting until the
       // target is published: only as many at once as the disruption budget allows (at least one).
-      if (workload && migrationModeFor(workload) === 'live') {
+      if (liveMove) {
         const deployment = deployments.get(original.deploymentId) as Deployment;
         const budget = Math.max(1, (servingByDeployment.get(deployment.id) ?? 0) - deployment.minAvailable);
         const inFlight = liveMovesByDeployment.get(deployment.id) ?? 0;
@@ -262,7 +262,7 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
         replaces: original.id,
         move: {
           fromNodeId: node.id,
-          mode: workload ? migrationModeFor(workload) : 'restart',
+          mode: liveMove ? 'live' : 'restart',
           trigger: 'drain',
           ...(options.moveLimits ?? MIGRATION_DEFAULTS),
         },

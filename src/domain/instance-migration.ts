@@ -109,6 +109,13 @@ export function migrationModeFor(workload: Workload): MigrationMode {
   return workload.driver === 'vm' ? 'live' : 'restart';
 }
 
+/** The mode of a move asked for by a person: live only for a workload that can move live; default its own. */
+export function chooseMigrationMode(workload: Workload, requested: MigrationMode | undefined): { ok: true; mode: MigrationMode } | { ok: false } {
+  const own = migrationModeFor(workload);
+  if (requested === 'live' && own !== 'live') return { ok: false };
+  return { ok: true, mode: requested ?? own };
+}
+
 /** Only a report about this migration counts: an older one may linger on the row. */
 function reportOf(side: MigrationSide | undefined, migrationId: string, role: MigrationReport['role']): MigrationReport | null {
   const report = side?.report;

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { decideMigration, type InstanceMigration, isOpenMigration, type MigrationDecision } from '../domain/instance-migration.js';
 import type { Db } from '../store/db.js';
 import { appendEvents, type NewEvent } from '../store/events.js';
-import { applyMigrationDecision, loadOpenMigrations } from '../store/instance-migrations.js';
+import { applyMigrationDecision, loadOpenMigrations, openMigrationKeys } from '../store/instance-migrations.js';
 import { stopInstances } from '../store/instances.js';
 import { readClock } from '../store/fleet-snapshot.js';
 import { assertTerm } from '../store/leases.js';
@@ -61,14 +61,14 @@ export class MigrationReconciler {
   wake(): void {
     if (this.listing) return;
     this.listing = true;
-    loadOpenMigrations(this.db)
+    openMigrationKeys(this.db)
       .then((open) => {
         const byNode = new Map<string, Set<string>>();
-        for (const { migration: m } of open) {
-          for (const node of [m.sourceNodeId, m.targetNodeId]) byNode.set(node, (byNode.get(node) ?? new Set()).add(m.id));
+        for (const m of open) {
+          for (const node of [m.source_node_id, m.target_node_id]) byNode.set(node, (byNode.get(node) ?? new Set()).add(m.id));
         }
         this.byNode = byNode;
-        this.queue.addAll(open.map((o) => o.migration.id));
+        this.queue.addAll(open.map((m) => m.id));
       })
       .catch((error: unknown) => this.log.warn({ err: error }, 'could not list open migrations; the next tick retries'))
       .finally(() => {

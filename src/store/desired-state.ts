@@ -2,7 +2,7 @@
 // when several nodes' generations moved together (a start, a rollout batch), in three
 // statements whatever the number of nodes.
 import type { DesiredComponent, DesiredInstance, DesiredState } from '../domain/protocol.js';
-import { desiredMigrationFor } from '../domain/instance-migration.js';
+import { desiredMigrationFor, type InstanceMigration } from '../domain/instance-migration.js';
 import type { Db } from './db.js';
 import { openLiveMigrationsOn } from './instance-migrations.js';
 
@@ -50,7 +50,8 @@ export async function loadDesiredStates(db: Db, nodeIds: readonly string[]): Pro
     [found],
   );
   // Each side of an open live migration is told its part (domain/instance-migration.ts).
-  const migrations = await openLiveMigrationsOn(db, found);
+  const migrations = new Map<string, InstanceMigration>();
+  for (const m of await openLiveMigrationsOn(db, found)) migrations.set(m.instanceId, m).set(m.targetInstanceId, m);
   for (const row of instances) {
     const { node_id: nodeId, image_component: component, image_version: version, image_sha256: sha256, image_size: size, image_signature: signature, ...instance } = row;
     const desired: DesiredInstance = { ...instance };
@@ -58,10 +59,9 @@ export async function loadDesiredStates(db: Db, nodeIds: readonly string[]): Pro
       const artifactId = instance.workload.image_artifact_id;
       desired.image = { artifact_id: artifactId, component, version, sha256, size, signature, url: artifactUrl(artifactId, nodeId) };
     }
-    for (const m of migrations) {
-      const migration = desiredMigrationFor(m, instance.id);
-      if (migration) desired.migration = migration;
-    }
+    const m = migrations.get(instance.id);
+    const migration = m && desiredMigrationFor(m, instance.id);
+    if (migration) desired.migration = migration;
     result.get(nodeId)?.instances.push(desired);
   }
   // Same as desiredComponentsForNode, whose download URL the agent gateway serves.

@@ -91,12 +91,11 @@ function toMigration(r: MigrationRow): InstanceMigration {
 /** The open migrations with the instance rows of both sides, as decideMigration wants them. */
 export async function loadOpenMigrations(
   db: Db,
-  ids?: readonly string[],
+  ids: readonly string[],
 ): Promise<{ migration: InstanceMigration; source?: MigrationSide; target?: MigrationSide }[]> {
   const rows = await db.query<MigrationRow>(
-    `SELECT ${COLUMNS} FROM instance_migrations
-      WHERE state IN ${OPEN_SQL} AND ($1::text[] IS NULL OR id = ANY($1::text[])) ORDER BY started_at, id`,
-    [ids ? [...ids] : null],
+    `SELECT ${COLUMNS} FROM instance_migrations WHERE state IN ${OPEN_SQL} AND id = ANY($1::text[]) ORDER BY started_at, id`,
+    [[...ids]],
   );
   if (rows.length === 0) return [];
   const instanceIds = rows.flatMap((r) => [r.instance_id, r.target_instance_id]);
@@ -174,6 +173,7 @@ export interface MigrationView {
 const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
 
 export interface MigrationFilter {
+  id?: string | undefined;
   state?: 'open' | MigrationState | undefined;
   instanceId?: string | undefined;
   nodeId?: string | undefined;
@@ -198,16 +198,20 @@ export async function listMigrations(db: Db, filter: MigrationFilter): Promise<M
       WHERE ($1::text[] IS NULL OR m.state = ANY($1::text[]))
         AND ($2::text IS NULL OR m.instance_id = $2 OR m.target_instance_id = $2)
         AND ($3::text IS NULL OR m.source_node_id = $3 OR m.target_node_id = $3)
+        AND ($5::text IS NULL OR m.id = $5)
       ORDER BY m.started_at DESC, m.id DESC LIMIT $4`,
-    [states, filter.instanceId ?? null, filter.nodeId ?? null, filter.limit],
+    [states, filter.instanceId ?? null, filter.nodeId ?? null, filter.limit, filter.id ?? null],
   );
   return rows.map((r) => ({ ...r, transferred_bytes: r.transferred_bytes === null ? null : Number(r.transferred_bytes) }));
 }
 
 export async function findMigration(db: Db, id: string): Promise<MigrationView | undefined> {
-  const rows = await db.query<{ instance_id: string }>('SELECT instance_id FROM instance_migrations WHERE id = $1', [id]);
-  if (rows.length === 0) return undefined;
-  return (await listMigrations(db, { instanceId: rows[0]?.instance_id, limit: 1000 })).find((m) => m.id === id);
+  return (await listMigrations(db, { id, limit: 1 }))[0];
+}
+
+/** The open migrations' ids and the nodes of their sides: what the reconciler's listing needs, no instance rows. */
+export async function openMigrationKeys(db: Db): Promise<{ id: string; source_node_id: string; target_node_id: string }[]> {
+  return db.query(`SELECT id, source_node_id, target_node_id FROM instance_migrations WHERE state IN ${OPEN_SQL}`);
 }
 
 /**

@@ -39,6 +39,12 @@ export async function forgetReplicas(db: Db, notSeenForMs: number): Promise<numb
   return rows.length;
 }
 
+/** Whether the registry exists: a database no operator has migrated yet (`drydock migrate up` on a new one) has none. */
+export async function hasReplicaRegistry(db: Db): Promise<boolean> {
+  const rows = await db.query<{ present: boolean }>(`SELECT to_regclass('operator_replicas') IS NOT NULL AS present`);
+  return rows[0]?.present === true;
+}
+
 export interface ReplicaView {
   id: string;
   hostname: string;
@@ -66,9 +72,6 @@ const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
  * has not stopped and was seen within `staleAfterMs`; a stale one is never reported ready or leader.
  */
 export async function listReplicas(db: Db, staleAfterMs: number): Promise<ReplicaView[]> {
-  // A database no operator has migrated yet (`drydock migrate up` on a new one) has no registry.
-  const present = await db.query<{ present: boolean }>(`SELECT to_regclass('operator_replicas') IS NOT NULL AS present`);
-  if (!present[0]?.present) return [];
   return db.query<ReplicaView>(
     `WITH r AS (
        SELECT *, (stopped_at IS NULL AND last_seen_at >= now() - $1 * interval '1 millisecond') AS live FROM operator_replicas

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  chooseMigrationMode,
   decideMigration,
   desiredMigrationFor,
   type InstanceMigration,
@@ -121,6 +122,14 @@ describe('desiredMigrationFor', () => {
     expect(desiredMigrationFor({ ...m, state: 'target_ready', targetAddress: 'tcp:x:1' }, 'src')).toMatchObject({ role: 'source', address: 'tcp:x:1', downtime_limit_ms: 300 });
     expect(desiredMigrationFor({ ...m, state: 'failed' }, 'tgt')).toBeNull();
     expect(desiredMigrationFor({ ...m, mode: 'restart' }, 'tgt')).toBeNull();
+  });
+
+  it('chooses a manual move\'s mode: the workload\'s own by default, live refused for a process', () => {
+    const vm = { driver: 'vm' as const, image: 'g@1.0.0', image_artifact_id: 'a', memory_mb: 128, vcpus: 1, guest_port: 8080 };
+    expect(chooseMigrationMode(vm, undefined)).toEqual({ ok: true, mode: 'live' });
+    expect(chooseMigrationMode(vm, 'restart')).toEqual({ ok: true, mode: 'restart' });
+    expect(chooseMigrationMode({ command: 'x' }, undefined)).toEqual({ ok: true, mode: 'restart' });
+    expect(chooseMigrationMode({ command: 'x' }, 'live')).toEqual({ ok: false });
   });
 
   it('derives the mode from the workload driver', () => {

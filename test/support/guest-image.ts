@@ -116,16 +116,5 @@ function readText(path: string): string {
   }
 }
 
-/** What the reference guest answers at /status: state that survives a live migration. */
-export interface GuestStatus {
-  boot_id: string;
-  uptime_s: number;
-  requests: number;
-}
 
-/** GET `<url>/status` of a guest (an instance's URL), bounded by 3 s. */
-export async function guestStatus(url: string): Promise<GuestStatus> {
-  const response = await fetch(`${url}/status`, { signal: AbortSignal.timeout(3000) });
-  if (!response.ok) throw new Error(`GET ${url}/status answered ${response.status}`);
-  return (await response.json()) as GuestStatus;
-}
+export { type GuestStatus, guestStatus } from '../../src/vm/guest-status.js';

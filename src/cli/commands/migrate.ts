@@ -2,7 +2,7 @@ import { type Command, Option } from 'commander';
 import { replicasBlockingContract } from '../../domain/schema-compat.js';
 import { REPLICA_STALE_AFTER_MS } from '../../operator/replica-registry.js';
 import { migrateUp, migrationStatus, pendingMigrations, schemaAssessment } from '../../store/migrator.js';
-import { listReplicas } from '../../store/operator-replicas.js';
+import { hasReplicaRegistry, listReplicas } from '../../store/operator-replicas.js';
 import { DEFAULT_DATA_DIR, openDb } from '../../store/open.js';
 import { action } from '../context.js';
 import { printJson, printRows } from '../output.js';
@@ -40,7 +40,8 @@ export function registerMigrateCommand(program: Command): void {
         try {
           if (opts.phase === 'post') {
             // A contract removes what older builds still use: refused while a live replica runs one.
-            const blocking = replicasBlockingContract(await pendingMigrations(db), await listReplicas(db, REPLICA_STALE_AFTER_MS));
+            const replicas = (await hasReplicaRegistry(db)) ? await listReplicas(db, REPLICA_STALE_AFTER_MS) : [];
+            const blocking = replicasBlockingContract(await pendingMigrations(db), replicas);
             if (blocking.length > 0 && !opts.force) {
               const list = blocking.map((r) => `${r.hostname} (${r.region}, ${r.version}, knows schema ${r.knows_schema_version})`).join(', ');
               throw new Error(

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { chooseMigrationTarget } from '../../domain/migration.js';
-import { MIGRATION_DEFAULTS, migrationModeFor } from '../../domain/instance-migration.js';
+import { chooseMigrationMode, MIGRATION_DEFAULTS } from '../../domain/instance-migration.js';
 import { insertMigrations } from '../../store/instance-migrations.js';
 import { appendEvents } from '../../store/events.js';
 import { sqlState } from '../../store/db.js';
@@ -122,8 +122,9 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
             throw errors.noCapacity(view.id);
         }
       }
-      const mode = req.body?.mode ?? migrationModeFor(deployment.workload);
-      if (mode === 'live' && migrationModeFor(deployment.workload) !== 'live') throw errors.liveMoveUnsupported(view.id, deployment.workload.driver ?? 'process');
+      const chosen = chooseMigrationMode(deployment.workload, req.body?.mode);
+      if (!chosen.ok) throw errors.liveMoveUnsupported(view.id, deployment.workload.driver ?? 'process');
+      const { mode } = chosen;
       const replacementId = ctx.newId();
       const migrationId = ctx.newId();
       await ctx.db.transaction(async (tx) => {
