@@ -8,6 +8,10 @@ import { type ActualInstance, type DesiredState, NODE_CREDENTIAL_HEADER, PROTOCO
 import type { NodeRole } from '../domain/types.js';
 import { agentInstaller } from './components/agent-installer.js';
 import { ComponentReconciler } from './components/component-reconciler.js';
+import { ComponentLayout } from './components/layout.js';
+import { installBootstrapOperator } from './components/operator-bootstrap.js';
+import { operatorInstaller } from './components/operator-installer.js';
+import { OPERATOR_COMPONENT, OperatorReplica } from './components/operator-replica.js';
 import { buildAgentServer } from './http-server.js';
 import { ProcessDriver } from './drivers/process-driver.js';
 import type { AccelRequest } from './drivers/vm-accel.js';
@@ -45,7 +49,22 @@ export interface AgentOptions {
   componentHealthDeadlineMs?: number;
   /** Set when `drydock supervisor` runs this agent: only then are `agent` artifacts installed (default: unsupervised). */
   supervisor?: SupervisorLink;
+  /** Set on a control-plane node: the agent runs the local operator replica as component `operator`. */
+  operatorReplica?: OperatorReplicaSettings;
   log: Logger;
+}
+
+/** The operator replica a control-plane node runs (`--operator-listen` and friends; DESIGN.md §11). */
+export interface OperatorReplicaSettings {
+  listen: string;
+  nodeEnvFile?: string | undefined;
+  extraArgs: string[];
+  /** An operator artifact (.tar.gz) installed as the first version when the node has none. */
+  bootstrapArtifact?: string | undefined;
+  /** How long a new version has to become ready and registered (default 60 s). */
+  deadlineMs: number;
+  /** The replica's --shutdown-delay: it keeps answering this long after leaving the registry. */
+  shutdownDelayMs: number;
 }
 
 /** What a supervised agent knows of its supervisor (see supervisor/switch-record.ts). */
@@ -82,6 +101,8 @@ export class Agent {
   private heartbeatInFlight: Promise<void> | undefined;
   private heartbeatAgain = false;
   readonly components: ComponentReconciler;
+  /** The local operator replica on a control-plane node (`--operator-listen`), else undefined. */
+  readonly operatorReplica: OperatorReplica | undefined;
   url = '';
 
   constructor(private readonly options: AgentOptions) {
@@ -115,6 +136,20 @@ export class Agent {
       },
       this.state.processes,
     );
+    const layout = new ComponentLayout(join(options.dataDir, 'components'));
+    this.operatorReplica = options.operatorReplica
+      ? new OperatorReplica({
+          layout,
+          listen: options.operatorReplica.listen,
+          region: options.region,
+          hostname: options.hostname,
+          nodeEnvFile: options.operatorReplica.nodeEnvFile,
+          extraArgs: options.operatorReplica.extraArgs,
+          stateFile: join(options.dataDir, 'operator-replica.json'),
+          shutdownDelayMs: options.operatorReplica.shutdownDelayMs,
+          log: options.log.child({ part: 'operator-replica' }),
+        })
+      : undefined;
     this.components = new ComponentReconciler({
       dataDir: options.dataDir,
       operatorUrl: options.operatorUrl,
@@ -125,10 +160,33 @@ export class Agent {
       builtIn: { 'node-agent': options.version },
       healthDeadlineMs: options.componentHealthDeadlineMs,
       ...(options.supervisor ? { agentInstaller: this.selfInstaller(options.supervisor) } : {}),
+      ...(this.operatorReplica
+        ? {
+            operatorInstaller: operatorInstaller({
+              replica: this.operatorReplica,
+              deadlineMs: options.operatorReplica?.deadlineMs ?? 60_000,
+              stopping: () => this.stopped,
+            }),
+          }
+        : {}),
       // Each phase change reaches the operator at once, not at the next interval.
       onPhaseChange: () => void this.heartbeat().catch(() => {}),
       log: options.log.child({ part: 'components' }),
     });
+  }
+
+  /** Installs the bootstrap build when the node has no operator yet, then starts (or adopts) the replica. */
+  private async startOperatorReplica(replica: OperatorReplica): Promise<void> {
+    const layout = this.components.layout;
+    const bootstrap = this.options.operatorReplica?.bootstrapArtifact;
+    if (layout.currentVersion(OPERATOR_COMPONENT) === null && bootstrap) {
+      const version = await installBootstrapOperator(layout, bootstrap);
+      this.components.seedInstalled(OPERATOR_COMPONENT, version);
+      this.options.log.info({ version, artifact: bootstrap }, 'installed the bootstrap operator build');
+    }
+    const current = layout.currentVersion(OPERATOR_COMPONENT);
+    if (current !== null) this.components.seedInstalled(OPERATOR_COMPONENT, current);
+    await replica.ensureRunning();
   }
 
   /** A supervised agent proves a new version of itself by one heartbeat the operator acknowledged. */
@@ -161,6 +219,8 @@ export class Agent {
   async start(): Promise<void> {
     this.server = await buildAgentServer(this);
     this.url = await listenOn(this.server, this.options.listen);
+    // The local operator replica first: the control plane this agent registers with may be it.
+    if (this.operatorReplica) await this.startOperatorReplica(this.operatorReplica);
     await this.register();
     // Stopped while waiting to be registered (refused until re-enrolled): nothing more to start.
     if (this.stopped) return;
@@ -168,6 +228,8 @@ export class Agent {
     this.componentsDone = this.components.reconcile().catch((error) => this.options.log.error({ err: error }, 'component recovery failed'));
     this.loop('heartbeat', () => this.heartbeat(), this.options.heartbeatIntervalMs);
     this.loop('supervise', () => this.instances.supervise(), 1000);
+    const replica = this.operatorReplica;
+    if (replica) this.loop('operator-replica', () => replica.supervise(), 1000);
     void this.longPoll();
     this.options.log.info({ node_id: this.nodeId, url: this.url, adopted: this.instances.size }, 'agent started');
   }

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { ApiClient } from '../api-client.js';
 import { EVENT } from '../domain/events.js';
 import { OPERATORS_ROUTE } from '../domain/protocol.js';
+import type { ControlPlaneClients } from './control-plane-clients.js';
 
 interface Endpoint {
   instance_id: string;
@@ -31,6 +32,7 @@ export class EndpointTable {
   private byDeployment = new Map<string, Endpoint[]>();
   private cursor = new Map<string, number>();
   private refreshTimer: NodeJS.Timeout | undefined;
+  private replicasTimer: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
   private refreshing: Promise<void> | undefined;
   /** Withdrawn instance ids: a refresh that raced the withdrawal must not bring them back. */
@@ -40,10 +42,12 @@ export class EndpointTable {
   lastRefreshAt: Date | undefined;
 
   constructor(
-    private readonly client: ApiClient,
+    private readonly control: ControlPlaneClients,
     private readonly log: Logger,
     /** Safety-net refresh period (default 5 s). */
     private readonly fullRefreshMs = 5_000,
+    /** How often the operator replicas' route is refreshed (default 500 ms; replicas say they stop by leaving the registry). */
+    private readonly replicasRefreshMs = 500,
   ) {}
 
   /** Round-robin over the deployment's healthy endpoints, skipping `exclude` (a failed attempt). */
@@ -91,8 +95,9 @@ export class EndpointTable {
     return this.waiters.size;
   }
 
+  /** The control plane's route always exists: before any replica is known its requests wait (then 503), never 404. */
   knows(deployment: string): boolean {
-    return this.byDeployment.has(deployment);
+    return deployment === OPERATORS_ROUTE || this.byDeployment.has(deployment);
   }
 
   snapshot(): Record<string, string[]> {
@@ -103,13 +108,20 @@ export class EndpointTable {
     await this.refresh();
     void this.follow();
     const loop = () => {
+      if (this.abort.signal.aborted) return;
       this.refreshTimer = setTimeout(() => void this.refresh().finally(loop), this.fullRefreshMs);
     };
     loop();
+    const replicasLoop = () => {
+      if (this.abort.signal.aborted) return;
+      this.replicasTimer = setTimeout(() => void this.refreshReplicas().finally(replicasLoop), this.replicasRefreshMs);
+    };
+    replicasLoop();
   }
 
   stop(): void {
     clearTimeout(this.refreshTimer);
+    clearTimeout(this.replicasTimer);
     this.abort.abort();
     for (const waiter of [...this.waiters]) waiter.abandon();
   }
@@ -117,28 +129,55 @@ export class EndpointTable {
   /** Refetches every deployment's endpoints; concurrent calls share one refresh. */
   refresh(): Promise<void> {
     this.refreshing ??= (async () => {
+      const client = this.control.current();
       try {
-        const deployments = await this.client.get<{ id: string; name: string }[]>('/api/v1/deployments');
+        const deployments = await client.get<{ id: string; name: string }[]>('/api/v1/deployments');
         const next = new Map<string, Endpoint[]>();
         await Promise.all(
           deployments.map(async (d) => {
-            const list = await this.client.get<Endpoint[]>(`/api/v1/deployments/${d.id}/endpoints`);
+            const list = await client.get<Endpoint[]>(`/api/v1/deployments/${d.id}/endpoints`);
             next.set(d.name, list.filter((e) => !this.withdrawn.has(e.instance_id)));
           }),
         );
-        // The control plane is a route too (DESIGN.md §11): every live, ready operator replica.
-        const replicas = await this.client.get<{ id: string; url: string; ready: boolean; live: boolean }[]>('/api/v1/operators');
-        next.set(OPERATORS_ROUTE, replicas.map((r) => ({ instance_id: `operator:${r.id}`, url: r.url, healthy: r.live && r.ready })));
+        next.set(OPERATORS_ROUTE, await this.fetchReplicas(client));
         this.byDeployment = next;
         this.lastRefreshAt = new Date();
         this.changed();
       } catch (error) {
-        this.log.warn({ err: (error as Error).message }, 'endpoint refresh failed; keeping the last known endpoints');
+        this.control.failed();
+        this.log.warn({ err: (error as Error).message, next_operator: this.control.url }, 'endpoint refresh failed; keeping the last known endpoints');
       } finally {
         this.refreshing = undefined;
       }
     })();
     return this.refreshing;
+  }
+
+  /**
+   * The control plane is a route too (DESIGN.md §11): every live, ready operator replica. Every
+   * ready replica also becomes a candidate for the edge's own connection, should this one go.
+   */
+  private async fetchReplicas(client: ApiClient): Promise<Endpoint[]> {
+    const replicas = await client.get<{ id: string; url: string; ready: boolean; live: boolean }[]>('/api/v1/operators');
+    this.control.learn(replicas.filter((r) => r.live && r.ready).map((r) => r.url));
+    return replicas.map((r) => ({ instance_id: `operator:${r.id}`, url: r.url, healthy: r.live && r.ready }));
+  }
+
+  /**
+   * The replicas' route alone, more often than the full refresh: a replica that is stopping
+   * leaves the registry and keeps answering for its shutdown delay, and the edge must stop
+   * sending to it within that time.
+   */
+  private async refreshReplicas(): Promise<void> {
+    const client = this.control.current();
+    try {
+      const list = await this.fetchReplicas(client);
+      this.byDeployment.set(OPERATORS_ROUTE, list);
+      this.changed();
+    } catch (error) {
+      this.control.failed();
+      this.log.warn({ err: (error as Error).message, next_operator: this.control.url }, 'operator replica refresh failed; keeping the last known replicas');
+    }
   }
 
   /** Lets every waiting request look again (over a copy: a satisfied one removes itself). */
@@ -157,8 +196,9 @@ export class EndpointTable {
   private async follow(): Promise<void> {
     while (!this.abort.signal.aborted) {
       try {
-        const [latest] = await this.client.get<{ id: number }[]>('/api/v1/events?order=desc&limit=1');
-        const stream = this.client.stream<{ kind: string; instance_id: string | null }>(
+        const client = this.control.current();
+        const [latest] = await client.get<{ id: number }[]>('/api/v1/events?order=desc&limit=1');
+        const stream = client.stream<{ kind: string; instance_id: string | null }>(
           `/api/v1/events/stream?after=${latest?.id ?? 0}&kind_prefix=instance.`,
           this.abort.signal,
         );
@@ -170,7 +210,10 @@ export class EndpointTable {
         }
       } catch (error) {
         if (this.abort.signal.aborted) return;
-        this.log.warn({ err: (error as Error).message }, 'event stream lost; reconnecting');
+        this.control.failed();
+        // The events missed while reconnecting are covered by the refresh.
+        void this.refresh();
+        this.log.warn({ err: (error as Error).message, next_operator: this.control.url }, 'event stream lost; reconnecting');
         await new Promise((r) => setTimeout(r, 1000));
       }
     }

@@ -1,7 +1,7 @@
 import { Agent, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { ApiClient } from '../api-client.js';
 import { parseListen } from '../listen-address.js';
+import { ControlPlaneClients } from './control-plane-clients.js';
 import { EndpointTable, type EndpointWait } from './endpoint-table.js';
 import { edgeErrors, sendError } from './errors.js';
 import { type AttemptFailure, forwardAttempt, isReplayable } from './forward-attempt.js';
@@ -10,7 +10,8 @@ import { EdgeMetrics } from './metrics.js';
 export interface EdgeOptions {
   /** host:port (default 127.0.0.1:8088). */
   listen: string;
-  operatorUrl: string;
+  /** Operator replicas to follow (more are learned from the registry); tried in turn when one fails. */
+  operatorUrls: readonly string[];
   token?: string | undefined;
   /**
    * Upstream idle timeout (default 30 s): an endpoint silent this long fails the attempt before its
@@ -70,12 +71,14 @@ function clientGone(req: IncomingMessage, res: ServerResponse): boolean {
 export class EdgeRouter {
   readonly metrics = new EdgeMetrics();
   readonly endpoints: EndpointTable;
+  private readonly control: ControlPlaneClients;
   private server: Server | undefined;
   private readonly upstreamAgent = new Agent({ keepAlive: true, maxSockets: 256 });
   url = '';
 
   constructor(private readonly options: EdgeOptions) {
-    this.endpoints = new EndpointTable(new ApiClient({ baseUrl: options.operatorUrl, token: options.token, timeoutMs: 10_000 }), options.log);
+    this.control = new ControlPlaneClients(options.operatorUrls, options.token);
+    this.endpoints = new EndpointTable(this.control, options.log);
   }
 
   async start(): Promise<string> {
@@ -88,7 +91,7 @@ export class EdgeRouter {
     });
     const address = this.server.address();
     this.url = `http://${host}:${typeof address === 'object' && address ? address.port : port}`;
-    this.options.log.info({ url: this.url, operator: this.options.operatorUrl }, 'edge listening');
+    this.options.log.info({ url: this.url, operators: this.options.operatorUrls }, 'edge listening');
     return this.url;
   }
 
@@ -203,7 +206,7 @@ export class EdgeRouter {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/health') {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(`${JSON.stringify({ status: 'healthy', operator: this.options.operatorUrl, last_refresh_at: this.endpoints.lastRefreshAt?.toISOString() ?? null })}\n`);
+      res.end(`${JSON.stringify({ status: 'healthy', operator: this.control.url, last_refresh_at: this.endpoints.lastRefreshAt?.toISOString() ?? null })}\n`);
       return;
     }
     if (path === '/metrics') {

@@ -144,8 +144,8 @@ describe('drydock edge: a request with no endpoint to go to is held until one ap
     for (const hostname of ['hold-1', 'hold-2']) nodes.push(await FakeNode.register(api, { hostname, agent_url: 'http://127.0.0.1:7070', max_instances: 8 }));
     for (const node of nodes) node.startHeartbeats();
     const log = pino({ level: 'silent' });
-    patient = new EdgeRouter({ listen: '127.0.0.1:0', operatorUrl: op.url, log, upstreamTimeoutMs: 1000, holdMs: 60_000 });
-    brief = new EdgeRouter({ listen: '127.0.0.1:0', operatorUrl: op.url, log, upstreamTimeoutMs: 1000, holdMs: 500 });
+    patient = new EdgeRouter({ listen: '127.0.0.1:0', operatorUrls: [op.url], log, upstreamTimeoutMs: 1000, holdMs: 60_000 });
+    brief = new EdgeRouter({ listen: '127.0.0.1:0', operatorUrls: [op.url], log, upstreamTimeoutMs: 1000, holdMs: 500 });
     await patient.start();
     await brief.start();
   });

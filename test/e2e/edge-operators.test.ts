@@ -18,7 +18,7 @@ describe('drydock edge: a route to the operator replicas', () => {
     a = await startTestOperator(t.db, { hostname: 'cp-a', region: 'eu-west' });
     b = await startTestOperator(t.db, { hostname: 'cp-b', region: 'eu-west' });
     // The edge learns endpoints from replica a; its full refresh every 5 s follows the registry.
-    edge = new EdgeRouter({ listen: '127.0.0.1:0', operatorUrl: a.url, log: pino({ level: 'silent' }), holdMs: 5000 });
+    edge = new EdgeRouter({ listen: '127.0.0.1:0', operatorUrls: [a.url], log: pino({ level: 'silent' }), holdMs: 5000 });
     await edge.start();
   });
   afterAll(async () => {

@@ -166,7 +166,7 @@ describe('drydock edge: one retry on another endpoint when an upstream dies at s
     });
     instances.forEach((instance, i) => nodes.find((n) => n.id === instance.node_id)?.runHealthy(instance.id, upstreams[i]?.port as number));
     for (const node of nodes) node.startHeartbeats();
-    edge = new EdgeRouter({ listen: '127.0.0.1:0', operatorUrl: op.url, log: pino({ level: 'silent' }), upstreamTimeoutMs: 1000 });
+    edge = new EdgeRouter({ listen: '127.0.0.1:0', operatorUrls: [op.url], log: pino({ level: 'silent' }), upstreamTimeoutMs: 1000 });
     await edge.start();
     const expected = upstreams.map((u) => `http://127.0.0.1:${u.port}`).sort();
     await waitFor('the edge to route web to both upstreams', async () => {

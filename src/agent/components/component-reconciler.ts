@@ -9,6 +9,7 @@ import { type InstallContext, type Installer, installerFor } from './installers.
 import { type InstallJournal, readJournal, writeJournal } from './journal.js';
 import { ComponentLayout } from './layout.js';
 import { killLeftoverStep } from './run-step.js';
+import { NO_OPERATOR_REPLICA_REASON } from './operator-installer.js';
 import { refusalReason, type TrustPolicy } from './verify.js';
 
 export interface ComponentReconcilerOptions {
@@ -32,6 +33,8 @@ export interface ComponentReconcilerOptions {
   downloadRetryMs?: number;
   /** Installs artifacts of kind `agent`; only a supervised agent has one (absent: refused). */
   agentInstaller?: Installer;
+  /** Installs artifacts of kind `operator`; only an agent that runs an operator replica has one (absent: refused). */
+  operatorInstaller?: Installer;
   /** Called after every persisted phase change, e.g. to heartbeat at once. */
   onPhaseChange?: (report: InstallReport) => void;
   log: Logger;
@@ -61,6 +64,16 @@ export class ComponentReconciler {
   /** Proven versions, as heartbeats report them (a version being assessed is not reported yet). */
   installedVersions(): Record<string, string> {
     return { ...this.journal.installed, ...this.options.builtIn };
+  }
+
+  /**
+   * Records `version` of `component` as installed when the node has none yet: a version put in
+   * place before the agent ran (the first operator build of a control-plane node).
+   */
+  seedInstalled(component: string, version: string): void {
+    if (this.journal.installed[component] !== undefined) return;
+    this.journal.installed[component] = version;
+    writeJournal(this.layout.journalFile, this.journal);
   }
 
   reports(): InstallReport[] {
@@ -223,11 +236,15 @@ export class ComponentReconciler {
   }
 
   private installerFor(kind: InstallRecord['kind']): Installer | undefined {
-    return kind === 'agent' ? this.options.agentInstaller : installerFor(kind);
+    if (kind === 'agent') return this.options.agentInstaller;
+    if (kind === 'operator') return this.options.operatorInstaller;
+    return installerFor(kind);
   }
 
   private missingInstaller(kind: InstallRecord['kind']): string {
-    return kind === 'agent' ? UNSUPERVISED_REASON : `artifact kind "${kind}" cannot be installed by this agent`;
+    if (kind === 'agent') return UNSUPERVISED_REASON;
+    if (kind === 'operator') return NO_OPERATOR_REPLICA_REASON;
+    return `artifact kind "${kind}" cannot be installed by this agent`;
   }
 
   private context(record: InstallRecord): InstallContext {

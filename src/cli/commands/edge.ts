@@ -22,7 +22,8 @@ export function registerEdgeCommand(program: Command): void {
         const log = createLogger('edge');
         const edge = new EdgeRouter({
           listen: opts.listen,
-          operatorUrl: globals.operator ?? process.env.DRYDOCK_URL ?? DEFAULT_OPERATOR_URL,
+          // Several replicas may be given, comma-separated; the edge follows whichever answers.
+          operatorUrls: (globals.operator ?? process.env.DRYDOCK_URL ?? DEFAULT_OPERATOR_URL).split(',').map((u) => u.trim()).filter(Boolean),
           token: globals.token ?? process.env.DRYDOCK_TOKEN,
           holdMs: durationOption(opts.hold, '--hold'),
           log,
