@@ -27,7 +27,7 @@ export default defineConfig({
   ],
   test: {
     include: ['test/**/*.test.ts'],
-    exclude: ['test/ci/**', 'node_modules/**', ...(skipVmSuite ? ['test/vm/**'] : [])],
+    exclude: ['test/ci/**', 'test/control-plane/**', 'node_modules/**', ...(skipVmSuite ? ['test/vm/**'] : [])],
     globalSetup: ['test/support/global-setup.ts'],
     pool: 'forks',
     // Two cores: end-to-end files start many processes each; more parallel files only add noise.

@@ -75,6 +75,9 @@ export const EVENT_CATALOG = {
   'rollout.node_failed': 'One node failed its upgrade or rollback.',
   'rollout.version_unavailable': "A version a node should go back to is archived or gone; the node's desired state is left as it is.",
   'rollout.circuit_breaker_tripped': 'Too many nodes failed: the rollout stops and waits for a decision.',
+  'rollout.schema_expanded': "A control-plane rollout applied its target build's expand (pre) migrations before its first node.",
+  'rollout.schema_contracted': "A control-plane rollout applied its target build's contract (post) migrations after its last node; it can no longer be rolled back.",
+  'rollout.schema_step_failed': "A control-plane rollout could not apply its target build's migrations (retried; the rollout waits).",
   'rollout.completed': 'Every node of a rollout is done.',
   'rollout.failed': 'A rollout ended with nodes that did not reach the target version.',
 } as const satisfies Record<string, string>;
@@ -166,6 +169,9 @@ export interface EventData {
   /** `component` when the store found the version gone at apply time. */
   'rollout.version_unavailable': Hostname & { version: string | null; reason: string; component?: string };
   'rollout.circuit_breaker_tripped': { reason: string; failed_nodes: string[] };
+  'rollout.schema_expanded': { component: string; version: string; applied: string[] };
+  'rollout.schema_contracted': { component: string; version: string; applied: string[] };
+  'rollout.schema_step_failed': { phase: 'pre' | 'post'; version: string; reason: string };
   'rollout.completed': { done: number; failed: 0 };
   'rollout.failed': { reason: string; failed_nodes: string[]; done: number; failed: number };
 }

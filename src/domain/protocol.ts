@@ -78,7 +78,7 @@ export const ActualInstanceSchema = z.object({
 });
 export type ActualInstance = z.infer<typeof ActualInstanceSchema>;
 
-export const ARTIFACT_KINDS = ['agent', 'binary', 'script', 'vm-image'] as const;
+export const ARTIFACT_KINDS = ['agent', 'binary', 'script', 'vm-image', 'operator'] as const;
 export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
 
 export const INSTALL_PHASES = ['downloading', 'verifying', 'installing', 'assessing', 'done', 'failed', 'reverted'] as const;

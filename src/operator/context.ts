@@ -29,6 +29,8 @@ export interface OperatorContext {
   metrics: OperatorMetrics;
   newId: () => string;
   version: string;
+  /** This replica in the registry (set once it registered; /health reports it). */
+  replica?: { readonly id: string; readonly registered: boolean };
   startedAt: Date;
   settings: {
     heartbeatIntervalMs: number;

@@ -33,6 +33,9 @@ export class ReplicaRegistry {
   private writing: Promise<void> = Promise.resolve();
   private readonly startedAt = new Date();
   private refreshes = 0;
+  private stopped = false;
+  /** The last write of this replica's row succeeded (and it has not stopped): the registry lists it as it is. */
+  registered = false;
 
   constructor(
     private readonly db: Db,
@@ -54,6 +57,8 @@ export class ReplicaRegistry {
   /** Writes the row now (also after a leadership or readiness change, so the registry does not lag it). */
   refresh(): Promise<void> {
     this.writing = this.writing.then(async () => {
+      // A leadership change after stop() must not bring the stopped row back.
+      if (this.stopped) return;
       try {
         const readiness = this.lease.readiness;
         await upsertReplica(this.db, {
@@ -68,8 +73,10 @@ export class ReplicaRegistry {
           leader: this.lease.leader,
           startedAt: this.startedAt,
         });
+        this.registered = true;
         if (this.refreshes++ % 30 === 0) await forgetReplicas(this.db, FORGET_AFTER_MS);
       } catch (error) {
+        this.registered = false;
         this.log.warn({ err: error }, 'could not refresh this replica in the registry; the next tick retries');
       }
     });
@@ -78,6 +85,8 @@ export class ReplicaRegistry {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    this.stopped = true;
+    this.registered = false;
     await this.writing;
     await markReplicaStopped(this.db, this.id).catch((error: unknown) => this.log.warn({ err: error }, 'could not mark this replica stopped'));
   }

@@ -7,7 +7,11 @@ import { readClock } from '../store/fleet-snapshot.js';
 import { assertTerm } from '../store/leases.js';
 import { applyRolloutDecision } from '../store/rollout-apply.js';
 import { loadNodeFacts, loadUnavailableVersions } from '../store/rollout-facts.js';
-import { activeRolloutIds, loadRollout, TaskConflictError } from '../store/rollouts.js';
+import { activeRolloutIds, loadRollout, recordSchemaStep, TaskConflictError } from '../store/rollouts.js';
+import { appendEvents } from '../store/events.js';
+import { EVENT } from '../domain/events.js';
+import type { SchemaPhase } from '../domain/rollout/schema-steps.js';
+import type { SchemaStepRunner } from './schema-steps.js';
 import type { DesiredWaiters } from './desired-waiters.js';
 import type { FleetReconciler } from './fleet-reconciler.js';
 import { type LeaderLease, RECONCILER_LEASE } from './leader-lease.js';
@@ -15,6 +19,8 @@ import { type ReconcileResult, WorkQueue } from './work-queue.js';
 
 /** A full listing of the active rollouts this often, as a safety net for a wake that was lost (another replica's write). */
 const LIST_EVERY_MS = 5_000;
+/** Wait before a failed schema step is tried again. */
+const SCHEMA_RETRY_MS = 5_000;
 /** Passes at once in a row before a rollout waits a tick (see reconcileKey). */
 const MAX_IMMEDIATE = 20;
 
@@ -37,6 +43,8 @@ export class RolloutReconciler {
   private lister: NodeJS.Timeout | undefined;
   /** Passes in a row that asked for another at once, per rollout. */
   private readonly immediate = new Map<string, number>();
+  /** The last failure of each rollout's schema step (`id/phase`), so a repeat is not another event. */
+  private readonly schemaFailures = new Map<string, string>();
 
   constructor(
     private readonly db: Db,
@@ -46,6 +54,8 @@ export class RolloutReconciler {
     private readonly log: Logger,
     /** Time between passes of an active rollout when nothing wakes it (default 500 ms). */
     private readonly intervalMs = 500,
+    /** Applies a target operator build's migrations (migrations: auto); absent: such steps fail with a reason. */
+    private readonly schemaSteps?: SchemaStepRunner,
   ) {
     this.queue = new WorkQueue('rollout', (id) => this.reconcileKey(id), log);
   }
@@ -119,14 +129,46 @@ export class RolloutReconciler {
   }
 
   /**
+   * Applies the target build's migrations of one phase, outside any transaction (it takes a
+   * child process and seconds), then records it on the rollout with an event, fenced by the term.
+   * A failure is an event (once per distinct reason) and is tried again after SCHEMA_RETRY_MS;
+   * the rollout waits meanwhile, and a person may abort it.
+   */
+  private async schemaStep(id: string, term: number, step: { phase: SchemaPhase; component: string; version: string }): Promise<number> {
+    const outcome = this.schemaSteps
+      ? await this.schemaSteps.run(step.component, step.version, step.phase)
+      : ({ ok: false, reason: 'this operator cannot run schema steps' } as const);
+    const key = `${id}/${step.phase}`;
+    if (!outcome.ok && this.schemaFailures.get(key) === outcome.reason) return SCHEMA_RETRY_MS;
+    await this.db.transaction(async (tx) => {
+      await assertTerm(tx, RECONCILER_LEASE, this.lease.holder, term);
+      if (outcome.ok) {
+        await recordSchemaStep(tx, id, step.phase);
+        const kind = step.phase === 'pre' ? EVENT.rollout.schema_expanded : EVENT.rollout.schema_contracted;
+        await appendEvents(tx, [{ kind, actor: 'reconciler', rolloutId: id, data: { component: step.component, version: step.version, applied: outcome.applied } }]);
+      } else {
+        await appendEvents(tx, [{ kind: EVENT.rollout.schema_step_failed, actor: 'reconciler', rolloutId: id, data: { phase: step.phase, version: step.version, reason: outcome.reason } }]);
+      }
+    });
+    if (outcome.ok) {
+      this.schemaFailures.delete(key);
+      return 0;
+    }
+    this.schemaFailures.set(key, outcome.reason);
+    this.log.warn({ rollout: id, phase: step.phase, reason: outcome.reason }, 'schema step failed; retrying');
+    return SCHEMA_RETRY_MS;
+  }
+
+  /**
    * One pass of one rollout. Returns undefined when it is no longer one the reconciler drives,
    * else when it wants to be looked at again (ms; null: no timed wait of its own).
    */
   private async reconcile(id: string, term: number): Promise<number | null | undefined> {
-    const { touched, active, nodeIds, wake, drains } = await this.db.transaction(async (tx) => {
+    const { touched, active, nodeIds, wake, drains, schema } = await this.db.transaction(async (tx) => {
       await assertTerm(tx, RECONCILER_LEASE, this.lease.holder, term);
       const loaded = await loadRollout(tx, id, { lock: true });
       if (!loaded || !RECONCILED_ROLLOUT_STATUSES.includes(loaded.rollout.status)) return { touched: [], active: false, nodeIds: [], wake: null, drains: [] };
+      const { spec } = loaded.rollout;
       const nodeIds = loaded.tasks.map((t) => t.nodeId);
       const component = loaded.rollout.spec.target.component;
       const facts = await loadNodeFacts(tx, nodeIds, component);
@@ -140,14 +182,16 @@ export class RolloutReconciler {
       const tasks = loaded.tasks.map((t) => ({ ...t, ...decision.tasks.find((c) => c.id === t.id)?.changes }));
       const waits = [decision.requeueAfterMs, untilHealthyLongEnough(loaded.rollout, tasks, now)].filter((w): w is number => typeof w === 'number');
       const wake = waits.length > 0 ? Math.min(...waits) : null;
-      if (changed === 0) return { touched: [], active: stillActive, nodeIds, wake, drains: [] };
+      const schema = decision.schema ? { phase: decision.schema, component: spec.target.component, version: spec.target.version } : undefined;
+      if (changed === 0) return { touched: [], active: stillActive, nodeIds, wake, drains: [], schema };
       const drains = decision.commands.filter((c) => c.kind === 'drain').map((c) => c.nodeId);
       // A pass that moved something is followed by another at once: a step that waits for no
       // report (cordoned → draining, a batch after a pause of 0) happens now, not a tick later.
       // Deciding is idempotent, so the extra pass only finds nothing to do once it settles.
-      return { touched: await applyRolloutDecision(tx, loaded.rollout, loaded.tasks, decision), active: stillActive, nodeIds, wake: 0, drains };
+      return { touched: await applyRolloutDecision(tx, loaded.rollout, loaded.tasks, decision), active: stillActive, nodeIds, wake: 0, drains, schema };
     });
     if (active) this.remember(id, nodeIds);
+    if (schema) return this.schemaStep(id, term, schema);
     if (touched.length > 0) {
       this.waiters.wake(touched);
       // A drain is the fleet's work; a cordon, an install or an enable only changes the node's

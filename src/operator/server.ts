@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { type KeyObject, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { RegionSilenceOptions } from '../domain/liveness-guard.js';
@@ -21,6 +21,7 @@ import { checkReadiness, LeaderLease } from './leader-lease.js';
 import { RolloutReconciler } from './rollout-reconciler.js';
 import { MigrationReconciler } from './migration-reconciler.js';
 import { ReplicaRegistry } from './replica-registry.js';
+import { SchemaStepRunner } from './schema-steps.js';
 import { isLoopback, parseListen } from '../listen-address.js';
 import { OperatorMetrics } from './metrics.js';
 
@@ -58,6 +59,15 @@ export interface OperatorOptions {
   hostname?: string | undefined;
   /** Where clients reach this replica, as the registry lists it (default its listen URL). */
   advertiseUrl?: string | undefined;
+  /**
+   * On close, how long the replica keeps answering after it left the registry and handed the
+   * lease over, so a load balancer following the registry stops sending to it first (default 0).
+   */
+  shutdownDelayMs?: number | undefined;
+  /** Keys whose signatures let this replica run a target operator build's migrations (control-plane rollouts). */
+  trustedKeys?: readonly KeyObject[];
+  /** Development only: run unsigned operator builds' migrations. */
+  allowUnsigned?: boolean;
   log: Logger;
   /** Use this database instead of opening one (tests). */
   db?: Db;
@@ -117,7 +127,13 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       },
       lease,
     );
-    const rollouts = new RolloutReconciler(db, lease, waiters, reconciler, log.child({ loop: 'rollouts' }), options.reconcileIntervalMs);
+    const schemaSteps = new SchemaStepRunner(db, {
+      databaseUrl: options.databaseUrl,
+      trustedKeys: options.trustedKeys ?? [],
+      allowUnsigned: options.allowUnsigned ?? false,
+      log: log.child({ loop: 'schema-steps' }),
+    });
+    const rollouts = new RolloutReconciler(db, lease, waiters, reconciler, log.child({ loop: 'rollouts' }), options.reconcileIntervalMs, schemaSteps);
     const migrations = new MigrationReconciler(db, waiters, log.child({ loop: 'migrations' }), { intervalMs: options.reconcileIntervalMs }, reconciler.lane, lease);
     // A failed move withdraws its target: the drain that asked for it places another.
     migrations.onNodesChanged = (nodeIds) => {
@@ -195,6 +211,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       log.child({ loop: 'registry' }),
     );
     await registry.start();
+    ctx.replica = registry;
     const leadershipChanged = lease.onChange;
     lease.onChange = (leader) => {
       leadershipChanged(leader);
@@ -235,11 +252,15 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       ctx,
       async close() {
         clearInterval(poller);
+        // Out of the registry first (a load balancer following it stops sending here), then the
+        // loops end and the lease is handed over; requests already on their way are still served
+        // for the shutdown delay before the listener closes.
+        await registry.stop();
         await rollouts.stop();
         await migrations.stop();
         await reconciler.stop();
-        await registry.stop();
         await lease.stop();
+        if (options.shutdownDelayMs) await new Promise((r) => setTimeout(r, options.shutdownDelayMs));
         waiters.wakeAll();
         await app.close();
         await heartbeats.flush().catch(() => {});

@@ -17,6 +17,8 @@ export function newRollout(spec: RolloutSpec, over: Partial<Rollout> = {}): Roll
     batchFinishedAt: null,
     breakerResetAt: null,
     gatePassedBatch: -1,
+    schemaPreAppliedAt: null,
+    schemaPostAppliedAt: null,
     ...over,
   };
 }

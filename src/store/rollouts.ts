@@ -18,6 +18,8 @@ interface RolloutRow {
   batch_finished_at: Date | null;
   breaker_reset_at: Date | null;
   gate_passed_batch: number;
+  schema_pre_applied_at: Date | null;
+  schema_post_applied_at: Date | null;
   plan: Record<string, unknown>;
   preflight: Record<string, unknown>;
   overrides: string[];
@@ -58,6 +60,8 @@ export function toRollout(row: RolloutRow): Rollout {
     batchFinishedAt: date(row.batch_finished_at),
     breakerResetAt: date(row.breaker_reset_at),
     gatePassedBatch: row.gate_passed_batch ?? -1,
+    schemaPreAppliedAt: date(row.schema_pre_applied_at ?? null),
+    schemaPostAppliedAt: date(row.schema_post_applied_at ?? null),
   };
 }
 
@@ -167,6 +171,8 @@ const ROLLOUT_COLUMNS: Record<string, string> = {
   batchFinishedAt: 'batch_finished_at',
   breakerResetAt: 'breaker_reset_at',
   gatePassedBatch: 'gate_passed_batch',
+  schemaPreAppliedAt: 'schema_pre_applied_at',
+  schemaPostAppliedAt: 'schema_post_applied_at',
   drainMode: 'drain_mode',
   batchCount: 'batch_count',
 };
@@ -184,6 +190,12 @@ export async function updateRollout(tx: Db, id: string, changes: Partial<Rollout
   if (extra.finished) sets.push('finished_at = now()');
   if (sets.length === 0) return;
   await tx.query(`UPDATE rollouts SET ${sets.join(', ')}, updated_at = now() WHERE id = $1`, values);
+}
+
+/** Records that the rollout applied its target's migrations of `phase` (once: a repeat changes nothing). */
+export async function recordSchemaStep(tx: Db, id: string, phase: 'pre' | 'post'): Promise<void> {
+  const column = phase === 'pre' ? 'schema_pre_applied_at' : 'schema_post_applied_at';
+  await tx.query(`UPDATE rollouts SET ${column} = now(), updated_at = now() WHERE id = $1 AND ${column} IS NULL`, [id]);
 }
 
 export class TaskConflictError extends Error {

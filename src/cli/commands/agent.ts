@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { type Command, Option } from 'commander';
-import { Agent } from '../../agent/agent.js';
+import { Agent, type OperatorReplicaSettings } from '../../agent/agent.js';
 import { supervisorLinkFromEnv } from '../../agent/supervisor/agent-link.js';
 import { NODE_ROLES } from '../../domain/types.js';
 import { createLogger } from '../../logging.js';
@@ -26,7 +26,7 @@ function collect(value: string, previous: string[] = []): string[] {
 }
 
 /** Reads each trusted public key; a missing or non-ed25519 file stops the agent at start. */
-function readTrustedKeys(files: string[]) {
+export function readTrustedKeys(files: string[]) {
   return files.map((file) => {
     try {
       return publicKeyFromPem(readFileSync(file, 'utf8'));
@@ -59,6 +59,12 @@ export function registerAgentCommand(program: Command): void {
         .default('auto'),
     )
     .option('--vm-migration-bandwidth <MiB/s>', 'how fast a live migration out of this node may send, in MiB/s (QEMU max-bandwidth)', '1024')
+    .option('--operator-listen <host:port>', 'control-plane node: run the local operator replica (component `operator`) listening here')
+    .option('--operator-env-file <file>', "the replica's node-local settings (KEY=VALUE: DATABASE_URL, ...); an artifact's operator.env wins over it")
+    .option('--operator-arg <arg>', 'one more argument for `drydock operator` (repeatable, e.g. --operator-arg=--tokens=/etc/drydock/tokens.yaml)', collect)
+    .option('--operator-bootstrap <artifact>', 'operator artifact (.tar.gz) installed as the first version when the node has none')
+    .option('--operator-deadline <duration>', 'a new operator version must be ready and registered within this, else the previous one returns', '60s')
+    .option('--operator-shutdown-delay <duration>', 'a stopping replica keeps answering this long after leaving the registry', '1500ms')
     .action(
       action(async (opts, command: Command) => {
         const log = createLogger('agent');
@@ -93,6 +99,7 @@ export function registerAgentCommand(program: Command): void {
           vmAccel: opts.vmAccel,
           vmMigrationBandwidthBytes: migrationBandwidth(opts.vmMigrationBandwidth),
           ...(supervisor ? { supervisor } : {}),
+          ...(opts.operatorListen ? { operatorReplica: operatorReplicaSettings(opts) } : {}),
           log,
         });
         await agent.start();
@@ -113,6 +120,17 @@ export function registerAgentCommand(program: Command): void {
         });
       }),
     );
+}
+
+function operatorReplicaSettings(opts: Record<string, string | string[] | undefined>): OperatorReplicaSettings {
+  return {
+    listen: opts.operatorListen as string,
+    nodeEnvFile: opts.operatorEnvFile as string | undefined,
+    extraArgs: (opts.operatorArg as string[] | undefined) ?? [],
+    bootstrapArtifact: opts.operatorBootstrap as string | undefined,
+    deadlineMs: durationOption(opts.operatorDeadline as string, '--operator-deadline'),
+    shutdownDelayMs: durationOption(opts.operatorShutdownDelay as string, '--operator-shutdown-delay'),
+  };
 }
 
 function migrationBandwidth(value: string): number {

@@ -7,6 +7,9 @@ import { OPERATOR_DEFAULTS, startOperator } from '../../operator/server.js';
 import { DEFAULT_DATA_DIR } from '../../store/open.js';
 import { action } from '../context.js';
 import { exitWithParent } from '../../parent-watchdog.js';
+import { readTrustedKeys } from './agent.js';
+
+const collectValues = (value: string, previous: string[] = []) => [...previous, value];
 
 export function durationOption(value: string, name: string): number {
   const ms = parseDuration(value);
@@ -55,6 +58,9 @@ export function registerOperatorCommand(program: Command): void {
     .option('--region <region>', "this replica's control-plane region in the registry (GET /api/v1/operators)", 'local')
     .option('--hostname <name>', "this replica's hostname in the registry (default: the machine's)")
     .option('--advertise-url <url>', 'where clients reach this replica, as the registry lists it (default: the listen address)')
+    .option('--trusted-key <file>', "ed25519 public key (PEM) whose signed operator builds this replica may run to migrate the schema in a control-plane rollout (repeatable)", collectValues)
+    .option('--allow-unsigned', 'DEVELOPMENT ONLY: run unsigned operator builds to migrate the schema', false)
+    .option('--shutdown-delay <duration>', 'on SIGTERM, keep answering this long after leaving the registry and handing the lease over (behind a load balancer)', '0s')
     .action(
       action(async (opts) => {
         const log = createLogger('operator');
@@ -84,6 +90,9 @@ export function registerOperatorCommand(program: Command): void {
           region: opts.region,
           hostname: opts.hostname,
           advertiseUrl: opts.advertiseUrl,
+          shutdownDelayMs: durationOption(opts.shutdownDelay, '--shutdown-delay'),
+          trustedKeys: readTrustedKeys(opts.trustedKey ?? []),
+          allowUnsigned: opts.allowUnsigned === true,
           log,
         });
         const shutdown = async (signal: string) => {

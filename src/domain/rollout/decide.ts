@@ -2,6 +2,7 @@ import { assessBreaker, type FinishedTask } from './breaker.js';
 import { type NodeFacts, RECONCILED_ROLLOUT_STATUSES, type Rollout, type RolloutDecision, type RolloutTask } from './model.js';
 import { isInFlight, isTerminal, RolloutTaskIndex } from './task-index.js';
 import { advanceTask, afterFailure, startTask, type TaskStep } from './task-machine.js';
+import { schemaStepDue } from './schema-steps.js';
 import { isWithinWindow, nextWindowOpen } from './window.js';
 
 /** How often an active rollout is looked at when nothing wakes it (health gates, pauses). */
@@ -237,7 +238,15 @@ function advanceBatches(rollout: Rollout, view: TaskView, currentBatchDone: bool
   }
   const next = currentBatch + 1;
   if (next >= rollout.batchCount) {
-    finish(rollout, view.all(), decision);
+    const all = view.all();
+    // The contract waits for the last node, and only a rollout whose every node reached the
+    // target contracts (a failed one ends failed, its old replicas still needing the schema).
+    if (schemaStepDue(rollout, 'post') && all.every((t) => t.state === 'done' || t.state === 'skipped') && all.some((t) => t.state === 'done')) {
+      decision.schema = 'post';
+      decision.requeueAfterMs = POLL_MS;
+      return;
+    }
+    finish(rollout, all, decision);
     return;
   }
   // Pause between batches; after the canary, its soak time as well.
@@ -263,6 +272,12 @@ function advanceBatches(rollout: Rollout, view: TaskView, currentBatchDone: bool
     decision.rollout.status = 'awaiting_approval';
     decision.gate = gate;
     decision.events.push({ kind: 'rollout.gate_reached', data: { batch: next, completed_regions: gate.completed, next_regions: gate.next, summary: gate.summary } });
+    return;
+  }
+  // The expand comes before the first node: the new builds need it, the old ones tolerate it.
+  if (next === 0 && schemaStepDue(rollout, 'pre')) {
+    decision.schema = 'pre';
+    decision.requeueAfterMs = POLL_MS;
     return;
   }
   if (rollout.status === 'waiting_for_window') decision.rollout.status = 'running';

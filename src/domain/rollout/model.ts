@@ -66,6 +66,10 @@ export interface Rollout {
   breakerResetAt: Date | null;
   /** The last batch whose region gate a person approved (-1: none); gateBetweenRegions only. */
   gatePassedBatch: number;
+  /** When the target's expand migrations were applied (migrations: auto; null: not yet). */
+  schemaPreAppliedAt: Date | null;
+  /** When the target's contract migrations were applied (after it, no rollback). */
+  schemaPostAppliedAt: Date | null;
 }
 
 /** What the rollout needs to know about a node, as of the snapshot. */
@@ -115,6 +119,8 @@ export interface RolloutDecision {
   continuation?: { reason: string; failedNodes: string[] };
   /** Open a region gate approval before `batch` (gateBetweenRegions). */
   gate?: { batch: number; completed: string[]; next: string[]; summary: string };
+  /** Apply the target build's schema migrations of this phase now (migrations: auto); the rollout waits for it. */
+  schema?: 'pre' | 'post';
   /** When to look again at the latest, if nothing wakes the rollout first. */
   requeueAfterMs: number | null;
 }

@@ -117,8 +117,16 @@ export const RolloutSpecSchema = z
     // since agents refuse a lower version unless told it is an explicit rollback. true installs
     // it as an explicit downgrade on those nodes (recorded in events).
     allowDowngrade: z.boolean().default(false),
+    // Control-plane rollouts (DESIGN.md §11): `auto` applies the target build's expand
+    // migrations before the first node and its contract migrations after the last. Default:
+    // auto for the `operator` component; any other component has no migrations to apply.
+    migrations: z.enum(['auto', 'manual']).optional(),
   })
-  .strict();
+  .strict()
+  .refine((s) => s.migrations !== 'auto' || s.target.component === 'operator', {
+    message: 'migrations: auto applies to rollouts of the operator component only (its builds carry the schema migrations)',
+    path: ['migrations'],
+  });
 
 export type RolloutSpec = z.output<typeof RolloutSpecSchema>;
 export type RolloutSpecInput = z.input<typeof RolloutSpecSchema>;

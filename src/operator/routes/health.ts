@@ -19,6 +19,10 @@ export async function healthRoutes(app: FastifyInstance, ctx: OperatorContext): 
       reason: readiness.ready ? readiness.reason : scrubHealthyWord(readiness.reason),
       leader: ctx.lease.leader,
       version: ctx.version,
+      // The agent supervising this replica (component `operator`) proves a new build by these:
+      // ready, at its version, and its row written to the registry (DESIGN.md §11).
+      replica_id: ctx.replica?.id ?? null,
+      registered: ctx.replica?.registered ?? false,
       engine: ctx.db.engine,
       uptime_s: Math.round((Date.now() - ctx.startedAt.getTime()) / 1000),
       readiness_checked_at: readiness.checkedAt.toISOString(),

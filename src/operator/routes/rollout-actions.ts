@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { RolloutStatus, RolloutTask } from '../../domain/rollout/model.js';
+import type { Rollout, RolloutStatus, RolloutTask } from '../../domain/rollout/model.js';
+import { rollbackRefusal } from '../../domain/rollout/schema-steps.js';
 import { rollbackNeeds, unavailableRollbackVersions } from '../../domain/rollout/rollback-needs.js';
 import { type BreakerDecision, type HumanAction, humanTransition } from '../../domain/rollout/human-actions.js';
 import { applySpecEdits } from '../../domain/rollout/spec.js';
@@ -54,7 +55,10 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
    * one of them is archived or was never published (it would fail every node after the health
    * timeout). The versions stay locked FOR SHARE until the status change commits.
    */
-  const assertRollbackPossible = async (tx: Db, loaded: { row: { id: string; component: string }; tasks: RolloutTask[] }) => {
+  const assertRollbackPossible = async (tx: Db, loaded: { row: { id: string; component: string }; rollout: Rollout; tasks: RolloutTask[] }) => {
+    // After the contract migrations the previous builds cannot serve the schema (DESIGN.md §11).
+    const refusal = rollbackRefusal(loaded.rollout);
+    if (refusal) throw rolloutErrors.rollbackAfterContract(loaded.row.id, refusal);
     const needs = rollbackNeeds(loaded.tasks);
     const lifecycles = await lockVersionsForShare(tx, loaded.row.component, needs.map((n) => n.version));
     const gone = unavailableRollbackVersions(needs, (v) => lifecycles.get(v));

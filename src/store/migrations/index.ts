@@ -13,6 +13,7 @@ import operatorReplicas from './0009_operator_replicas.pre.sql';
 import instanceReports from './0010_instance_reports.pre.sql';
 import regionGates from './0011_region_gates.pre.sql';
 import observedGeneration from './0012_observed_generation.pre.sql';
+import controlPlaneRollouts from './0016_control_plane_rollouts.pre.sql';
 
 export interface Migration {
   version: number;
@@ -40,4 +41,16 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0010_instance_reports.pre.sql', instanceReports),
   migration('0011_region_gates.pre.sql', regionGates),
   migration('0012_observed_generation.pre.sql', observedGeneration),
+  migration('0016_control_plane_rollouts.pre.sql', controlPlaneRollouts),
+  ...drillMigrations(),
 ];
+
+/**
+ * An upgrade drill's build (src/demo/stamp.ts) carries migrations a newer release would bring,
+ * on a line of its own at the top of the bundle; a normal build has none. They follow the
+ * built-in ones and must be numbered after them.
+ */
+function drillMigrations(): Migration[] {
+  const drill = (globalThis as { __drydock_drill_migrations?: { file: string; sql: string }[] }).__drydock_drill_migrations ?? [];
+  return drill.map((m) => migration(m.file, m.sql));
+}

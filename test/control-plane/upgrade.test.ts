@@ -1,0 +1,235 @@
+// The control plane upgrades itself (issue 11, DESIGN.md §11), end to end on the PostgreSQL
+// server: 3 regions × 3 control-plane agents, each supervising a real operator replica; API
+// traffic and the agents go through `drydock edge`. A rollout of operator 1.0.0 → 2.0.0 (which
+// brings an expand and a contract migration) completes with no failed API request, never fewer
+// than 2 ready replicas per region, the contract only after the last replica, a new leader on
+// the way, and each node upgraded once. Then a broken build (its operator exits at start) goes
+// back to 2.0.0 by itself and trips the breaker.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlPlaneFleet } from '../../src/demo/control-plane-fleet.js';
+import { isAlive, waitFor } from '../../src/demo/local-fleet.js';
+import type { ReplicaView } from '../../src/store/operator-replicas.js';
+import { BUNDLE } from '../support/processes.js';
+import { createServerDb, type ServerDb } from '../support/server-db.js';
+
+const REGIONS = ['eu-west', 'us-east', 'ap-south'];
+
+interface RolloutDetail {
+  id: string;
+  status: string;
+  tasks: { hostname: string; state: string; last_error: string | null }[];
+}
+interface EventRow {
+  id: number;
+  kind: string;
+  node_id: string | null;
+  rollout_id: string | null;
+  data: Record<string, unknown>;
+}
+
+describe('the control plane upgrades itself', () => {
+  let db: ServerDb;
+  let dir: string;
+  let cp: ControlPlaneFleet;
+  const replicaPids = new Set<number>();
+
+  beforeAll(async () => {
+    db = await createServerDb('drydock_cp');
+    dir = mkdtempSync(join(tmpdir(), 'drydock-e2e-control-plane-'));
+    cp = new ControlPlaneFleet({ bin: BUNDLE, dir, databaseUrl: db.url, regions: REGIONS, perRegion: 3, operatorDeadline: '20s' });
+    await cp.prepare();
+    await cp.start();
+    for (const pid of cp.replicaPids()) replicaPids.add(pid);
+    await cp.publish('v1');
+    await cp.publish('v2');
+    await cp.publish('broken');
+  }, 300_000);
+
+  afterAll(async () => {
+    const stopped = await cp?.stop();
+    for (const pid of stopped ?? []) replicaPids.add(pid);
+    const left = [...replicaPids, ...(cp?.fleet.spawnedPids ?? [])].filter(isAlive);
+    rmSync(dir, { recursive: true, force: true });
+    await db?.drop();
+    expect(left).toEqual([]);
+  }, 120_000);
+
+  /** Every 250 ms: each replica's own /health/ready, and who leads (from the registry). */
+  function sample() {
+    const minReady = new Map<string, number>(REGIONS.map((r) => [r, Infinity]));
+    const leaders = new Set<string>();
+    let running = true;
+    const loop = (async () => {
+      while (running) {
+        const ready = await Promise.all(
+          cp.nodes.map(async (n) => {
+            const response = await fetch(`http://${n.listen}/health/ready`, { signal: AbortSignal.timeout(1_000) }).catch(() => undefined);
+            return response?.status === 200 ? n.region : undefined;
+          }),
+        );
+        for (const region of REGIONS) minReady.set(region, Math.min(minReady.get(region) ?? Infinity, ready.filter((r) => r === region).length));
+        const replicas = await cp.replicas().catch(() => [] as ReplicaView[]);
+        for (const r of replicas) if (r.live && r.leader) leaders.add(r.hostname);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    })();
+    return {
+      minReady,
+      leaders,
+      async stop() {
+        running = false;
+        await loop;
+      },
+    };
+  }
+
+  /** ≥ 20 requests/s through the edge, counting every failure. */
+  function traffic() {
+    const stats = { sent: 0, failed: 0, errors: [] as string[] };
+    let running = true;
+    // Two clients, one request every 25 ms each at most.
+    const worker = async () => {
+      while (running) {
+        stats.sent++;
+        try {
+          const response = await fetch(`${cp.apiUrl}/api/v1/nodes`, { signal: AbortSignal.timeout(10_000) });
+          if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${(await response.text()).slice(0, 200)}`);
+          await response.json();
+        } catch (error) {
+          stats.failed++;
+          stats.errors.push((error as Error).message);
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    };
+    const loop = Promise.all([worker(), worker()]);
+    return {
+      stats,
+      async stop() {
+        running = false;
+        await loop;
+      },
+    };
+  }
+
+  async function events(rolloutId: string): Promise<EventRow[]> {
+    return cp.client().get<EventRow[]>(`/api/v1/events?rollout_id=${rolloutId}&limit=1000`);
+  }
+
+  it('rolls 1.0.0 → 2.0.0 over 9 replicas with the migrations at both ends and no failed request', async () => {
+    const before = await cp.replicas();
+    expect(before.filter((r) => r.live && r.ready).map((r) => r.version)).toEqual(Array(9).fill('1.0.0'));
+    const firstLeader = before.find((r) => r.live && r.leader)?.hostname;
+    expect(firstLeader).toBeDefined();
+
+    const sampler = sample();
+    const load = traffic();
+    const t0 = Date.now();
+    const created = await cp.client().post<{ id: string }>('/api/v1/rollouts', {
+      name: 'control-plane-2-0-0',
+      target: { component: 'operator', version: '2.0.0' },
+      selector: { role: 'control-plane' },
+      strategy: {
+        batch: { size: 3 },
+        minAvailablePerRegion: 2,
+        health: { minHealthyTime: '1s', timeout: '2m' },
+        circuitBreaker: { maxConsecutiveFailures: 1 },
+      },
+    });
+    const done = await waitFor(
+      'the control-plane rollout to end',
+      async () => {
+        const r = await cp.client().get<RolloutDetail>(`/api/v1/rollouts/${created.id}`).catch(() => undefined);
+        return r && ['completed', 'failed', 'awaiting_decision', 'aborted'].includes(r.status) ? r : undefined;
+      },
+      300_000,
+      500,
+    );
+    const elapsed = Date.now() - t0;
+    await load.stop();
+    await sampler.stop();
+
+    expect({ status: done.status, tasks: done.tasks.filter((t) => t.state !== 'done') }).toEqual({ status: 'completed', tasks: [] });
+    expect({ failed: load.stats.failed, errors: load.stats.errors.slice(0, 5) }).toEqual({ failed: 0, errors: [] });
+    expect(load.stats.sent / (elapsed / 1000)).toBeGreaterThanOrEqual(20);
+    for (const region of REGIONS) expect(sampler.minReady.get(region), region).toBeGreaterThanOrEqual(2);
+    expect(sampler.leaders.size).toBeGreaterThanOrEqual(2);
+
+    const after = await cp.replicas();
+    expect(after.filter((r) => r.live && r.ready).map((r) => r.version)).toEqual(Array(9).fill('2.0.0'));
+
+    // Each node upgraded exactly once; the expand before the first node, the contract after the last.
+    const log = await events(created.id);
+    const started = log.filter((e) => e.kind === 'rollout.node_started');
+    expect(started.map((e) => e.data.hostname).sort()).toEqual(cp.nodes.map((n) => n.hostname).sort());
+    const expanded = log.find((e) => e.kind === 'rollout.schema_expanded');
+    const contracted = log.find((e) => e.kind === 'rollout.schema_contracted');
+    expect(expanded?.data.applied).toEqual(['0900_drill_node_notes']);
+    expect(contracted?.data.applied).toEqual(['0901_drill_drop_legacy_note']);
+    expect(Math.min(...started.map((e) => e.id))).toBeGreaterThan(expanded!.id);
+    const completedNodes = log.filter((e) => e.kind === 'rollout.node_completed');
+    expect(completedNodes).toHaveLength(9);
+    expect(contracted!.id).toBeGreaterThan(Math.max(...completedNodes.map((e) => e.id)));
+
+    // The schema as the database has it: both drill migrations, the legacy column gone.
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const applied = await client.query<{ version: number; phase: string }>('SELECT version, phase FROM schema_migrations WHERE version >= 900 ORDER BY version');
+      expect(applied.rows).toEqual([
+        { version: 900, phase: 'pre' },
+        { version: 901, phase: 'post' },
+      ]);
+      const columns = await client.query<{ column_name: string }>(`SELECT column_name FROM information_schema.columns WHERE table_name = 'drill_node_notes' ORDER BY column_name`);
+      expect(columns.rows.map((c) => c.column_name)).toEqual(['node_id', 'note']);
+    } finally {
+      await client.end();
+    }
+
+    // After the contract, a rollback is refused with the reason, and changes nothing.
+    const refused = await fetch(`${cp.apiUrl}/api/v1/rollouts/${created.id}/rollback`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(refused.status).toBe(409);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('ROLLBACK_AFTER_CONTRACT');
+    expect((await cp.client().get<RolloutDetail>(`/api/v1/rollouts/${created.id}`)).status).toBe('completed');
+  }, 420_000);
+
+  it('a build that never becomes ready goes back to the previous version by itself and trips the breaker', async () => {
+    const created = await cp.client().post<{ id: string }>('/api/v1/rollouts', {
+      name: 'control-plane-broken',
+      target: { component: 'operator', version: '2.0.1' },
+      selector: { role: 'control-plane' },
+      strategy: { batch: { size: 1 }, minAvailablePerRegion: 2, health: { minHealthyTime: '1s', timeout: '2m' }, circuitBreaker: { maxConsecutiveFailures: 1 } },
+    });
+    const stopped = await waitFor(
+      'the breaker to trip',
+      async () => {
+        const r = await cp.client().get<RolloutDetail>(`/api/v1/rollouts/${created.id}`).catch(() => undefined);
+        return r && r.status !== 'running' ? r : undefined;
+      },
+      180_000,
+      500,
+    );
+    expect(stopped.status).toBe('awaiting_decision');
+    const failed = stopped.tasks.filter((t) => t.state === 'failed');
+    expect(failed).toHaveLength(1);
+    expect(failed[0]?.last_error).toMatch(/2\.0\.1/);
+    // Every replica serves 2.0.0 again, the failed node's included, with no operator action.
+    await waitFor(
+      'nine ready 2.0.0 replicas',
+      async () => {
+        const replicas = await cp.replicas().catch(() => [] as ReplicaView[]);
+        const ready = replicas.filter((r) => r.live && r.ready);
+        return ready.length === 9 && ready.every((r) => r.version === '2.0.0') ? true : undefined;
+      },
+      60_000,
+      500,
+    );
+    const node = cp.nodes.find((n) => n.hostname === failed[0]?.hostname);
+    const health = (await (await fetch(`http://${node?.listen}/health`)).json()) as { version: string; ready: boolean };
+    expect(health).toMatchObject({ version: '2.0.0', ready: true });
+  }, 300_000);
+});
