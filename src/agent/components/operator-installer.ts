@@ -25,10 +25,8 @@ export function operatorInstaller(options: OperatorInstallerOptions): Installer 
   const { replica } = options;
   return {
     async activate(ctx) {
-      await replica.stop();
-      ctx.layout.switchCurrent(ctx.component, ctx.version);
       try {
-        await replica.start(ctx.version);
+        await replica.switchTo(ctx.version);
       } catch (error) {
         return `operator ${ctx.version} could not be started: ${(error as Error).message}`;
       }
@@ -46,11 +44,8 @@ export function operatorInstaller(options: OperatorInstallerOptions): Installer 
     },
 
     async revert(ctx) {
-      await replica.stop();
-      ctx.layout.switchCurrent(ctx.component, ctx.previous);
-      if (ctx.previous === null) return undefined;
       try {
-        await replica.start(ctx.previous);
+        await replica.switchTo(ctx.previous);
       } catch (error) {
         return `operator ${ctx.previous} could not be started again: ${(error as Error).message}`;
       }

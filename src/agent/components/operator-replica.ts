@@ -53,6 +53,8 @@ export interface ReplicaHealth {
 export class OperatorReplica {
   private record: ReplicaRecord | undefined;
   private restartAt = 0;
+  /** Every change of the process (start, stop, switch, supervise) runs after the previous one. */
+  private chain: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly options: OperatorReplicaOptions) {
     this.record = readRecord(options.stateFile);
@@ -71,27 +73,57 @@ export class OperatorReplica {
     return this.runningVersion === undefined ? undefined : this.record?.pid;
   }
 
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(work, work);
+    this.chain = next.catch(() => {});
+    return next;
+  }
+
   /** Starts `current` unless it runs already (adopted from a previous agent process). */
-  async ensureRunning(): Promise<void> {
+  ensureRunning(): Promise<void> {
+    return this.exclusive(() => this.ensureRunningNow());
+  }
+
+  /**
+   * Replaces the running replica by `version` (null: none): the old one stops first (it leaves
+   * the registry and hands the lease over), then `current` switches and the new one starts.
+   * Nothing else (supervise) starts a replica in between.
+   */
+  switchTo(version: string | null): Promise<void> {
+    return this.exclusive(async () => {
+      await this.stopNow();
+      this.options.layout.switchCurrent(OPERATOR_COMPONENT, version);
+      if (version !== null) await this.startNow(version);
+    });
+  }
+
+  private async ensureRunningNow(): Promise<void> {
     const current = this.options.layout.currentVersion(OPERATOR_COMPONENT);
     if (current === null) return;
     const running = this.runningVersion;
     if (running === current) return;
-    if (running !== undefined) await this.stop();
-    await this.start(current);
+    if (running !== undefined) await this.stopNow();
+    await this.startNow(current);
   }
 
   /** Starts it again if it died (at most every 2 s, so a crashing build does not spin). */
-  async supervise(now = Date.now()): Promise<void> {
-    if (this.runningVersion !== undefined || now < this.restartAt) return;
-    if (this.options.layout.currentVersion(OPERATOR_COMPONENT) === null) return;
-    this.restartAt = now + 2_000;
-    if (this.record) this.options.log.warn({ version: this.record.version }, 'operator replica is not running; starting it again');
-    await this.ensureRunning();
+  supervise(): Promise<void> {
+    return this.exclusive(async () => {
+      const now = Date.now();
+      if (this.runningVersion !== undefined || now < this.restartAt) return;
+      if (this.options.layout.currentVersion(OPERATOR_COMPONENT) === null) return;
+      this.restartAt = now + 2_000;
+      if (this.record) this.options.log.warn({ version: this.record.version }, 'operator replica is not running; starting it again');
+      await this.ensureRunningNow();
+    });
   }
 
   /** SIGTERM (it leaves the registry and hands the lease over), SIGKILL after the grace. */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    return this.exclusive(() => this.stopNow());
+  }
+
+  private async stopNow(): Promise<void> {
     const record = this.record;
     if (!record) return;
     this.options.log.info({ pid: record.pid, version: record.version }, 'stopping the operator replica');
@@ -100,7 +132,7 @@ export class OperatorReplica {
     rmSync(this.options.stateFile, { force: true });
   }
 
-  async start(version: string): Promise<void> {
+  private async startNow(version: string): Promise<void> {
     const dir = this.options.layout.versionDir(OPERATOR_COMPONENT, version);
     const bundle = join(dir, OPERATOR_BUNDLE_FILE);
     if (!existsSync(bundle)) throw new Error(`operator ${version} has no ${OPERATOR_BUNDLE_FILE} in ${dir}`);

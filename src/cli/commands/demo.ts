@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { runExampleApp } from '../../demo/example-app.js';
 import { runDemo } from '../../demo/run-demo.js';
+import { runControlPlaneDemo } from '../../demo/run-control-plane-demo.js';
 import { DEMO_SIZES, WORKLOAD_MODES, type WorkloadsMode } from '../../demo/vm-workloads.js';
 import { action, parseIntOption } from '../context.js';
 import { defaultVmCacheDir } from './vm.js';
@@ -24,10 +25,23 @@ export function registerDemoCommands(program: Command): void {
         .default('auto'),
     )
     .option('--vm-cache <dir>', `kernel packages and the guest image, kept between runs (default ${defaultVmCacheDir()})`)
+    .option('--control-plane', 'instead: the control plane upgrading itself — operator replicas per region behind the edge on a PostgreSQL server (DATABASE_URL, else 127.0.0.1:5432), operator 1.0.0 → 2.0.0 with an expand and a contract migration')
     .option('--exit', 'stop everything after the report instead of waiting for Ctrl-C')
     .option('--report <file>', 'write the report as JSON')
     .action(
       action(async (opts) => {
+        if (opts.controlPlane) {
+          const report = await runControlPlaneDemo({
+            bin: fileURLToPath(import.meta.url),
+            dir: opts.dir,
+            databaseUrl: process.env.DATABASE_URL,
+            regions: String(opts.regions).split(',').filter(Boolean),
+            perRegion: parseIntOption(opts.nodesPerRegion, '--nodes-per-region'),
+            reportFile: opts.report,
+          });
+          if (report.status !== 'completed') process.exitCode = 1;
+          return;
+        }
         const optionalInt = (value: string | undefined, name: string) => (value === undefined ? undefined : parseIntOption(value, name));
         const deployments = optionalInt(opts.deployments, '--deployments');
         await runDemo({
