@@ -86,7 +86,7 @@ export type EventKind = keyof typeof EVENT_CATALOG;
 
 type Direction = 'forward' | 'rollback';
 type Hostname = { hostname: string };
-type HumanActionData = { from: RolloutStatus } | { decision: BreakerDecision };
+type HumanActionData = { from: RolloutStatus; regions?: string[] } | { decision: BreakerDecision };
 
 /** The `data` of each kind of event, as it is stored (snake_case JSON). */
 export interface EventData {
@@ -158,7 +158,7 @@ export interface EventData {
   /** `from` when a person aborted a rollout nothing had started in; `done` when the reconciler ended it. */
   'rollout.aborted': { from: RolloutStatus } | { done: number };
   'rollout.rolling_back': HumanActionData;
-  'rollout.rolled_back': { rolled_back: number; failed: string[] };
+  'rollout.rolled_back': { rolled_back: number; failed: string[]; regions?: string[] };
   /** `next_open`: ISO time the window opens next, null when it never does. */
   'rollout.waiting_for_window': { next_open: string | null };
   'rollout.batch_started': { batch: number; nodes: string[] };

@@ -38,6 +38,9 @@ export const rolloutErrors = {
   nameTaken: (name: string) =>
     new ApiError(409, 'ROLLOUT_EXISTS', `an active rollout named ${name} exists already; wait for it or pick another name`, { name }),
   badEdit: (message: string) => new ApiError(400, 'ROLLOUT_EDIT_INVALID', message),
+  /** A regional rollback names a region the rollout has no node in. */
+  rollbackRegionUnknown: (id: string, regions: string[], known: string[]) =>
+    new ApiError(400, 'ROLLBACK_REGION_UNKNOWN', `rollout ${id} has no node in ${regions.join(', ')}; its regions: ${known.join(', ')}; nothing was changed`, { id, regions, known }),
   /** Rollback refused: the rollout already contracted the schema the previous builds need. */
   rollbackAfterContract: (id: string, reason: string) => new ApiError(409, 'ROLLBACK_AFTER_CONTRACT', `rollout ${id} cannot roll back: ${reason}; nothing was changed`, { id }),
   rollbackVersionUnavailable: (id: string, versions: UnavailableRollbackVersion[]) =>

@@ -19,6 +19,7 @@ export function newRollout(spec: RolloutSpec, over: Partial<Rollout> = {}): Roll
     gatePassedBatch: -1,
     schemaPreAppliedAt: null,
     schemaPostAppliedAt: null,
+    rollbackRegions: null,
     ...over,
   };
 }

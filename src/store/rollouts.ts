@@ -20,6 +20,7 @@ interface RolloutRow {
   gate_passed_batch: number;
   schema_pre_applied_at: Date | null;
   schema_post_applied_at: Date | null;
+  rollback_regions: string[] | null;
   plan: Record<string, unknown>;
   preflight: Record<string, unknown>;
   overrides: string[];
@@ -62,6 +63,7 @@ export function toRollout(row: RolloutRow): Rollout {
     gatePassedBatch: row.gate_passed_batch ?? -1,
     schemaPreAppliedAt: date(row.schema_pre_applied_at ?? null),
     schemaPostAppliedAt: date(row.schema_post_applied_at ?? null),
+    rollbackRegions: row.rollback_regions ?? null,
   };
 }
 
@@ -173,6 +175,7 @@ const ROLLOUT_COLUMNS: Record<string, string> = {
   gatePassedBatch: 'gate_passed_batch',
   schemaPreAppliedAt: 'schema_pre_applied_at',
   schemaPostAppliedAt: 'schema_post_applied_at',
+  rollbackRegions: 'rollback_regions',
   drainMode: 'drain_mode',
   batchCount: 'batch_count',
 };

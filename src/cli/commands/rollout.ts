@@ -189,13 +189,16 @@ export function registerRolloutCommands(program: Command): void {
     ['abort', 'finish nodes in flight safely and start nothing new'],
     ['rollback', 'return every completed node to its previous version, newest batch first'],
   ] as const) {
-    rollout
+    const command = rollout
       .command(`${verb} <id>`)
       .description(description)
-      .option('--json', 'machine-readable output')
-      .action(
+      .option('--json', 'machine-readable output');
+    // "Roll back one region": only that region's completed nodes return, with the same drain and health rules.
+    if (verb === 'rollback') command.option('--region <region>', "return only this region's completed nodes (repeatable)", (v: string, prev: string[] = []) => [...prev, v]);
+    command.action(
         action(async (id: string, opts, command: Command) => {
-          const reply = await clientFor(command).post<RolloutSummary>(`/api/v1/rollouts/${enc(id)}/${verb}`);
+          const body = opts.region ? { region: opts.region as string[] } : {};
+          const reply = await clientFor(command).post<RolloutSummary>(`/api/v1/rollouts/${enc(id)}/${verb}`, body);
           if (opts.json) return printJson(reply);
           process.stdout.write(`${reply.name}: ${reply.status}\n`);
         }),

@@ -343,22 +343,22 @@ function rollBack(
   }
   // Not settling: no task was in flight, so this decision changed none but pending ones, and
   // the index's forward tasks done are the tasks' as they are now.
-  const newest = view.index.newestBatchWithDone();
+  // A regional rollback ("roll back one region") returns only those regions' nodes.
+  const regions = rollout.rollbackRegions;
+  const returns = (t: RolloutTask) => t.direction === 'forward' && t.state === 'done' && (regions === null || regions.includes(t.region));
+  const newest = regions === null ? view.index.newestBatchWithDone() : newestBatchWhere(view, returns);
   if (newest === null) {
     const all = view.all();
     const failed = all.filter((t) => t.direction === 'rollback' && t.state === 'failed');
     decision.rollout.status = failed.length > 0 ? 'failed' : 'rolled_back';
     decision.events.push({
       kind: 'rollout.rolled_back',
-      data: { rolled_back: all.filter((t) => t.state === 'rolled_back').length, failed: failed.map((t) => t.hostname) },
+      data: { rolled_back: all.filter((t) => t.state === 'rolled_back').length, failed: failed.map((t) => t.hostname), ...(regions === null ? {} : { regions }) },
     });
     decision.requeueAfterMs = null;
     return;
   }
-  const candidates = view.index
-    .batchPositions(newest)
-    .map(view.at)
-    .filter((t) => t.direction === 'forward' && t.state === 'done');
+  const candidates = view.index.batchPositions(newest).map(view.at).filter(returns);
   for (const task of candidates) {
     if (task.fromVersion !== null && unavailableVersions.has(task.fromVersion)) {
       // Pointing the node at a version that is gone would empty its desired state or hold the
@@ -373,6 +373,14 @@ function rollBack(
     apply(task, { ...start, changes: { ...start.changes, direction: 'rollback', finishedAt: null, healthySince: null } });
   }
   decision.requeueAfterMs = POLL_MS;
+}
+
+/** The newest batch holding a task `returns` accepts (a regional rollback's next batch), or null. */
+function newestBatchWhere(view: TaskView, returns: (t: RolloutTask) => boolean): number | null {
+  for (let batch = view.index.newestBatchWithDone() ?? -1; batch >= 0; batch--) {
+    if (view.index.batchPositions(batch).some((p) => returns(view.at(p)))) return batch;
+  }
+  return null;
 }
 
 /**

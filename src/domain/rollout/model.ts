@@ -70,6 +70,8 @@ export interface Rollout {
   schemaPreAppliedAt: Date | null;
   /** When the target's contract migrations were applied (after it, no rollback). */
   schemaPostAppliedAt: Date | null;
+  /** A rollback limited to these regions returns only their completed nodes (null: every region). */
+  rollbackRegions: string[] | null;
 }
 
 /** What the rollout needs to know about a node, as of the snapshot. */

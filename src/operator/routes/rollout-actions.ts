@@ -25,6 +25,13 @@ import { detailOf, mustLoadRollout } from './rollouts.js';
 const params = IdParam.describe('rollout id or name');
 const ApproveBody = z.object({ set: z.array(z.string().min(3)).max(50).optional().describe('edits path=value, re-planned before the approval counts') }).strict().nullable().optional();
 const RejectBody = z.object({ reason: z.string().min(1).max(2000) }).strict();
+// `region`: one region or several; absent, every region (the whole rollout) rolls back.
+const RollbackBody = z
+  .object({ region: z.union([z.string().min(1).max(63), z.array(z.string().min(1).max(63)).min(1).max(1000)]).optional() })
+  .strict()
+  .optional();
+const regionsOf = (region: string | string[] | undefined): string[] | null => (region === undefined ? null : [...new Set([region].flat())].sort());
+
 const DecideBody = z
   .object({ decision: z.enum(['continue', 'rollback', 'abort', 'continue_anyway', 'rollback_completed_batches']) })
   .strict();
@@ -151,16 +158,23 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
   });
 
   const simple = (verb: 'pause' | 'resume' | 'abort' | 'rollback', summary: string) =>
-    app.post(`/api/v1/rollouts/:id/${verb}`, { schema: { tags, params, summary } }, async (req) => {
+    app.post(`/api/v1/rollouts/:id/${verb}`, { schema: { tags, params, summary, ...(verb === 'rollback' ? { body: RollbackBody } : {}) } }, async (req) => {
       const actor = actorOf(req);
+      const regions = verb === 'rollback' ? regionsOf((req.body as z.infer<typeof RollbackBody>)?.region) : null;
       return act(req.params.id, async (tx, loaded) => {
         const t = transition(loaded, verb);
-        if (t.to === 'rolling_back') await assertRollbackPossible(tx, loaded);
+        if (regions !== null) {
+          // "Roll back one region": only regions this rollout has nodes in.
+          const known = new Set(loaded.tasks.map((task) => task.region));
+          const unknown = regions.filter((r) => !known.has(r));
+          if (unknown.length > 0) throw rolloutErrors.rollbackRegionUnknown(loaded.row.id, unknown, [...known].sort());
+        }
+        if (t.to === 'rolling_back') await assertRollbackPossible(tx, { ...loaded, tasks: regions === null ? loaded.tasks : loaded.tasks.filter((task) => regions.includes(task.region)) });
         // Rolling back while the breaker waits for a decision answers it: quarantine as decide does.
         if (t.to === 'rolling_back' && loaded.row.status === 'awaiting_decision') {
           await quarantineBreakerRollback(tx, loaded.row, actor, (await pendingApproval(tx, loaded.row.id, 'continuation'))?.reason ?? null);
         }
-        await updateRollout(tx, loaded.row.id, { status: t.to }, { finished: t.to === 'aborted' });
+        await updateRollout(tx, loaded.row.id, { status: t.to, ...(verb === 'rollback' ? { rollbackRegions: regions } : {}) }, { finished: t.to === 'aborted' });
         if (t.to === 'aborted') {
           await skipPendingTasks(tx, loaded.row.id, `rollout aborted by ${actor}`);
           for (const kind of ['plan', 'gate'] as const) {
@@ -168,13 +182,13 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
             if (approval) await decideApproval(tx, approval.id, { status: 'cancelled', decision: 'abort', by: actor });
           }
         }
-        await appendEvents(tx, [{ kind: t.event, actor, rolloutId: loaded.row.id, data: { from: loaded.row.status } }]);
+        await appendEvents(tx, [{ kind: t.event, actor, rolloutId: loaded.row.id, data: { from: loaded.row.status, ...(regions === null ? {} : { regions }) } }]);
       });
     });
   simple('pause', 'Start no new node; nodes in flight finish');
   simple('resume', 'Continue a paused rollout');
   simple('abort', 'Finish nodes in flight safely, start nothing new');
-  simple('rollback', 'Return every completed node to its previous version, newest batch first');
+  simple('rollback', 'Return every completed node (or only those of `region`) to its previous version, newest batch first');
 
   app.post('/api/v1/rollouts/:id/decide', { config: { role: 'approver' }, schema: { tags, params, body: DecideBody, summary: 'Answer the circuit breaker: continue, rollback or abort' } }, async (req) => {
     const actor = actorOf(req);

@@ -7,3 +7,6 @@ ALTER TABLE artifacts DROP CONSTRAINT IF EXISTS artifacts_kind_check;
 ALTER TABLE artifacts ADD CONSTRAINT artifacts_kind_check CHECK (kind IN ('agent', 'binary', 'script', 'vm-image', 'operator'));
 ALTER TABLE rollouts ADD COLUMN IF NOT EXISTS schema_pre_applied_at timestamptz;
 ALTER TABLE rollouts ADD COLUMN IF NOT EXISTS schema_post_applied_at timestamptz;
+-- "Roll back one region" (runbook 001): a rollback limited to these regions returns only their
+-- completed nodes (null: every region).
+ALTER TABLE rollouts ADD COLUMN IF NOT EXISTS rollback_regions text[];
