@@ -5,12 +5,14 @@ import { untilHealthyLongEnough } from '../domain/rollout/next-wake.js';
 import type { Db } from '../store/db.js';
 import { readClock } from '../store/fleet-snapshot.js';
 import { assertTerm } from '../store/leases.js';
+import { applyHookActions, loadHookRunFacts, type OperatorHookRun } from '../store/hook-runs.js';
 import { applyRolloutDecision } from '../store/rollout-apply.js';
 import { loadNodeFacts, loadUnavailableVersions } from '../store/rollout-facts.js';
 import { activeRolloutIds, loadRollout, TaskConflictError } from '../store/rollouts.js';
 import type { DesiredWaiters } from './desired-waiters.js';
 import type { FleetReconciler } from './fleet-reconciler.js';
 import { type LeaderLease, RECONCILER_LEASE } from './leader-lease.js';
+import { RolloutHookRunner } from './rollout-hook-runner.js';
 import { type ReconcileResult, WorkQueue } from './work-queue.js';
 
 /** A full listing of the active rollouts this often, as a safety net for a wake that was lost (another replica's write). */
@@ -37,6 +39,8 @@ export class RolloutReconciler {
   private lister: NodeJS.Timeout | undefined;
   /** Passes in a row that asked for another at once, per rollout. */
   private readonly immediate = new Map<string, number>();
+  /** preRollout / postRollout hooks this process runs (as leader). */
+  readonly hooks: RolloutHookRunner;
 
   constructor(
     private readonly db: Db,
@@ -48,6 +52,7 @@ export class RolloutReconciler {
     private readonly intervalMs = 500,
   ) {
     this.queue = new WorkQueue('rollout', (id) => this.reconcileKey(id), log);
+    this.hooks = new RolloutHookRunner(db, lease.holder, (id) => this.wake(id), log.child({ part: 'rollout-hooks' }));
   }
 
   start(): void {
@@ -59,6 +64,7 @@ export class RolloutReconciler {
 
   async stop(): Promise<void> {
     clearInterval(this.lister);
+    this.hooks.stop();
     await this.queue.stop();
   }
 
@@ -123,30 +129,38 @@ export class RolloutReconciler {
    * else when it wants to be looked at again (ms; null: no timed wait of its own).
    */
   private async reconcile(id: string, term: number): Promise<number | null | undefined> {
-    const { touched, active, nodeIds, wake, drains } = await this.db.transaction(async (tx) => {
+    const { touched, active, nodeIds, wake, drains, operatorRuns } = await this.db.transaction(async (tx) => {
       await assertTerm(tx, RECONCILER_LEASE, this.lease.holder, term);
       const loaded = await loadRollout(tx, id, { lock: true });
-      if (!loaded || !RECONCILED_ROLLOUT_STATUSES.includes(loaded.rollout.status)) return { touched: [], active: false, nodeIds: [], wake: null, drains: [] };
+      const none: OperatorHookRun[] = [];
+      if (!loaded || !RECONCILED_ROLLOUT_STATUSES.includes(loaded.rollout.status)) return { touched: [], active: false, nodeIds: [], wake: null, drains: [], operatorRuns: none };
       const nodeIds = loaded.tasks.map((t) => t.nodeId);
       const component = loaded.rollout.spec.target.component;
       const facts = await loadNodeFacts(tx, nodeIds, component);
       const fromVersions = loaded.tasks.map((t) => t.fromVersion).filter((v): v is string => v !== null);
       const unavailable = await loadUnavailableVersions(tx, component, fromVersions);
       const { now } = await readClock(tx);
-      const decision = decideRollout(loaded.rollout, loaded.tasks, facts, now, unavailable);
-      const changed = decision.tasks.length + decision.commands.length + decision.events.length + Object.keys(decision.rollout).length;
+      const hookRuns = await loadHookRunFacts(tx, id, (runId) => this.hooks.isRunning(runId));
+      const decision = decideRollout(loaded.rollout, loaded.tasks, facts, now, unavailable, (runId) => hookRuns.get(runId));
+      const hookActions = decision.hooks ?? [];
+      const changed = decision.tasks.length + decision.commands.length + decision.events.length + Object.keys(decision.rollout).length + hookActions.length;
       const status = decision.rollout.status ?? loaded.rollout.status;
       const stillActive = RECONCILED_ROLLOUT_STATUSES.includes(status);
       const tasks = loaded.tasks.map((t) => ({ ...t, ...decision.tasks.find((c) => c.id === t.id)?.changes }));
       const waits = [decision.requeueAfterMs, untilHealthyLongEnough(loaded.rollout, tasks, now)].filter((w): w is number => typeof w === 'number');
       const wake = waits.length > 0 ? Math.min(...waits) : null;
-      if (changed === 0) return { touched: [], active: stillActive, nodeIds, wake, drains: [] };
+      if (changed === 0) return { touched: [], active: stillActive, nodeIds, wake, drains: [], operatorRuns: none };
       const drains = decision.commands.filter((c) => c.kind === 'drain').map((c) => c.nodeId);
       // A pass that moved something is followed by another at once: a step that waits for no
       // report (cordoned → draining, a batch after a pause of 0) happens now, not a tick later.
       // Deciding is idempotent, so the extra pass only finds nothing to do once it settles.
-      return { touched: await applyRolloutDecision(tx, loaded.rollout, loaded.tasks, decision), active: stillActive, nodeIds, wake: 0, drains };
+      const touched = await applyRolloutDecision(tx, loaded.rollout, loaded.tasks, decision);
+      // Hook runs asked for or given up on, in the same fenced transaction as the task moves.
+      const hooks = await applyHookActions(tx, hookActions, this.lease.holder);
+      return { touched: [...new Set([...touched, ...hooks.nodes])], active: stillActive, nodeIds, wake: 0, drains, operatorRuns: hooks.operatorRuns };
     });
+    // Started once their runs are committed as running and owned by this process.
+    for (const run of operatorRuns) this.hooks.start(run);
     if (active) this.remember(id, nodeIds);
     if (touched.length > 0) {
       this.waiters.wake(touched);
