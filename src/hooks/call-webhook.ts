@@ -2,7 +2,7 @@
 // timeout. The body carries the run id, so a receiver can tell a repeat (a webhook interrupted
 // by a restart is sent again: at least once) from a new run.
 import { HOOK_OUTPUT_TAIL_BYTES } from '../domain/protocol.js';
-import type { HookOutcome } from './run-command.js';
+import { type HookOutcome, printable } from './run-command.js';
 
 /** The JSON body: DRYDOCK_* as snake_case fields, the hook's own env under `env`. */
 export function webhookBody(env: Record<string, string>): Record<string, unknown> {
@@ -25,7 +25,7 @@ export async function callWebhook(url: string, env: Record<string, string>, time
       redirect: 'manual',
     });
     const text = await response.text();
-    const tail = text.length > HOOK_OUTPUT_TAIL_BYTES ? text.slice(-HOOK_OUTPUT_TAIL_BYTES) : text;
+    const tail = printable(text.length > HOOK_OUTPUT_TAIL_BYTES ? text.slice(-HOOK_OUTPUT_TAIL_BYTES) : text);
     const ok = response.status >= 200 && response.status < 300;
     return { status: ok ? 'succeeded' : 'failed', exitCode: null, outputTail: tail, reason: ok ? null : `HTTP ${response.status}`, finishedAt: new Date() };
   } catch (error) {
@@ -34,7 +34,7 @@ export async function callWebhook(url: string, env: Record<string, string>, time
       status: 'failed',
       exitCode: null,
       outputTail: '',
-      reason: timedOut ? `timed out after ${timeoutMs / 1000} s` : `request failed: ${(error as Error).message}`,
+      reason: timedOut ? `timed out after ${timeoutMs / 1000} s` : printable(`request failed: ${(error as Error).message}`),
       finishedAt: new Date(),
     };
   }

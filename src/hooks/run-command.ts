@@ -84,6 +84,14 @@ function readStatus(files: HookFiles): number | undefined {
   return Number.isFinite(code) ? code : undefined;
 }
 
+/**
+ * Output as text the operator stores: a NUL byte (binary output) would make Postgres refuse the
+ * report — and the operator refuses any request carrying one — so it becomes U+FFFD.
+ */
+export function printable(text: string): string {
+  return text.replaceAll('\u0000', '\uFFFD');
+}
+
 /** The last HOOK_OUTPUT_TAIL_BYTES of the output file ('' when there is none). */
 export function outputTail(path: string, bytes = HOOK_OUTPUT_TAIL_BYTES): string {
   if (!existsSync(path)) return '';
@@ -94,7 +102,7 @@ export function outputTail(path: string, bytes = HOOK_OUTPUT_TAIL_BYTES): string
     const buffer = Buffer.alloc(length);
     readSync(fd, buffer, 0, length, size - length);
     // A cut through a multi-byte character decodes to U+FFFD, never throws.
-    return new TextDecoder('utf-8', { fatal: false }).decode(buffer);
+    return printable(new TextDecoder('utf-8', { fatal: false }).decode(buffer));
   } finally {
     closeSync(fd);
   }

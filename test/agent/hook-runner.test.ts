@@ -39,6 +39,13 @@ describe('hook runner', () => {
     delete process.env.AGENT_SECRET_FOR_TEST;
   });
 
+  it('turns NUL bytes of binary output into U+FFFD (the operator refuses NUL in any report)', async () => {
+    const files = hookFiles(dir, 'binary');
+    const { pid, exited } = spawnHook(['/bin/sh', '-c', "printf 'a\\000b'"], {}, files);
+    const outcome = await awaitHook(pid, files, Date.now() + 10_000, 10_000, exited);
+    expect(outcome?.outputTail).toBe('a\uFFFDb');
+  });
+
   it('kills the whole process group at the deadline, children included', async () => {
     const files = hookFiles(dir, 'slow');
     const pidFile = join(dir, 'child.pid');
