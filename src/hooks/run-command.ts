@@ -4,7 +4,7 @@
 // or absent). An agent killed -9 mid-hook finds the result (or the still-running group) when it
 // starts again and never runs a finished hook twice. On timeout the whole group is killed.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { HOOK_OUTPUT_TAIL_BYTES } from '../domain/protocol.js';
 
@@ -44,6 +44,11 @@ export interface HookFiles {
 
 export function hookFiles(dir: string, key: string): HookFiles {
   return { out: join(dir, `${key}.out`), status: join(dir, `${key}.exit`) };
+}
+
+/** Removes a finished run's files once its outcome is recorded (the output tail lives on in the record). */
+export function removeHookFiles(files: HookFiles): void {
+  for (const path of [files.out, files.status]) rmSync(path, { force: true });
 }
 
 /** Starts the command; returns the process group id (the wrapper's pid). */

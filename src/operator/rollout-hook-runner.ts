@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { callWebhook } from '../hooks/call-webhook.js';
-import { awaitHook, type HookOutcome, hookFiles, spawnHook } from '../hooks/run-command.js';
+import { awaitHook, type HookOutcome, hookFiles, removeHookFiles, spawnHook } from '../hooks/run-command.js';
 import type { Db } from '../store/db.js';
 import { finishOperatorHookRun, type OperatorHookRun } from '../store/hook-runs.js';
 
@@ -65,6 +65,7 @@ export class RolloutHookRunner {
       const { pid, exited } = spawnHook(run.hook.run, run.env, files);
       entry.pgid = pid;
       outcome = await awaitHook(pid, files, Date.now() + timeout, timeout, exited, this.abort.signal);
+      if (outcome) removeHookFiles(files);
     } else {
       outcome = await callWebhook(run.hook.webhook, run.env, timeout);
     }

@@ -43,6 +43,8 @@ describe('rollout hooks end to end: real operator, real agents, shell hooks and 
   let webhookUrl: string;
   const webhookBodies: Record<string, unknown>[] = [];
   let lineNo = 0;
+  let listen = '';
+  const operatorArgs = ['--heartbeat-grace', '3s', '--heartbeat-interval', '1s'];
 
   const nodes = () => api.get<NodeView[]>('/api/v1/nodes');
   const rollout = (id: string) => api.get<RolloutDetail>(`/api/v1/rollouts/${id}`);
@@ -102,7 +104,8 @@ describe('rollout hooks end to end: real operator, real agents, shell hooks and 
     });
     await new Promise<void>((resolve) => webhook.listen(0, '127.0.0.1', resolve));
     webhookUrl = `http://127.0.0.1:${(webhook.address() as { port: number }).port}/close`;
-    await fleet.startOperator(`127.0.0.1:${await freePort()}`, ['--heartbeat-grace', '3s', '--heartbeat-interval', '1s']);
+    listen = `127.0.0.1:${await freePort()}`;
+    await fleet.startOperator(listen, operatorArgs);
     api = fleet.client();
     for (const host of HOSTS) startAgent(host);
     await fleet.waitForNodes(2, 60_000);
@@ -252,6 +255,36 @@ describe('rollout hooks end to end: real operator, real agents, shell hooks and 
     expect(done.hooks.map((h) => [h.point, h.status, h.attempt, h.exit_code])).toEqual([['preNode', 'succeeded', 1, 0]]);
     const events = await eventsOf(created.id, 'rollout.hook_');
     expect(events.map((e) => e.kind)).toEqual(['rollout.hook_started', 'rollout.hook_completed']);
+    expect((await nodes()).find((n) => n.hostname === host)?.components.web).toBe('2.4.0');
+  }, 120_000);
+
+  it('an operator killed -9 mid-rollout neither repeats a finished preRollout nor loses the node hook that ran meanwhile', async () => {
+    const log = lines();
+    const host = 'hk-worker-1';
+    const created = await api.post<RolloutDetail>(
+      '/api/v1/rollouts',
+      spec(
+        'hooks-operator-kill',
+        '2.4.0',
+        {
+          preRollout: [{ run: log.hook('preRollout'), timeout: '30s' }],
+          preNode: [{ run: ['/bin/sh', '-c', `echo "preNode start" >> ${log.file}; sleep 4; echo "preNode end" >> ${log.file}`], timeout: '1m' }],
+          postRollout: [{ run: log.hook('postRollout'), timeout: '30s' }],
+        },
+        {},
+        { hostnames: [host] },
+      ),
+    );
+    await waitFor('the preNode hook to start', async () => (log.read().includes('preNode start') ? true : undefined), 60_000);
+    await fleet.stopProcess('operator', 'SIGKILL');
+    await fleet.startOperator(listen, operatorArgs);
+    const done = await waitStatus(created.id, 'completed');
+    expect(log.read()).toEqual(['preRollout', 'preNode start', 'preNode end', 'postRollout']);
+    expect(done.hooks.map((h) => [h.point, h.status, h.attempt])).toEqual([
+      ['preRollout', 'succeeded', 1],
+      ['preNode', 'succeeded', 1],
+      ['postRollout', 'succeeded', 1],
+    ]);
     expect((await nodes()).find((n) => n.hostname === host)?.components.web).toBe('2.4.0');
   }, 120_000);
 

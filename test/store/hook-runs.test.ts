@@ -24,7 +24,7 @@ describe(`store/hook-runs on ${TEST_ENGINE}`, () => {
   afterAll(async () => t.cleanup());
 
   const generation = async () => Number((await t.db.query<{ generation: string }>('SELECT generation FROM nodes WHERE id = $1', [node]))[0]?.generation);
-  const start = (over: Partial<Extract<HookAction, { kind: 'start' }>> = {}): HookAction => ({
+  const start = (over: Partial<Extract<HookAction, { kind: 'start' }>> = {}): Extract<HookAction, { kind: 'start' }> => ({
     kind: 'start',
     id: 'ro-h/n-hook/preNode/0',
     rolloutId: 'ro-h',

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { DesiredHook, HookReport } from '../../domain/protocol.js';
 import { callWebhook } from '../../hooks/call-webhook.js';
-import { awaitHook, type HookOutcome, hookFiles, spawnHook } from '../../hooks/run-command.js';
+import { awaitHook, type HookOutcome, hookFiles, removeHookFiles, spawnHook } from '../../hooks/run-command.js';
 import { HookJournal, type HookJournalEntry, journalKey } from './hook-journal.js';
 
 export class NodeHookRunner {
@@ -112,6 +112,7 @@ export class NodeHookRunner {
       outputTail: outcome.outputTail,
       reason: outcome.reason,
     });
+    removeHookFiles(files);
     this.log.info({ hook_id: hook.id, status: outcome.status, reason: outcome.reason }, 'hook finished');
   }
 }

@@ -49,9 +49,9 @@ function move(state: TaskState, now: Date, extra: Partial<RolloutTask> = {}): Pa
 }
 
 /** The node is cordoned and drained (or needs neither): its preNode hooks first, when it has some, else the install. */
-function toInstall(rollout: Rollout, task: RolloutTask, now: Date, extra: Partial<RolloutTask> = {}): Pick<TaskStep, 'changes' | 'commands'> {
-  if (hooksAt(rollout, 'preNode').length > 0) return { changes: move('pre_node_hooks', now, extra), commands: [] };
-  return { changes: move('installing', now, extra), commands: [setVersion(rollout, task)] };
+function toInstall(rollout: Rollout, task: RolloutTask, now: Date): Pick<TaskStep, 'changes' | 'commands'> {
+  if (hooksAt(rollout, 'preNode').length > 0) return { changes: move('pre_node_hooks', now), commands: [] };
+  return { changes: move('installing', now), commands: [setVersion(rollout, task)] };
 }
 
 /** The node passed its health gate: its postNode hooks first, when it has some, else done (and enabled). */
