@@ -16,6 +16,7 @@ import { buildAgentServer } from './http-server.js';
 import { ProcessDriver } from './drivers/process-driver.js';
 import type { AccelRequest } from './drivers/vm-accel.js';
 import { VmDriver } from './drivers/vm-driver.js';
+import { NodeHookRunner } from './hooks/node-hook-runner.js';
 import { InstanceHost } from './instance-host.js';
 import { AgentMetrics } from './metrics.js';
 import { type AgentState, readAgentState, writeAgentState } from './state-file.js';
@@ -103,6 +104,8 @@ export class Agent {
   readonly components: ComponentReconciler;
   /** The local operator replica on a control-plane node (`--operator-listen`), else undefined. */
   readonly operatorReplica: OperatorReplica | undefined;
+  /** preNode / postNode hooks of the desired state (journaled in the data dir). */
+  private readonly hooks: NodeHookRunner;
   url = '';
 
   constructor(private readonly options: AgentOptions) {
@@ -173,6 +176,8 @@ export class Agent {
       onPhaseChange: () => void this.heartbeat().catch(() => {}),
       log: options.log.child({ part: 'components' }),
     });
+    // A hook's start and end reach the operator at once; the next hook may be waiting in the reply.
+    this.hooks = new NodeHookRunner(options.dataDir, () => void this.heartbeat().catch(() => {}), options.log.child({ part: 'hooks' }));
   }
 
   /** Installs the bootstrap build when the node has no operator yet, then starts (or adopts) the replica. */
@@ -238,6 +243,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     this.abort.abort();
+    this.hooks.stop();
     for (const timer of this.timers.values()) clearTimeout(timer);
     await this.converging.catch(() => {});
     await this.componentsDone;
@@ -379,6 +385,7 @@ export class Agent {
         components: this.components.installedVersions(),
         instances: this.actualInstances(),
         installs: this.components.reports(),
+        ...this.hookReports(),
         generation: this.generation,
       }, { headers: this.credentialHeader() });
       this.metrics.heartbeatsSent.inc();
@@ -394,6 +401,12 @@ export class Agent {
       }
       throw error;
     }
+  }
+
+  /** The runs of the desired state's hooks as far as they got (no field when there are none: older operators). */
+  private hookReports(): { hooks?: ReturnType<NodeHookRunner['reports']> } {
+    const reports = this.hooks.reports(this.desired?.hooks ?? []);
+    return reports.length > 0 ? { hooks: reports } : {};
   }
 
   private async longPoll(): Promise<void> {
@@ -425,6 +438,7 @@ export class Agent {
     });
     // Installs run beside instance convergence (an install may take minutes), one at a time.
     if (!this.stopped) {
+      this.hooks.reconcile(desired.hooks ?? []);
       this.componentsDone = this.components.reconcile(desired.components ?? {}).catch((error) => {
         this.options.log.error({ err: error }, 'component reconcile failed');
       });

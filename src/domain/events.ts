@@ -7,6 +7,7 @@ import type { ArtifactLifecycle } from './artifact-lifecycle.js';
 import type { MigrationMode, MigrationState, MigrationStats } from './instance-migration.js';
 import type { InstallPhase } from './protocol.js';
 import type { BreakerDecision } from './rollout/human-actions.js';
+import type { HookPoint } from './rollout/hooks.js';
 import type { RolloutStatus } from './rollout/model.js';
 import type { NodeRole, NodeStatus } from './types.js';
 
@@ -80,6 +81,9 @@ export const EVENT_CATALOG = {
   'rollout.schema_step_failed': "A control-plane rollout could not apply its target build's migrations (retried; the rollout waits).",
   'rollout.completed': 'Every node of a rollout is done.',
   'rollout.failed': 'A rollout ended with nodes that did not reach the target version.',
+  'rollout.hook_started': 'A hook run began: on the node (preNode, postNode; reported by its agent) or on the operator leader (preRollout, postRollout).',
+  'rollout.hook_completed': 'A hook run succeeded (exit code 0, or a 2xx answer to its webhook).',
+  'rollout.hook_failed': 'A hook run failed: a non-zero exit, a non-2xx answer, its timeout (the process group is killed), or no result in time.',
 } as const satisfies Record<string, string>;
 
 export type EventKind = keyof typeof EVENT_CATALOG;
@@ -174,6 +178,19 @@ export interface EventData {
   'rollout.schema_step_failed': { phase: 'pre' | 'post'; version: string; reason: string };
   'rollout.completed': { done: number; failed: 0 };
   'rollout.failed': { reason: string; failed_nodes: string[]; done: number; failed: number };
+  'rollout.hook_started': HookEventData;
+  'rollout.hook_completed': HookEventData & { exit_code: number | null; duration_ms: number | null; output_tail: string };
+  /** `duration_ms` absent when the operator gave up on a run that never reported. */
+  'rollout.hook_failed': HookEventData & { exit_code: number | null; duration_ms?: number | null; reason?: string; output_tail: string };
+}
+
+/** Which run: its deterministic id, point, index in the point's list, attempt, and the command or webhook. */
+interface HookEventData {
+  hook_id: string;
+  point: HookPoint;
+  index: number;
+  attempt: number;
+  hook: string;
 }
 
 interface MigrationEventData {

@@ -122,6 +122,43 @@ export const InstallReportSchema = z.object({
 });
 export type InstallReport = z.infer<typeof InstallReportSchema>;
 
+/**
+ * A node hook (preNode, postNode) the node's agent should run (DESIGN.md §12): listed in the
+ * desired state from the moment the operator asks for it until its outcome is recorded. `id` and
+ * `attempt` name the run; the agent journals it under them, so a restart never runs a finished
+ * one again.
+ */
+export interface DesiredHook {
+  id: string;
+  attempt: number;
+  point: 'preNode' | 'postNode';
+  /** The command and its arguments; or `webhook`: a URL to POST the run's fields to. */
+  run?: string[];
+  webhook?: string;
+  timeout_ms: number;
+  /** DRYDOCK_* plus the hook's own env. */
+  env: Record<string, string>;
+}
+
+/** Most output of a hook kept and reported: its last 4 KiB. */
+export const HOOK_OUTPUT_TAIL_BYTES = 4096;
+
+/** What the agent says about a hook run it was asked for: running, or how it ended. */
+export const HookReportSchema = z
+  .object({
+    id: z.string().min(1).max(600),
+    attempt: z.number().int().min(1).max(INT4_MAX),
+    status: z.enum(['running', 'succeeded', 'failed']),
+    exit_code: z.number().int().min(-INT4_MAX).max(INT4_MAX).nullable().optional(),
+    /** The last HOOK_OUTPUT_TAIL_BYTES of its output (characters, so a little more than the bytes at most). */
+    output_tail: z.string().max(2 * HOOK_OUTPUT_TAIL_BYTES).optional(),
+    reason: z.string().max(4000).optional(),
+    started_at: z.string().max(100).optional(),
+    finished_at: z.string().max(100).optional(),
+  })
+  .strict();
+export type HookReport = z.infer<typeof HookReportSchema>;
+
 export const HeartbeatRequestSchema = z.object({
   node_id: z.string().min(1).max(200),
   agent_version: z.string().min(1).max(100),
@@ -130,6 +167,8 @@ export const HeartbeatRequestSchema = z.object({
   instances: z.array(ActualInstanceSchema).max(100_000),
   /** Installs in progress or finished since the last desired change (optional for old agents). */
   installs: z.array(InstallReportSchema).max(1000).optional(),
+  /** The hook runs of its desired state, as far as they got (optional for agents without hooks). */
+  hooks: z.array(HookReportSchema).max(100).optional(),
   /** The desired generation the agent has converged to (or is converging to). */
   generation: z.number().int().min(0).max(BIGINT_SAFE_MAX),
 });
@@ -172,4 +211,6 @@ export interface DesiredState {
   draining: boolean;
   instances: DesiredInstance[];
   components: Record<string, DesiredComponent>;
+  /** Node hooks to run, in the order given (absent from operators without hooks). */
+  hooks?: DesiredHook[];
 }

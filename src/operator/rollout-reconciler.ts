@@ -5,6 +5,7 @@ import { untilHealthyLongEnough } from '../domain/rollout/next-wake.js';
 import type { Db } from '../store/db.js';
 import { readClock } from '../store/fleet-snapshot.js';
 import { assertTerm } from '../store/leases.js';
+import { applyHookActions, loadHookRunFacts, type OperatorHookRun } from '../store/hook-runs.js';
 import { applyRolloutDecision } from '../store/rollout-apply.js';
 import { loadNodeFacts, loadUnavailableVersions } from '../store/rollout-facts.js';
 import { activeRolloutIds, loadRollout, recordSchemaStep, TaskConflictError } from '../store/rollouts.js';
@@ -15,6 +16,7 @@ import type { SchemaStepRunner } from './schema-steps.js';
 import type { DesiredWaiters } from './desired-waiters.js';
 import type { FleetReconciler } from './fleet-reconciler.js';
 import { type LeaderLease, RECONCILER_LEASE } from './leader-lease.js';
+import { RolloutHookRunner } from './rollout-hook-runner.js';
 import { type ReconcileResult, WorkQueue } from './work-queue.js';
 
 /** A full listing of the active rollouts this often, as a safety net for a wake that was lost (another replica's write). */
@@ -45,6 +47,8 @@ export class RolloutReconciler {
   private readonly immediate = new Map<string, number>();
   /** The last failure of each rollout's schema step (`id/phase`), so a repeat is not another event. */
   private readonly schemaFailures = new Map<string, string>();
+  /** preRollout / postRollout hooks this process runs (as leader). */
+  readonly hooks: RolloutHookRunner;
 
   constructor(
     private readonly db: Db,
@@ -58,6 +62,7 @@ export class RolloutReconciler {
     private readonly schemaSteps?: SchemaStepRunner,
   ) {
     this.queue = new WorkQueue('rollout', (id) => this.reconcileKey(id), log);
+    this.hooks = new RolloutHookRunner(db, lease.holder, (id) => this.wake(id), log.child({ part: 'rollout-hooks' }));
   }
 
   start(): void {
@@ -69,6 +74,7 @@ export class RolloutReconciler {
 
   async stop(): Promise<void> {
     clearInterval(this.lister);
+    this.hooks.stop();
     await this.queue.stop();
   }
 
@@ -164,10 +170,11 @@ export class RolloutReconciler {
    * else when it wants to be looked at again (ms; null: no timed wait of its own).
    */
   private async reconcile(id: string, term: number): Promise<number | null | undefined> {
-    const { touched, active, nodeIds, wake, drains, schema } = await this.db.transaction(async (tx) => {
+    const { touched, active, nodeIds, wake, drains, operatorRuns, schema } = await this.db.transaction(async (tx) => {
       await assertTerm(tx, RECONCILER_LEASE, this.lease.holder, term);
       const loaded = await loadRollout(tx, id, { lock: true });
-      if (!loaded || !RECONCILED_ROLLOUT_STATUSES.includes(loaded.rollout.status)) return { touched: [], active: false, nodeIds: [], wake: null, drains: [] };
+      const none: OperatorHookRun[] = [];
+      if (!loaded || !RECONCILED_ROLLOUT_STATUSES.includes(loaded.rollout.status)) return { touched: [], active: false, nodeIds: [], wake: null, drains: [], operatorRuns: none };
       const { spec } = loaded.rollout;
       const nodeIds = loaded.tasks.map((t) => t.nodeId);
       const component = loaded.rollout.spec.target.component;
@@ -175,23 +182,29 @@ export class RolloutReconciler {
       const fromVersions = loaded.tasks.map((t) => t.fromVersion).filter((v): v is string => v !== null);
       const unavailable = await loadUnavailableVersions(tx, component, fromVersions);
       const { now } = await readClock(tx);
-      const decision = decideRollout(loaded.rollout, loaded.tasks, facts, now, unavailable);
-      const changed = decision.tasks.length + decision.commands.length + decision.events.length + Object.keys(decision.rollout).length;
+      const hookRuns = await loadHookRunFacts(tx, id, (runId) => this.hooks.isRunning(runId));
+      const decision = decideRollout(loaded.rollout, loaded.tasks, facts, now, unavailable, (runId) => hookRuns.get(runId));
+      const hookActions = decision.hooks ?? [];
+      const changed = decision.tasks.length + decision.commands.length + decision.events.length + Object.keys(decision.rollout).length + hookActions.length;
       const status = decision.rollout.status ?? loaded.rollout.status;
       const stillActive = RECONCILED_ROLLOUT_STATUSES.includes(status);
       const tasks = loaded.tasks.map((t) => ({ ...t, ...decision.tasks.find((c) => c.id === t.id)?.changes }));
       const waits = [decision.requeueAfterMs, untilHealthyLongEnough(loaded.rollout, tasks, now)].filter((w): w is number => typeof w === 'number');
       const wake = waits.length > 0 ? Math.min(...waits) : null;
       const schema = decision.schema ? { phase: decision.schema, component: spec.target.component, version: spec.target.version } : undefined;
-      if (changed === 0) return { touched: [], active: stillActive, nodeIds, wake, drains: [], schema };
+      if (changed === 0) return { touched: [], active: stillActive, nodeIds, wake, drains: [], operatorRuns: none, schema };
       const drains = decision.commands.filter((c) => c.kind === 'drain').map((c) => c.nodeId);
       // A pass that moved something is followed by another at once: a step that waits for no
       // report (cordoned → draining, a batch after a pause of 0) happens now, not a tick later.
       // Deciding is idempotent, so the extra pass only finds nothing to do once it settles.
-      return { touched: await applyRolloutDecision(tx, loaded.rollout, loaded.tasks, decision), active: stillActive, nodeIds, wake: 0, drains, schema };
+      const touched = await applyRolloutDecision(tx, loaded.rollout, loaded.tasks, decision);
+      // Hook runs asked for or given up on, in the same fenced transaction as the task moves.
+      const hooks = await applyHookActions(tx, hookActions, this.lease.holder);
+      return { touched: [...new Set([...touched, ...hooks.nodes])], active: stillActive, nodeIds, wake: 0, drains, operatorRuns: hooks.operatorRuns, schema };
     });
+    // Started once their runs are committed as running and owned by this process.
+    for (const run of operatorRuns) this.hooks.start(run);
     if (active) this.remember(id, nodeIds);
-    if (schema) return this.schemaStep(id, term, schema);
     if (touched.length > 0) {
       this.waiters.wake(touched);
       // A drain is the fleet's work; a cordon, an install or an enable only changes the node's
@@ -200,6 +213,7 @@ export class RolloutReconciler {
       if (drains.length > 0) this.fleet.nodesChanged(drains);
       this.fleet.nodesTouched(touched);
     }
+    if (schema) return this.schemaStep(id, term, schema);
     return active ? wake : undefined;
   }
 }

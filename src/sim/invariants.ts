@@ -9,11 +9,13 @@ import type { FleetModel } from './fleet-model.js';
 export type Violations = Record<string, { count: number; examples: string[] }>;
 
 const FORWARD_NEXT: Record<TaskState, readonly TaskState[]> = {
-  pending: ['cordoned', 'installing', 'skipped'],
-  cordoned: ['draining', 'installing', 'failed'],
-  draining: ['installing', 'failed'],
+  pending: ['cordoned', 'pre_node_hooks', 'installing', 'skipped'],
+  cordoned: ['draining', 'pre_node_hooks', 'installing', 'failed'],
+  draining: ['pre_node_hooks', 'installing', 'failed'],
+  pre_node_hooks: ['installing', 'failed'],
   installing: ['verifying', 'failed'],
-  verifying: ['done', 'failed'],
+  verifying: ['post_node_hooks', 'done', 'failed'],
+  post_node_hooks: ['done', 'failed'],
   // A completed node can only leave `done` to be rolled back.
   done: [],
   failed: [],
@@ -21,11 +23,13 @@ const FORWARD_NEXT: Record<TaskState, readonly TaskState[]> = {
   skipped: [],
 };
 const ROLLBACK_NEXT: Partial<Record<TaskState, readonly TaskState[]>> = {
-  done: ['cordoned', 'installing'],
-  cordoned: ['draining', 'installing', 'failed'],
-  draining: ['installing', 'failed'],
+  done: ['cordoned', 'pre_node_hooks', 'installing'],
+  cordoned: ['draining', 'pre_node_hooks', 'installing', 'failed'],
+  draining: ['pre_node_hooks', 'installing', 'failed'],
+  pre_node_hooks: ['installing', 'failed'],
   installing: ['verifying', 'failed'],
-  verifying: ['rolled_back', 'failed'],
+  verifying: ['post_node_hooks', 'rolled_back', 'failed'],
+  post_node_hooks: ['rolled_back', 'failed'],
 };
 const IN_FLIGHT_STATES = new Set<TaskState>(IN_FLIGHT);
 const TERMINAL_STATES = new Set<TaskState>(TERMINAL);

@@ -4,6 +4,7 @@
 import type { DesiredComponent, DesiredInstance, DesiredState } from '../domain/protocol.js';
 import { desiredMigrationFor, type InstanceMigration } from '../domain/instance-migration.js';
 import type { Db } from './db.js';
+import { openNodeHooks } from './hook-runs.js';
 import { openLiveMigrationsOn } from './instance-migrations.js';
 
 /** Where the agent downloads an artifact's bytes (the agent gateway streams them). */
@@ -80,6 +81,11 @@ export async function loadDesiredStates(db: Db, nodeIds: readonly string[]): Pro
       ...desired,
       url: artifactUrl(desired.artifact_id, nodeId),
     };
+  }
+  // Node hooks asked for and not finished (DESIGN.md §12): the agent runs them, in this order.
+  for (const [nodeId, hooks] of await openNodeHooks(db, found)) {
+    const state = result.get(nodeId);
+    if (state) state.hooks = hooks;
   }
   return result;
 }

@@ -1,6 +1,7 @@
 import { assessBreaker, type FinishedTask } from './breaker.js';
 import { type NodeFacts, RECONCILED_ROLLOUT_STATUSES, type Rollout, type RolloutDecision, type RolloutTask } from './model.js';
 import { isInFlight, isTerminal, RolloutTaskIndex } from './task-index.js';
+import { type HookRuns, NO_HOOK_RUNS, rolloutHookProgress } from './node-hooks.js';
 import { advanceTask, afterFailure, startTask, type TaskStep } from './task-machine.js';
 import { schemaStepDue } from './schema-steps.js';
 import { isWithinWindow, nextWindowOpen } from './window.js';
@@ -38,6 +39,8 @@ export function decideRollout(
   now: Date,
   /** Versions of the target component no node may be pointed at: archived or never published. */
   unavailableVersions: ReadonlySet<string> = new Set(),
+  /** The journal of this rollout's hook runs (hooks.ts), by run id. */
+  hookRuns: HookRuns = NO_HOOK_RUNS,
 ): RolloutDecision {
   const decision: RolloutDecision = { rollout: {}, tasks: [], commands: [], events: [], requeueAfterMs: null };
   const status = rollout.status;
@@ -64,6 +67,7 @@ export function decideRollout(
     // Most steps of a tick change nothing: skip the empty copies.
     if (step.commands.length > 0) decision.commands.push(...step.commands);
     if (step.events.length > 0) decision.events.push(...step.events.map((e) => ({ ...e, data: { ...e.data } })));
+    if (step.hooks && step.hooks.length > 0) (decision.hooks ??= []).push(...step.hooks);
     return copy ?? task;
   };
 
@@ -80,7 +84,7 @@ export function decideRollout(
   const newlyDone: number[] = [];
   for (const p of index.inFlightPositions()) {
     const task = list[p] as RolloutTask;
-    const after = apply(task, advanceTask(rollout, task, nodes.get(task.nodeId), now));
+    const after = apply(task, advanceTask(rollout, task, nodes.get(task.nodeId), now, hookRuns));
     if (after.state === 'failed') {
       decision.commands.push(...afterFailure(rollout, after, unavailableVersions));
       if (returnsToGoneVersion(rollout, after, unavailableVersions)) {
@@ -140,7 +144,7 @@ export function decideRollout(
   switch (status) {
     case 'running':
     case 'waiting_for_window':
-      advanceBatches(rollout, view, openInCurrentBatch === 0, nodes, now, decision, apply);
+      advanceBatches(rollout, view, openInCurrentBatch === 0, nodes, now, decision, apply, hookRuns);
       break;
     case 'aborting':
       for (const p of index.pendingPositions()) apply(at(p), skip(now, 'the rollout was aborted before this node started'));
@@ -218,7 +222,16 @@ function anyReverting(rollout: Rollout, view: TaskView, nodes: ReadonlyMap<strin
 }
 
 /** `currentBatchDone`: every forward task of the current batch is finished (counted in decideRollout's first step). */
-function advanceBatches(rollout: Rollout, view: TaskView, currentBatchDone: boolean, nodes: ReadonlyMap<string, NodeFacts>, now: Date, decision: RolloutDecision, apply: Apply) {
+function advanceBatches(
+  rollout: Rollout,
+  view: TaskView,
+  currentBatchDone: boolean,
+  nodes: ReadonlyMap<string, NodeFacts>,
+  now: Date,
+  decision: RolloutDecision,
+  apply: Apply,
+  hookRuns: HookRuns,
+) {
   const inBatch = (i: number) => view.index.batchPositions(i).map(view.at).filter((t) => t.direction === 'forward');
   const currentBatch = rollout.currentBatch;
   let batchFinishedAt = rollout.batchFinishedAt;
@@ -246,7 +259,10 @@ function advanceBatches(rollout: Rollout, view: TaskView, currentBatchDone: bool
       decision.requeueAfterMs = POLL_MS;
       return;
     }
-    finish(rollout, all, decision);
+    // postRollout runs once the last batch finished (and after the contract), whatever its outcome (a ticket is closed either way).
+    const post = rolloutHooksGate(rollout, 'postRollout', hookRuns, now, decision);
+    if (post === 'waiting') return;
+    finish(rollout, all, decision, post === 'passed' ? null : post.reason);
     return;
   }
   // Pause between batches; after the canary, its soak time as well.
@@ -274,11 +290,23 @@ function advanceBatches(rollout: Rollout, view: TaskView, currentBatchDone: bool
     decision.events.push({ kind: 'rollout.gate_reached', data: { batch: next, completed_regions: gate.completed, next_regions: gate.next, summary: gate.summary } });
     return;
   }
-  // The expand comes before the first node: the new builds need it, the old ones tolerate it.
-  if (next === 0 && schemaStepDue(rollout, 'pre')) {
-    decision.schema = 'pre';
-    decision.requeueAfterMs = POLL_MS;
-    return;
+  if (next === 0) {
+    // preRollout runs before the first node starts; a failure ends the rollout before any node moved.
+    const pre = rolloutHooksGate(rollout, 'preRollout', hookRuns, now, decision);
+    if (pre === 'waiting') return;
+    if (pre !== 'passed') {
+      for (const p of view.index.pendingPositions()) apply(view.at(p), skip(now, `not started: ${pre.reason}`));
+      decision.rollout.status = 'failed';
+      decision.requeueAfterMs = null;
+      decision.events.push({ kind: 'rollout.failed', data: { reason: pre.reason, failed_nodes: [], done: 0, failed: 0 } });
+      return;
+    }
+    // The expand comes after preRollout and before the first node: the new builds need it, the old ones tolerate it.
+    if (schemaStepDue(rollout, 'pre')) {
+      decision.schema = 'pre';
+      decision.requeueAfterMs = POLL_MS;
+      return;
+    }
   }
   if (rollout.status === 'waiting_for_window') decision.rollout.status = 'running';
   decision.rollout.currentBatch = next;
@@ -388,11 +416,16 @@ function newestBatchWhere(view: TaskView, returns: (t: RolloutTask) => boolean):
  * was skipped on purpose (DESIGN.md §8.8); a node that failed (breaker not tripped, or a human
  * said continue) makes it `failed`, naming the nodes and why.
  */
-function finish(rollout: Rollout, all: readonly RolloutTask[], decision: RolloutDecision) {
+function finish(rollout: Rollout, all: readonly RolloutTask[], decision: RolloutDecision, hookFailure: string | null = null) {
   const forward = all.filter((t) => t.direction === 'forward');
   const done = forward.filter((t) => t.state === 'done').length;
   const missed = all.filter((t) => t.state !== 'done' && t.state !== 'skipped');
   decision.requeueAfterMs = null;
+  if (missed.length === 0 && hookFailure !== null) {
+    decision.rollout.status = 'failed';
+    decision.events.push({ kind: 'rollout.failed', data: { reason: hookFailure, failed_nodes: [], done, failed: 0 } });
+    return;
+  }
   if (missed.length === 0) {
     decision.rollout.status = 'completed';
     decision.events.push({ kind: 'rollout.completed', data: { done, failed: 0 } });
@@ -403,7 +436,7 @@ function finish(rollout: Rollout, all: readonly RolloutTask[], decision: Rollout
   // list is failed_nodes.
   const shown = missed.slice(0, MAX_NODES_IN_REASON).map((t) => `${t.hostname} (${t.state}${t.lastError ? `: ${t.lastError}` : ''})`);
   const more = missed.length > MAX_NODES_IN_REASON ? `, and ${missed.length - MAX_NODES_IN_REASON} more` : '';
-  const reason = `${missed.length} of ${forward.length} node(s) did not reach ${target}: ${shown.join(', ')}${more}`;
+  const reason = `${missed.length} of ${forward.length} node(s) did not reach ${target}: ${shown.join(', ')}${more}${hookFailure ? `; ${hookFailure}` : ''}`;
   decision.rollout.status = 'failed';
   decision.events.push({ kind: 'rollout.failed', data: { reason, failed_nodes: missed.map((t) => t.hostname), done, failed: missed.length } });
 }
@@ -411,4 +444,23 @@ function finish(rollout: Rollout, all: readonly RolloutTask[], decision: Rollout
 /** A failed forward task would send its node back to a version that is gone (afterFailure then asks for nothing). */
 function returnsToGoneVersion(rollout: Rollout, task: RolloutTask, unavailableVersions: ReadonlySet<string>): boolean {
   return task.direction === 'forward' && rollout.spec.strategy.onNodeFailure === 'rollback-node' && task.fromVersion !== null && unavailableVersions.has(task.fromVersion);
+}
+
+/**
+ * A rollout-level hook point (preRollout, postRollout) as a gate: 'waiting' while its hooks run
+ * (the runs to start or expire are added to the decision), then passed or failed.
+ */
+function rolloutHooksGate(rollout: Rollout, point: 'preRollout' | 'postRollout', hookRuns: HookRuns, now: Date, decision: RolloutDecision): 'waiting' | 'passed' | { reason: string } {
+  const progress = rolloutHookProgress(rollout, point, hookRuns, now);
+  if (progress.kind === 'passed') return 'passed';
+  if (progress.kind === 'wait') {
+    decision.requeueAfterMs = Math.min(decision.requeueAfterMs ?? POLL_MS, POLL_MS);
+    return 'waiting';
+  }
+  if (progress.actions.length > 0) (decision.hooks ??= []).push(...progress.actions);
+  if (progress.kind === 'act') {
+    decision.requeueAfterMs = POLL_MS;
+    return 'waiting';
+  }
+  return { reason: progress.reason };
 }

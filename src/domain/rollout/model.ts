@@ -1,5 +1,6 @@
 import type { InstallPhase } from '../protocol.js';
 import type { DrainState, NodeStatus } from '../types.js';
+import type { HookAction } from './hooks.js';
 import type { RolloutSpec } from './spec.js';
 
 export const ROLLOUT_STATUSES = [
@@ -27,9 +28,12 @@ export const ACTIVE_ROLLOUT_STATUSES: readonly RolloutStatus[] = ROLLOUT_STATUSE
 /** Statuses the reconciler acts on: active, and approved (an unapproved rollout waits for a human). */
 export const RECONCILED_ROLLOUT_STATUSES: readonly RolloutStatus[] = ACTIVE_ROLLOUT_STATUSES.filter((s) => s !== 'awaiting_approval');
 
-export const TASK_STATES = ['pending', 'cordoned', 'draining', 'installing', 'verifying', 'done', 'failed', 'rolled_back', 'skipped'] as const;
+// pre_node_hooks / post_node_hooks: the node's preNode hooks run (after cordon and drain, before
+// the install) and its postNode hooks (after the health gate, before enable); only when the spec
+// has some (hooks.ts).
+export const TASK_STATES = ['pending', 'cordoned', 'draining', 'pre_node_hooks', 'installing', 'verifying', 'post_node_hooks', 'done', 'failed', 'rolled_back', 'skipped'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
-export const IN_FLIGHT: readonly TaskState[] = ['cordoned', 'draining', 'installing', 'verifying'];
+export const IN_FLIGHT: readonly TaskState[] = ['cordoned', 'draining', 'pre_node_hooks', 'installing', 'verifying', 'post_node_hooks'];
 export const TERMINAL: readonly TaskState[] = ['done', 'failed', 'rolled_back', 'skipped'];
 
 /** One node inside a rollout. Its id is `${rolloutId}/${nodeId}`: a retried step is the same step. */
@@ -125,4 +129,6 @@ export interface RolloutDecision {
   schema?: 'pre' | 'post';
   /** When to look again at the latest, if nothing wakes the rollout first. */
   requeueAfterMs: number | null;
+  /** Hook runs to ask for (node hooks: into the node's desired state; rollout hooks: on the leader) or give up on. */
+  hooks?: HookAction[];
 }

@@ -5,8 +5,7 @@ import { z } from 'zod';
 import { parseDuration } from '../duration.js';
 import { isSemver } from '../semver.js';
 import { NODE_ROLES } from '../types.js';
-
-const NO_HOOKS_YET = 'hooks do not run yet: remove them from the spec (a rollout never skips a hook it was given)';
+import { HooksSchema } from './hooks.js';
 
 /**
  * Bounds on every number of a spec. Durations become deadlines (now + ms): past ~30 days a
@@ -104,15 +103,9 @@ export const RolloutSpecSchema = z
       .strict()
       .refine((w) => isTimeZone(w.timezone), { message: 'an IANA time zone like UTC or Europe/Berlin', path: ['timezone'] })
       .optional(),
-    // Hooks do not run yet (issue 12 builds them): a spec naming one is refused, never stored and
-    // silently skipped. Empty lists stay valid so specs written for them keep parsing.
-    hooks: z
-      .object({
-        preNode: z.array(z.unknown()).max(0, NO_HOOKS_YET).default([]),
-        postNode: z.array(z.unknown()).max(0, NO_HOOKS_YET).default([]),
-      })
-      .strict()
-      .optional(),
+    // Hooks (hooks.ts): preRollout/postRollout on the operator leader, preNode/postNode on the
+    // node by its agent. Every hook given runs; an unknown shape or key is refused (400).
+    hooks: HooksSchema,
     // Default false: a target older than a node's version fails preflight (check `downgrade`),
     // since agents refuse a lower version unless told it is an explicit rollback. true installs
     // it as an explicit downgrade on those nodes (recorded in events).

@@ -1,10 +1,14 @@
 import { isOlderVersion } from './downgrade.js';
+import type { HookAction } from './hooks.js';
 import type { NodeCommand, NodeFacts, Rollout, RolloutEvent, RolloutTask, TaskState } from './model.js';
+import { type HookRuns, hooksAt, NO_HOOK_RUNS, nodeHookProgress } from './node-hooks.js';
 
 export interface TaskStep {
   changes: Partial<Omit<RolloutTask, 'id' | 'nodeId'>>;
   commands: NodeCommand[];
   events: RolloutEvent[];
+  /** Node hook runs to ask for or give up on (absent: none). */
+  hooks?: HookAction[];
 }
 
 /**
@@ -44,6 +48,22 @@ function move(state: TaskState, now: Date, extra: Partial<RolloutTask> = {}): Pa
   return { state, stateSince: now, ...extra };
 }
 
+/** The node is cordoned and drained (or needs neither): its preNode hooks first, when it has some, else the install. */
+function toInstall(rollout: Rollout, task: RolloutTask, now: Date): Pick<TaskStep, 'changes' | 'commands'> {
+  if (hooksAt(rollout, 'preNode').length > 0) return { changes: move('pre_node_hooks', now), commands: [] };
+  return { changes: move('installing', now), commands: [setVersion(rollout, task)] };
+}
+
+/** The node passed its health gate: its postNode hooks first, when it has some, else done (and enabled). */
+function toFinish(rollout: Rollout, task: RolloutTask, now: Date): TaskStep {
+  if (hooksAt(rollout, 'postNode').length > 0) return { changes: move('post_node_hooks', now), commands: [], events: [] };
+  return {
+    changes: move(task.direction === 'forward' ? 'done' : 'rolled_back', now, { finishedAt: now, lastError: null }),
+    commands: task.cordonedByUs ? [{ kind: 'enable', nodeId: task.nodeId }] : [],
+    events: [],
+  };
+}
+
 /** Install failures the agent retries on its own (it records a retry time): its report says so. */
 function isRetriedByAgent(install: { reason?: string | undefined; retryable?: boolean | undefined }): boolean {
   // Compatibility with agents older than the flag: their wording in ComponentReconciler.install.
@@ -63,9 +83,7 @@ export function startTask(rollout: Rollout, task: RolloutTask, node: NodeFacts |
       ...(isDowngrade(rollout, task) ? { downgrade: true, from_version: task.fromVersion } : {}),
     },
   };
-  if (rollout.drainMode === 'none') {
-    return { changes: move('installing', now), commands: [setVersion(rollout, task)], events: [event] };
-  }
+  if (rollout.drainMode === 'none') return { ...toInstall(rollout, task, now), events: [event] };
   const cordonedByUs = !(node?.cordoned ?? false);
   return {
     changes: move('cordoned', now, { cordonedByUs }),
@@ -82,7 +100,7 @@ function fail(task: RolloutTask, now: Date, reason: string): TaskStep {
  * One step of an in-flight task, from the node's current facts. Each state has a deadline so a
  * node that never answers fails its task instead of holding the rollout forever.
  */
-export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts | undefined, now: Date): TaskStep {
+export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts | undefined, now: Date, hookRuns: HookRuns = NO_HOOK_RUNS): TaskStep {
   const spec = rollout.spec;
   const age = now.getTime() - task.stateSince.getTime();
   const target = taskTargetVersion(rollout, task);
@@ -100,10 +118,10 @@ export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts
           events: [],
         };
       }
-      return { changes: move('installing', now), commands: [setVersion(rollout, task)], events: [] };
+      return { ...toInstall(rollout, task, now), events: [] };
 
     case 'draining':
-      if (node.drainState === 'completed') return { changes: move('installing', now), commands: [setVersion(rollout, task)], events: [] };
+      if (node.drainState === 'completed') return { ...toInstall(rollout, task, now), events: [] };
       if (node.drainState === 'failed') return fail(task, now, `drain failed: ${node.drainMessage}`);
       if (node.drainState === 'blocked') return fail(task, now, `drain blocked: ${node.drainMessage} (drain.nonMigratable is block)`);
       // The fleet drain has its own deadline; this one only catches a drain that vanished.
@@ -139,14 +157,30 @@ export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts
         return task.healthySince ? { changes: { healthySince: null }, commands: [], events: [] } : none();
       }
       const since = task.healthySince ?? now;
-      if (now.getTime() - since.getTime() >= spec.strategy.health.minHealthyTime) {
-        return {
-          changes: move(task.direction === 'forward' ? 'done' : 'rolled_back', now, { finishedAt: now, lastError: null }),
-          commands: task.cordonedByUs ? [{ kind: 'enable', nodeId: task.nodeId }] : [],
-          events: [],
-        };
-      }
+      if (now.getTime() - since.getTime() >= spec.strategy.health.minHealthyTime) return toFinish(rollout, task, now);
       return task.healthySince ? none() : { changes: { healthySince: now }, commands: [], events: [] };
+    }
+
+    case 'pre_node_hooks':
+    case 'post_node_hooks': {
+      const pre = task.state === 'pre_node_hooks';
+      const progress = nodeHookProgress(rollout, task, pre ? 'preNode' : 'postNode', hookRuns, now);
+      switch (progress.kind) {
+        case 'act':
+          return { changes: {}, commands: [], events: [], hooks: progress.actions };
+        case 'wait':
+          return none();
+        case 'failed':
+          return { ...fail(task, now, progress.reason), hooks: progress.actions };
+        case 'passed':
+          if (pre) return { changes: move('installing', now), commands: [setVersion(rollout, task)], events: [] };
+          return {
+            changes: move(task.direction === 'forward' ? 'done' : 'rolled_back', now, { finishedAt: now, lastError: null }),
+            commands: task.cordonedByUs ? [{ kind: 'enable', nodeId: task.nodeId }] : [],
+            events: [],
+          };
+      }
+      return none();
     }
 
     default:

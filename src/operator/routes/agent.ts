@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { desiredComponentsForNode } from '../../store/node-components.js';
 import { nodeHostsImage } from '../../store/desired-state.js';
+import { recordHookReports } from '../../store/hook-runs.js';
 import { agentErrors } from '../agent-errors.js';
 import type { OperatorContext } from '../context.js';
 import { credentialDigest } from '../credential-cache.js';
@@ -80,6 +81,17 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
     if (generation === undefined) throw errors.nodeNotRegistered(body.node_id);
     if (credentialHash) ctx.credentials.confirm(body.node_id, credentialHash);
     ctx.metrics.heartbeats.inc();
+    // Hook runs (rare: only while a node's hooks run): recorded after the heartbeat proved the
+    // node, each step once; a finished run leaves the desired state and its rollout looks again.
+    if (body.hooks && body.hooks.length > 0) {
+      const recorded = await recordHookReports(ctx.db, body.node_id, body.hooks);
+      for (const rolloutId of recorded.rollouts) ctx.rollouts.wake(rolloutId);
+      if (recorded.desiredChanged) {
+        ctx.waiters.wake([body.node_id]);
+        const current = await ctx.desired.current(body.node_id);
+        if (current) return current;
+      }
+    }
     const desired = await ctx.desired.atLeast(body.node_id, generation);
     if (!desired) throw errors.nodeNotRegistered(body.node_id);
     return desired;

@@ -12,6 +12,7 @@ import { actorOf } from '../request-actor.js';
 import { rolloutErrors } from '../rollout-errors.js';
 import { planFromStore, renderPlanFromStore, tasksFor } from '../rollout-planning.js';
 import { rolloutDetail, rolloutSummary } from '../rollout-view.js';
+import { listHookRuns } from '../../store/hook-runs.js';
 import { IdParam } from '../schemas.js';
 
 export const OverrideQuery = z.object({
@@ -36,7 +37,11 @@ export async function mustLoadRollout(ctx: OperatorContext, idOrName: string, db
 export async function detailOf(ctx: OperatorContext, idOrName: string) {
   const loaded = await mustLoadRollout(ctx, idOrName);
   const policies = (loaded.row as { policies?: AppliedPolicy[] }).policies ?? [];
-  return { ...rolloutDetail(loaded.row, loaded.tasks, await listApprovals(ctx.db, { rolloutId: loaded.row.id }), new Date()), policies };
+  const detail = rolloutDetail(loaded.row, loaded.tasks, await listApprovals(ctx.db, { rolloutId: loaded.row.id }), new Date());
+  // Every hook run with its outcome and output tail: all of them, and each task's own.
+  const hooks = await listHookRuns(ctx.db, loaded.row.id);
+  const tasks = detail.tasks.map((t) => ({ ...t, hooks: hooks.filter((h) => h.node_id === t.node_id) }));
+  return { ...detail, tasks, hooks, policies };
 }
 
 export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {

@@ -13,6 +13,7 @@ import operatorReplicas from './0009_operator_replicas.pre.sql';
 import instanceReports from './0010_instance_reports.pre.sql';
 import regionGates from './0011_region_gates.pre.sql';
 import observedGeneration from './0012_observed_generation.pre.sql';
+import hookRuns from './0013_hook_runs.pre.sql';
 import controlPlaneRollouts from './0016_control_plane_rollouts.pre.sql';
 
 export interface Migration {
@@ -41,6 +42,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0010_instance_reports.pre.sql', instanceReports),
   migration('0011_region_gates.pre.sql', regionGates),
   migration('0012_observed_generation.pre.sql', observedGeneration),
+  migration('0013_hook_runs.pre.sql', hookRuns),
   migration('0016_control_plane_rollouts.pre.sql', controlPlaneRollouts),
   ...drillMigrations(),
 ];

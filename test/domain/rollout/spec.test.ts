@@ -88,11 +88,30 @@ describe('parseRolloutSpec', () => {
     expect(byPath['window.timezone']).toMatch(/IANA time zone/);
   });
 
-  it('refuses hooks, which do not run yet, instead of storing and skipping them', () => {
-    const refused = issues({ ...minimal, hooks: { preNode: [{ run: ['echo', 'hi'] }] } });
-    expect(refused).toEqual([{ path: 'hooks.preNode', message: expect.stringMatching(/hooks do not run yet/) }]);
-    expect(issues({ ...minimal, hooks: { postNode: ['anything'] } })[0]?.path).toBe('hooks.postNode');
-    expect(ok({ ...minimal, hooks: { preNode: [], postNode: [] } }).hooks).toEqual({ preNode: [], postNode: [] });
+  it('accepts hooks of both shapes with their defaults, and refuses an unknown shape or key', () => {
+    const parsed = ok({
+      ...minimal,
+      hooks: {
+        preRollout: [{ webhook: 'https://tickets.internal/open', timeout: '30s' }],
+        preNode: [{ run: ['/usr/local/bin/stop-services', '--now'], timeout: '2m', env: { SERVICE: 'web' } }],
+        postNode: [{ run: ['/usr/local/bin/uncordon-hv'], continueOnError: true }],
+      },
+    });
+    expect(parsed.hooks).toEqual({
+      preRollout: [{ webhook: 'https://tickets.internal/open', timeout: 30_000, continueOnError: false, env: {} }],
+      preNode: [{ run: ['/usr/local/bin/stop-services', '--now'], timeout: 120_000, continueOnError: false, env: { SERVICE: 'web' } }],
+      postNode: [{ run: ['/usr/local/bin/uncordon-hv'], timeout: 60_000, continueOnError: true, env: {} }],
+      postRollout: [],
+    });
+    expect(ok(minimal).hooks).toEqual({ preRollout: [], preNode: [], postNode: [], postRollout: [] });
+    expect(issues({ ...minimal, hooks: { preNode: ['echo hi'] } })[0]?.path).toMatch(/^hooks\.preNode\.0/);
+    expect(issues({ ...minimal, hooks: { preNode: [{ run: ['echo'], retries: 3 }] } })[0]?.path).toMatch(/^hooks\.preNode\.0/);
+    expect(issues({ ...minimal, hooks: { preNode: [{ run: ['echo'], webhook: 'http://x' }] } })[0]?.path).toMatch(/^hooks\.preNode\.0/);
+    expect(issues({ ...minimal, hooks: { preNode: [{ run: [] }] } })[0]?.path).toMatch(/^hooks\.preNode\.0/);
+    expect(issues({ ...minimal, hooks: { duringNode: [] } })[0]?.path).toBe('hooks');
+    expect(issues({ ...minimal, hooks: { postRollout: [{ webhook: 'ftp://x/y' }] } })[0]?.path).toMatch(/^hooks\.postRollout\.0/);
+    expect(issues({ ...minimal, hooks: { preNode: [{ run: ['echo'], timeout: '7h' }] } })[0]?.path).toMatch(/^hooks\.preNode\.0/);
+    expect(issues({ ...minimal, hooks: { preNode: [{ run: ['echo'], env: { DRYDOCK_NODE: 'x' } }] } })[0]?.path).toMatch(/^hooks\.preNode\.0/);
   });
 
   it('rejects maxUnavailablePerRegion together with minAvailablePerRegion', () => {
