@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
-import { RECONCILED_ROLLOUT_STATUSES } from '../domain/rollout/model.js';
+import { RECONCILED_ROLLOUT_STATUSES, type Rollout, type RolloutTask, TERMINAL } from '../domain/rollout/model.js';
+import { loadCompatFacts } from '../store/compat.js';
+import { REPLICA_STALE_AFTER_MS } from './replica-registry.js';
 import { decideRollout } from '../domain/rollout/decide.js';
 import { untilHealthyLongEnough } from '../domain/rollout/next-wake.js';
 import type { Db } from '../store/db.js';
@@ -21,6 +23,13 @@ import { type ReconcileResult, WorkQueue } from './work-queue.js';
 
 /** A full listing of the active rollouts this often, as a safety net for a wake that was lost (another replica's write). */
 const LIST_EVERY_MS = 5_000;
+/** Between batches (or before the first): the next pass may start one. */
+function atBatchBoundary(rollout: Rollout, tasks: readonly RolloutTask[]): boolean {
+  if (rollout.status !== 'running' && rollout.status !== 'waiting_for_window') return false;
+  if (rollout.currentBatch + 1 >= rollout.batchCount) return false;
+  return tasks.every((t) => t.batch !== rollout.currentBatch || t.direction !== 'forward' || TERMINAL.includes(t.state));
+}
+
 /** Wait before a failed schema step is tried again. */
 const SCHEMA_RETRY_MS = 5_000;
 /** Passes at once in a row before a rollout waits a tick (see reconcileKey). */
@@ -183,7 +192,9 @@ export class RolloutReconciler {
       const unavailable = await loadUnavailableVersions(tx, component, fromVersions);
       const { now } = await readClock(tx);
       const hookRuns = await loadHookRunFacts(tx, id, (runId) => this.hooks.isRunning(runId));
-      const decision = decideRollout(loaded.rollout, loaded.tasks, facts, now, unavailable, (runId) => hookRuns.get(runId));
+      // At a batch boundary the matrix is checked again against what runs now (a few small reads, once per batch).
+      const compat = atBatchBoundary(loaded.rollout, loaded.tasks) ? await loadCompatFacts(tx, REPLICA_STALE_AFTER_MS) : undefined;
+      const decision = decideRollout(loaded.rollout, loaded.tasks, facts, now, unavailable, (runId) => hookRuns.get(runId), compat);
       const hookActions = decision.hooks ?? [];
       const changed = decision.tasks.length + decision.commands.length + decision.events.length + Object.keys(decision.rollout).length + hookActions.length;
       const status = decision.rollout.status ?? loaded.rollout.status;

@@ -1,4 +1,5 @@
 import type { CompatRule } from '../domain/rollout/compat.js';
+import type { CompatFacts } from '../domain/rollout/decide.js';
 import type { Db } from './db.js';
 
 export async function listCompatRules(db: Db): Promise<CompatRule[]> {
@@ -16,4 +17,24 @@ export async function replaceCompatRules(tx: Db, rules: readonly CompatRule[]): 
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])`,
     [rules.map((r) => r.component), rules.map((r) => r.range), rules.map((r) => r.requires_component), rules.map((r) => r.requires_range)],
   );
+}
+
+/**
+ * The matrix and every version running now, as a rollout checks them before a batch: the
+ * components nodes report, the live operator replicas' versions (seen within the stale bound),
+ * and the schema as `N.0.0`.
+ */
+export async function loadCompatFacts(db: Db, replicaStaleAfterMs: number): Promise<CompatFacts> {
+  const rules = await listCompatRules(db);
+  if (rules.length === 0) return { rules, running: new Map() };
+  const rows = await db.query<{ component: string; version: string }>(
+    `SELECT DISTINCT c.key AS component, c.value AS version FROM nodes, jsonb_each_text(nodes.components) AS c
+     UNION SELECT DISTINCT 'operator', version FROM operator_replicas
+       WHERE stopped_at IS NULL AND last_seen_at >= now() - $1 * interval '1 millisecond'
+     UNION SELECT 'schema', coalesce(max(version), 0)::text || '.0.0' FROM schema_migrations`,
+    [replicaStaleAfterMs],
+  );
+  const running = new Map<string, string[]>();
+  for (const { component, version } of rows) running.set(component, [...(running.get(component) ?? []), version]);
+  return { rules, running };
 }

@@ -3,8 +3,16 @@ import { type NodeFacts, RECONCILED_ROLLOUT_STATUSES, type Rollout, type Rollout
 import { isInFlight, isTerminal, RolloutTaskIndex } from './task-index.js';
 import { type HookRuns, NO_HOOK_RUNS, rolloutHookProgress } from './node-hooks.js';
 import { advanceTask, afterFailure, startTask, type TaskStep } from './task-machine.js';
+import { type CompatRule, compatViolations } from './compat.js';
 import { schemaStepDue } from './schema-steps.js';
 import { isWithinWindow, nextWindowOpen } from './window.js';
+
+/** The matrix and what runs now, for the check before each batch. */
+export interface CompatFacts {
+  rules: readonly CompatRule[];
+  /** Every version of every component running now: node components, `operator` replicas, `schema` N.0.0. */
+  running: ReadonlyMap<string, readonly string[]>;
+}
 
 /** How often an active rollout is looked at when nothing wakes it (health gates, pauses). */
 const POLL_MS = 1_000;
@@ -41,6 +49,11 @@ export function decideRollout(
   unavailableVersions: ReadonlySet<string> = new Set(),
   /** The journal of this rollout's hook runs (hooks.ts), by run id. */
   hookRuns: HookRuns = NO_HOOK_RUNS,
+  /**
+   * The compatibility matrix and every version running now (nodes, operator replicas, schema),
+   * given at a batch boundary: the matrix is checked again before each batch (DESIGN.md §11).
+   */
+  compat?: CompatFacts,
 ): RolloutDecision {
   const decision: RolloutDecision = { rollout: {}, tasks: [], commands: [], events: [], requeueAfterMs: null };
   const status = rollout.status;
@@ -144,7 +157,7 @@ export function decideRollout(
   switch (status) {
     case 'running':
     case 'waiting_for_window':
-      advanceBatches(rollout, view, openInCurrentBatch === 0, nodes, now, decision, apply, hookRuns);
+      advanceBatches(rollout, view, openInCurrentBatch === 0, nodes, now, decision, apply, hookRuns, compat);
       break;
     case 'aborting':
       for (const p of index.pendingPositions()) apply(at(p), skip(now, 'the rollout was aborted before this node started'));
@@ -231,6 +244,7 @@ function advanceBatches(
   decision: RolloutDecision,
   apply: Apply,
   hookRuns: HookRuns,
+  compat: CompatFacts | undefined,
 ) {
   const inBatch = (i: number) => view.index.batchPositions(i).map(view.at).filter((t) => t.direction === 'forward');
   const currentBatch = rollout.currentBatch;
@@ -305,6 +319,17 @@ function advanceBatches(
     if (schemaStepDue(rollout, 'pre')) {
       decision.schema = 'pre';
       decision.requeueAfterMs = POLL_MS;
+      return;
+    }
+  }
+  // What runs may have changed since the plan (another rollout, a person, a replica): a batch
+  // that would break the matrix does not start; the rollout pauses until a person resumes it.
+  if (compat) {
+    const violations = compatViolations(compat.rules, rollout.spec.target.component, rollout.spec.target.version, compat.running);
+    if (violations.length > 0) {
+      const list = violations.map((v) => `${v.rule.component} ${v.rule.range} requires ${v.rule.requires_component} ${v.rule.requires_range} (running: ${v.offending.join(', ')})`);
+      decision.rollout.status = 'paused';
+      decision.events.push({ kind: 'rollout.compat_blocked', data: { batch: next, violations: list } });
       return;
     }
   }

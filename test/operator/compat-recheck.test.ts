@@ -1,0 +1,80 @@
+// The compatibility matrix is checked again before each batch (issue 11, item 7), against a real
+// operator on both engines: a rule set after the plan that the next batch would break pauses the
+// rollout before that batch, with an event naming the rule; resumed once the rule is lifted, it
+// completes.
+import { createHash, randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningOperator } from '../../src/operator/server.js';
+import { generateSigningKeyPair, signArtifact } from '../../src/signing.js';
+import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
+import { InstallingNode } from '../support/installing-node.js';
+import { ApiClient, startTestOperator, waitFor } from '../support/operator.js';
+
+interface RolloutDetail {
+  id: string;
+  status: string;
+  current_batch: number;
+  tasks: { hostname: string; state: string }[];
+}
+
+describe(`compatibility re-checked before each batch on ${TEST_ENGINE}`, () => {
+  let t: TestDb;
+  let op: RunningOperator;
+  let api: ApiClient;
+  const keys = generateSigningKeyPair();
+  const nodes: InstallingNode[] = [];
+
+  async function publish(version: string): Promise<void> {
+    const bytes = randomBytes(32);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const query = new URLSearchParams({ component: 'web', version, kind: 'binary', signature: signArtifact(keys.privatePem, { component: 'web', version, kind: 'binary', sha256 }), public_key: keys.publicPem });
+    const response = await fetch(`${op.url}/api/v1/artifacts?${query}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(bytes) });
+    const { id } = (await response.json()) as { id: string };
+    expect((await api.post(`/api/v1/artifacts/${id}/bless`)).status).toBe(200);
+  }
+
+  beforeAll(async () => {
+    t = await createTestDb();
+    op = await startTestOperator(t.db);
+    api = new ApiClient(op.url);
+    for (const version of ['1.0.0', '2.0.0']) await publish(version);
+    for (const hostname of ['cc-1', 'cc-2']) {
+      const n = await InstallingNode.register(api, hostname, { web: '1.0.0', sidecar: '1.0.0' });
+      n.start();
+      nodes.push(n);
+    }
+  });
+
+  afterAll(async () => {
+    for (const n of nodes) await n.stop();
+    await op?.close();
+    await t?.cleanup();
+  });
+
+  it('pauses before the batch a new rule forbids, and goes on once it is lifted', async () => {
+    const created = await api.post<RolloutDetail>('/api/v1/rollouts', {
+      name: 'web-2',
+      target: { component: 'web', version: '2.0.0' },
+      strategy: { batch: { size: 1 }, pauseBetweenBatches: '2s', drain: { mode: 'none' }, health: { minHealthyTime: '0s', timeout: '1m' } },
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id;
+    await waitFor('the first batch done', async () => (await api.ok<RolloutDetail>(`/api/v1/rollouts/${id}`)).tasks.some((task) => task.state === 'done'), { timeoutMs: 30_000 });
+    // While the rollout pauses between batches, someone declares web 2 needs a sidecar nobody runs.
+    const rule = { component: 'web', range: '>=2.0.0', requires_component: 'sidecar', requires_range: '>=5.0.0' };
+    expect((await api.request('PUT', '/api/v1/compat', { rules: [rule] })).status).toBe(200);
+    const paused = await waitFor('the rollout to pause', async () => {
+      const r = await api.ok<RolloutDetail>(`/api/v1/rollouts/${id}`);
+      return r.status === 'paused' ? r : undefined;
+    }, { timeoutMs: 30_000 });
+    expect(paused.tasks.map((task) => task.state).sort()).toEqual(['done', 'pending']);
+    const events = await t.db.query<{ data: { batch: number; violations: string[] } }>(`SELECT data FROM events WHERE rollout_id = $1 AND kind = 'rollout.compat_blocked'`, [id]);
+    expect(events).toHaveLength(1);
+    expect(events[0]?.data).toEqual({ batch: 1, violations: ['web >=2.0.0 requires sidecar >=5.0.0 (running: sidecar 1.0.0)'] });
+
+    expect((await api.request('PUT', '/api/v1/compat', { rules: [] })).status).toBe(200);
+    expect((await api.post(`/api/v1/rollouts/${id}/resume`)).status).toBe(200);
+    await waitFor('the rollout to complete', async () => (await api.ok<RolloutDetail>(`/api/v1/rollouts/${id}`)).status === 'completed', { timeoutMs: 30_000 });
+    expect(nodes.map((n) => n.components.web)).toEqual(['2.0.0', '2.0.0']);
+  });
+});
