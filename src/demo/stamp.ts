@@ -14,6 +14,8 @@ export interface StampOptions {
   brokenOperator?: boolean;
   /** Migrations the copy knows beyond the built-in ones: a newer release's expand and contract. */
   drillMigrations?: readonly DrillMigration[];
+  /** The copy declares it cannot run beside a newer build's expand migrations. */
+  intolerantOfExpand?: boolean;
 }
 
 /**
@@ -40,6 +42,9 @@ export function stampBundle(source: string, target: string, version: string, opt
   if (options.drillMigrations && options.drillMigrations.length > 0) {
     // Read by src/store/migrations/index.ts when the bundle's modules load (after this line).
     stamped = stamped.replace(VERSION_LINE, (line) => `${line}\nglobalThis.__drydock_drill_migrations = ${JSON.stringify(options.drillMigrations)};`);
+  }
+  if (options.intolerantOfExpand) {
+    stamped = stamped.replace(VERSION_LINE, (line) => `${line}\nglobalThis.__drydock_intolerant_of_expand = true;`);
   }
   writeFileSync(target, stamped, { mode: 0o755 });
 }

@@ -48,7 +48,17 @@ export interface RegisteredReplica {
   version: string;
   /** The newest migration its build knows. */
   knows_schema_version: number;
+  /** Its build declares it runs unharmed beside a newer build's expand migrations. */
+  tolerates_expand?: boolean;
   live: boolean;
+}
+
+/**
+ * The live replicas an expand would harm: those whose build does not declare it tolerates a newer
+ * build's `pre` migrations. Empty: the target's expand may be applied while they run.
+ */
+export function replicasBlockingExpand(replicas: readonly RegisteredReplica[]): RegisteredReplica[] {
+  return replicas.filter((r) => r.live && r.tolerates_expand === false);
 }
 
 /**

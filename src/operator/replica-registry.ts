@@ -14,6 +14,8 @@ export interface ReplicaIdentity {
   version: string;
   /** The newest schema migration this build knows. */
   knowsSchemaVersion: number;
+  /** This build runs unharmed beside a newer build's expand migrations (default true). */
+  toleratesExpand?: boolean;
 }
 
 /** How often a replica refreshes its row; a row older than STALE_AFTER_MS is no longer live. */
@@ -68,6 +70,7 @@ export class ReplicaRegistry {
           url: this.identity.url,
           version: this.identity.version,
           knowsSchemaVersion: this.identity.knowsSchemaVersion,
+          toleratesExpand: this.identity.toleratesExpand ?? true,
           ready: readiness.ready,
           reason: readiness.reason,
           leader: this.lease.leader,

@@ -10,7 +10,10 @@ import { x as untar } from 'tar';
 import { refusalReason } from '../agent/components/verify.js';
 import { OPERATOR_BUNDLE_FILE } from '../control-plane/operator-artifact.js';
 import type { SchemaPhase } from '../domain/rollout/schema-steps.js';
+import { replicasBlockingExpand } from '../domain/schema-compat.js';
 import { findArtifactByVersion } from '../store/artifacts.js';
+import { listReplicas } from '../store/operator-replicas.js';
+import { REPLICA_STALE_AFTER_MS } from './replica-registry.js';
 import { findBlob, openBlobStream } from '../store/blobs.js';
 import type { Db } from '../store/db.js';
 
@@ -43,6 +46,14 @@ export class SchemaStepRunner {
   ) {}
 
   async run(component: string, version: string, phase: SchemaPhase): Promise<SchemaStepResult> {
+    if (phase === 'pre') {
+      // Every running replica's build must declare it tolerates a newer build's expand.
+      const blocking = replicasBlockingExpand(await listReplicas(this.db, REPLICA_STALE_AFTER_MS));
+      if (blocking.length > 0) {
+        const list = blocking.map((r) => `${r.hostname} (${r.region}, ${r.version})`).join(', ');
+        return { ok: false, reason: `not expanding: ${blocking.length} running replica(s) do not tolerate a newer build's expand migrations: ${list}; upgrade or stop them first` };
+      }
+    }
     if (!this.options.databaseUrl) {
       return { ok: false, reason: 'migrations: auto needs the operators on a PostgreSQL server (DATABASE_URL); on the embedded engine set migrations: manual' };
     }

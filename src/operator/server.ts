@@ -5,7 +5,7 @@ import type { RegionSilenceOptions } from '../domain/liveness-guard.js';
 import { DEFAULT_HEARTBEAT_GRACE_MS } from '../domain/node-status.js';
 import type { Db } from '../store/db.js';
 import { migrateUp } from '../store/migrator.js';
-import { MIGRATIONS, type Migration } from '../store/migrations/index.js';
+import { BUILD_TOLERATES_EXPAND, MIGRATIONS, type Migration } from '../store/migrations/index.js';
 import { generationChecksum, generationsOf } from '../store/nodes.js';
 import { openDb } from '../store/open.js';
 import { loadTokens } from './auth.js';
@@ -207,6 +207,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
         url: options.advertiseUrl ?? url,
         version: options.version,
         knowsSchemaVersion: Math.max(0, ...known.map((m) => m.version)),
+        toleratesExpand: BUILD_TOLERATES_EXPAND,
       },
       log.child({ loop: 'registry' }),
     );

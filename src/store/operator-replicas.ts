@@ -8,6 +8,8 @@ export interface ReplicaRow {
   url: string;
   version: string;
   knowsSchemaVersion: number;
+  /** Its build runs unharmed beside a newer build's expand migrations (BUILD_TOLERATES_EXPAND). */
+  toleratesExpand: boolean;
   ready: boolean;
   reason: string;
   leader: boolean;
@@ -17,11 +19,11 @@ export interface ReplicaRow {
 /** Registers or refreshes this replica's row (one statement; `last_seen_at` is the database's clock). */
 export async function upsertReplica(db: Db, r: ReplicaRow): Promise<void> {
   await db.query(
-    `INSERT INTO operator_replicas (id, hostname, region, url, version, knows_schema_version, ready, reason, leader, started_at, last_seen_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
+    `INSERT INTO operator_replicas (id, hostname, region, url, version, knows_schema_version, ready, reason, leader, started_at, tolerates_expand, last_seen_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
      ON CONFLICT (id) DO UPDATE SET hostname = $2, region = $3, url = $4, version = $5, knows_schema_version = $6,
-       ready = $7, reason = $8, leader = $9, last_seen_at = now(), stopped_at = NULL`,
-    [r.id, r.hostname, r.region, r.url, r.version, r.knowsSchemaVersion, r.ready, r.reason, r.leader, r.startedAt],
+       ready = $7, reason = $8, leader = $9, tolerates_expand = $11, last_seen_at = now(), stopped_at = NULL`,
+    [r.id, r.hostname, r.region, r.url, r.version, r.knowsSchemaVersion, r.ready, r.reason, r.leader, r.startedAt, r.toleratesExpand],
   );
 }
 
@@ -52,6 +54,7 @@ export interface ReplicaView {
   url: string;
   version: string;
   knows_schema_version: number;
+  tolerates_expand: boolean;
   /** The newest migration applied to the database. */
   database_schema_version: number;
   ready: boolean;
@@ -76,7 +79,7 @@ export async function listReplicas(db: Db, staleAfterMs: number): Promise<Replic
     `WITH r AS (
        SELECT *, (stopped_at IS NULL AND last_seen_at >= now() - $1 * interval '1 millisecond') AS live FROM operator_replicas
      )
-     SELECT id, hostname, region, url, version, knows_schema_version,
+     SELECT id, hostname, region, url, version, knows_schema_version, tolerates_expand,
             coalesce((SELECT max(version) FROM schema_migrations), 0)::int AS database_schema_version,
             (ready AND live) AS ready, CASE WHEN live THEN reason ELSE coalesce(CASE WHEN stopped_at IS NOT NULL THEN 'stopped' END, 'not seen since ' || to_char(last_seen_at AT TIME ZONE 'UTC', ${ISO})) END AS reason,
             (leader AND live) AS leader, live,

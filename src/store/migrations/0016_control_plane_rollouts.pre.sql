@@ -10,3 +10,7 @@ ALTER TABLE rollouts ADD COLUMN IF NOT EXISTS schema_post_applied_at timestamptz
 -- "Roll back one region" (runbook 001): a rollback limited to these regions returns only their
 -- completed nodes (null: every region).
 ALTER TABLE rollouts ADD COLUMN IF NOT EXISTS rollback_regions text[];
+-- Whether a replica's build tolerates a newer build's expand migrations (tables and columns it
+-- does not know). A control-plane rollout applies the target's expand only when every live
+-- replica says so. Builds of older drydock versions write no value: they follow the rule.
+ALTER TABLE operator_replicas ADD COLUMN IF NOT EXISTS tolerates_expand boolean NOT NULL DEFAULT true;

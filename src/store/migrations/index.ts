@@ -56,3 +56,11 @@ function drillMigrations(): Migration[] {
   const drill = (globalThis as { __drydock_drill_migrations?: { file: string; sql: string }[] }).__drydock_drill_migrations ?? [];
   return drill.map((m) => migration(m.file, m.sql));
 }
+
+/**
+ * This build runs unharmed beside a newer build's expand (`pre`) migrations: it never depends on
+ * a table or column being absent, and reads named columns only. Every drydock build keeps that
+ * rule; a drill build that cannot (src/demo/stamp.ts `intolerantOfExpand`) says so, and a
+ * control-plane rollout then refuses to expand while such a replica is live.
+ */
+export const BUILD_TOLERATES_EXPAND = (globalThis as { __drydock_intolerant_of_expand?: boolean }).__drydock_intolerant_of_expand !== true;
