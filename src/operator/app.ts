@@ -1,6 +1,6 @@
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
-import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { authorize, bearerToken, isOpenPath, type Role } from './auth.js';
 import type { OperatorContext } from './context.js';
 import { ApiError, errors } from './errors.js';
@@ -8,6 +8,7 @@ import { isConnectionLost } from '../store/db.js';
 import { databaseUnavailable } from './db-errors.js';
 import { clientErrorHandler, fastifyServerOptions, guardBodyRate, HTTP_LIMIT_DEFAULTS, type HttpLimits, httpErrors } from './http-limits.js';
 import { registerInputGuard } from './input-guard.js';
+import { openApiOptions } from './openapi.js';
 import './request-actor.js';
 import { agentRoutes } from './routes/agent.js';
 import { artifactRoutes } from './routes/artifacts.js';
@@ -100,14 +101,7 @@ export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits 
     }
   });
 
-  await app.register(swagger, {
-    openapi: {
-      info: { title: 'drydock operator API', version: ctx.version, description: 'Zero-downtime fleet upgrades (DESIGN.md §6)' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: [{ bearer: [] }],
-    },
-    transform: jsonSchemaTransform,
-  });
+  await app.register(swagger, openApiOptions(ctx.version));
 
   app.addHook('onRequest', async (req) => {
     if (!ctx.tokens || isOpenPath(req.url)) return;

@@ -13,6 +13,7 @@ import { errors } from '../errors.js';
 import { rolloutErrors } from '../rollout-errors.js';
 import { actorOf } from '../request-actor.js';
 import { ArtifactListQuery, ArtifactUploadQuery, ArtifactView, IdParam } from '../schemas.js';
+import { TextBody } from '../response-views.js';
 import { EVENT, type EventKind } from '../../domain/events.js';
 
 /** 2 GiB: room for OS images; the bytes stream to Postgres, so the limit is about storage, not memory. */
@@ -58,6 +59,7 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
       bodyLimit: MAX_ARTIFACT_BYTES,
       schema: {
         tags,
+        operationId: 'publishArtifact',
         querystring: ArtifactUploadQuery,
         summary: 'Publish an artifact: metadata in the query, the file as an application/octet-stream body (streamed)',
         response: { 200: ArtifactView, 201: ArtifactView },
@@ -121,25 +123,25 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
     },
   );
 
-  app.get('/api/v1/artifacts', { schema: { tags, querystring: ArtifactListQuery, response: { 200: z.array(ArtifactView) } } }, async (req) =>
+  app.get('/api/v1/artifacts', { schema: { tags, operationId: 'listArtifacts', summary: 'Published artifacts, by component', querystring: ArtifactListQuery, response: { 200: z.array(ArtifactView) } } }, async (req) =>
     listArtifacts(ctx.db, req.query),
   );
 
-  app.get('/api/v1/artifacts/:id', { schema: { tags, params: IdParam, response: { 200: ArtifactView } } }, async (req) =>
+  app.get('/api/v1/artifacts/:id', { schema: { tags, operationId: 'getArtifact', summary: 'One artifact: version, kind, digest, signature, lifecycle', params: IdParam, response: { 200: ArtifactView } } }, async (req) =>
     mustFindArtifact(ctx, req.params.id),
   );
 
   // People only (viewer+); agents download through GET /api/v1/agent/artifacts/:id/blob.
   app.get(
     '/api/v1/artifacts/:id/blob',
-    { schema: { tags, params: IdParam, summary: 'The artifact bytes, streamed from the database' } },
+    { schema: { tags, operationId: 'getArtifactBlob', params: IdParam, summary: 'The artifact bytes, streamed from the database', response: { 200: TextBody('the artifact bytes', 'application/octet-stream') } } },
     async (req, reply) => sendArtifactBlob(ctx, reply, req.params.id),
   );
 
   for (const action of LIFECYCLE_ACTIONS) {
     app.post(
       `/api/v1/artifacts/:id/${action}`,
-      { schema: { tags, params: IdParam, response: { 200: ArtifactView }, summary: `Lifecycle: ${action} (draft → blessed → live → archived)` } },
+      { schema: { tags, operationId: `${action}Artifact`, params: IdParam, response: { 200: ArtifactView }, summary: `Lifecycle: ${action} (draft → blessed → live → archived)` } },
       async (req) => {
         const artifact = await mustFindArtifact(ctx, req.params.id);
         const step = lifecycleStep(artifact.lifecycle, action);
