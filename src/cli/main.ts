@@ -13,6 +13,8 @@ import { registerPolicyCommands } from './commands/policy.js';
 import { registerQuarantineCommands } from './commands/quarantine.js';
 import { registerSupervisorCommand } from './commands/supervisor.js';
 import { registerVmCommands } from './commands/vm.js';
+import { trustCaFile } from '../tls.js';
+import { exitWithError } from './output.js';
 
 // `--version` is also an option of `artifacts publish`; commander reads the root's options
 // anywhere on the line (so --operator works after a subcommand), so the root only claims
@@ -27,8 +29,20 @@ const program = new Command('drydock')
   .version(DRYDOCK_VERSION, '-V', 'print the drydock version (or --version as the first argument)')
   .option('--operator <url>', 'operator URL for API commands (env DRYDOCK_URL, default http://127.0.0.1:8080)')
   .option('--token <token>', 'bearer token for API commands (env DRYDOCK_TOKEN)')
+  .option('--ca-file <file>', 'trust this CA (PEM) for https:// operator URLs, besides the system roots (env DRYDOCK_CA_FILE)')
   .showHelpAfterError('(run with --help for usage)')
   .configureHelp({ showGlobalOptions: true });
+
+// Every command that talks to an operator (the CLI's, agent, edge, supervisor) trusts --ca-file.
+program.hook('preAction', (_program, actionCommand) => {
+  const caFile = actionCommand.optsWithGlobals<{ caFile?: string }>().caFile ?? process.env.DRYDOCK_CA_FILE;
+  if (!caFile) return;
+  try {
+    trustCaFile(caFile);
+  } catch (error) {
+    exitWithError(error);
+  }
+});
 
 registerOperatorCommand(program);
 registerAgentCommand(program);

@@ -5,6 +5,7 @@ import { createLogger } from '../../logging.js';
 import { action, DEFAULT_OPERATOR_URL } from '../context.js';
 import { exitWithParent } from '../../parent-watchdog.js';
 import { durationOption } from './operator.js';
+import { serverTlsFrom } from '../../tls.js';
 
 export function registerEdgeCommand(program: Command): void {
   program
@@ -16,6 +17,8 @@ export function registerEdgeCommand(program: Command): void {
       'how long a request may wait for an endpoint when its deployment has none to send it to (none healthy, or only the one that just failed), e.g. across a live migration\'s switchover; 0: answer 503/502 at once',
       formatDuration(DEFAULT_HOLD_MS),
     )
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); needs --tls-key')
+    .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
     .action(
       action(async (opts, command: Command) => {
         const globals = command.optsWithGlobals<{ operator?: string; token?: string }>();
@@ -25,6 +28,7 @@ export function registerEdgeCommand(program: Command): void {
           operatorUrl: globals.operator ?? process.env.DRYDOCK_URL ?? DEFAULT_OPERATOR_URL,
           token: globals.token ?? process.env.DRYDOCK_TOKEN,
           holdMs: durationOption(opts.hold, '--hold'),
+          tls: serverTlsFrom(opts),
           log,
         });
         await edge.start();

@@ -7,6 +7,7 @@ import { OPERATOR_DEFAULTS, startOperator } from '../../operator/server.js';
 import { DEFAULT_DATA_DIR } from '../../store/open.js';
 import { action } from '../context.js';
 import { exitWithParent } from '../../parent-watchdog.js';
+import { serverTlsFrom } from '../../tls.js';
 
 export function durationOption(value: string, name: string): number {
   const ms = parseDuration(value);
@@ -55,6 +56,8 @@ export function registerOperatorCommand(program: Command): void {
     .option('--region <region>', "this replica's control-plane region in the registry (GET /api/v1/operators)", 'local')
     .option('--hostname <name>', "this replica's hostname in the registry (default: the machine's)")
     .option('--advertise-url <url>', 'where clients reach this replica, as the registry lists it (default: the listen address)')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); needs --tls-key')
+    .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
     .action(
       action(async (opts) => {
         const log = createLogger('operator');
@@ -84,6 +87,7 @@ export function registerOperatorCommand(program: Command): void {
           region: opts.region,
           hostname: opts.hostname,
           advertiseUrl: opts.advertiseUrl,
+          tls: serverTlsFrom(opts),
           log,
         });
         const shutdown = async (signal: string) => {
