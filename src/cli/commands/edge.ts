@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { formatDuration } from '../../domain/duration.js';
 import { DEFAULT_HOLD_MS, EdgeRouter } from '../../edge/router.js';
 import { createLogger } from '../../logging.js';
@@ -17,8 +17,8 @@ export function registerEdgeCommand(program: Command): void {
       'how long a request may wait for an endpoint when its deployment has none to send it to (none healthy, or only the one that just failed), e.g. across a live migration\'s switchover; 0: answer 503/502 at once',
       formatDuration(DEFAULT_HOLD_MS),
     )
-    .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); needs --tls-key')
-    .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
+    .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); needs --tls-key').env('DRYDOCK_TLS_CERT'))
+    .addOption(new Option('--tls-key <file>', 'the private key of --tls-cert (PEM)').env('DRYDOCK_TLS_KEY'))
     .action(
       action(async (opts, command: Command) => {
         const globals = command.optsWithGlobals<{ operator?: string; token?: string }>();

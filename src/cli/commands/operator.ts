@@ -56,8 +56,8 @@ export function registerOperatorCommand(program: Command): void {
     .option('--region <region>', "this replica's control-plane region in the registry (GET /api/v1/operators)", 'local')
     .option('--hostname <name>', "this replica's hostname in the registry (default: the machine's)")
     .option('--advertise-url <url>', 'where clients reach this replica, as the registry lists it (default: the listen address)')
-    .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); needs --tls-key')
-    .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
+    .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); needs --tls-key').env('DRYDOCK_TLS_CERT'))
+    .addOption(new Option('--tls-key <file>', 'the private key of --tls-cert (PEM)').env('DRYDOCK_TLS_KEY'))
     .action(
       action(async (opts) => {
         const log = createLogger('operator');
