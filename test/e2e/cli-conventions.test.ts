@@ -105,6 +105,22 @@ describe('CLI conventions', () => {
     expect(formatAge(null, now)).toBe('-');
   });
 
+  it('artifacts are addressable as component@version, through the CLI and the API', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drydock-artifact-'));
+    writeFileSync(join(dir, 'tool.tar.gz'), 'not really a tarball, only bytes to publish');
+    const published = cli(['artifacts', 'publish', '--component', 'conv-tool', '--version', '1.4.0', '--kind', 'binary', '--file', join(dir, 'tool.tar.gz'), '--json']);
+    expect(published.code, published.stderr).toBe(0);
+    const id = (JSON.parse(published.stdout) as { id: string }).id;
+    const shown = cli(['artifacts', 'show', 'conv-tool@1.4.0', '-o', 'json']);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ id, component: 'conv-tool', version: '1.4.0', lifecycle: 'draft' });
+    const viaApi = await fetch(`${fleet.operatorUrl}/api/v1/artifacts/conv-tool@1.4.0`);
+    expect(((await viaApi.json()) as { id: string }).id).toBe(id);
+    const unknown = cli(['artifacts', 'show', 'conv-tool@9.9.9']);
+    expect(unknown.stderr).toMatch(/\[ARTIFACT_NOT_FOUND\]\n$/);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('errors keep the `error: … [CODE]` shape', () => {
     const missing = cli(['node', 'show', 'no-such-node']);
     expect(missing.stderr).toMatch(/^error: no node "no-such-node"; .* \[NODE_NOT_FOUND\]\n$/);

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { LIFECYCLE_ACTIONS, type LifecycleAction, lifecycleStep } from '../../domain/artifact-lifecycle.js';
 import { ROLLBACK_CAPABLE_STATUSES, TASK_STATES_NEEDING_FROM_VERSION } from '../../domain/rollout/rollback-needs.js';
 import { keyId, publicKeyFromPem, verifyArtifact } from '../../signing.js';
-import { type ArtifactView as ArtifactViewRow, findArtifact, insertArtifact, listArtifacts, lockArtifact, nodesUsingVersion, rolloutsNeedingVersion, setLifecycle } from '../../store/artifacts.js';
+import { type ArtifactView as ArtifactViewRow, findArtifact, findArtifactByVersion, insertArtifact, listArtifacts, lockArtifact, nodesUsingVersion, rolloutsNeedingVersion, setLifecycle } from '../../store/artifacts.js';
 import { BlobTooLargeError, commitBlob, discardStaged, findBlob, openBlobStream, stageBlob } from '../../store/blobs.js';
 import { appendEvents } from '../../store/events.js';
 import type { OperatorContext } from '../context.js';
@@ -15,14 +15,17 @@ import { actorOf } from '../request-actor.js';
 import { ArtifactListQuery, ArtifactUploadQuery, ArtifactView, IdParam } from '../schemas.js';
 import { TextBody } from '../response-views.js';
 import { EVENT, type EventKind } from '../../domain/events.js';
+import { parseComponentRef } from '../../domain/artifact-ref.js';
 
 /** 2 GiB: room for OS images; the bytes stream to Postgres, so the limit is about storage, not memory. */
 export const MAX_ARTIFACT_BYTES = 2 * 1024 ** 3;
 
 const EVENT_OF: Record<LifecycleAction, EventKind> = { bless: EVENT.artifact.blessed, promote: EVENT.artifact.promoted, archive: EVENT.artifact.archived };
 
+/** By id, or as `component@version` (what `node show` prints). */
 async function mustFindArtifact(ctx: OperatorContext, id: string) {
-  const artifact = await findArtifact(ctx.db, id);
+  const ref = parseComponentRef(id);
+  const artifact = ref ? await findArtifactByVersion(ctx.db, ref.component, ref.version) : await findArtifact(ctx.db, id);
   if (!artifact) throw errors.artifactNotFound(id, 'list artifacts with GET /api/v1/artifacts (`drydock artifacts list`)');
   return artifact;
 }
