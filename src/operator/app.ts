@@ -91,8 +91,8 @@ export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits 
     clientErrorHandler: clientErrorHandler((error) => toApiError(error as FastifyError) ?? httpErrors.badHttp(error.code ?? 'unknown')),
     loggerInstance: ctx.log as FastifyBaseLogger,
     // Fastify's own two lines per request are replaced by one of ours (request-log.ts).
-    logController: new LogController({ disableRequestLogging: true }), forceCloseConnections: true, return503OnClosing: false,
-    genReqId: requestIdOf, requestIdLogLabel: 'request_id' });
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }), forceCloseConnections: true, return503OnClosing: false,
+    genReqId: requestIdOf });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   // `curl -d '{"force": true}'` without -H sends form encoding; runbooks do exactly that, so a
