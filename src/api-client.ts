@@ -97,6 +97,10 @@ export class ApiClient {
   /** No answer at all: status 0, with the low-level reason in `details.reason` (ECONNREFUSED, TimeoutError …). */
   private unreachable(error: unknown): ApiCallError {
     const reason = (error as Error & { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
+    // A certificate this process does not trust (a private CA, a self-signed operator).
+    if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(reason)) {
+      return new ApiCallError(0, 'UNREACHABLE', `cannot reach the operator at ${this.baseUrl}: its TLS certificate is not trusted (${reason}); pass --ca-file with the CA that signed it (env DRYDOCK_CA_FILE)`, { reason });
+    }
     return new ApiCallError(0, 'UNREACHABLE', `cannot reach the operator at ${this.baseUrl} (${reason}); is it running? set DRYDOCK_URL or --operator`, { reason });
   }
 

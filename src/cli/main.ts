@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerRolloutCommands } from './commands/rollout.js';
@@ -13,6 +13,10 @@ import { registerPolicyCommands } from './commands/policy.js';
 import { registerQuarantineCommands } from './commands/quarantine.js';
 import { registerSupervisorCommand } from './commands/supervisor.js';
 import { registerVmCommands } from './commands/vm.js';
+import { trustCaFile } from '../tls.js';
+import { exitWithError, OUTPUT_FORMATS, type OutputFormat, setOutputFormat } from './output.js';
+import { addHelpTexts } from './help-texts.js';
+import { registerCompletionCommand } from './commands/completion.js';
 
 // `--version` is also an option of `artifacts publish`; commander reads the root's options
 // anywhere on the line (so --operator works after a subcommand), so the root only claims
@@ -27,8 +31,27 @@ const program = new Command('drydock')
   .version(DRYDOCK_VERSION, '-V', 'print the drydock version (or --version as the first argument)')
   .option('--operator <url>', 'operator URL for API commands (env DRYDOCK_URL, default http://127.0.0.1:8080)')
   .option('--token <token>', 'bearer token for API commands (env DRYDOCK_TOKEN)')
+  .option('--ca-file <file>', 'trust this CA (PEM) for https:// operator URLs, besides the system roots (env DRYDOCK_CA_FILE)')
+  .addOption(new Option('-o, --output <format>', 'output of reads: table, wide (more columns), json or yaml (--json is -o json)').choices(OUTPUT_FORMATS))
   .showHelpAfterError('(run with --help for usage)')
   .configureHelp({ showGlobalOptions: true });
+
+// Every command that talks to an operator (the CLI's, agent, edge, supervisor) trusts --ca-file.
+program.hook('preAction', (_program, actionCommand) => {
+  const { output } = actionCommand.optsWithGlobals<{ output?: OutputFormat }>();
+  if (output) {
+    setOutputFormat(output);
+    // A command's own --json (and what it prints for scripts) follows -o json|yaml.
+    if ((output === 'json' || output === 'yaml') && actionCommand.options.some((o) => o.long === '--json')) actionCommand.setOptionValue('json', true);
+  }
+  const caFile = actionCommand.optsWithGlobals<{ caFile?: string }>().caFile ?? process.env.DRYDOCK_CA_FILE;
+  if (!caFile) return;
+  try {
+    trustCaFile(caFile);
+  } catch (error) {
+    exitWithError(error);
+  }
+});
 
 registerOperatorCommand(program);
 registerAgentCommand(program);
@@ -46,5 +69,7 @@ registerQuarantineCommands(program);
 registerEdgeCommand(program);
 registerDemoCommands(program);
 registerVmCommands(program);
+registerCompletionCommand(program);
+addHelpTexts(program);
 
 await program.parseAsync(process.argv);

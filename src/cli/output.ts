@@ -1,6 +1,17 @@
+import { stringify as toYaml } from 'yaml';
 import { ApiCallError } from '../api-client.js';
 
-export type Column<T> = [header: string, value: (row: T) => unknown];
+/** A table column; `wide` ones show only with `-o wide`. */
+export type Column<T> = [header: string, value: (row: T) => unknown, wide?: 'wide'];
+
+/** `-o FORMAT` (global): table (default), wide (more columns), json, yaml. `--json` is `-o json`. */
+export const OUTPUT_FORMATS = ['table', 'wide', 'json', 'yaml'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+let outputFormat: OutputFormat = 'table';
+
+export function setOutputFormat(format: OutputFormat): void {
+  outputFormat = format;
+}
 
 /** A plain aligned table for people; scripts use --json. */
 export function formatTable<T>(rows: readonly T[], columns: readonly Column<T>[]): string {
@@ -17,17 +28,33 @@ function formatCell(value: unknown): string {
   return String(value);
 }
 
+/** How long ago `at` was, like kubectl's AGE column: 45s, 3m20s, 2h5m, 3d4h. */
+export function formatAge(at: string | null | undefined, now = Date.now()): string {
+  const then = at ? Date.parse(at) : Number.NaN;
+  if (Number.isNaN(then)) return '-';
+  const s = Math.max(0, Math.floor((now - then) / 1000));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return s % 60 ? `${m}m${s % 60}s` : `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 24) return m % 60 ? `${h}h${m % 60}m` : `${h}h`;
+  const d = Math.floor(h / 24);
+  return h % 24 ? `${d}d${h % 24}h` : `${d}d`;
+}
+
+/** What a command prints for scripts: JSON, or YAML with `-o yaml`. */
 export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  process.stdout.write(outputFormat === 'yaml' ? toYaml(value) : `${JSON.stringify(value, null, 2)}\n`);
 }
 
 /** Prints rows as a table, or as JSON with --json. */
 export function printRows<T>(rows: readonly T[], columns: readonly Column<T>[], json: boolean | undefined, empty: string): void {
-  if (json) {
+  if (json || outputFormat === 'json' || outputFormat === 'yaml') {
     printJson(rows);
     return;
   }
-  process.stdout.write(rows.length === 0 ? `${empty}\n` : `${formatTable(rows, columns)}\n`);
+  const shown = outputFormat === 'wide' ? columns : columns.filter(([, , wide]) => wide !== 'wide');
+  process.stdout.write(rows.length === 0 ? `${empty}\n` : `${formatTable(rows, shown)}\n`);
 }
 
 /** The one way a command fails: a message on stderr and a non-zero exit. */

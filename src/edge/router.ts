@@ -1,4 +1,6 @@
 import { Agent, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { ServerTls } from '../tls.js';
 import type { Logger } from 'pino';
 import { parseListen } from '../listen-address.js';
 import { ControlPlaneClients } from './control-plane-clients.js';
@@ -13,6 +15,8 @@ export interface EdgeOptions {
   /** Operator replicas to follow (more are learned from the registry); tried in turn when one fails. */
   operatorUrls: readonly string[];
   token?: string | undefined;
+  /** Serve HTTPS with this certificate and key (--tls-cert, --tls-key); default plain HTTP. */
+  tls?: ServerTls | undefined;
   /**
    * Upstream idle timeout (default 30 s): an endpoint silent this long fails the attempt before its
    * response starts (retried like a reset), or cuts the client connection after.
@@ -83,14 +87,15 @@ export class EdgeRouter {
 
   async start(): Promise<string> {
     await this.endpoints.start();
-    this.server = createServer((req, res) => void this.handle(req, res));
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
+    this.server = this.options.tls ? createHttpsServer(this.options.tls, handler) : createServer(handler);
     const { host, port } = parseListen(this.options.listen, 8088);
     await new Promise<void>((resolve, reject) => {
       this.server?.once('error', reject);
       this.server?.listen(port, host, resolve);
     });
     const address = this.server.address();
-    this.url = `http://${host}:${typeof address === 'object' && address ? address.port : port}`;
+    this.url = `${this.options.tls ? 'https' : 'http'}://${host}:${typeof address === 'object' && address ? address.port : port}`;
     this.options.log.info({ url: this.url, operators: this.options.operatorUrls }, 'edge listening');
     return this.url;
   }

@@ -1,6 +1,6 @@
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
-import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { authorize, bearerToken, isOpenPath, type Role } from './auth.js';
 import type { OperatorContext } from './context.js';
 import { ApiError, errors } from './errors.js';
@@ -8,6 +8,9 @@ import { isConnectionLost } from '../store/db.js';
 import { databaseUnavailable } from './db-errors.js';
 import { clientErrorHandler, fastifyServerOptions, guardBodyRate, HTTP_LIMIT_DEFAULTS, type HttpLimits, httpErrors } from './http-limits.js';
 import { registerInputGuard } from './input-guard.js';
+import { openApiOptions } from './openapi.js';
+import { registerRequestLog, requestIdOf } from './request-log.js';
+import type { ServerTls } from '../tls.js';
 import './request-actor.js';
 import { agentRoutes } from './routes/agent.js';
 import { artifactRoutes } from './routes/artifacts.js';
@@ -72,9 +75,12 @@ function toApiError(error: FastifyError): ApiError | undefined {
 /** Longest path segment routed (a hostname is up to 253 characters); longer gets 414 URI_TOO_LONG. */
 const MAX_PARAM_LENGTH = 256;
 
-export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits = HTTP_LIMIT_DEFAULTS): Promise<FastifyInstance> {
+export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits = HTTP_LIMIT_DEFAULTS, tls?: ServerTls): Promise<FastifyInstance> {
+  const serverOptions = fastifyServerOptions(limits);
   const app = Fastify({
-    ...fastifyServerOptions(limits),
+    ...serverOptions,
+    // HTTPS takes the same header timeouts: fastify passes `http` options only to a plain server.
+    ...(tls ? { https: { ...serverOptions.http, ...tls } } : {}),
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Errors Fastify raises before routing (bad %-escapes, overlong segments) and Node's parser
     // errors (431, timeouts) leave in the catalog shape like every other error.
@@ -84,8 +90,9 @@ export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits 
     },
     clientErrorHandler: clientErrorHandler((error) => toApiError(error as FastifyError) ?? httpErrors.badHttp(error.code ?? 'unknown')),
     loggerInstance: ctx.log as FastifyBaseLogger,
-    // Heartbeats and long-polls would drown the log; the request histogram covers traffic.
-    logController: new LogController({ disableRequestLogging: true }), forceCloseConnections: true, return503OnClosing: false });
+    // Fastify's own two lines per request are replaced by one of ours (request-log.ts).
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }), forceCloseConnections: true, return503OnClosing: false,
+    genReqId: requestIdOf });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   // `curl -d '{"force": true}'` without -H sends form encoding; runbooks do exactly that, so a
@@ -100,14 +107,10 @@ export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits 
     }
   });
 
-  await app.register(swagger, {
-    openapi: {
-      info: { title: 'drydock operator API', version: ctx.version, description: 'Zero-downtime fleet upgrades (DESIGN.md §6)' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: [{ bearer: [] }],
-    },
-    transform: jsonSchemaTransform,
-  });
+  await app.register(swagger, openApiOptions(ctx.version));
+
+  // First, so a request refused by auth still gets its id echoed and its log line.
+  registerRequestLog(app);
 
   app.addHook('onRequest', async (req) => {
     if (!ctx.tokens || isOpenPath(req.url)) return;

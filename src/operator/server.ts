@@ -24,6 +24,7 @@ import { ReplicaRegistry } from './replica-registry.js';
 import { SchemaStepRunner } from './schema-steps.js';
 import { isLoopback, parseListen } from '../listen-address.js';
 import { OperatorMetrics } from './metrics.js';
+import type { ServerTls } from '../tls.js';
 
 export interface OperatorOptions {
   /** host:port to listen on (default 127.0.0.1:8080; port 0 picks a free one). */
@@ -69,6 +70,8 @@ export interface OperatorOptions {
   /** Development only: run unsigned operator builds' migrations. */
   allowUnsigned?: boolean;
   log: Logger;
+  /** Serve HTTPS with this certificate and key (--tls-cert, --tls-key); default plain HTTP. */
+  tls?: ServerTls | undefined;
   /** Use this database instead of opening one (tests). */
   db?: Db;
 }
@@ -192,11 +195,11 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     };
     for (const queue of [reconciler.liveness, reconciler.nodes, reconciler.deployments, rollouts.queue, migrations.queue]) ctx.metrics.observe(queue);
     migrations.onEnded = (m, d) => ctx.metrics.migrationEnded(m.mode, d.state, d.stats ?? m.stats);
-    const app = await buildOperatorApp(ctx, resolveHttpLimits(options.http));
+    const app = await buildOperatorApp(ctx, resolveHttpLimits(options.http), options.tls);
     await app.listen({ host, port });
     const address = app.server.address();
     const boundPort = typeof address === 'object' && address ? address.port : port;
-    const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+    const url = `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
     await lease.renew();
     const registry = new ReplicaRegistry(
       db,

@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { lockDataDir } from './data-dir-lock.js';
 import { type Db, PoolDb } from './db.js';
+import { loadEmbeddedEngine } from './embedded-engine.js';
 import { openPgliteWorkerDb } from './pglite-db.js';
 
 export const DEFAULT_DATA_DIR = './.drydock';
@@ -55,7 +56,7 @@ export async function openDb(options: OpenDbOptions = {}): Promise<Db> {
       return await openPgliteWorkerDb(join(dataDir, 'pgdata'), async () => release());
     }
     // Loaded lazily: only the embedded mode needs PGlite (agents and the CLI never do).
-    const { createPgConfig } = await import('@electric-sql/pglite/node-postgres');
+    const { createPgConfig } = await loadEmbeddedEngine(() => import('@electric-sql/pglite/node-postgres'));
     const pool = new pg.Pool(createPgConfig(join(dataDir, 'pgdata')) as unknown as pg.PoolConfig);
     await pool.query('select 1');
     return new PoolDb('pglite', pool, async () => release());

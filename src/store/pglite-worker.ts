@@ -10,6 +10,7 @@
 // with process.exit once the database is closed.
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
+import { loadEmbeddedEngine } from './embedded-engine.js';
 import { PGLITE_WORKER_MARKER, type PgliteReply, type PgliteRequest, type PgliteWorkerData, detachBytes, serializeError } from './pglite-protocol.js';
 
 /**
@@ -18,10 +19,12 @@ import { PGLITE_WORKER_MARKER, type PgliteReply, type PgliteRequest, type Pglite
  * with the same shapes (int8 as string, timestamptz as Date, jsonb parsed, bytea as bytes).
  */
 async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Promise<never> {
-  const [{ PGlite }, { createPgConfig }] = await Promise.all([import('@electric-sql/pglite'), import('@electric-sql/pglite/node-postgres')]);
-  let pglite: InstanceType<typeof PGlite>;
+  let pglite: InstanceType<typeof import('@electric-sql/pglite').PGlite>;
   let pool: pg.Pool;
   try {
+    const [{ PGlite }, { createPgConfig }] = await loadEmbeddedEngine(() =>
+      Promise.all([import('@electric-sql/pglite'), import('@electric-sql/pglite/node-postgres')]),
+    );
     pglite = await PGlite.create(pgdata);
     // The adapter gives the pool one connection over the one PGlite session: a checked-out
     // client (a transaction) holds it, and every other statement queues behind it.

@@ -1,3 +1,4 @@
+import { parseComponentRef } from '../../domain/artifact-ref.js';
 import { createHash, createPublicKey } from 'node:crypto';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
@@ -87,8 +88,8 @@ export function registerArtifactCommands(program: Command): void {
     );
 
   artifacts
-    .command('show <id>')
-    .description('show one artifact')
+    .command('show <artifact>')
+    .description('show one artifact, by id or as COMPONENT@VERSION')
     .option('--json', 'machine-readable output')
     .action(
       action(async (id: string, opts: { json?: boolean }, command: Command) => {
@@ -105,7 +106,7 @@ export function registerArtifactCommands(program: Command): void {
     ['archive', 'retire an artifact (refused while a node runs it or would roll back to it)'],
   ] as const) {
     artifacts
-      .command(`${verb} <id>`)
+      .command(`${verb} <artifact>`)
       .description(description)
       .option('--json', 'machine-readable output')
       .action(
@@ -121,13 +122,16 @@ export function registerArtifactCommands(program: Command): void {
 /** `drydock node set-version NODE COMPONENT VERSION`, added to the `node` command group. */
 export function registerSetVersionCommand(node: Command): void {
   node
-    .command('set-version <node> <component> <version>')
-    .description('set the version of a component the node should run (its agent installs it)')
+    .command('set-version <node> <component> [version]')
+    .description('set the version of a component the node should run (its agent installs it): COMPONENT VERSION or COMPONENT@VERSION')
     .option('--force', 'a disruptive component although the node still hosts instances')
     .option('--rollback', 'an explicit rollback: the only way a lower version is installed')
     .option('--json', 'machine-readable output')
     .action(
-      action(async (nodeId: string, component: string, version: string, opts: { force?: boolean; rollback?: boolean; json?: boolean }, command: Command) => {
+      action(async (nodeId: string, componentArg: string, versionArg: string | undefined, opts: { force?: boolean; rollback?: boolean; json?: boolean }, command: Command) => {
+        const ref = versionArg === undefined ? parseComponentRef(componentArg) : { component: componentArg, version: versionArg };
+        if (!ref) throw new Error(`name the version: COMPONENT VERSION or COMPONENT@VERSION (like node-agent@2.0.0), got "${componentArg}"`);
+        const { component, version } = ref;
         if (!isSemver(version)) throw new Error(`VERSION must be a semantic version like 1.2.3, got "${version}"`);
         const result = await clientFor(command).put<{ hostname: string; component: string; version: string; previous_version: string | null; rollback: boolean }>(
           `/api/v1/nodes/${enc(nodeId)}/components/${enc(component)}`,

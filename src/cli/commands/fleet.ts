@@ -8,11 +8,11 @@ import type { MigrationView } from '../../store/instance-migrations.js';
 import type { ReplicaView } from '../../store/operator-replicas.js';
 import type { NodeView } from '../../store/nodes.js';
 import { action, clientFor } from '../context.js';
-import { printJson, printRows } from '../output.js';
+import { type Column, printJson, printRows } from '../output.js';
 
 const enc = encodeURIComponent;
 
-const nodeColumns: [string, (n: NodeView) => unknown][] = [
+const nodeColumns: Column<NodeView>[] = [
   ['HOSTNAME', (n) => n.hostname],
   ['REGION', (n) => n.region],
   ['ROLE', (n) => n.role],
@@ -21,7 +21,15 @@ const nodeColumns: [string, (n: NodeView) => unknown][] = [
   ['AGENT', (n) => n.agent_version],
   ['DRAIN', (n) => (n.drain ? n.drain.state : '-')],
   ['ID', (n) => n.id],
+  ['COMPONENTS', (n) => componentVersions(n.components), 'wide'],
+  ['CAPACITY', (n) => n.available_capacity, 'wide'],
 ];
+
+/** `node-agent@1.2.0,web@2.0.0`: each component as it is addressed (component@version). */
+function componentVersions(components: Record<string, string> | undefined): string {
+  const entries = Object.entries(components ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  return entries.length === 0 ? '-' : entries.map(([name, version]) => `${name}@${version}`).join(',');
+}
 
 /** Follows a drain until it completes (0), or fails / is blocked / runs out of time (non-zero). */
 async function waitForDrain(client: ApiClient, nodeId: string, json: boolean): Promise<void> {
@@ -67,6 +75,7 @@ export function registerFleetCommands(program: Command): void {
         const view = await clientFor(command).get<NodeView>(`/api/v1/nodes/${enc(id)}`);
         if (opts.json) return printJson(view);
         printRows([view], nodeColumns, false, '');
+        process.stdout.write(`\ncomponents: ${componentVersions(view.components).replaceAll(',', ' ')}\n`);
         if (view.drain) process.stdout.write(`\ndrain: ${view.drain.state} — ${view.drain.message} (deadline ${view.drain.deadline})\n`);
       }),
     );

@@ -10,6 +10,7 @@ import { exitWithParent } from '../../parent-watchdog.js';
 import { readTrustedKeys } from './agent.js';
 
 const collectValues = (value: string, previous: string[] = []) => [...previous, value];
+import { serverTlsFrom } from '../../tls.js';
 
 export function durationOption(value: string, name: string): number {
   const ms = parseDuration(value);
@@ -61,6 +62,8 @@ export function registerOperatorCommand(program: Command): void {
     .option('--trusted-key <file>', "ed25519 public key (PEM) whose signed operator builds this replica may run to migrate the schema in a control-plane rollout (repeatable)", collectValues)
     .option('--allow-unsigned', 'DEVELOPMENT ONLY: run unsigned operator builds to migrate the schema', false)
     .option('--shutdown-delay <duration>', 'on SIGTERM, keep answering this long after leaving the registry and handing the lease over (behind a load balancer)', '0s')
+    .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); needs --tls-key').env('DRYDOCK_TLS_CERT'))
+    .addOption(new Option('--tls-key <file>', 'the private key of --tls-cert (PEM)').env('DRYDOCK_TLS_KEY'))
     .action(
       action(async (opts) => {
         const log = createLogger('operator');
@@ -93,6 +96,7 @@ export function registerOperatorCommand(program: Command): void {
           shutdownDelayMs: durationOption(opts.shutdownDelay, '--shutdown-delay'),
           trustedKeys: readTrustedKeys(opts.trustedKey ?? []),
           allowUnsigned: opts.allowUnsigned === true,
+          tls: serverTlsFrom(opts),
           log,
         });
         const shutdown = async (signal: string) => {

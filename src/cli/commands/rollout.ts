@@ -3,7 +3,8 @@ import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import type { ApiClient } from '../../api-client.js';
 import { action, clientFor } from '../context.js';
-import { printJson, printRows } from '../output.js';
+import { formatDuration } from '../../domain/duration.js';
+import { formatAge, printJson, printRows } from '../output.js';
 import { DEFAULT_RECONNECT_TIMEOUT, type Reconnector, reconnectorFor } from '../reconnect.js';
 import { watchRollout } from '../rollout-watch.js';
 
@@ -35,6 +36,7 @@ interface RolloutSummary {
   current_batch: number;
   batch_count: number;
   created_by: string;
+  created_at: string;
   duration_s: number;
   counters?: { total: number; done: number; failed: number; in_flight: number };
 }
@@ -144,7 +146,8 @@ export function registerRolloutCommands(program: Command): void {
             ['TARGET', (r) => `${r.component} ${r.version}`],
             ['BATCH', (r) => `${Math.max(0, r.current_batch + 1)}/${r.batch_count}`],
             ['BY', (r) => r.created_by],
-            ['AGE', (r) => `${r.duration_s}s`],
+            ['AGE', (r) => formatAge(r.created_at)],
+            ['DURATION', (r) => formatDuration(r.duration_s * 1000), 'wide'],
             ['ID', (r) => r.id],
           ],
           opts.json,

@@ -9,6 +9,7 @@ import type { OperatorContext } from '../context.js';
 import { credentialDigest } from '../credential-cache.js';
 import { errors } from '../errors.js';
 import { DesiredQuery, HeartbeatBody, IdParam, RegisterBody } from '../schemas.js';
+import { DesiredStateView, RegisterReply, TextBody } from '../response-views.js';
 import { NODE_CREDENTIAL_HEADER } from '../../domain/protocol.js';
 import { sendArtifactBlob } from './artifacts.js';
 import { registerAgent } from './agent-register.js';
@@ -36,7 +37,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
     if (check === 'invalid') throw errors.nodeCredentialInvalid(nodeId);
   };
 
-  app.post('/api/v1/agent/register', { config, schema: { tags, body: RegisterBody } }, async (req) => {
+  app.post('/api/v1/agent/register', { config, schema: { tags, operationId: 'registerAgent', summary: "Register the agent's node (or its return); answers the node id and credential", body: RegisterBody, response: { 200: RegisterReply } } }, async (req) => {
     const presented = req.headers[NODE_CREDENTIAL_HEADER];
     const { nodeId, credential } = await registerAgent(ctx, req.body, {
       actor: req.principal?.name ?? 'agent',
@@ -52,7 +53,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
   // The common path costs one batched write and no read (DESIGN.md §13): the write checks the
   // credential (a wrong one changes no row) and returns the node's generation, and the desired state at that generation
   // comes from memory unless it moved.
-  app.post('/api/v1/agent/heartbeat', { config, schema: { tags, body: HeartbeatBody } }, async (req, reply) => {
+  app.post('/api/v1/agent/heartbeat', { config, schema: { tags, operationId: 'agentHeartbeat', summary: "Report the node's instances, components and installs; answers its desired state", body: HeartbeatBody, response: { 200: DesiredStateView } } }, async (req, reply) => {
     // Liveness counts from arrival (issue 9): fastify's clock for this reply started when the
     // request arrived, before hooks, body parsing and every queue of ours.
     const arrivedAt = performance.now() - reply.elapsedTime;
@@ -98,7 +99,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
   });
 
   // Long-poll: held open until the node's desired generation moves past `after`.
-  app.get('/api/v1/agent/desired', { config, schema: { tags, querystring: DesiredQuery } }, async (req) => {
+  app.get('/api/v1/agent/desired', { config, schema: { tags, operationId: 'getDesiredState', summary: 'Long-poll: the desired state once its generation passes ?after=', querystring: DesiredQuery, response: { 200: DesiredStateView } } }, async (req) => {
     const { node_id: nodeId, after, wait } = req.query;
     await assertNodeCredential(nodeId, req.headers[NODE_CREDENTIAL_HEADER]);
     const deadline = Date.now() + wait * 1000;
@@ -116,7 +117,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
   // An agent downloads only what its own node should install or boot: the desired state's `url` points here.
   app.get(
     '/api/v1/agent/artifacts/:id/blob',
-    { config, schema: { tags, params: IdParam, querystring: BlobQuery, summary: 'Artifact bytes for a node that should install them (streamed)' } },
+    { config, schema: { tags, operationId: 'getAgentArtifactBlob', params: IdParam, querystring: BlobQuery, summary: 'Artifact bytes for a node that should install them (streamed)', response: { 200: TextBody('the artifact bytes', 'application/octet-stream') } } },
     async (req, reply) => {
       const nodeId = req.query.node_id;
       await assertNodeCredential(nodeId, req.headers[NODE_CREDENTIAL_HEADER]);

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { LIFECYCLE_ACTIONS, type LifecycleAction, lifecycleStep } from '../../domain/artifact-lifecycle.js';
 import { ROLLBACK_CAPABLE_STATUSES, TASK_STATES_NEEDING_FROM_VERSION } from '../../domain/rollout/rollback-needs.js';
 import { keyId, publicKeyFromPem, verifyArtifact } from '../../signing.js';
-import { type ArtifactView as ArtifactViewRow, findArtifact, insertArtifact, listArtifacts, lockArtifact, nodesUsingVersion, rolloutsNeedingVersion, setLifecycle } from '../../store/artifacts.js';
+import { type ArtifactView as ArtifactViewRow, findArtifact, findArtifactByVersion, insertArtifact, listArtifacts, lockArtifact, nodesUsingVersion, rolloutsNeedingVersion, setLifecycle } from '../../store/artifacts.js';
 import { BlobTooLargeError, commitBlob, discardStaged, findBlob, openBlobStream, stageBlob } from '../../store/blobs.js';
 import { appendEvents } from '../../store/events.js';
 import type { OperatorContext } from '../context.js';
@@ -13,15 +13,19 @@ import { errors } from '../errors.js';
 import { rolloutErrors } from '../rollout-errors.js';
 import { actorOf } from '../request-actor.js';
 import { ArtifactListQuery, ArtifactUploadQuery, ArtifactView, IdParam } from '../schemas.js';
+import { TextBody } from '../response-views.js';
 import { EVENT, type EventKind } from '../../domain/events.js';
+import { parseComponentRef } from '../../domain/artifact-ref.js';
 
 /** 2 GiB: room for OS images; the bytes stream to Postgres, so the limit is about storage, not memory. */
 export const MAX_ARTIFACT_BYTES = 2 * 1024 ** 3;
 
 const EVENT_OF: Record<LifecycleAction, EventKind> = { bless: EVENT.artifact.blessed, promote: EVENT.artifact.promoted, archive: EVENT.artifact.archived };
 
+/** By id, or as `component@version` (what `node show` prints). */
 async function mustFindArtifact(ctx: OperatorContext, id: string) {
-  const artifact = await findArtifact(ctx.db, id);
+  const ref = parseComponentRef(id);
+  const artifact = ref ? await findArtifactByVersion(ctx.db, ref.component, ref.version) : await findArtifact(ctx.db, id);
   if (!artifact) throw errors.artifactNotFound(id, 'list artifacts with GET /api/v1/artifacts (`drydock artifacts list`)');
   return artifact;
 }
@@ -58,6 +62,7 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
       bodyLimit: MAX_ARTIFACT_BYTES,
       schema: {
         tags,
+        operationId: 'publishArtifact',
         querystring: ArtifactUploadQuery,
         summary: 'Publish an artifact: metadata in the query, the file as an application/octet-stream body (streamed)',
         response: { 200: ArtifactView, 201: ArtifactView },
@@ -121,25 +126,25 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
     },
   );
 
-  app.get('/api/v1/artifacts', { schema: { tags, querystring: ArtifactListQuery, response: { 200: z.array(ArtifactView) } } }, async (req) =>
+  app.get('/api/v1/artifacts', { schema: { tags, operationId: 'listArtifacts', summary: 'Published artifacts, by component', querystring: ArtifactListQuery, response: { 200: z.array(ArtifactView) } } }, async (req) =>
     listArtifacts(ctx.db, req.query),
   );
 
-  app.get('/api/v1/artifacts/:id', { schema: { tags, params: IdParam, response: { 200: ArtifactView } } }, async (req) =>
+  app.get('/api/v1/artifacts/:id', { schema: { tags, operationId: 'getArtifact', summary: 'One artifact: version, kind, digest, signature, lifecycle', params: IdParam, response: { 200: ArtifactView } } }, async (req) =>
     mustFindArtifact(ctx, req.params.id),
   );
 
   // People only (viewer+); agents download through GET /api/v1/agent/artifacts/:id/blob.
   app.get(
     '/api/v1/artifacts/:id/blob',
-    { schema: { tags, params: IdParam, summary: 'The artifact bytes, streamed from the database' } },
+    { schema: { tags, operationId: 'getArtifactBlob', params: IdParam, summary: 'The artifact bytes, streamed from the database', response: { 200: TextBody('the artifact bytes', 'application/octet-stream') } } },
     async (req, reply) => sendArtifactBlob(ctx, reply, req.params.id),
   );
 
   for (const action of LIFECYCLE_ACTIONS) {
     app.post(
       `/api/v1/artifacts/:id/${action}`,
-      { schema: { tags, params: IdParam, response: { 200: ArtifactView }, summary: `Lifecycle: ${action} (draft → blessed → live → archived)` } },
+      { schema: { tags, operationId: `${action}Artifact`, params: IdParam, response: { 200: ArtifactView }, summary: `Lifecycle: ${action} (draft → blessed → live → archived)` } },
       async (req) => {
         const artifact = await mustFindArtifact(ctx, req.params.id);
         const step = lifecycleStep(artifact.lifecycle, action);

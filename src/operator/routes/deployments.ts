@@ -9,6 +9,7 @@ import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
 import { actorOf } from '../request-actor.js';
 import { DeploymentSpec, DeploymentView as DeploymentViewSchema, Endpoint, IdParam, type WorkloadSchema } from '../schemas.js';
+import { DeploymentHealthView } from '../response-views.js';
 import { findArtifact, findArtifactByVersion } from '../../store/artifacts.js';
 import type { Workload } from '../../domain/types.js';
 import { EVENT } from '../../domain/events.js';
@@ -46,17 +47,17 @@ export async function deploymentRoutes(base: FastifyInstance, ctx: OperatorConte
     return deployment;
   };
 
-  app.get('/api/v1/deployments', { schema: { tags, response: { 200: z.array(DeploymentViewSchema) } } }, async () =>
+  app.get('/api/v1/deployments', { schema: { tags, operationId: 'listDeployments', summary: 'Deployments with their health', response: { 200: z.array(DeploymentViewSchema) } } }, async () =>
     (await listDeployments(ctx.db)).map(withHealth),
   );
 
-  app.get('/api/v1/deployments/active', { schema: { tags, summary: 'Deployments with at least one instance wanted' } }, async () =>
+  app.get('/api/v1/deployments/active', { schema: { tags, operationId: 'listActiveDeployments', summary: 'Deployments with at least one instance wanted', response: { 200: z.array(DeploymentViewSchema) } } }, async () =>
     (await listDeployments(ctx.db)).filter((d) => d.replicas > 0).map(withHealth),
   );
 
   app.post(
     '/api/v1/deployments',
-    { schema: { tags, body: DeploymentSpec, response: { 201: DeploymentViewSchema }, summary: 'Create a deployment; instances are placed at once' } },
+    { schema: { tags, operationId: 'createDeployment', body: DeploymentSpec, response: { 201: DeploymentViewSchema }, summary: 'Create a deployment; instances are placed at once' } },
     async (req, reply) => {
       const id = ctx.newId();
       const workload = await resolveWorkload(ctx, req.body.workload);
@@ -71,11 +72,11 @@ export async function deploymentRoutes(base: FastifyInstance, ctx: OperatorConte
     },
   );
 
-  app.get('/api/v1/deployments/:id', { schema: { tags, params, response: { 200: DeploymentViewSchema } } }, async (req) =>
+  app.get('/api/v1/deployments/:id', { schema: { tags, operationId: 'getDeployment', summary: 'One deployment, by id or name', params, response: { 200: DeploymentViewSchema } } }, async (req) =>
     withHealth(await mustFind(req.params.id)),
   );
 
-  app.get('/api/v1/deployments/:id/health', { schema: { tags, params } }, async (req) => {
+  app.get('/api/v1/deployments/:id/health', { schema: { tags, operationId: 'getDeploymentHealth', summary: 'healthy, degraded (below replicas) or down (below min_available)', params, response: { 200: DeploymentHealthView } } }, async (req) => {
     const d = await mustFind(req.params.id);
     return {
       status: deploymentHealth(d.replicas, d.min_available, d.healthy_instances),
@@ -87,7 +88,7 @@ export async function deploymentRoutes(base: FastifyInstance, ctx: OperatorConte
     };
   });
 
-  app.get('/api/v1/deployments/:id/endpoints', { schema: { tags, params, response: { 200: z.array(Endpoint) } } }, async (req) => {
+  app.get('/api/v1/deployments/:id/endpoints', { schema: { tags, operationId: 'listDeploymentEndpoints', summary: 'Published endpoints the edge routes to', params, response: { 200: z.array(Endpoint) } } }, async (req) => {
     const d = await mustFind(req.params.id);
     const instances = await listInstances(ctx.db, { deploymentId: d.id });
     return instances

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { listEvents } from '../../store/events.js';
 import type { OperatorContext } from '../context.js';
 import { EventsQuery } from '../schemas.js';
+import { EventView, TextBody } from '../response-views.js';
 
 /** How often the stream looks for new events (a new row is on the wire within this). */
 const STREAM_POLL_MS = 250;
@@ -29,9 +30,11 @@ export async function eventRoutes(base: FastifyInstance, ctx: OperatorContext): 
     {
       schema: {
         tags: ['events'],
+        operationId: 'streamEvents',
         querystring: EventsQuery,
         headers: StreamHeaders,
         summary: 'The event log as Server-Sent Events, after Last-Event-ID when sent, else after ?after=',
+        response: { 200: TextBody('Server-Sent Events: `id:` the event id, `data:` the event as JSON', 'text/event-stream') },
       },
     },
     async (req, reply) => {
@@ -64,7 +67,7 @@ export async function eventRoutes(base: FastifyInstance, ctx: OperatorContext): 
       res.end();
     },
   );
-  app.get('/api/v1/events', { schema: { tags: ['events'], querystring: EventsQuery, summary: 'The event log, oldest first' } }, async (req) =>
+  app.get('/api/v1/events', { schema: { tags: ['events'], operationId: 'listEvents', querystring: EventsQuery, summary: 'The event log, oldest first', response: { 200: z.array(EventView) } } }, async (req) =>
     listEvents(ctx.db, {
       after: req.query.after,
       kindPrefix: req.query.kind_prefix,

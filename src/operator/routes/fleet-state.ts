@@ -7,6 +7,7 @@ import { driftReport } from '../../store/drift.js';
 import { appendEvents } from '../../store/events.js';
 import type { OperatorContext } from '../context.js';
 import { actorOf } from '../request-actor.js';
+import { CompatView, DriftView } from '../response-views.js';
 import { EVENT } from '../../domain/events.js';
 
 const Range = z.string().min(1).refine(isValidRange, 'a semver range like ">=2.0.0" or "^1.4"');
@@ -23,11 +24,19 @@ export async function fleetStateRoutes(base: FastifyInstance, ctx: OperatorConte
   const app = base.withTypeProvider<ZodTypeProvider>();
   app.get(
     '/api/v1/drift',
-    { schema: { tags: ['drift'], querystring: z.object({ component: z.string().optional() }), summary: 'Nodes not on the version their last completed rollout set' } },
+    {
+      schema: {
+        tags: ['drift'],
+        operationId: 'getDrift',
+        querystring: z.object({ component: z.string().optional() }),
+        summary: 'Nodes not on the version their last completed rollout set',
+        response: { 200: DriftView },
+      },
+    },
     async (req) => driftReport(ctx.db, req.query.component),
   );
-  app.get('/api/v1/compat', { schema: { tags: ['compat'], summary: 'The version compatibility matrix' } }, async () => ({ rules: await listCompatRules(ctx.db) }));
-  app.put('/api/v1/compat', { schema: { tags: ['compat'], body: CompatBody, summary: 'Replace the compatibility matrix' } }, async (req) => {
+  app.get('/api/v1/compat', { schema: { tags: ['compat'], operationId: 'getCompat', summary: 'The version compatibility matrix', response: { 200: CompatView } } }, async () => ({ rules: await listCompatRules(ctx.db) }));
+  app.put('/api/v1/compat', { schema: { tags: ['compat'], operationId: 'setCompat', body: CompatBody, summary: 'Replace the compatibility matrix', response: { 200: CompatView } } }, async (req) => {
     await ctx.db.transaction(async (tx) => {
       await replaceCompatRules(tx, req.body.rules);
       await appendEvents(tx, [{ kind: EVENT.compat.updated, actor: actorOf(req), data: { rules: req.body.rules.length } }]);

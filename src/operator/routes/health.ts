@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { OperatorContext } from '../context.js';
+import { HealthView, LiveView, NotReadyView, ReadyView, TextBody } from '../response-views.js';
 
 // Runbooks `grep -q healthy` the /health body, so a body of a replica that is not ready must
 // not hold that word anywhere — and the reason quotes text that is not ours (migration names,
@@ -11,7 +12,7 @@ export async function healthRoutes(app: FastifyInstance, ctx: OperatorContext): 
   // process lives, "healthy" only when the replica is ready, else "degraded" with the reason;
   // /health/ready is the probe that answers 503. It reads the readiness the lease loop checked
   // last (every few seconds) instead of asking the database on every call.
-  app.get('/health', { schema: { tags: ['health'], summary: 'Liveness, readiness, leadership and version in one call' } }, async () => {
+  app.get('/health', { schema: { tags: ['health'], operationId: 'getHealth', summary: 'Liveness, readiness, leadership and version in one call', response: { 200: HealthView } } }, async () => {
     const readiness = ctx.lease.readiness;
     return {
       status: readiness.ready ? 'healthy' : 'degraded',
@@ -29,9 +30,9 @@ export async function healthRoutes(app: FastifyInstance, ctx: OperatorContext): 
     };
   });
 
-  app.get('/health/live', { schema: { tags: ['health'], summary: 'The process answers' } }, async () => ({ status: 'live' }));
+  app.get('/health/live', { schema: { tags: ['health'], operationId: 'getHealthLive', summary: 'The process answers', response: { 200: LiveView } } }, async () => ({ status: 'live' }));
 
-  app.get('/health/ready', { schema: { tags: ['health'], summary: 'Database reachable and schema compatible' } }, async (_req, reply) => {
+  app.get('/health/ready', { schema: { tags: ['health'], operationId: 'getHealthReady', summary: 'Database reachable and schema compatible', response: { 200: ReadyView, 503: NotReadyView } } }, async (_req, reply) => {
     const readiness = await ctx.lease.checkNow();
     if (!readiness.ready) {
       return reply.code(503).send({ status: 'not_ready', reason: readiness.reason, behind: readiness.behind, ahead: readiness.ahead });
@@ -39,7 +40,7 @@ export async function healthRoutes(app: FastifyInstance, ctx: OperatorContext): 
     return { status: 'ready', reason: readiness.reason };
   });
 
-  app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics', hide: false } }, async (_req, reply) => {
+  app.get('/metrics', { schema: { tags: ['health'], operationId: 'getMetrics', summary: 'Prometheus metrics', hide: false, response: { 200: TextBody('Prometheus text exposition format', 'text/plain') } } }, async (_req, reply) => {
     const text = await ctx.metrics.registry.metrics();
     return reply.header('content-type', ctx.metrics.registry.contentType).send(text);
   });

@@ -14,6 +14,7 @@ import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
 import { actorOf } from '../request-actor.js';
 import { ActivityReportBody, IdParam, InstanceListQuery, InstanceView, MigrateBody, VolumeReportBody } from '../schemas.js';
+import { InstanceHealthView, MigrationStarted } from '../response-views.js';
 import { mustFindNode } from './nodes.js';
 import { EVENT } from '../../domain/events.js';
 
@@ -26,7 +27,7 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
     return instance;
   };
 
-  app.get('/api/v1/instances', { schema: { tags, querystring: InstanceListQuery, response: { 200: z.array(InstanceView) } } }, async (req) => {
+  app.get('/api/v1/instances', { schema: { tags, operationId: 'listInstances', summary: 'Instances, by node or deployment', querystring: InstanceListQuery, response: { 200: z.array(InstanceView) } } }, async (req) => {
     const nodeId = req.query.node ? (await mustFindNode(ctx, req.query.node)).id : undefined;
     let deploymentId: string | undefined;
     if (req.query.deployment) {
@@ -37,11 +38,11 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
     return listInstances(ctx.db, { nodeId, deploymentId });
   });
 
-  app.get('/api/v1/instances/:id', { schema: { tags, params: IdParam, response: { 200: InstanceView } } }, async (req) =>
+  app.get('/api/v1/instances/:id', { schema: { tags, operationId: 'getInstance', summary: 'One instance', params: IdParam, response: { 200: InstanceView } } }, async (req) =>
     mustFindInstance(req.params.id),
   );
 
-  app.get('/api/v1/instances/:id/health', { schema: { tags, params: IdParam } }, async (req) => {
+  app.get('/api/v1/instances/:id/health', { schema: { tags, operationId: 'getInstanceHealth', summary: "The instance's last reported health", params: IdParam, response: { 200: InstanceHealthView } } }, async (req) => {
     const instance = await mustFindInstance(req.params.id);
     return {
       instance_id: instance.id,
@@ -60,33 +61,33 @@ export async function instanceRoutes(base: FastifyInstance, ctx: OperatorContext
   const config = { role: 'operator' } as const;
   app.put(
     '/api/v1/instances/:id/volume',
-    { config, schema: { tags, params: IdParam, body: VolumeReportBody, summary: "Report an instance's volume replica health (preflight: volume-last-replica)" } },
+    { config, schema: { tags, operationId: 'reportInstanceVolume', params: IdParam, body: VolumeReportBody, summary: "Report an instance's volume replica health (preflight: volume-last-replica)", response: { 200: InstanceView } } },
     async (req) => {
       const { replicas, healthy_replicas: healthy, expires_in: expiresIn } = req.body;
       if (!(await reportVolume(ctx.db, req.params.id, { replicas, healthy_replicas: healthy }, expiresIn ?? 10 * 60_000))) throw errors.instanceNotFound(req.params.id, 'list instances with GET /api/v1/instances');
       return mustFindInstance(req.params.id);
     },
   );
-  app.delete('/api/v1/instances/:id/volume', { config, schema: { tags, params: IdParam, summary: 'Clear the volume report' } }, async (req) => {
+  app.delete('/api/v1/instances/:id/volume', { config, schema: { tags, operationId: 'clearInstanceVolume', params: IdParam, summary: 'Clear the volume report', response: { 200: InstanceView } } }, async (req) => {
     if (!(await reportVolume(ctx.db, req.params.id, null, 0))) throw errors.instanceNotFound(req.params.id, 'list instances with GET /api/v1/instances');
     return mustFindInstance(req.params.id);
   });
   app.put(
     '/api/v1/instances/:id/activity',
-    { config, schema: { tags, params: IdParam, body: ActivityReportBody, summary: 'Report a backup, snapshot or restore running on the instance (preflight: backup-in-progress)' } },
+    { config, schema: { tags, operationId: 'reportInstanceActivity', params: IdParam, body: ActivityReportBody, summary: 'Report a backup, snapshot or restore running on the instance (preflight: backup-in-progress)', response: { 200: InstanceView } } },
     async (req) => {
       if (!(await reportActivity(ctx.db, req.params.id, req.body.activity, req.body.expires_in ?? 60 * 60_000))) throw errors.instanceNotFound(req.params.id, 'list instances with GET /api/v1/instances');
       return mustFindInstance(req.params.id);
     },
   );
-  app.delete('/api/v1/instances/:id/activity', { config, schema: { tags, params: IdParam, summary: 'Clear the activity report (it finished)' } }, async (req) => {
+  app.delete('/api/v1/instances/:id/activity', { config, schema: { tags, operationId: 'clearInstanceActivity', params: IdParam, summary: 'Clear the activity report (it finished)', response: { 200: InstanceView } } }, async (req) => {
     if (!(await reportActivity(ctx.db, req.params.id, null, 0))) throw errors.instanceNotFound(req.params.id, 'list instances with GET /api/v1/instances');
     return mustFindInstance(req.params.id);
   });
 
   app.post(
     '/api/v1/instances/:id/migrate',
-    { schema: { tags, params: IdParam, body: MigrateBody, summary: 'Move one instance make-before-break' } },
+    { schema: { tags, operationId: 'migrateInstance', params: IdParam, body: MigrateBody, summary: 'Move one instance make-before-break', response: { 202: MigrationStarted } } },
     async (req, reply) => {
       const view = await mustFindInstance(req.params.id);
       const targetNodeId = req.body?.target_node ? (await mustFindNode(ctx, req.body.target_node)).id : undefined;

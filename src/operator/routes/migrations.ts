@@ -5,6 +5,7 @@ import { MIGRATION_STATES } from '../../domain/instance-migration.js';
 import { findMigration, listMigrations } from '../../store/instance-migrations.js';
 import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
+import { MigrationView } from '../response-views.js';
 import { IdParam } from '../schemas.js';
 
 const ListQuery = z
@@ -21,11 +22,11 @@ export async function migrationRoutes(base: FastifyInstance, ctx: OperatorContex
   const app = base.withTypeProvider<ZodTypeProvider>();
   const tags = ['migrations'];
 
-  app.get('/api/v1/migrations', { schema: { tags, querystring: ListQuery, summary: 'Moves of instances, newest first, with state and (live) downtime' } }, async (req) =>
+  app.get('/api/v1/migrations', { schema: { tags, operationId: 'listMigrations', querystring: ListQuery, summary: 'Moves of instances, newest first, with state and (live) downtime', response: { 200: z.array(MigrationView) } } }, async (req) =>
     listMigrations(ctx.db, { state: req.query.state, instanceId: req.query.instance, nodeId: req.query.node, limit: req.query.limit }),
   );
 
-  app.get('/api/v1/migrations/:id', { schema: { tags, params: IdParam, summary: 'One move' } }, async (req) => {
+  app.get('/api/v1/migrations/:id', { schema: { tags, operationId: 'getMigration', params: IdParam, summary: 'One move', response: { 200: MigrationView } } }, async (req) => {
     const migration = await findMigration(ctx.db, req.params.id);
     if (!migration) throw errors.migrationNotFound(req.params.id, 'list moves with GET /api/v1/migrations (`drydock migrations`)');
     return migration;

@@ -8,6 +8,7 @@ import type { OperatorContext } from '../context.js';
 import { errors } from '../errors.js';
 import { actorOf } from '../request-actor.js';
 import { IdParam, NodeComponentParams, SetVersionBody } from '../schemas.js';
+import { NodeComponentSetView, NodeComponentsView } from '../response-views.js';
 import { mustFindNode } from './nodes.js';
 import { EVENT } from '../../domain/events.js';
 
@@ -15,14 +16,14 @@ export async function nodeComponentRoutes(base: FastifyInstance, ctx: OperatorCo
   const app = base.withTypeProvider<ZodTypeProvider>();
   const tags = ['nodes'];
 
-  app.get('/api/v1/nodes/:id/components', { schema: { tags, params: IdParam, summary: 'The desired component versions of a node' } }, async (req) => {
+  app.get('/api/v1/nodes/:id/components', { schema: { tags, operationId: 'getNodeComponents', params: IdParam, summary: 'The desired component versions of a node', response: { 200: NodeComponentsView } } }, async (req) => {
     const node = await mustFindNode(ctx, req.params.id);
     return desiredComponentsForNode(ctx.db, node.id);
   });
 
   app.put(
     '/api/v1/nodes/:id/components/:component',
-    { schema: { tags, params: NodeComponentParams, body: SetVersionBody, summary: 'Set the version of one component the node should run' } },
+    { schema: { tags, operationId: 'setNodeComponentVersion', params: NodeComponentParams, body: SetVersionBody, summary: 'Set the version of one component the node should run', response: { 200: NodeComponentSetView } } },
     async (req) => {
       const node = await mustFindNode(ctx, req.params.id);
       const { component } = req.params;

@@ -30,20 +30,20 @@ export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): P
   const tags = ['nodes'];
   const params = IdParam.describe('node id or hostname');
 
-  app.get('/api/v1/nodes', { schema: { tags, querystring: NodeListQuery, response: { 200: z.array(NodeViewSchema) } } }, async (req) =>
+  app.get('/api/v1/nodes', { schema: { tags, operationId: 'listNodes', summary: 'Nodes with status, capacity, components and drain', querystring: NodeListQuery, response: { 200: z.array(NodeViewSchema) } } }, async (req) =>
     listNodes(ctx.db, req.query),
   );
 
-  app.get('/api/v1/nodes/:id', { schema: { tags, params, response: { 200: NodeViewSchema } } }, async (req) =>
+  app.get('/api/v1/nodes/:id', { schema: { tags, operationId: 'getNode', summary: 'One node, by id or hostname', params, response: { 200: NodeViewSchema } } }, async (req) =>
     mustFindNode(ctx, req.params.id),
   );
 
-  app.get('/api/v1/nodes/:id/instances', { schema: { tags, params, response: { 200: z.array(InstanceView) } } }, async (req) => {
+  app.get('/api/v1/nodes/:id/instances', { schema: { tags, operationId: 'listNodeInstances', summary: 'Instances on the node', params, response: { 200: z.array(InstanceView) } } }, async (req) => {
     const node = await mustFindNode(ctx, req.params.id);
     return listInstances(ctx.db, { nodeId: node.id });
   });
 
-  app.post('/api/v1/nodes/:id/cordon', { schema: { tags, params, summary: 'Stop placing new instances on the node' } }, async (req) => {
+  app.post('/api/v1/nodes/:id/cordon', { schema: { tags, operationId: 'cordonNode', params, summary: 'Stop placing new instances on the node', response: { 200: NodeViewSchema } } }, async (req) => {
     const node = await mustFindNode(ctx, req.params.id);
     await ctx.db.transaction((tx) => cordonNode(tx, node, { actor: actorOf(req) }));
     return mustFindNode(ctx, node.id);
@@ -58,15 +58,15 @@ export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): P
     ctx.reconciler.nodesChanged([node.id]);
     return mustFindNode(ctx, node.id);
   };
-  const enableSchema = { tags, params, summary: 'Uncordon: end any drain, place instances again, restart parked pinned instances' };
-  app.post('/api/v1/nodes/:id/enable', { schema: enableSchema }, async (req) => enable(req.params.id, actorOf(req)));
-  app.post('/api/v1/nodes/:id/uncordon', { schema: enableSchema }, async (req) => enable(req.params.id, actorOf(req)));
+  const enableSchema = { tags, params, summary: 'Uncordon: end any drain, place instances again, restart parked pinned instances', response: { 200: NodeViewSchema } };
+  app.post('/api/v1/nodes/:id/enable', { schema: { ...enableSchema, operationId: 'enableNode' } }, async (req) => enable(req.params.id, actorOf(req)));
+  app.post('/api/v1/nodes/:id/uncordon', { schema: { ...enableSchema, operationId: 'uncordonNode' } }, async (req) => enable(req.params.id, actorOf(req)));
 
   // Admin only: the node's credential is void at once (its agent can no longer report), and the
   // next registration of its hostname with the agent token enrolls it again (DESIGN.md §9).
   app.post(
     '/api/v1/nodes/:id/re-enroll',
-    { config: { role: 'admin' }, schema: { tags, params, body: ReEnrollBody, summary: "Void the node's credential so its next registration enrolls it again" } },
+    { config: { role: 'admin' }, schema: { tags, operationId: 'reEnrollNode', params, body: ReEnrollBody, summary: "Void the node's credential so its next registration enrolls it again", response: { 200: NodeViewSchema } } },
     async (req) => {
       const node = await mustFindNode(ctx, req.params.id);
       await ctx.db.transaction(async (tx) => {
@@ -83,7 +83,7 @@ export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): P
 
   app.post(
     '/api/v1/nodes/:id/drain',
-    { schema: { tags, params, body: DrainBody, summary: 'Cordon, then move every instance off the node (make-before-break)' } },
+    { schema: { tags, operationId: 'drainNode', params, body: DrainBody, summary: 'Cordon, then move every instance off the node (make-before-break)', response: { 202: NodeViewSchema } } },
     async (req, reply) => {
       const node = await mustFindNode(ctx, req.params.id);
       if (node.status === 'down') throw errors.nodeDown(node.hostname);

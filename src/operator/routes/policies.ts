@@ -7,6 +7,7 @@ import { deletePolicy, findPolicy, listPolicies, upsertPolicy } from '../../stor
 import type { OperatorContext } from '../context.js';
 import { policyErrors } from '../policy-errors.js';
 import { actorOf } from '../request-actor.js';
+import { PolicyDeleted, PolicyView } from '../response-views.js';
 import { EVENT } from '../../domain/events.js';
 
 // The body is the policy document itself, validated by parsePolicy so every error names its
@@ -18,15 +19,15 @@ export async function policyRoutes(base: FastifyInstance, ctx: OperatorContext):
   const app = base.withTypeProvider<ZodTypeProvider>();
   const tags = ['policies'];
 
-  app.get('/api/v1/policies', { schema: { tags, summary: 'Operator-side rollout policies, by name' } }, async () => listPolicies(ctx.db));
+  app.get('/api/v1/policies', { schema: { tags, operationId: 'listPolicies', summary: 'Operator-side rollout policies, by name', response: { 200: z.array(PolicyView) } } }, async () => listPolicies(ctx.db));
 
-  app.get('/api/v1/policies/:name', { schema: { tags, params: NameParam, summary: 'One policy' } }, async (req) => {
+  app.get('/api/v1/policies/:name', { schema: { tags, operationId: 'getPolicy', params: NameParam, summary: 'One policy', response: { 200: PolicyView } } }, async (req) => {
     const found = await findPolicy(ctx.db, req.params.name);
     if (!found) throw policyErrors.policyNotFound(req.params.name);
     return found;
   });
 
-  app.put('/api/v1/policies', { config: { role: 'admin' }, schema: { tags, body: PolicyBody, summary: 'Create or replace a policy (by its name)' } }, async (req, reply) => {
+  app.put('/api/v1/policies', { config: { role: 'admin' }, schema: { tags, operationId: 'setPolicy', body: PolicyBody, summary: 'Create or replace a policy (by its name)', response: { 200: PolicyView, 201: PolicyView } } }, async (req, reply) => {
     const parsed = parsePolicy(req.body);
     if (!parsed.ok) throw policyErrors.policyInvalid(parsed.issues);
     const actor = actorOf(req);
@@ -36,10 +37,13 @@ export async function policyRoutes(base: FastifyInstance, ctx: OperatorContext):
       await appendEvents(tx, [{ kind: EVENT.policy.set, actor, data: { name: policy.name, created: result.created, policy } }]);
       return result.created;
     });
-    return reply.code(created ? 201 : 200).send(await findPolicy(ctx.db, policy.name));
+    const stored = await findPolicy(ctx.db, policy.name);
+    // Deleted by someone else since this write committed: say so rather than answer an empty body.
+    if (!stored) throw policyErrors.policyNotFound(policy.name);
+    return reply.code(created ? 201 : 200).send(stored);
   });
 
-  app.delete('/api/v1/policies/:name', { config: { role: 'admin' }, schema: { tags, params: NameParam, summary: 'Delete a policy (rollouts created under it keep their effective spec)' } }, async (req) => {
+  app.delete('/api/v1/policies/:name', { config: { role: 'admin' }, schema: { tags, operationId: 'deletePolicy', params: NameParam, summary: 'Delete a policy (rollouts created under it keep their effective spec)', response: { 200: PolicyDeleted } } }, async (req) => {
     const actor = actorOf(req);
     await ctx.db.transaction(async (tx) => {
       if (!(await deletePolicy(tx, req.params.name))) throw policyErrors.policyNotFound(req.params.name);

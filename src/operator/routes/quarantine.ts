@@ -6,6 +6,7 @@ import { clearQuarantine, listQuarantine } from '../../store/quarantine.js';
 import type { OperatorContext } from '../context.js';
 import { policyErrors } from '../policy-errors.js';
 import { actorOf } from '../request-actor.js';
+import { QuarantineView } from '../response-views.js';
 import { ComponentName } from '../schemas.js';
 import { EVENT } from '../../domain/events.js';
 
@@ -19,13 +20,21 @@ export async function quarantineRoutes(base: FastifyInstance, ctx: OperatorConte
   const app = base.withTypeProvider<ZodTypeProvider>();
   const tags = ['quarantine'];
 
-  app.get('/api/v1/quarantine', { schema: { tags, querystring: ListQuery, summary: 'Versions the circuit breaker rolled back: open ones first, cleared ones kept for audit' } }, async (req) =>
+  app.get('/api/v1/quarantine', {
+      schema: {
+        tags,
+        operationId: 'listQuarantine',
+        querystring: ListQuery,
+        summary: 'Versions the circuit breaker rolled back: open ones first, cleared ones kept for audit',
+        response: { 200: z.array(QuarantineView) },
+      },
+    }, async (req) =>
     listQuarantine(ctx.db, { open: req.query.open === undefined ? undefined : req.query.open === 'true' }),
   );
 
   app.post(
     '/api/v1/quarantine/:component/:version/clear',
-    { config: { role: 'approver' }, schema: { tags, params: Params, body: ClearBody, summary: 'Clear a quarantined version so rollouts to it pass preflight again (recorded)' } },
+    { config: { role: 'approver' }, schema: { tags, operationId: 'clearQuarantine', params: Params, body: ClearBody, summary: 'Clear a quarantined version so rollouts to it pass preflight again (recorded)', response: { 200: QuarantineView } } },
     async (req) => {
       const actor = actorOf(req);
       const { component, version } = req.params;

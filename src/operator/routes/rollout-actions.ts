@@ -19,6 +19,7 @@ import { quarantineBreakerRollback } from '../breaker-quarantine.js';
 import { setRolloutPolicies } from '../../store/policies.js';
 import { openQuarantine } from '../../store/quarantine.js';
 import { policyErrors } from '../policy-errors.js';
+import { RolloutDetailView } from '../response-views.js';
 import { IdParam } from '../schemas.js';
 import { detailOf, mustLoadRollout } from './rollouts.js';
 
@@ -39,6 +40,7 @@ const DecideBody = z
 export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
   const app = base.withTypeProvider<ZodTypeProvider>();
   const tags = ['rollouts'];
+  const response = { 200: RolloutDetailView };
 
   /** Runs a status change on the locked rollout, then wakes the reconciler and returns the detail. */
   const act = async (idOrName: string, work: (tx: Db, loaded: Awaited<ReturnType<typeof mustLoadRollout>>) => Promise<void>) => {
@@ -72,7 +74,7 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
     if (gone.length > 0) throw rolloutErrors.rollbackVersionUnavailable(loaded.row.id, gone);
   };
 
-  app.post('/api/v1/rollouts/:id/approve', { config: { role: 'approver' }, schema: { tags, params, body: ApproveBody, summary: 'Approve the plan, optionally with edits' } }, async (req) => {
+  app.post('/api/v1/rollouts/:id/approve', { config: { role: 'approver' }, schema: { tags, operationId: 'approveRollout', params, body: ApproveBody, summary: 'Approve the plan, optionally with edits', response }  }, async (req) => {
     const actor = actorOf(req);
     const edits = req.body?.set ?? [];
     return act(req.params.id, async (tx, loaded) => {
@@ -133,7 +135,7 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
     });
   });
 
-  app.post('/api/v1/rollouts/:id/reject', { config: { role: 'approver' }, schema: { tags, params, body: RejectBody } }, async (req) => {
+  app.post('/api/v1/rollouts/:id/reject', { config: { role: 'approver' }, schema: { tags, operationId: 'rejectRollout', params, body: RejectBody, summary: 'Reject the plan (or stop at a region gate), with a reason', response } }, async (req) => {
     const actor = actorOf(req);
     return act(req.params.id, async (tx, loaded) => {
       const t = transition(loaded, 'reject');
@@ -158,7 +160,7 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
   });
 
   const simple = (verb: 'pause' | 'resume' | 'abort' | 'rollback', summary: string) =>
-    app.post(`/api/v1/rollouts/:id/${verb}`, { schema: { tags, params, summary, ...(verb === 'rollback' ? { body: RollbackBody } : {}) } }, async (req) => {
+    app.post(`/api/v1/rollouts/:id/${verb}`, { schema: { tags, operationId: `${verb}Rollout` as const, params, summary, response, ...(verb === 'rollback' ? { body: RollbackBody } : {}) } }, async (req) => {
       const actor = actorOf(req);
       const regions = verb === 'rollback' ? regionsOf((req.body as z.infer<typeof RollbackBody>)?.region) : null;
       return act(req.params.id, async (tx, loaded) => {
@@ -190,7 +192,7 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
   simple('abort', 'Finish nodes in flight safely, start nothing new');
   simple('rollback', 'Return every completed node (or only those of `region`) to its previous version, newest batch first');
 
-  app.post('/api/v1/rollouts/:id/decide', { config: { role: 'approver' }, schema: { tags, params, body: DecideBody, summary: 'Answer the circuit breaker: continue, rollback or abort' } }, async (req) => {
+  app.post('/api/v1/rollouts/:id/decide', { config: { role: 'approver' }, schema: { tags, operationId: 'decideRollout', params, body: DecideBody, summary: 'Answer the circuit breaker: continue, rollback or abort', response } }, async (req) => {
     const actor = actorOf(req);
     return act(req.params.id, async (tx, loaded) => {
       const t = transition(loaded, 'decide', req.body.decision);

@@ -13,6 +13,7 @@ import { rolloutErrors } from '../rollout-errors.js';
 import { planFromStore, renderPlanFromStore, tasksFor } from '../rollout-planning.js';
 import { rolloutDetail, rolloutSummary } from '../rollout-view.js';
 import { listHookRuns } from '../../store/hook-runs.js';
+import { ApprovalView, RolloutDetailView, RolloutPlanView, RolloutSummaryView } from '../response-views.js';
 import { IdParam } from '../schemas.js';
 
 export const OverrideQuery = z.object({
@@ -48,14 +49,16 @@ export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext)
   const app = base.withTypeProvider<ZodTypeProvider>();
   const tags = ['rollouts'];
 
-  app.post('/api/v1/rollouts/plan', { config: { role: 'viewer' }, schema: { tags, body: SpecBody, querystring: OverrideQuery, summary: 'Dry run: batches, moves, duration, preflight' } }, async (req, reply) => {
+  app.post('/api/v1/rollouts/plan', { config: { role: 'viewer' }, schema: { tags, operationId: 'planRollout', body: SpecBody, querystring: OverrideQuery, summary: 'Dry run: batches, moves, duration, preflight', response: { 200: RolloutPlanView } } }, async (req, reply) => {
     // Planned and rendered off this thread: `{spec, policies, plan, preflight}` as JSON bytes.
     const result = await renderPlanFromStore(ctx.db, req.body, req.query.override, ctx.version);
     if (!result.ok) throw rolloutErrors.specInvalid(result.issues);
-    return reply.type('application/json; charset=utf-8').send(Buffer.from(result.body.buffer, result.body.byteOffset, result.body.byteLength));
+    // Bytes go out as they are (fastify serializes objects only): the schema documents what they hold.
+    const bytes = Buffer.from(result.body.buffer, result.body.byteOffset, result.body.byteLength);
+    return reply.type('application/json; charset=utf-8').send(bytes as unknown as z.infer<typeof RolloutPlanView>);
   });
 
-  app.post('/api/v1/rollouts', { schema: { tags, body: SpecBody, querystring: OverrideQuery, summary: 'Create a rollout (after preflight)' } }, async (req, reply) => {
+  app.post('/api/v1/rollouts', { schema: { tags, operationId: 'createRollout', body: SpecBody, querystring: OverrideQuery, summary: 'Create a rollout (after preflight)', response: { 201: RolloutDetailView } } }, async (req, reply) => {
     const overrides = req.query.override;
     const id = ctx.newId();
     const actor = actorOf(req);
@@ -103,17 +106,25 @@ export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext)
 
   app.get(
     '/api/v1/rollouts',
-    { schema: { tags, querystring: z.object({ status: z.enum(ROLLOUT_STATUSES).optional() }), summary: 'Rollouts, newest first' } },
+    { schema: { tags, operationId: 'listRollouts', querystring: z.object({ status: z.enum(ROLLOUT_STATUSES).optional() }), summary: 'Rollouts, newest first', response: { 200: z.array(RolloutSummaryView) } } },
     async (req) => (await listRolloutRows(ctx.db, req.query)).map((row) => rolloutSummary(row)),
   );
 
-  app.get('/api/v1/rollouts/:id', { schema: { tags, params: IdParam.describe('rollout id or name'), summary: 'One rollout with batches, tasks, plan, preflight, approvals' } }, async (req) => {
+  app.get('/api/v1/rollouts/:id', { schema: { tags, operationId: 'getRollout', params: IdParam.describe('rollout id or name'), summary: 'One rollout with batches, tasks, plan, preflight, approvals', response: { 200: RolloutDetailView } } }, async (req) => {
     return detailOf(ctx, req.params.id);
   });
 
   app.get(
     '/api/v1/approvals',
-    { schema: { tags: ['approvals'], querystring: z.object({ status: z.enum(['pending', 'approved', 'rejected', 'decided', 'cancelled']).optional(), rollout_id: z.string().optional() }) } },
+    {
+      schema: {
+        tags: ['approvals'],
+        operationId: 'listApprovals',
+        summary: 'Approvals asked for and given: plans, region gates, circuit-breaker decisions',
+        querystring: z.object({ status: z.enum(['pending', 'approved', 'rejected', 'decided', 'cancelled']).optional(), rollout_id: z.string().optional() }),
+        response: { 200: z.array(ApprovalView) },
+      },
+    },
     async (req) => listApprovals(ctx.db, { status: req.query.status, rolloutId: req.query.rollout_id }),
   );
 }
