@@ -9,6 +9,7 @@ import type { InstallPhase } from './protocol.js';
 import type { BreakerDecision } from './rollout/human-actions.js';
 import type { RolloutStatus } from './rollout/model.js';
 import type { NodeRole, NodeStatus } from './types.js';
+import type { WebhookFormat } from './webhooks.js';
 
 /** What each kind of event records, one sentence each. */
 export const EVENT_CATALOG = {
@@ -77,6 +78,8 @@ export const EVENT_CATALOG = {
   'rollout.circuit_breaker_tripped': 'Too many nodes failed: the rollout stops and waits for a decision.',
   'rollout.completed': 'Every node of a rollout is done.',
   'rollout.failed': 'A rollout ended with nodes that did not reach the target version.',
+  'webhook.created': 'An admin subscribed a URL to event kinds (the secret is never recorded).',
+  'webhook.deleted': 'An admin removed a webhook subscription and its deliveries.',
 } as const satisfies Record<string, string>;
 
 export type EventKind = keyof typeof EVENT_CATALOG;
@@ -168,6 +171,8 @@ export interface EventData {
   'rollout.circuit_breaker_tripped': { reason: string; failed_nodes: string[] };
   'rollout.completed': { done: number; failed: 0 };
   'rollout.failed': { reason: string; failed_nodes: string[]; done: number; failed: number };
+  'webhook.created': { webhook_id: string; url: string; events: string[]; format: WebhookFormat };
+  'webhook.deleted': { webhook_id: string };
 }
 
 interface MigrationEventData {
