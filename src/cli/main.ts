@@ -13,6 +13,7 @@ import { registerPolicyCommands } from './commands/policy.js';
 import { registerQuarantineCommands } from './commands/quarantine.js';
 import { registerSupervisorCommand } from './commands/supervisor.js';
 import { registerVmCommands } from './commands/vm.js';
+import { registerWebhookCommands } from './commands/webhooks.js';
 
 // `--version` is also an option of `artifacts publish`; commander reads the root's options
 // anywhere on the line (so --operator works after a subcommand), so the root only claims
@@ -46,5 +47,6 @@ registerQuarantineCommands(program);
 registerEdgeCommand(program);
 registerDemoCommands(program);
 registerVmCommands(program);
+registerWebhookCommands(program);
 
 await program.parseAsync(process.argv);

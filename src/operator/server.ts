@@ -23,6 +23,8 @@ import { MigrationReconciler } from './migration-reconciler.js';
 import { ReplicaRegistry } from './replica-registry.js';
 import { isLoopback, parseListen } from '../listen-address.js';
 import { OperatorMetrics } from './metrics.js';
+import { WebhookDispatcher } from './webhook-dispatcher.js';
+import type { RetryPolicy } from '../domain/webhooks.js';
 
 export interface OperatorOptions {
   /** host:port to listen on (default 127.0.0.1:8080; port 0 picks a free one). */
@@ -58,6 +60,8 @@ export interface OperatorOptions {
   hostname?: string | undefined;
   /** Where clients reach this replica, as the registry lists it (default its listen URL). */
   advertiseUrl?: string | undefined;
+  /** How failed webhook deliveries are retried (default DEFAULT_RETRY_POLICY: 5 s doubling to 10 min, for 24 h). */
+  webhookRetry?: RetryPolicy | undefined;
   log: Logger;
   /** Use this database instead of opening one (tests). */
   db?: Db;
@@ -164,7 +168,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       heartbeats,
       credentials: new CredentialCache(db),
       desired: new DesiredCache(db),
-      metrics: new OperatorMetrics(db),
+      metrics: new OperatorMetrics(db, { leader: () => lease.leader, version: options.version }),
       newId: randomUUID,
       version: options.version,
       startedAt: new Date(),
@@ -176,6 +180,9 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     };
     for (const queue of [reconciler.liveness, reconciler.nodes, reconciler.deployments, rollouts.queue, migrations.queue]) ctx.metrics.observe(queue);
     migrations.onEnded = (m, d) => ctx.metrics.migrationEnded(m.mode, d.state, d.stats ?? m.stats);
+    const webhooks = new WebhookDispatcher(db, lease, log.child({ loop: 'webhooks' }), { version: options.version, retry: options.webhookRetry });
+    webhooks.onAttempt = (update) => ctx.metrics.webhookAttempt(update.state);
+    await ctx.metrics.events.start();
     const app = await buildOperatorApp(ctx, resolveHttpLimits(options.http));
     await app.listen({ host, port });
     const address = app.server.address();
@@ -204,6 +211,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     reconciler.start();
     rollouts.start();
     migrations.start();
+    webhooks.start();
 
     // Other operator replicas change desired state too, and some writers here do not wake
     // long-polls: one aggregate read a second notices that any generation moved, and only then
@@ -235,6 +243,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       ctx,
       async close() {
         clearInterval(poller);
+        await webhooks.stop();
         await rollouts.stop();
         await migrations.stop();
         await reconciler.stop();

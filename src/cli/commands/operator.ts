@@ -4,6 +4,7 @@ import { createLogger } from '../../logging.js';
 import { DEFAULT_REGION_SILENCE } from '../../domain/liveness-guard.js';
 import { HTTP_LIMIT_DEFAULTS } from '../../operator/http-limits.js';
 import { OPERATOR_DEFAULTS, startOperator } from '../../operator/server.js';
+import { DEFAULT_RETRY_POLICY } from '../../domain/webhooks.js';
 import { DEFAULT_DATA_DIR } from '../../store/open.js';
 import { action } from '../context.js';
 import { exitWithParent } from '../../parent-watchdog.js';
@@ -55,6 +56,9 @@ export function registerOperatorCommand(program: Command): void {
     .option('--region <region>', "this replica's control-plane region in the registry (GET /api/v1/operators)", 'local')
     .option('--hostname <name>', "this replica's hostname in the registry (default: the machine's)")
     .option('--advertise-url <url>', 'where clients reach this replica, as the registry lists it (default: the listen address)')
+    .option('--webhook-retry-initial <duration>', 'wait after a failed webhook delivery; doubled after each further failure', `${DEFAULT_RETRY_POLICY.initialMs / 1000}s`)
+    .option('--webhook-retry-max <duration>', 'longest wait between two attempts of a delivery', `${DEFAULT_RETRY_POLICY.maxMs / 60_000}m`)
+    .option('--webhook-give-up <duration>', 'a delivery still failing this long after its event is given up', `${DEFAULT_RETRY_POLICY.giveUpAfterMs / 3_600_000}h`)
     .action(
       action(async (opts) => {
         const log = createLogger('operator');
@@ -84,6 +88,11 @@ export function registerOperatorCommand(program: Command): void {
           region: opts.region,
           hostname: opts.hostname,
           advertiseUrl: opts.advertiseUrl,
+          webhookRetry: {
+            initialMs: durationOption(opts.webhookRetryInitial, '--webhook-retry-initial'),
+            maxMs: durationOption(opts.webhookRetryMax, '--webhook-retry-max'),
+            giveUpAfterMs: durationOption(opts.webhookGiveUp, '--webhook-give-up'),
+          },
           log,
         });
         const shutdown = async (signal: string) => {
