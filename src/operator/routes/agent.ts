@@ -86,7 +86,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
   });
 
   // Long-poll: held open until the node's desired generation moves past `after`.
-  app.get('/api/v1/agent/desired', { config, schema: { tags, querystring: DesiredQuery } }, async (req) => {
+  app.get('/api/v1/agent/desired', { config: { ...config, longPoll: true }, schema: { tags, querystring: DesiredQuery } }, async (req) => {
     const { node_id: nodeId, after, wait } = req.query;
     await assertNodeCredential(nodeId, req.headers[NODE_CREDENTIAL_HEADER]);
     const deadline = Date.now() + wait * 1000;

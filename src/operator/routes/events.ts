@@ -27,6 +27,7 @@ export async function eventRoutes(base: FastifyInstance, ctx: OperatorContext): 
   app.get(
     '/api/v1/events/stream',
     {
+      config: { longPoll: true },
       schema: {
         tags: ['events'],
         querystring: EventsQuery,
