@@ -83,6 +83,7 @@ export function webhookBody(format: WebhookFormat, deliveryId: string, event: We
     event.rollout_id ? `rollout \`${event.rollout_id}\`` : '',
     typeof event.data.hostname === 'string' ? `node \`${event.data.hostname}\`` : event.node_id ? `node \`${event.node_id}\`` : '',
     event.instance_id ? `instance \`${event.instance_id}\`` : '',
+    typeof event.data.name === 'string' ? `\`${event.data.name}\`` : '',
   ].filter(Boolean);
   const reason = typeof event.data.reason === 'string' ? ` — ${event.data.reason}` : '';
   return { text: `*${event.kind}*${subject.length ? ` ${subject.join(', ')}` : ''} by ${event.actor} at ${event.at}${reason} (event ${event.id})` };
