@@ -78,7 +78,7 @@ export const EVENT_CATALOG = {
   'rollout.circuit_breaker_tripped': 'Too many nodes failed: the rollout stops and waits for a decision.',
   'rollout.completed': 'Every node of a rollout is done.',
   'rollout.failed': 'A rollout ended with nodes that did not reach the target version.',
-  'webhook.created': 'An admin subscribed a URL to event kinds (the secret is never recorded).',
+  'webhook.created': 'An admin subscribed a URL to event kinds (recorded as scheme, host and port; the secret never).',
   'webhook.deleted': 'An admin removed a webhook subscription and its deliveries.',
 } as const satisfies Record<string, string>;
 

@@ -17,6 +17,16 @@ export function unmatchedPrefixes(prefixes: readonly string[], kinds: readonly s
   return prefixes.filter((prefix) => !kinds.some((kind) => kind.startsWith(prefix)));
 }
 
+/**
+ * A URL as people below admin see it: scheme, host and port only. Many receivers put their own
+ * credential in the path (a Slack incoming webhook's URL is enough to post to the channel).
+ */
+export function redactUrl(url: string): string {
+  const match = /^(https?:\/\/[^/?#]+)(.*)$/.exec(url);
+  if (!match) return '…';
+  return match[2] === '' || match[2] === '/' ? url : `${match[1]}/…`;
+}
+
 export function subscribes(prefixes: readonly string[], kind: string): boolean {
   return prefixes.some((prefix) => kind.startsWith(prefix));
 }

@@ -30,6 +30,8 @@ export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private readonly retry: RetryPolicy;
+  /** Aborted by stop(): requests in flight end at once and are not recorded (sent again later, same id). */
+  private readonly stopping = new AbortController();
 
   /** Called once per recorded attempt (metrics). */
   onAttempt: (update: DeliveryUpdate) => void = () => {};
@@ -49,6 +51,7 @@ export class WebhookDispatcher {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    this.stopping.abort();
     await this.running;
   }
 
@@ -65,7 +68,7 @@ export class WebhookDispatcher {
 
   private async sendDue(): Promise<void> {
     const term = this.lease.term;
-    if (term === null) return;
+    if (term === null || this.stopping.signal.aborted) return;
     const due = await dueDeliveries(this.db, this.options.batch ?? 16);
     await Promise.all(due.map((delivery) => this.send(delivery, term)));
   }
@@ -73,6 +76,8 @@ export class WebhookDispatcher {
   private async send(delivery: DueDelivery, term: number): Promise<void> {
     const body = JSON.stringify(webhookBody(delivery.format, delivery.id, delivery.event));
     const outcome = await this.post(delivery, body);
+    // Cut short by a shutdown: not the receiver's failure, so no attempt is counted.
+    if (this.stopping.signal.aborted) return;
     const update = afterAttempt(delivery, outcome, this.retry, new Date());
     try {
       const recorded = await this.db.transaction(async (tx) => {
@@ -102,7 +107,7 @@ export class WebhookDispatcher {
           [SIGNATURE_HEADER]: signatureHeader(delivery.secret, body, Math.floor(Date.now() / 1000)),
         },
         body,
-        signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
+        signal: AbortSignal.any([AbortSignal.timeout(this.options.timeoutMs ?? 10_000), this.stopping.signal]),
       });
       await response.body?.cancel();
       if (response.status >= 200 && response.status < 300) return { ok: true, status: response.status };

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EVENT_CATALOG } from '../../src/domain/events.js';
-import { afterAttempt, DEFAULT_RETRY_POLICY, retryDelayMs, subscribes, unmatchedPrefixes, webhookBody, type WebhookEvent } from '../../src/domain/webhooks.js';
+import { afterAttempt, DEFAULT_RETRY_POLICY, redactUrl, retryDelayMs, subscribes, unmatchedPrefixes, webhookBody, type WebhookEvent } from '../../src/domain/webhooks.js';
 
 const KINDS = Object.keys(EVENT_CATALOG);
 const event: WebhookEvent = {
@@ -79,5 +79,14 @@ describe('webhook bodies', () => {
     const body = webhookBody('slack', '7', event);
     expect(Object.keys(body)).toEqual(['text']);
     expect(body.text).toBe('*node.down* node `worker-1` by operator at 2026-12-02T10:00:00.000Z (event 42)');
+  });
+});
+
+describe('webhook URLs below admin', () => {
+  it('keep scheme, host and port; the path and query (where receivers keep credentials) are hidden', () => {
+    expect(redactUrl('https://hooks.slack.com/services/T0/B0/secretpart')).toBe('https://hooks.slack.com/…');
+    expect(redactUrl('http://127.0.0.1:9000/hook?token=abc')).toBe('http://127.0.0.1:9000/…');
+    expect(redactUrl('http://127.0.0.1:9000/')).toBe('http://127.0.0.1:9000/');
+    expect(redactUrl('http://127.0.0.1:9000')).toBe('http://127.0.0.1:9000');
   });
 });

@@ -93,10 +93,13 @@ describe(`webhooks on ${TEST_ENGINE}`, () => {
     expect(created.status).toBe(201);
     hook = created.body;
     expect(hook).toMatchObject({ url: receiverUrl, events: ['policy.'], format: 'drydock', created_by: 'admin-bot', pending: 0 });
+    // A viewer sees the subscription but not the URL's path (where receivers keep credentials).
+    const origin = new URL(receiverUrl).origin;
     const list = await admin.get<WebhookView[]>('/api/v1/webhooks', { token: VIEWER });
-    expect(list.body.map((w) => w.id)).toEqual([hook.id]);
+    expect(list.body.map((w) => [w.id, w.url])).toEqual([[hook.id, `${origin}/…`]]);
+    expect((await admin.get<WebhookView[]>('/api/v1/webhooks')).body.map((w) => w.url)).toEqual([receiverUrl]);
     const events = await admin.get<unknown[]>('/api/v1/events?kind_prefix=webhook.');
-    expect(events.body).toMatchObject([{ kind: 'webhook.created', actor: 'admin-bot', data: { webhook_id: hook.id, events: ['policy.'] } }]);
+    expect(events.body).toMatchObject([{ kind: 'webhook.created', actor: 'admin-bot', data: { webhook_id: hook.id, url: `${origin}/…`, events: ['policy.'] } }]);
     for (const text of [created.text, list.text, events.text]) expect(text).not.toContain(SECRET);
     expect((await t.db.query<{ secret: string }>('SELECT secret FROM webhooks'))[0]?.secret).toBe(SECRET);
   });

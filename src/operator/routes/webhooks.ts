@@ -1,8 +1,8 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { EVENT, EVENT_CATALOG } from '../../domain/events.js';
-import { DELIVERY_STATES, unmatchedPrefixes, WEBHOOK_FORMATS } from '../../domain/webhooks.js';
+import { DELIVERY_STATES, redactUrl, unmatchedPrefixes, WEBHOOK_FORMATS } from '../../domain/webhooks.js';
 import { appendEvents } from '../../store/events.js';
 import { deleteWebhook, insertWebhook, listDeliveries, listWebhooks } from '../../store/webhooks.js';
 import type { OperatorContext } from '../context.js';
@@ -65,8 +65,16 @@ export async function webhookRoutes(base: FastifyInstance, ctx: OperatorContext)
   const tags = ['webhooks'];
   const kinds = Object.keys(EVENT_CATALOG);
 
-  app.get('/api/v1/webhooks', { schema: { tags, summary: 'Webhook subscriptions with delivery counts (never their secrets)', response: { 200: z.array(WebhookView) } } }, async () =>
-    listWebhooks(ctx.db),
+  // Admins (and everyone on an open operator) see whole URLs; other roles scheme, host and port.
+  const urlFor = (req: FastifyRequest) => (url: string) => (!ctx.tokens || req.principal?.role === 'admin' ? url : redactUrl(url));
+
+  app.get(
+    '/api/v1/webhooks',
+    { schema: { tags, summary: 'Webhook subscriptions with delivery counts (never their secrets; URLs whole for admins only)', response: { 200: z.array(WebhookView) } } },
+    async (req) => {
+      const show = urlFor(req);
+      return (await listWebhooks(ctx.db)).map((hook) => ({ ...hook, url: show(hook.url) }));
+    },
   );
 
   app.post(
@@ -80,7 +88,7 @@ export async function webhookRoutes(base: FastifyInstance, ctx: OperatorContext)
       const actor = actorOf(req);
       await ctx.db.transaction(async (tx) => {
         await insertWebhook(tx, { id, url, events, format, secret, createdBy: actor });
-        await appendEvents(tx, [{ kind: EVENT.webhook.created, actor, data: { webhook_id: id, url, events, format } }]);
+        await appendEvents(tx, [{ kind: EVENT.webhook.created, actor, data: { webhook_id: id, url: redactUrl(url), events, format } }]);
       });
       // Read back in the same shape as the list (counts included); it was just committed.
       const [created] = await listWebhooks(ctx.db, id);
