@@ -47,12 +47,17 @@ export class OperatorMetrics {
   readonly migrations: Counter;
   readonly migrationDuration: Histogram;
   readonly migrationDowntime: Histogram;
+  readonly migrationElapsed: Histogram;
   readonly webhookDeliveries: Counter;
   readonly webhookFailures: Counter;
 
-  /** A move ended (DESIGN.md §10): counted by mode and outcome; a live one's transfer time and downtime observed. */
-  migrationEnded(mode: string, outcome: string, stats: { total_ms: number; downtime_ms: number } | null): void {
+  /**
+   * A move ended (DESIGN.md §10): counted by mode and outcome, its wall time from start observed
+   * (both modes), and a live one's transfer time and downtime as QEMU measured them.
+   */
+  migrationEnded(mode: string, outcome: string, stats: { total_ms: number; downtime_ms: number } | null, elapsedMs?: number): void {
     this.migrations.inc({ mode, outcome });
+    if (elapsedMs !== undefined) this.migrationElapsed.observe({ mode, outcome }, elapsedMs / 1000);
     if (!stats) return;
     this.migrationDuration.observe({ mode }, stats.total_ms / 1000);
     this.migrationDowntime.observe({ mode }, stats.downtime_ms / 1000);
@@ -131,10 +136,18 @@ export class OperatorMetrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2.5],
       registers,
     });
+    this.migrationElapsed = new Histogram({
+      name: 'drydock_migration_elapsed_seconds',
+      help: 'Wall time of a move from its start to its end as the operator saw it, by mode (live, restart) and outcome.',
+      labelNames: ['mode', 'outcome'],
+      buckets: [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+      registers,
+    });
     // Series exist from the start (at 0), so rate() and alerts see a first increase.
     for (const outcome of ['completed', 'failed']) this.migrations.inc({ mode: 'live', outcome }, 0);
     this.migrationDuration.zero({ mode: 'live' });
     this.migrationDowntime.zero({ mode: 'live' });
+    for (const mode of ['live', 'restart']) this.migrationElapsed.zero({ mode, outcome: 'completed' });
     this.webhookDeliveries = new Counter({
       name: 'drydock_webhook_deliveries_total',
       help: 'Webhook deliveries that ended, by outcome (delivered: a 2xx; given_up: still failing after --webhook-give-up).',

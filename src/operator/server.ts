@@ -179,7 +179,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       },
     };
     for (const queue of [reconciler.liveness, reconciler.nodes, reconciler.deployments, rollouts.queue, migrations.queue]) ctx.metrics.observe(queue);
-    migrations.onEnded = (m, d) => ctx.metrics.migrationEnded(m.mode, d.state, d.stats ?? m.stats);
+    migrations.onEnded = (m, d) => ctx.metrics.migrationEnded(m.mode, d.state, d.stats ?? m.stats, Date.now() - m.startedAt.getTime());
     const webhooks = new WebhookDispatcher(db, lease, log.child({ loop: 'webhooks' }), { version: options.version, retry: options.webhookRetry });
     webhooks.onAttempt = (update) => ctx.metrics.webhookAttempt(update.state);
     await ctx.metrics.events.start();
