@@ -67,6 +67,16 @@ describe(`operator metrics on ${TEST_ENGINE}`, () => {
     expect(sample(text, 'drydock_http_long_polls_total{route="/api/v1/agent/desired",status_code="200"}')).toBe(1);
     expect(text).not.toMatch(/^drydock_http_request_duration_seconds_\w+\{[^}]*route="\/api\/v1\/agent\/desired"/m);
     expect(sample(text, 'drydock_http_request_duration_seconds_count{method="POST",route="/api/v1/agent/heartbeat",status_code="200"}')).toBeGreaterThanOrEqual(1);
+
+    const stream = new AbortController();
+    const response2 = await fetch(`${op.url}/api/v1/events/stream`, { signal: stream.signal });
+    expect(response2.status).toBe(200);
+    stream.abort();
+    const after = await waitFor('the closed event stream to be counted', async () => {
+      const body = await scrape();
+      return sample(body, 'drydock_http_long_polls_total{route="/api/v1/events/stream",status_code="200"}') === 1 ? body : undefined;
+    });
+    expect(after).not.toMatch(/^drydock_http_request_duration_seconds_\w+\{[^}]*route="\/api\/v1\/events\/stream"/m);
   });
 
   it('counts install outcomes and drains from the event log', async () => {
