@@ -11,8 +11,8 @@ export interface WebhookDispatcherOptions {
   pollMs?: number;
   /** How long one attempt may take before it counts as failed (default 10 s). */
   timeoutMs?: number;
-  /** Deliveries sent at once per poll (default 16). */
-  batch?: number;
+  /** Deliveries of one subscription sent at once per poll (default 8). */
+  perWebhook?: number;
   retry?: RetryPolicy;
   version: string;
 }
@@ -69,7 +69,7 @@ export class WebhookDispatcher {
   private async sendDue(): Promise<void> {
     const term = this.lease.term;
     if (term === null || this.stopping.signal.aborted) return;
-    const due = await dueDeliveries(this.db, this.options.batch ?? 16);
+    const due = await dueDeliveries(this.db, this.options.perWebhook ?? 8);
     await Promise.all(due.map((delivery) => this.send(delivery, term)));
   }
 

@@ -105,8 +105,11 @@ export interface DueDelivery {
   event: WebhookEvent;
 }
 
-/** Pending deliveries whose time has come, oldest first. */
-export async function dueDeliveries(db: Db, limit: number): Promise<DueDelivery[]> {
+/**
+ * Pending deliveries whose time has come, oldest first, at most `perWebhook` of each
+ * subscription: a receiver that hangs until the timeout holds up only its own deliveries.
+ */
+export async function dueDeliveries(db: Db, perWebhook: number): Promise<DueDelivery[]> {
   const rows = await db.query<{
     id: string;
     attempts: number;
@@ -125,12 +128,15 @@ export async function dueDeliveries(db: Db, limit: number): Promise<DueDelivery[
   }>(
     `SELECT d.id::text AS id, d.attempts, d.created_at, w.url, w.format, w.secret,
             e.id AS event_id, ${iso('e.at')} AS at, e.kind, e.rollout_id, e.node_id, e.instance_id, e.actor, e.data
-       FROM webhook_deliveries d
-       JOIN webhooks w ON w.id = d.webhook_id
+       FROM webhooks w
+       CROSS JOIN LATERAL (
+         SELECT * FROM webhook_deliveries
+          WHERE webhook_id = w.id AND state = 'pending' AND next_attempt_at <= now()
+          ORDER BY next_attempt_at, id LIMIT $1
+       ) d
        JOIN events e ON e.id = d.event_id
-      WHERE d.state = 'pending' AND d.next_attempt_at <= now()
-      ORDER BY d.next_attempt_at, d.id LIMIT $1`,
-    [limit],
+      ORDER BY d.next_attempt_at, d.id`,
+    [perWebhook],
   );
   return rows.map((r) => ({
     id: r.id,

@@ -47,6 +47,8 @@ describe(`webhook outbox on ${TEST_ENGINE}`, () => {
   });
 
   it('due deliveries carry the event and the secret; an attempt is recorded once, from the attempt count it started at', async () => {
+    // At most N per subscription: one slow receiver does not hold up the others.
+    expect((await dueDeliveries(t.db, 1)).map((d) => d.event.kind)).toEqual(['rollout.started', 'node.down', 'node.drain_started']);
     const due = await dueDeliveries(t.db, 10);
     expect(due.map((d) => d.event.kind)).toEqual(['rollout.started', 'node.down', 'node.drain_started']);
     const first = due[0];
@@ -86,5 +88,12 @@ describe(`webhook outbox on ${TEST_ENGINE}`, () => {
     expect(await deleteWebhook(t.db, 'wh-down')).toBe(true);
     expect(await deleteWebhook(t.db, 'wh-down')).toBe(false);
     expect(await listDeliveries(t.db, { webhookId: 'wh-down' })).toEqual([]);
+  });
+
+  it('takes at most N due deliveries of each subscription, oldest first', async () => {
+    await appendEvents(t.db, ['rollout.paused', 'rollout.resumed', 'rollout.completed'].map((kind) => ({ kind, actor: 'test', rolloutId: 'r-2' })));
+    const due = await dueDeliveries(t.db, 2);
+    expect(due.map((d) => d.event.kind)).toEqual(['node.drain_started', 'rollout.paused', 'rollout.resumed']);
+    expect((await dueDeliveries(t.db, 10)).map((d) => d.event.kind)).toEqual(['node.drain_started', 'rollout.paused', 'rollout.resumed', 'rollout.completed']);
   });
 });

@@ -28,5 +28,7 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
   created_at      timestamptz NOT NULL DEFAULT now(),
   UNIQUE (webhook_id, event_id)
 );
-CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (next_attempt_at, id) WHERE state = 'pending';
+-- Due deliveries are taken a few per subscription (dueDeliveries), so one slow receiver cannot
+-- hold up the others.
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (webhook_id, next_attempt_at, id) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS webhook_deliveries_webhook ON webhook_deliveries (webhook_id, id);
