@@ -107,7 +107,7 @@ describe('webhooks: a real receiver down for a while and an operator restart in 
     expect(JSON.stringify(slack)).not.toContain(SECRET);
 
     await setPolicy('before-outage');
-    await waitFor('the first event at both subscriptions', async () => (lines().length >= 2 ? true : undefined), 15_000);
+    await waitFor('the first event at both subscriptions', async () => (lines().length >= 2 ? true : undefined), 30_000);
 
     // The receiver goes away; two more events fail and wait for their retries.
     await stopReceiver();
@@ -119,7 +119,7 @@ describe('webhooks: a real receiver down for a while and an operator restart in 
         const pending = (await deliveries()).filter((d) => d.state === 'pending');
         return pending.length === 4 && pending.every((d) => d.attempts >= 2 && d.last_error !== null) ? true : undefined;
       },
-      20_000,
+      40_000,
     );
     const table = await cli('webhooks', 'deliveries', '--state', 'pending');
     expect(table.split('\n')[0]).toMatch(/^ID\s+WEBHOOK\s+EVENT\s+STATE\s+ATTEMPTS\s+LAST\s+NEXT ATTEMPT$/);
@@ -137,7 +137,7 @@ describe('webhooks: a real receiver down for a while and an operator restart in 
         const now = await deliveries();
         return now.filter((d) => d.state === 'pending' && d.attempts > (before.get(d.id) ?? 0)).length >= 4 ? true : undefined;
       },
-      20_000,
+      40_000,
     );
     expect(lines()).toHaveLength(2);
 
@@ -148,7 +148,7 @@ describe('webhooks: a real receiver down for a while and an operator restart in 
         const all = await deliveries();
         return all.length === 8 && all.every((d) => d.state === 'delivered') ? all : undefined;
       },
-      30_000,
+      60_000,
     );
 
     const received = lines();

@@ -52,8 +52,10 @@ describe(`webhooks on ${TEST_ENGINE}`, () => {
     const address = receiver.address();
     receiverUrl = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/hook`;
     const webhookRetry = { initialMs: 300, maxMs: 600, giveUpAfterMs: 120_000 };
-    leader = await startTestOperator(t.db, { tokensFile, webhookRetry });
-    follower = await startTestOperator(t.db, { tokensFile, webhookRetry });
+    // A long lease: on a loaded machine a late renewal must not hand leadership over mid-test,
+    // which would (correctly) resend a delivery the deposed leader could not record.
+    leader = await startTestOperator(t.db, { tokensFile, webhookRetry, leaseTtlMs: 60_000 });
+    follower = await startTestOperator(t.db, { tokensFile, webhookRetry, leaseTtlMs: 60_000 });
     admin = new ApiClient(leader.url, ADMIN);
   });
   afterAll(async () => {
@@ -113,7 +115,7 @@ describe(`webhooks on ${TEST_ENGINE}`, () => {
         const rows = (await admin.get<DeliveryView[]>(`/api/v1/webhooks/deliveries?webhook=${hook.id}`)).body;
         return rows[0]?.state === 'delivered' ? rows : undefined;
       },
-      { timeoutMs: 15_000 },
+      { timeoutMs: 30_000 },
     );
     expect(deliveries).toHaveLength(1);
     const [delivery] = deliveries;
@@ -144,7 +146,7 @@ describe(`webhooks on ${TEST_ENGINE}`, () => {
         const list = (await admin.get<DeliveryView[]>('/api/v1/webhooks/deliveries')).body;
         return list.length === 4 && list.every((d) => d.state === 'delivered') ? list : undefined;
       },
-      { timeoutMs: 15_000 },
+      { timeoutMs: 30_000 },
     );
     // A follower sending too would show as requests no attempt accounts for.
     await new Promise((resolve) => setTimeout(resolve, 1500));
