@@ -97,13 +97,13 @@ export async function webhookRoutes(base: FastifyInstance, ctx: OperatorContext)
     },
   );
 
-  app.delete('/api/v1/webhooks/:id', { config: { role: 'admin' }, schema: { tags, params: IdParam, summary: 'Remove a subscription and its deliveries' } }, async (req) => {
+  app.delete('/api/v1/webhooks/:id', { config: { role: 'admin' }, schema: { tags, params: IdParam, summary: 'Remove a subscription and its deliveries', response: { 200: z.object({ id: z.string(), deleted: z.literal(true) }) } } }, async (req) => {
     const actor = actorOf(req);
     await ctx.db.transaction(async (tx) => {
       if (!(await deleteWebhook(tx, req.params.id))) throw webhookErrors.webhookNotFound(req.params.id);
       await appendEvents(tx, [{ kind: EVENT.webhook.deleted, actor, data: { webhook_id: req.params.id } }]);
     });
-    return { id: req.params.id, deleted: true };
+    return { id: req.params.id, deleted: true as const };
   });
 
   app.get(
