@@ -26,6 +26,6 @@ export class AgentMetrics {
   });
 
   constructor() {
-    collectProcessMetrics(this.registry, 'drydock_agent_');
+    collectProcessMetrics(this.registry);
   }
 }

@@ -17,6 +17,7 @@ import { trustCaFile } from '../tls.js';
 import { exitWithError, OUTPUT_FORMATS, type OutputFormat, setOutputFormat } from './output.js';
 import { addHelpTexts } from './help-texts.js';
 import { registerCompletionCommand } from './commands/completion.js';
+import { registerWebhookCommands } from './commands/webhooks.js';
 
 // `--version` is also an option of `artifacts publish`; commander reads the root's options
 // anywhere on the line (so --operator works after a subcommand), so the root only claims
@@ -71,5 +72,6 @@ registerDemoCommands(program);
 registerVmCommands(program);
 registerCompletionCommand(program);
 addHelpTexts(program);
+registerWebhookCommands(program);
 
 await program.parseAsync(process.argv);

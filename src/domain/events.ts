@@ -10,6 +10,7 @@ import type { BreakerDecision } from './rollout/human-actions.js';
 import type { HookPoint } from './rollout/hooks.js';
 import type { RolloutStatus } from './rollout/model.js';
 import type { NodeRole, NodeStatus } from './types.js';
+import type { WebhookFormat } from './webhooks.js';
 
 /** What each kind of event records, one sentence each. */
 export const EVENT_CATALOG = {
@@ -85,6 +86,8 @@ export const EVENT_CATALOG = {
   'rollout.hook_started': 'A hook run began: on the node (preNode, postNode; reported by its agent) or on the operator leader (preRollout, postRollout).',
   'rollout.hook_completed': 'A hook run succeeded (exit code 0, or a 2xx answer to its webhook).',
   'rollout.hook_failed': 'A hook run failed: a non-zero exit, a non-2xx answer, its timeout (the process group is killed), or no result in time.',
+  'webhook.created': 'An admin subscribed a URL to event kinds (recorded as scheme, host and port; the secret never).',
+  'webhook.deleted': 'An admin removed a webhook subscription and its deliveries.',
 } as const satisfies Record<string, string>;
 
 export type EventKind = keyof typeof EVENT_CATALOG;
@@ -184,6 +187,8 @@ export interface EventData {
   'rollout.hook_completed': HookEventData & { exit_code: number | null; duration_ms: number | null; output_tail: string };
   /** `duration_ms` absent when the operator gave up on a run that never reported. */
   'rollout.hook_failed': HookEventData & { exit_code: number | null; duration_ms?: number | null; reason?: string; output_tail: string };
+  'webhook.created': { webhook_id: string; url: string; events: string[]; format: WebhookFormat };
+  'webhook.deleted': { webhook_id: string };
 }
 
 /** Which run: its deterministic id, point, index in the point's list, attempt, and the command or webhook. */

@@ -57,6 +57,6 @@ export class EdgeMetrics {
   });
 
   constructor() {
-    collectProcessMetrics(this.registry, 'drydock_edge_');
+    collectProcessMetrics(this.registry);
   }
 }

@@ -27,11 +27,14 @@ import { policyRoutes } from './routes/policies.js';
 import { quarantineRoutes } from './routes/quarantine.js';
 import { migrationRoutes } from './routes/migrations.js';
 import { operatorRoutes } from './routes/operators.js';
+import { webhookRoutes } from './routes/webhooks.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** Least role that may call the route; default viewer for reads, operator for writes; `agent` marks the agent gateway. */
     role?: Role;
+    /** The request waits for a change (long-poll, event stream): counted, not timed, in /metrics. */
+    longPoll?: boolean;
   }
 }
 
@@ -129,10 +132,11 @@ export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits 
   guardBodyRate(app.server, limits);
 
   app.addHook('onResponse', async (req, reply) => {
-    ctx.metrics.httpDuration.observe(
-      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
-      reply.elapsedTime / 1000,
-    );
+    const route = req.routeOptions.url ?? 'unmatched';
+    const status_code = String(reply.statusCode);
+    // A long-poll lasts as long as it waits: in the histogram it would hide real latency.
+    if (req.routeOptions.config.longPoll) ctx.metrics.longPolls.inc({ route, status_code });
+    else ctx.metrics.httpDuration.observe({ method: req.method, route, status_code }, reply.elapsedTime / 1000);
   });
 
   app.setNotFoundHandler((req, reply) => {
@@ -166,5 +170,6 @@ export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits 
   await app.register(async (scope) => quarantineRoutes(scope, ctx));
   await app.register(async (scope) => migrationRoutes(scope, ctx));
   await app.register(async (scope) => operatorRoutes(scope, ctx));
+  await app.register(async (scope) => webhookRoutes(scope, ctx));
   return app;
 }

@@ -6,6 +6,8 @@
 /** Every code the API answers with, and its HTTP status. */
 export const ERROR_STATUS = {
   VALIDATION_FAILED: 400,
+  WEBHOOK_EVENTS_UNKNOWN: 400,
+  WEBHOOK_NOT_FOUND: 404,
   MALFORMED_JSON: 400,
   ARTIFACT_EMPTY: 400,
   BAD_PUBLIC_KEY: 400,
@@ -157,4 +159,8 @@ export const ROUTE_ERRORS: Record<string, readonly ErrorCode[]> = {
   listMigrations: [],
   getMigration: ['MIGRATION_NOT_FOUND'],
   listOperators: [],
+  listWebhooks: [],
+  createWebhook: ['WEBHOOK_EVENTS_UNKNOWN', 'WEBHOOK_NOT_FOUND'],
+  deleteWebhook: ['WEBHOOK_NOT_FOUND'],
+  listWebhookDeliveries: [],
 };

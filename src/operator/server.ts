@@ -25,6 +25,8 @@ import { SchemaStepRunner } from './schema-steps.js';
 import { isLoopback, parseListen } from '../listen-address.js';
 import { OperatorMetrics } from './metrics.js';
 import type { ServerTls } from '../tls.js';
+import { WebhookDispatcher } from './webhook-dispatcher.js';
+import type { RetryPolicy } from '../domain/webhooks.js';
 
 export interface OperatorOptions {
   /** host:port to listen on (default 127.0.0.1:8080; port 0 picks a free one). */
@@ -69,6 +71,8 @@ export interface OperatorOptions {
   trustedKeys?: readonly KeyObject[];
   /** Development only: run unsigned operator builds' migrations. */
   allowUnsigned?: boolean;
+  /** How failed webhook deliveries are retried (default DEFAULT_RETRY_POLICY: 5 s doubling to 10 min, for 24 h). */
+  webhookRetry?: RetryPolicy | undefined;
   log: Logger;
   /** Serve HTTPS with this certificate and key (--tls-cert, --tls-key); default plain HTTP. */
   tls?: ServerTls | undefined;
@@ -183,7 +187,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       heartbeats,
       credentials: new CredentialCache(db),
       desired: new DesiredCache(db),
-      metrics: new OperatorMetrics(db),
+      metrics: new OperatorMetrics(db, { leader: () => lease.leader, version: options.version }),
       newId: randomUUID,
       version: options.version,
       startedAt: new Date(),
@@ -194,7 +198,10 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       },
     };
     for (const queue of [reconciler.liveness, reconciler.nodes, reconciler.deployments, rollouts.queue, migrations.queue]) ctx.metrics.observe(queue);
-    migrations.onEnded = (m, d) => ctx.metrics.migrationEnded(m.mode, d.state, d.stats ?? m.stats);
+    migrations.onEnded = (m, d) => ctx.metrics.migrationEnded(m.mode, d.state, d.stats ?? m.stats, Date.now() - m.startedAt.getTime());
+    const webhooks = new WebhookDispatcher(db, lease, log.child({ loop: 'webhooks' }), { version: options.version, retry: options.webhookRetry });
+    webhooks.onAttempt = (update) => ctx.metrics.webhookAttempt(update.state);
+    await ctx.metrics.events.start();
     const app = await buildOperatorApp(ctx, resolveHttpLimits(options.http), options.tls);
     await app.listen({ host, port });
     const address = app.server.address();
@@ -225,6 +232,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     reconciler.start();
     rollouts.start();
     migrations.start();
+    webhooks.start();
 
     // Other operator replicas change desired state too, and some writers here do not wake
     // long-polls: one aggregate read a second notices that any generation moved, and only then
@@ -256,6 +264,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       ctx,
       async close() {
         clearInterval(poller);
+        await webhooks.stop();
         // Out of the registry first (a load balancer following it stops sending here), then the
         // loops end and the lease is handed over; requests already on their way are still served
         // for the shutdown delay before the listener closes.

@@ -23,13 +23,23 @@ export interface EventRow {
   data: Record<string, unknown>;
 }
 
-/** Appends events in one statement; call it inside the transaction of the change it records. */
+/**
+ * Appends events in one statement; call it inside the transaction of the change it records.
+ * The same statement queues a webhook delivery for every subscription each event matches (the
+ * outbox, 0015_webhooks.pre.sql), so a committed event always has its deliveries and a rolled
+ * back one never does. `starts_with`, not LIKE: kinds hold `_`, which LIKE reads as a wildcard.
+ */
 export async function appendEvents(tx: Db, events: readonly NewEvent[]): Promise<void> {
   if (events.length === 0) return;
   await tx.query('SELECT pg_advisory_xact_lock($1)', [EVENTS_LOCK]);
   await tx.query(
-    `INSERT INTO events (kind, actor, node_id, instance_id, rollout_id, data)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])`,
+    `WITH appended AS (
+       INSERT INTO events (kind, actor, node_id, instance_id, rollout_id, data)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
+       RETURNING id, kind
+     )
+     INSERT INTO webhook_deliveries (webhook_id, event_id)
+     SELECT w.id, a.id FROM appended a JOIN webhooks w ON EXISTS (SELECT 1 FROM unnest(w.events) p WHERE starts_with(a.kind, p))`,
     [
       events.map((e) => e.kind),
       events.map((e) => e.actor),

@@ -36,6 +36,24 @@ describe('/metrics of the operator and the agent pass `promtool check metrics`',
     );
     expect(text).toMatch(/^drydock_nodes\{status="ready",region="us-east"\} 1$/m);
     expect(text).toMatch(/^drydock_http_request_duration_seconds_bucket\{/m);
+    // The families the alert rules and the dashboard read (test/ci/monitoring.test.ts), and the
+    // standard process metrics under their standard names.
+    for (const line of [
+      /^drydock_leader 1$/m,
+      /^drydock_build_info\{version="[^"]+",nodejs="v\d+[^"]*",engine="pglite"\} 1$/m,
+      /^drydock_nodes\{status="down",region="us-east"\} 0$/m,
+      /^drydock_rollouts\{status="running"\} 0$/m,
+      /^drydock_rollout_tasks\{phase="installing"\} 0$/m,
+      /^drydock_approvals_pending\{kind="continuation"\} 0$/m,
+      /^drydock_webhook_deliveries_total\{outcome="delivered"\} 0$/m,
+      /^drydock_drain_duration_seconds_count\{outcome="drained"\} 0$/m,
+      /^# TYPE drydock_http_long_polls_total counter$/m,
+      /^process_cpu_seconds_total \d/m,
+      /^nodejs_heap_size_used_bytes \d/m,
+    ]) {
+      expect(text).toMatch(line);
+    }
+    expect(text).not.toMatch(/^drydock_http_request_duration_seconds_count\{[^}]*route="\/api\/v1\/agent\/desired"/m);
     const check = promtool(text);
     expect(check.output).toBe('');
     expect(check.code).toBe(0);

@@ -130,6 +130,7 @@ describe(`operator live migration on ${TEST_ENGINE}`, () => {
     expect(metrics).toMatch(/drydock_migrations_total\{mode="live",outcome="completed"\} 1/);
     expect(metrics).toMatch(/drydock_migration_downtime_seconds_count\{mode="live"\} 1/);
     expect(metrics).toMatch(/drydock_migration_duration_seconds_sum\{mode="live"\} 0.6125/);
+    expect(metrics).toMatch(/^drydock_migration_elapsed_seconds_count\{mode="live",outcome="completed"\} 1$/m);
     // The target is an ordinary instance again: nothing about the move is in its desired state.
     expect((await desiredOn(target, move.target_instance_id))?.migration).toBeUndefined();
     source.reportStopped(old.id);

@@ -96,6 +96,11 @@ const MATRIX: Record<string, Need> = {
   'PUT /api/v1/policies': 'admin',
   'GET /api/v1/policies/:name': 'viewer',
   'DELETE /api/v1/policies/:name': 'admin',
+
+  'GET /api/v1/webhooks': 'viewer',
+  'POST /api/v1/webhooks': 'admin',
+  'DELETE /api/v1/webhooks/:id': 'admin',
+  'GET /api/v1/webhooks/deliveries': 'viewer',
   'GET /api/v1/quarantine': 'viewer',
   'POST /api/v1/quarantine/:component/:version/clear': 'approver',
 

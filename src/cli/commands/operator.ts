@@ -4,6 +4,7 @@ import { createLogger } from '../../logging.js';
 import { DEFAULT_REGION_SILENCE } from '../../domain/liveness-guard.js';
 import { HTTP_LIMIT_DEFAULTS } from '../../operator/http-limits.js';
 import { OPERATOR_DEFAULTS, startOperator } from '../../operator/server.js';
+import { DEFAULT_RETRY_POLICY } from '../../domain/webhooks.js';
 import { DEFAULT_DATA_DIR } from '../../store/open.js';
 import { action } from '../context.js';
 import { exitWithParent } from '../../parent-watchdog.js';
@@ -64,6 +65,9 @@ export function registerOperatorCommand(program: Command): void {
     .option('--shutdown-delay <duration>', 'on SIGTERM, keep answering this long after leaving the registry and handing the lease over (behind a load balancer)', '0s')
     .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); needs --tls-key').env('DRYDOCK_TLS_CERT'))
     .addOption(new Option('--tls-key <file>', 'the private key of --tls-cert (PEM)').env('DRYDOCK_TLS_KEY'))
+    .option('--webhook-retry-initial <duration>', 'wait after a failed webhook delivery; doubled after each further failure', `${DEFAULT_RETRY_POLICY.initialMs / 1000}s`)
+    .option('--webhook-retry-max <duration>', 'longest wait between two attempts of a delivery', `${DEFAULT_RETRY_POLICY.maxMs / 60_000}m`)
+    .option('--webhook-give-up <duration>', 'a delivery still failing this long after its event is given up', `${DEFAULT_RETRY_POLICY.giveUpAfterMs / 3_600_000}h`)
     .action(
       action(async (opts) => {
         const log = createLogger('operator');
@@ -97,6 +101,11 @@ export function registerOperatorCommand(program: Command): void {
           trustedKeys: readTrustedKeys(opts.trustedKey ?? []),
           allowUnsigned: opts.allowUnsigned === true,
           tls: serverTlsFrom(opts),
+          webhookRetry: {
+            initialMs: durationOption(opts.webhookRetryInitial, '--webhook-retry-initial'),
+            maxMs: durationOption(opts.webhookRetryMax, '--webhook-retry-max'),
+            giveUpAfterMs: durationOption(opts.webhookGiveUp, '--webhook-give-up'),
+          },
           log,
         });
         const shutdown = async (signal: string) => {

@@ -99,7 +99,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
   });
 
   // Long-poll: held open until the node's desired generation moves past `after`.
-  app.get('/api/v1/agent/desired', { config, schema: { tags, operationId: 'getDesiredState', summary: 'Long-poll: the desired state once its generation passes ?after=', querystring: DesiredQuery, response: { 200: DesiredStateView } } }, async (req) => {
+  app.get('/api/v1/agent/desired', { config: { ...config, longPoll: true }, schema: { tags, operationId: 'getDesiredState', summary: 'Long-poll: the desired state once its generation passes ?after=', querystring: DesiredQuery, response: { 200: DesiredStateView } } }, async (req) => {
     const { node_id: nodeId, after, wait } = req.query;
     await assertNodeCredential(nodeId, req.headers[NODE_CREDENTIAL_HEADER]);
     const deadline = Date.now() + wait * 1000;

@@ -49,6 +49,8 @@ export async function eventRoutes(base: FastifyInstance, ctx: OperatorContext): 
       let open = true;
       req.raw.once('close', () => {
         open = false;
+        // A hijacked reply skips onResponse: the stream is counted here, like a long-poll.
+        ctx.metrics.longPolls.inc({ route: '/api/v1/events/stream', status_code: '200' });
       });
       let lastWrite = Date.now();
       while (open) {
