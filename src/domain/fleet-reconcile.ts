@@ -230,13 +230,23 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
       }
     };
     if (remaining.length === 0) {
-      update('completed', 'all instances moved off the node');
+      update('completed', drain.mode === 'restart' ? 'all instances stopped in place' : 'all instances moved off the node');
       actions.events.push({ kind: EVENT.node.drained, nodeId: node.id, data: { hostname: node.hostname } });
       continue;
     }
     if (now.getTime() > drain.deadline.getTime()) {
       update('failed', `drain timed out with ${remaining.length} instance(s) still on the node`, remaining.map((i) => i.id));
       actions.events.push({ kind: EVENT.node.drain_failed, nodeId: node.id, data: { reason: 'timeout', remaining: remaining.map((i) => i.id) } });
+      continue;
+    }
+    if (drain.mode === 'restart') {
+      // In place: nothing moves. Each instance is withdrawn and stopped here (the agent stops it
+      // after the drain delay, once routers dropped it) and kept for this node (restartOnEnable:
+      // it holds its slot, so no replica is placed elsewhere); its rollout starts it again after
+      // the install. An instance already moving away finishes its move instead.
+      const movingAway = new Set(live.filter((i) => i.replaces !== null).map((i) => i.replaces as string));
+      for (const i of remaining) if (i.desired === 'running' && i.replaces === null && !movingAway.has(i.id)) stop(i.id, true);
+      update('running', `stopping ${remaining.length} instance(s) in place`);
       continue;
     }
     const plan = planDrain(node.id, nodes, live, deployments, placement);
