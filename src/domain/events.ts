@@ -114,7 +114,7 @@ export interface EventData {
   'node.drain_failed': { reason: 'timeout'; remaining: string[] };
   'node.instances_restarted': Hostname & { restarted: string[] };
   /** `kept`: the versions left on disk; `pruned`: the version directories removed. */
-  'node.components_pruned': Hostname & { component: string; pruned: string[]; kept: string[] };
+  'node.components_pruned': { component: string; version: string; pruned: string[]; kept: string[] };
   'node.down': Hostname & { from: NodeStatus; to: NodeStatus };
   'node.up': Hostname & { from: NodeStatus; to: NodeStatus };
   /** `artifact_id` and `force` only when a person sets it through the API. */

@@ -15,7 +15,7 @@ import regionGates from './0011_region_gates.pre.sql';
 import observedGeneration from './0012_observed_generation.pre.sql';
 import hookRuns from './0013_hook_runs.pre.sql';
 import controlPlaneRollouts from './0016_control_plane_rollouts.pre.sql';
-import drainMode from './0017_drain_mode.pre.sql';
+import drainModePrunedVersions from './0017_drain_mode_pruned_versions.pre.sql';
 
 export interface Migration {
   version: number;
@@ -45,7 +45,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0012_observed_generation.pre.sql', observedGeneration),
   migration('0013_hook_runs.pre.sql', hookRuns),
   migration('0016_control_plane_rollouts.pre.sql', controlPlaneRollouts),
-  migration('0017_drain_mode.pre.sql', drainMode),
+  migration('0017_drain_mode_pruned_versions.pre.sql', drainModePrunedVersions),
   ...drillMigrations(),
 ];
 
