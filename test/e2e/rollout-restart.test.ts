@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,7 +59,7 @@ describe('drain.mode: restart end to end: instances restart on their own node ar
     api = fleet.client();
     for (const host of HOSTS) fleet.startAgent(host, 'us-east', ['--max-instances', '4', '--heartbeat-interval', '1s', '--trusted-key', keyFile, '--drain-delay', '500ms']);
     await fleet.waitForNodes(3, 60_000);
-    for (const v of ['1.0.0', '2.0.0']) await publish(v);
+    for (const v of ['1.0.0', '2.0.0', '2.1.0']) await publish(v);
     for (const n of await nodes()) await api.request('PUT', `/api/v1/nodes/${n.id}/components/web`, { version: '1.0.0' });
     await waitFor('every node on web 1.0.0', async () => ((await nodes()).every((n) => n.components.web === '1.0.0') ? true : undefined), 30_000);
     deployment = await api.post<DeploymentView>('/api/v1/deployments', {
@@ -158,5 +158,28 @@ describe('drain.mode: restart end to end: instances restart on their own node ar
       expect(restarted).toBeLessThan(completed);
       expect(all.find((e) => e.id === restarted)?.data.restarted).toEqual([instanceId]);
     }
+    // Two versions on each node: nothing pruned yet (the default keeps current and previous).
+    expect(await events('kind_prefix=node.components_pruned')).toEqual([]);
   }, 180_000);
+
+  it('after a second rollout each node keeps 2.1.0 and 2.0.0 and prunes 1.0.0 on disk; the operator records node.components_pruned', async () => {
+    const created = await api.post<RolloutDetail>('/api/v1/rollouts', {
+      name: 'web-2-1-restart',
+      target: { component: 'web', version: '2.1.0' },
+      selector: { regions: ['us-east'] },
+      strategy: { order: 'rolling', batch: { size: 3 }, maxUnavailablePerRegion: 3, drain: { mode: 'none' }, health: { minHealthyTime: '0s', timeout: '1m' } },
+    });
+    await waitFor('the second rollout to complete', async () => ((await api.get<RolloutDetail>(`/api/v1/rollouts/${created.id}`)).status === 'completed' ? true : undefined), 90_000);
+    const pruned = await waitFor('a pruning event from every node', async () => {
+      const list = await events('kind_prefix=node.components_pruned');
+      return list.length === 3 ? list : undefined;
+    }, 30_000);
+    const list = await nodes();
+    for (const e of pruned) expect(e.data).toEqual({ component: 'web', version: '2.1.0', pruned: ['1.0.0'], kept: ['2.1.0', '2.0.0'] });
+    expect(new Set(pruned.map((e) => e.node_id))).toEqual(new Set(list.map((n) => n.id)));
+    for (const host of HOSTS) {
+      const root = join(dir, 'fleet', 'agents', host, 'components', 'web');
+      expect(readdirSync(root).filter((e) => !e.startsWith('.')).sort(), host).toEqual(['2.0.0', '2.1.0', 'current']);
+    }
+  }, 120_000);
 });
