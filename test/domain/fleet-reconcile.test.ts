@@ -343,6 +343,30 @@ describe('reconcileFleet: drains', () => {
     expect(done.create).toEqual([]);
   });
 
+  it('in restart mode, stops a serving instance only while its deployment keeps min_available, at least one at a time', () => {
+    const budgeted = deployment('web', { replicas: 3, minAvailable: 2 });
+    const nodes = [node('n1', { status: 'draining', cordoned: true }), node('n2', { status: 'draining', cordoned: true }), node('n3')];
+    const snapshot = fleet({
+      nodes,
+      deployments: [budgeted],
+      instances: [instance('w1', 'web', 'n1'), instance('w2', 'web', 'n2'), instance('w3', 'web', 'n3')],
+      drains: [drain('n1', { mode: 'restart' }), drain('n2', { mode: 'restart' })],
+    });
+    const first = reconcile(snapshot);
+    // Two restart drains at once, but only one replica of three may go below min_available 2.
+    expect(first.stop).toEqual([{ instanceId: 'w1', restartOnEnable: true }]);
+    expect(first.drains).toContainEqual({ nodeId: 'n2', state: 'running', message: "stopping 1 instance(s) in place; 1 wait for their deployment's disruption budget", blockedBy: [] });
+    // w1 is down for its restart: w2 still waits; once w1 serves again, w2 goes.
+    const [w1, w2, w3] = snapshot.instances as [Instance, Instance, Instance];
+    const parkedW1 = { ...w1, desired: 'stopped' as const, status: 'stopped' as const, published: false, healthy: false, restartOnEnable: true };
+    expect(reconcile({ ...snapshot, instances: [parkedW1, w2, w3] }).stop).toEqual([]);
+    expect(reconcile({ ...snapshot, drains: [drain('n2', { mode: 'restart' })] }).stop).toEqual([{ instanceId: 'w2', restartOnEnable: true }]);
+    // An instance that does not serve (unhealthy) stops at once: it costs the budget nothing.
+    expect(reconcile({ ...snapshot, instances: [parkedW1, { ...w2, healthy: false, published: false }, w3] }).stop).toEqual([{ instanceId: 'w2', restartOnEnable: true }]);
+    // With min_available 3 (an override accepted it) one still goes at a time, so the drain ends.
+    expect(reconcile({ ...snapshot, deployments: [{ ...budgeted, minAvailable: 3 }] }).stop).toEqual([{ instanceId: 'w1', restartOnEnable: true }]);
+  });
+
   it('in restart mode, lets an instance already moving away finish its move instead of parking it', () => {
     const w1 = instance('w1', 'web', 'n1');
     const snapshot = fleet({

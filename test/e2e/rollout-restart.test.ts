@@ -158,6 +158,14 @@ describe('drain.mode: restart end to end: instances restart on their own node ar
       expect(restarted).toBeLessThan(completed);
       expect(all.find((e) => e.id === restarted)?.data.restarted).toEqual([instanceId]);
     }
+    // The first batch's two nodes were down at once: both instances withdrawn before either restarted.
+    const firstBatch = new Set(created.batches[0]?.nodes.map((n) => n.hostname));
+    const firstIds = done.tasks.filter((t) => firstBatch.has(t.hostname)).map((t) => t.node_id);
+    const withdrawnIds = all.filter((e) => e.kind === 'instance.withdrawn' && firstIds.includes(e.node_id as string)).map((e) => e.id);
+    const restartedIds = all.filter((e) => e.kind === 'node.instances_restarted' && firstIds.includes(e.node_id as string)).map((e) => e.id);
+    expect(withdrawnIds).toHaveLength(2);
+    expect(Math.max(...withdrawnIds)).toBeLessThan(Math.min(...restartedIds));
+
     // Two versions on each node: nothing pruned yet (the default keeps current and previous).
     expect(await events('kind_prefix=node.components_pruned')).toEqual([]);
   }, 180_000);
