@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InstallReport } from '../../src/domain/protocol.js';
+import { insertArtifact } from '../../src/store/artifacts.js';
+import { commitBlob, stageBlob } from '../../src/store/blobs.js';
+import { loadDesiredStates } from '../../src/store/desired-state.js';
 import { listEvents } from '../../src/store/events.js';
-import { recordInstallReports } from '../../src/store/node-components.js';
+import { desiredComponentsForNode, recordInstallReports, setNodeComponent } from '../../src/store/node-components.js';
 import { registerNode } from '../../src/store/nodes.js';
 import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
 import { registerRequest } from '../support/store-fixtures.js';
@@ -43,5 +46,17 @@ describe(`pruned component versions reported by agents on ${TEST_ENGINE}`, () =>
       ['3.0.0', ['1.0.0']],
       ['4.0.0', ['2.0.0']],
     ]);
+  });
+
+  it('tells the agent the version a rollback would return to: previous_version in the desired state', async () => {
+    const node = (await registerNode(t.db, registerRequest('prune-b'), 'prune-b')).id;
+    const staged = await stageBlob(t.db, (async function* () {
+      yield Buffer.from('web 3.0.0');
+    })());
+    await t.db.transaction((tx) => commitBlob(tx, staged));
+    await insertArtifact(t.db, { id: 'web-3', component: 'web', version: '3.0.0', kind: 'binary', sha256: staged.sha256, size: staged.size, signature: null, keyId: null, disruptive: false, createdBy: 'test' });
+    await setNodeComponent(t.db, { nodeId: node, component: 'web', version: '3.0.0', artifactId: 'web-3', previousVersion: '2.0.0', rollback: false, force: false, updatedBy: 'test' });
+    expect((await loadDesiredStates(t.db, [node])).get(node)?.components.web).toMatchObject({ version: '3.0.0', previous_version: '2.0.0' });
+    expect((await desiredComponentsForNode(t.db, node)).web).toMatchObject({ version: '3.0.0', previous_version: '2.0.0' });
   });
 });
