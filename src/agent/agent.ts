@@ -48,6 +48,8 @@ export interface AgentOptions {
   vmMigrationBandwidthBytes?: number;
   /** Deadline of a component's `health` check (default 30 s). */
   componentHealthDeadlineMs?: number;
+  /** Versions of each component kept on disk once an install is done (default 2). */
+  keepVersions?: number;
   /** Set when `drydock supervisor` runs this agent: only then are `agent` artifacts installed (default: unsupervised). */
   supervisor?: SupervisorLink;
   /** Set on a control-plane node: the agent runs the local operator replica as component `operator`. */
@@ -162,6 +164,7 @@ export class Agent {
       trust: { trustedKeys: options.trustedKeys, allowUnsigned: options.allowUnsigned },
       builtIn: { 'node-agent': options.version },
       healthDeadlineMs: options.componentHealthDeadlineMs,
+      ...(options.keepVersions === undefined ? {} : { keepVersions: options.keepVersions }),
       ...(options.supervisor ? { agentInstaller: this.selfInstaller(options.supervisor) } : {}),
       ...(this.operatorReplica
         ? {

@@ -23,6 +23,8 @@ export const EVENT_CATALOG = {
   'node.drain_started': 'A node began moving its instances elsewhere.',
   'node.drained': 'A drain finished: nothing the node ran needs it any more.',
   'node.drain_failed': 'A drain passed its deadline with instances still on the node.',
+  'node.instances_restarted': 'The instances a restart drain stopped on a node started again on that same node, after its install (drain.mode: restart).',
+  'node.components_pruned': 'An agent removed old version directories of a component after a completed rollout, keeping the current, the rollback and the newest versions.',
   'node.down': 'A node missed heartbeats for longer than the liveness timeout.',
   'node.up': 'A node that was down is heard again.',
   'node.component_version_set': "A node's desired version of a component changed (by a person or a rollout).",
@@ -111,9 +113,12 @@ export interface EventData {
   'node.cordoned': Hostname;
   'node.enabled': Hostname & { restarted: string[] };
   /** Plus `moves` and `pinned` when a person drains the node through the API. */
-  'node.drain_started': Hostname & { force: boolean; timeout_ms: number; moves?: number; pinned?: string[] };
+  'node.drain_started': Hostname & { force: boolean; timeout_ms: number; mode?: 'restart'; moves?: number; pinned?: string[] };
   'node.drained': Hostname;
   'node.drain_failed': { reason: 'timeout'; remaining: string[] };
+  'node.instances_restarted': Hostname & { restarted: string[] };
+  /** `kept`: the versions left on disk; `pruned`: the version directories removed. */
+  'node.components_pruned': { component: string; version: string; pruned: string[]; kept: string[] };
   'node.down': Hostname & { from: NodeStatus; to: NodeStatus };
   'node.up': Hostname & { from: NodeStatus; to: NodeStatus };
   /** `artifact_id` and `force` only when a person sets it through the API. */

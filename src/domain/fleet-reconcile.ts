@@ -213,6 +213,9 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
   for (const i of live) if (i.replaces !== null && isLive(i)) liveMovesByDeployment.set(i.deploymentId, (liveMovesByDeployment.get(i.deploymentId) ?? 0) + 1);
   const servingByDeployment = new Map<string, number>();
   for (const i of live) if (i.published && healthyNow(i)) servingByDeployment.set(i.deploymentId, (servingByDeployment.get(i.deploymentId) ?? 0) + 1);
+  /** Instances down for a restart in place (parked, not yet started again), per deployment. */
+  const parkedByDeployment = new Map<string, number>();
+  for (const i of snapshot.instances) if (i.restartOnEnable && i.desired === 'stopped') parkedByDeployment.set(i.deploymentId, (parkedByDeployment.get(i.deploymentId) ?? 0) + 1);
   for (const drain of snapshot.drains) {
     if (drain.state !== 'running' && drain.state !== 'blocked') continue;
     const node = nodeById.get(drain.nodeId);
@@ -230,13 +233,41 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
       }
     };
     if (remaining.length === 0) {
-      update('completed', 'all instances moved off the node');
+      update('completed', drain.mode === 'restart' ? 'all instances stopped in place' : 'all instances moved off the node');
       actions.events.push({ kind: EVENT.node.drained, nodeId: node.id, data: { hostname: node.hostname } });
       continue;
     }
     if (now.getTime() > drain.deadline.getTime()) {
       update('failed', `drain timed out with ${remaining.length} instance(s) still on the node`, remaining.map((i) => i.id));
       actions.events.push({ kind: EVENT.node.drain_failed, nodeId: node.id, data: { reason: 'timeout', remaining: remaining.map((i) => i.id) } });
+      continue;
+    }
+    if (drain.mode === 'restart') {
+      // In place: nothing moves. Each instance is withdrawn and stopped here (the agent stops it
+      // after the drain delay, once routers dropped it) and kept for this node (restartOnEnable:
+      // it holds its slot, so no replica is placed elsewhere); its rollout starts it again after
+      // the install. An instance already moving away finishes its move instead.
+      // A serving instance stops only while its deployment keeps min_available endpoints (the
+      // preflight planned for it; this holds it when the fleet changed since), or when none of
+      // its deployment is down for a restart: at least one at a time, as live moves.
+      const movingAway = new Set(live.filter((i) => i.replaces !== null).map((i) => i.replaces as string));
+      let deferred = 0;
+      for (const i of remaining) {
+        if (i.desired !== 'running' || i.replaces !== null || movingAway.has(i.id)) continue;
+        const deployment = deployments.get(i.deploymentId);
+        if (deployment && i.published && healthyNow(i)) {
+          const left = (servingByDeployment.get(deployment.id) ?? 0) - 1;
+          if (left < deployment.minAvailable && (parkedByDeployment.get(deployment.id) ?? 0) > 0) {
+            deferred++;
+            continue;
+          }
+          servingByDeployment.set(deployment.id, left);
+        }
+        parkedByDeployment.set(i.deploymentId, (parkedByDeployment.get(i.deploymentId) ?? 0) + 1);
+        stop(i.id, true);
+      }
+      const waiting = deferred > 0 ? `; ${deferred} wait for their deployment's disruption budget` : '';
+      update('running', `stopping ${remaining.length} instance(s) in place${waiting}`);
       continue;
     }
     const plan = planDrain(node.id, nodes, live, deployments, placement);

@@ -32,6 +32,9 @@ export interface InstallRecord {
   reverting?: string;
   /** A transient failure (download error) is retried from this time on; absent = terminal. */
   retry_at?: string;
+  /** Once a done install was followed by pruning: the version dirs removed (maybe none) and kept. */
+  pruned?: string[];
+  kept?: string[];
   updated_at: string;
 }
 

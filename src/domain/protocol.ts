@@ -99,6 +99,11 @@ export interface DesiredComponent {
   rollback: boolean;
   disruptive: boolean;
   /**
+   * The version this one replaced, which a rollback of the rollout would return to: the agent
+   * never prunes its directory (absent from older operators; null: none).
+   */
+  previous_version?: string | null;
+  /**
    * Changes whenever someone sets this component's version on the node again (even to the same
    * version): a request that failed is retried only when a new request arrives.
    */
@@ -118,6 +123,10 @@ export const InstallReportSchema = z.object({
    * only a new request starts it again. Absent from agents older than the flag.
    */
   retryable: z.boolean().optional(),
+  /** On a done install: old version directories the agent removed after it (absent: none yet). */
+  pruned: z.array(z.string().min(1).max(100)).max(1000).optional(),
+  /** With `pruned`: the version directories that stay. */
+  kept: z.array(z.string().min(1).max(100)).max(1000).optional(),
   updated_at: z.string().max(100),
 });
 export type InstallReport = z.infer<typeof InstallReportSchema>;

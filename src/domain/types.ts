@@ -83,10 +83,18 @@ export interface Instance {
   createdAt: Date;
 }
 
+/** How a drain empties its node: move the instances elsewhere, or stop them there to restart in place. */
+export type DrainMode = 'migrate' | 'restart';
+
 export interface Drain {
   nodeId: string;
   state: DrainState;
   force: boolean;
+  /**
+   * `restart`: every instance is withdrawn and stopped on the node, kept for it (restartOnEnable),
+   * and started there again after the install (a rollout's `drain.mode: restart`). Absent: migrate.
+   */
+  mode?: DrainMode;
   startedAt: Date;
   deadline: Date;
   message: string;

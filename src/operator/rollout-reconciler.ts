@@ -204,7 +204,7 @@ export class RolloutReconciler {
       const wake = waits.length > 0 ? Math.min(...waits) : null;
       const schema = decision.schema ? { phase: decision.schema, component: spec.target.component, version: spec.target.version } : undefined;
       if (changed === 0) return { touched: [], active: stillActive, nodeIds, wake, drains: [], operatorRuns: none, schema };
-      const drains = decision.commands.filter((c) => c.kind === 'drain').map((c) => c.nodeId);
+      const drains = decision.commands.filter((c) => c.kind === 'drain' || c.kind === 'restart_instances').map((c) => c.nodeId);
       // A pass that moved something is followed by another at once: a step that waits for no
       // report (cordoned → draining, a batch after a pause of 0) happens now, not a tick later.
       // Deciding is idempotent, so the extra pass only finds nothing to do once it settles.

@@ -68,7 +68,7 @@ export async function loadDesiredStates(db: Db, nodeIds: readonly string[]): Pro
   // Same as desiredComponentsForNode, whose download URL the agent gateway serves.
   const components = await db.query<Omit<DesiredComponent, 'url'> & { node_id: string; component: string }>(
     `SELECT c.node_id, c.component, c.version, a.id AS artifact_id, a.kind, a.sha256, a.size::float8 AS size, a.signature,
-            c.rollback, a.disruptive,
+            c.rollback, a.disruptive, c.previous_version,
             to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') AS request_id
        FROM node_components c JOIN artifacts a ON a.id = c.artifact_id
       WHERE c.node_id = ANY($1::text[]) ORDER BY c.node_id, c.component`,

@@ -1,15 +1,15 @@
-import type { DrainState } from '../domain/types.js';
+import type { DrainMode, DrainState } from '../domain/types.js';
 import type { Db } from './db.js';
 import { bumpGenerations } from './nodes.js';
 
 /** Starts (or restarts) the drain of a node: any earlier drain record is replaced. */
-export async function startDrain(tx: Db, nodeId: string, options: { force: boolean; timeoutMs: number }): Promise<void> {
+export async function startDrain(tx: Db, nodeId: string, options: { force: boolean; timeoutMs: number; mode?: DrainMode }): Promise<void> {
   await tx.query(
-    `INSERT INTO drains (node_id, state, force, started_at, deadline, message, blocked_by)
-     VALUES ($1, 'running', $2, now(), now() + make_interval(secs => $3::double precision / 1000), 'drain started', '[]')
-     ON CONFLICT (node_id) DO UPDATE SET state = 'running', force = excluded.force, started_at = excluded.started_at,
+    `INSERT INTO drains (node_id, state, force, mode, started_at, deadline, message, blocked_by)
+     VALUES ($1, 'running', $2, $4, now(), now() + make_interval(secs => $3::double precision / 1000), 'drain started', '[]')
+     ON CONFLICT (node_id) DO UPDATE SET state = 'running', force = excluded.force, mode = excluded.mode, started_at = excluded.started_at,
        deadline = excluded.deadline, message = excluded.message, blocked_by = '[]', updated_at = now()`,
-    [nodeId, options.force, options.timeoutMs],
+    [nodeId, options.force, options.timeoutMs, options.mode ?? 'migrate'],
   );
   // `draining` is part of the node's desired state: its generation moves with it (desired-cache.ts).
   await bumpGenerations(tx, [nodeId]);

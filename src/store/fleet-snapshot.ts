@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { FleetSnapshot, LivenessSnapshot } from '../domain/fleet-reconcile.js';
 import { LIVENESS_CONDITION_KINDS } from '../domain/liveness-guard.js';
-import type { Deployment, Drain, FleetNode, Instance, InstanceStatus, NodeRole, NodeStatus, DrainState } from '../domain/types.js';
+import type { Deployment, Drain, FleetNode, Instance, InstanceStatus, NodeRole, NodeStatus, DrainState, DrainMode } from '../domain/types.js';
 import type { Db } from './db.js';
 
 /**
@@ -157,10 +157,10 @@ const toInstance = (i: InstanceRow): Instance => ({
   published: i.published, replaces: i.replaces, restartOnEnable: i.restart_on_enable, createdAt: new Date(i.created_at),
 });
 
-const DRAIN_COLUMNS = 'node_id, state, force, started_at, deadline, message, blocked_by';
-type DrainRow = { node_id: string; state: DrainState; force: boolean; started_at: Date; deadline: Date; message: string; blocked_by: string[] };
+const DRAIN_COLUMNS = 'node_id, state, force, mode, started_at, deadline, message, blocked_by';
+type DrainRow = { node_id: string; state: DrainState; force: boolean; mode: DrainMode; started_at: Date; deadline: Date; message: string; blocked_by: string[] };
 const toDrain = (d: DrainRow): Drain => ({
-  nodeId: d.node_id, state: d.state, force: d.force, startedAt: new Date(d.started_at), deadline: new Date(d.deadline),
+  nodeId: d.node_id, state: d.state, force: d.force, mode: d.mode, startedAt: new Date(d.started_at), deadline: new Date(d.deadline),
   message: d.message, blockedBy: d.blocked_by,
 });
 

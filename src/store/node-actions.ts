@@ -1,6 +1,6 @@
 // Node operations shared by the HTTP API and the rollout reconciler: each changes the node and
 // appends its event in the caller's transaction.
-import type { NodeStatus } from '../domain/types.js';
+import type { DrainMode, NodeStatus } from '../domain/types.js';
 import { findArtifactByVersion } from './artifacts.js';
 import type { Db } from './db.js';
 import { clearDrain, startDrain } from './drains.js';
@@ -46,11 +46,11 @@ export async function enableNode(tx: Db, node: NodeRef, who: Actor): Promise<str
 export async function beginDrain(
   tx: Db,
   node: NodeRef,
-  options: { force: boolean; timeoutMs: number; details?: Record<string, unknown> },
+  options: { force: boolean; timeoutMs: number; mode?: DrainMode; details?: Record<string, unknown> },
   who: Actor,
 ): Promise<void> {
   await cordonNode(tx, node, who);
-  await startDrain(tx, node.id, { force: options.force, timeoutMs: options.timeoutMs });
+  await startDrain(tx, node.id, { force: options.force, timeoutMs: options.timeoutMs, ...(options.mode ? { mode: options.mode } : {}) });
   await setNodeStatuses(tx, [{ nodeId: node.id, status: 'draining' }]);
   await appendEvents(tx, [
     {
@@ -58,9 +58,23 @@ export async function beginDrain(
       actor: who.actor,
       rolloutId: who.rolloutId,
       nodeId: node.id,
-      data: { hostname: node.hostname, force: options.force, timeout_ms: options.timeoutMs, ...options.details },
+      data: { hostname: node.hostname, force: options.force, timeout_ms: options.timeoutMs, ...(options.mode === 'restart' ? { mode: 'restart' } : {}), ...options.details },
     },
   ]);
+}
+
+/**
+ * Starts the instances a restart drain stopped on the node again, there (the node stays cordoned
+ * until its task enables it). Returns their ids; none is no event.
+ */
+export async function restartInstancesInPlace(tx: Db, node: NodeRef, who: Actor): Promise<string[]> {
+  const restarted = await restartParkedInstances(tx, node.id);
+  if (restarted.length === 0) return restarted;
+  await bumpGenerations(tx, [node.id]);
+  await appendEvents(tx, [
+    { kind: EVENT.node.instances_restarted, actor: who.actor, rolloutId: who.rolloutId, nodeId: node.id, data: { hostname: node.hostname, restarted } },
+  ]);
+  return restarted;
 }
 
 export class VersionUnavailableError extends Error {}

@@ -1,6 +1,7 @@
 // What each node should run per component (set by people now, by rollouts next), and the
 // install progress its agent reports.
 import { installEventFor } from '../domain/component-events.js';
+import { EVENT } from '../domain/events.js';
 import type { DesiredComponent, InstallPhase, InstallReport } from '../domain/protocol.js';
 import type { Db } from './db.js';
 import { appendEvents, type NewEvent } from './events.js';
@@ -46,7 +47,7 @@ export async function setNodeComponent(
 export async function desiredComponentsForNode(db: Db, nodeId: string): Promise<Record<string, DesiredComponent>> {
   const rows = await db.query<Omit<DesiredComponent, 'url'> & { component: string }>(
     `SELECT c.component, c.version, a.id AS artifact_id, a.kind, a.sha256, a.size::float8 AS size, a.signature,
-            c.rollback, a.disruptive,
+            c.rollback, a.disruptive, c.previous_version,
             to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') AS request_id
        FROM node_components c JOIN artifacts a ON a.id = c.artifact_id
       WHERE c.node_id = $1 ORDER BY c.component`,
@@ -89,26 +90,29 @@ export async function recordInstallReports(tx: Db, batch: readonly NodeInstallRe
     reason: string | null;
     before_version: string | null;
     before_phase: InstallPhase | null;
+    pruned: string[];
+    before_pruned: string[] | null;
   }>(
     `WITH r AS (
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::boolean[])
-                AS r(node_id, component, version, previous_version, phase, reason, reported_at, retryable)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::boolean[], $9::jsonb[])
+                AS r(node_id, component, version, previous_version, phase, reason, reported_at, retryable, pruned)
      ), before AS (
-       SELECT i.node_id, i.component, i.version, i.phase FROM node_installs i JOIN r USING (node_id, component)
+       SELECT i.node_id, i.component, i.version, i.phase, i.pruned FROM node_installs i JOIN r USING (node_id, component)
      ), written AS (
-       INSERT INTO node_installs (node_id, component, version, previous_version, phase, reason, reported_at, retryable)
-       SELECT r.node_id, r.component, r.version, r.previous_version, r.phase, r.reason, r.reported_at, r.retryable
+       INSERT INTO node_installs (node_id, component, version, previous_version, phase, reason, reported_at, retryable, pruned)
+       SELECT r.node_id, r.component, r.version, r.previous_version, r.phase, r.reason, r.reported_at, r.retryable, r.pruned
          FROM r JOIN nodes n ON n.id = r.node_id
        ON CONFLICT (node_id, component) DO UPDATE SET version = excluded.version, previous_version = excluded.previous_version,
-          phase = excluded.phase, reason = excluded.reason, reported_at = excluded.reported_at, retryable = excluded.retryable, updated_at = now()
-        WHERE (node_installs.version, node_installs.previous_version, node_installs.phase, node_installs.reason, node_installs.retryable)
-              IS DISTINCT FROM (excluded.version, excluded.previous_version, excluded.phase, excluded.reason, excluded.retryable)
+          phase = excluded.phase, reason = excluded.reason, reported_at = excluded.reported_at, retryable = excluded.retryable,
+          pruned = excluded.pruned, updated_at = now()
+        WHERE (node_installs.version, node_installs.previous_version, node_installs.phase, node_installs.reason, node_installs.retryable, node_installs.pruned)
+              IS DISTINCT FROM (excluded.version, excluded.previous_version, excluded.phase, excluded.reason, excluded.retryable, excluded.pruned)
           -- A report older than the stored one came from a heartbeat that arrived late: it would
           -- move the install back a phase (and append its events again).
           AND excluded.reported_at >= node_installs.reported_at
-       RETURNING node_id, component, version, previous_version, phase, reason
+       RETURNING node_id, component, version, previous_version, phase, reason, pruned
      )
-     SELECT w.*, b.version AS before_version, b.phase AS before_phase
+     SELECT w.*, b.version AS before_version, b.phase AS before_phase, b.pruned AS before_pruned
        FROM written w LEFT JOIN before b USING (node_id, component)`,
     [
       reports.map((r) => r.nodeId),
@@ -120,11 +124,15 @@ export async function recordInstallReports(tx: Db, batch: readonly NodeInstallRe
       reports.map((r) => r.updated_at),
       // NULL for agents older than the flag (task-machine.ts falls back to the reason for them).
       reports.map((r) => r.retryable ?? null),
+      // What the agent pruned after this install (agents without pruning: none).
+      reports.map((r) => JSON.stringify(r.pruned ?? [])),
     ],
   );
   const events: NewEvent[] = [];
   for (const row of changed) {
     const before = row.before_version !== null && row.before_phase !== null ? { version: row.before_version, phase: row.before_phase } : undefined;
+    const pruned = prunedEvent(row, latest.get(`${row.node_id}\u0000${row.component}`)?.kept ?? []);
+    if (pruned) events.push(pruned);
     const kind = installEventFor(before, row);
     if (!kind) continue;
     events.push({
@@ -136,4 +144,18 @@ export async function recordInstallReports(tx: Db, batch: readonly NodeInstallRe
   }
   await appendEvents(tx, events);
   return [...new Set(changed.map((row) => row.node_id))];
+}
+
+/** node.components_pruned, once per new list of pruned version dirs (a repeated report writes no row). */
+function prunedEvent(
+  row: { node_id: string; component: string; version: string; pruned: string[]; before_pruned: string[] | null },
+  kept: readonly string[],
+): NewEvent | undefined {
+  if (row.pruned.length === 0 || JSON.stringify(row.pruned) === JSON.stringify(row.before_pruned ?? [])) return undefined;
+  return {
+    kind: EVENT.node.components_pruned,
+    actor: 'agent',
+    nodeId: row.node_id,
+    data: { component: row.component, version: row.version, pruned: row.pruned, kept },
+  };
 }

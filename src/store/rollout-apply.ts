@@ -3,7 +3,7 @@ import { type Rollout, type RolloutDecision, type RolloutTask, TERMINAL_ROLLOUT_
 import { insertApproval } from './approvals.js';
 import type { Db } from './db.js';
 import { appendEvents } from './events.js';
-import { beginDrain, cordonNode, enableNode, setComponentVersion, VersionUnavailableError } from './node-actions.js';
+import { beginDrain, cordonNode, enableNode, restartInstancesInPlace, setComponentVersion, VersionUnavailableError } from './node-actions.js';
 import { findNode } from './nodes.js';
 import { updateRollout, updateTasks } from './rollouts.js';
 import { EVENT } from '../domain/events.js';
@@ -34,7 +34,10 @@ export async function applyRolloutDecision(tx: Db, rollout: Rollout, tasks: read
         await cordonNode(tx, node, who);
         break;
       case 'drain':
-        await beginDrain(tx, node, { force: command.force, timeoutMs: command.timeoutMs }, who);
+        await beginDrain(tx, node, { force: command.force, timeoutMs: command.timeoutMs, ...(command.mode ? { mode: command.mode } : {}) }, who);
+        break;
+      case 'restart_instances':
+        await restartInstancesInPlace(tx, node, who);
         break;
       case 'enable':
         await enableNode(tx, node, who);

@@ -312,6 +312,72 @@ describe('reconcileFleet: drains', () => {
     expect(done.create).toEqual([]);
   });
 
+  it('in restart mode, withdraws and stops every instance in place (pinned too), moves none, and keeps their slots', () => {
+    const snapshot = fleet({
+      nodes: [node('n1', { status: 'draining', cordoned: true }), node('n2')],
+      deployments: [web, db],
+      instances: [instance('w1', 'web', 'n1'), instance('p1', 'db', 'n1'), instance('w2', 'web', 'n2')],
+      drains: [drain('n1', { mode: 'restart' })],
+    });
+    const actions = reconcile(snapshot);
+    expect(actions.stop).toEqual([
+      { instanceId: 'w1', restartOnEnable: true },
+      { instanceId: 'p1', restartOnEnable: true },
+    ]);
+    expect(actions.create).toEqual([]);
+    expect(kinds(actions)).not.toContain('instance.migration_started');
+    expect(actions.drains).toEqual([{ nodeId: 'n1', state: 'running', message: 'stopping 2 instance(s) in place', blockedBy: [] }]);
+
+    // Stopping: not drained yet, still nothing placed elsewhere.
+    const parked = (i: Instance, status: Instance['status']) => ({ ...i, desired: 'stopped' as const, published: false, restartOnEnable: true, status });
+    const [w1, p1, w2] = snapshot.instances as [Instance, Instance, Instance];
+    const stopping = reconcile({ ...snapshot, instances: [parked(w1, 'stopping'), parked(p1, 'stopped'), w2] });
+    expect(stopping.stop).toEqual([]);
+    expect(stopping.create).toEqual([]);
+    expect(kinds(stopping)).not.toContain('node.drained');
+    // Both stopped: drained, rows kept for the restart on the same node.
+    const done = reconcile({ ...snapshot, instances: [parked(w1, 'stopped'), parked(p1, 'stopped'), w2] });
+    expect(done.drains).toEqual([{ nodeId: 'n1', state: 'completed', message: 'all instances stopped in place', blockedBy: [] }]);
+    expect(kinds(done)).toContain('node.drained');
+    expect(done.remove).toEqual([]);
+    expect(done.create).toEqual([]);
+  });
+
+  it('in restart mode, stops a serving instance only while its deployment keeps min_available, at least one at a time', () => {
+    const budgeted = deployment('web', { replicas: 3, minAvailable: 2 });
+    const nodes = [node('n1', { status: 'draining', cordoned: true }), node('n2', { status: 'draining', cordoned: true }), node('n3')];
+    const snapshot = fleet({
+      nodes,
+      deployments: [budgeted],
+      instances: [instance('w1', 'web', 'n1'), instance('w2', 'web', 'n2'), instance('w3', 'web', 'n3')],
+      drains: [drain('n1', { mode: 'restart' }), drain('n2', { mode: 'restart' })],
+    });
+    const first = reconcile(snapshot);
+    // Two restart drains at once, but only one replica of three may go below min_available 2.
+    expect(first.stop).toEqual([{ instanceId: 'w1', restartOnEnable: true }]);
+    expect(first.drains).toContainEqual({ nodeId: 'n2', state: 'running', message: "stopping 1 instance(s) in place; 1 wait for their deployment's disruption budget", blockedBy: [] });
+    // w1 is down for its restart: w2 still waits; once w1 serves again, w2 goes.
+    const [w1, w2, w3] = snapshot.instances as [Instance, Instance, Instance];
+    const parkedW1 = { ...w1, desired: 'stopped' as const, status: 'stopped' as const, published: false, healthy: false, restartOnEnable: true };
+    expect(reconcile({ ...snapshot, instances: [parkedW1, w2, w3] }).stop).toEqual([]);
+    expect(reconcile({ ...snapshot, drains: [drain('n2', { mode: 'restart' })] }).stop).toEqual([{ instanceId: 'w2', restartOnEnable: true }]);
+    // An instance that does not serve (unhealthy) stops at once: it costs the budget nothing.
+    expect(reconcile({ ...snapshot, instances: [parkedW1, { ...w2, healthy: false, published: false }, w3] }).stop).toEqual([{ instanceId: 'w2', restartOnEnable: true }]);
+    // With min_available 3 (an override accepted it) one still goes at a time, so the drain ends.
+    expect(reconcile({ ...snapshot, deployments: [{ ...budgeted, minAvailable: 3 }] }).stop).toEqual([{ instanceId: 'w1', restartOnEnable: true }]);
+  });
+
+  it('in restart mode, lets an instance already moving away finish its move instead of parking it', () => {
+    const w1 = instance('w1', 'web', 'n1');
+    const snapshot = fleet({
+      nodes: [node('n1', { status: 'draining', cordoned: true }), node('n2')],
+      deployments: [web],
+      instances: [w1, replacement('w1-new', w1, 'n2')],
+      drains: [drain('n1', { mode: 'restart' })],
+    });
+    expect(reconcile(snapshot).stop).toEqual([]);
+  });
+
   it('waits for room when an instance fits nowhere', () => {
     const snapshot = fleet({
       nodes: [node('n1', { status: 'draining', cordoned: true }), node('n2', { maxInstances: 1 }), node('n3', { status: 'cordoned', cordoned: true })],

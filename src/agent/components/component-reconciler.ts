@@ -1,6 +1,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { chooseVersionsToPrune, DEFAULT_KEEP_VERSIONS } from '../../domain/component-prune.js';
 import { type ComponentAction, type InstallRecord, planComponentInstalls } from '../../domain/install-plan.js';
 import type { DesiredComponent, InstallReport } from '../../domain/protocol.js';
 import { downloadArtifact } from './download.js';
@@ -35,6 +36,11 @@ export interface ComponentReconcilerOptions {
   agentInstaller?: Installer;
   /** Installs artifacts of kind `operator`; only an agent that runs an operator replica has one (absent: refused). */
   operatorInstaller?: Installer;
+  /**
+   * Versions of each component kept on disk once an install is done (default 2: the current and
+   * the previous one); older version dirs are removed, never current nor a rollback's version.
+   */
+  keepVersions?: number;
   /** Called after every persisted phase change, e.g. to heartbeat at once. */
   onPhaseChange?: (report: InstallReport) => void;
   log: Logger;
@@ -87,6 +93,7 @@ export class ComponentReconciler {
         ...(r.reason ? { reason: r.reason } : {}),
         // Only a transient failure (a download error) gets a retry time, and only a failure is retried.
         ...(r.phase === 'failed' ? { retryable: r.retry_at !== undefined } : {}),
+        ...(r.pruned && r.pruned.length > 0 ? { pruned: r.pruned, kept: r.kept ?? [] } : {}),
         updated_at: r.updated_at,
       }));
   }
@@ -132,6 +139,36 @@ export class ComponentReconciler {
         // Unexpected (disk full, permissions): the record stays in its phase and the next
         // pass treats it as interrupted, exactly like a crash.
         this.options.log.error({ err: error, component: action.component }, 'component install step failed');
+      }
+    }
+    this.pruneSettled();
+  }
+
+  /**
+   * Once a component's install is done and it runs the desired version, removes its old version
+   * dirs (domain/component-prune.ts), once per install: the record then says what went, and the
+   * next heartbeat reports it (the operator records node.components_pruned).
+   */
+  private pruneSettled(): void {
+    for (const [component, desired] of Object.entries(this.desired ?? {})) {
+      const record = this.journal.installs[component];
+      if (!record || record.phase !== 'done' || record.pruned !== undefined) continue;
+      if (record.version !== desired.version || this.journal.installed[component] !== desired.version) continue;
+      // Installers with a layout of their own (the agent, the operator) keep their own versions.
+      if (this.layout.currentVersion(component) !== desired.version) continue;
+      try {
+        const choice = chooseVersionsToPrune({
+          onDisk: this.layout.versionsOnDisk(component),
+          current: desired.version,
+          protect: [record.previous_version, desired.previous_version],
+          keep: this.options.keepVersions ?? DEFAULT_KEEP_VERSIONS,
+        });
+        for (const version of choice.prune) this.layout.removeVersion(component, version);
+        if (choice.prune.length > 0) this.options.log.info({ component, pruned: choice.prune, kept: choice.keep }, 'pruned old component versions');
+        this.save({ ...record, pruned: choice.prune, kept: choice.keep });
+        if (choice.prune.length > 0) this.options.onPhaseChange?.(this.reports().find((r) => r.component === component)!);
+      } catch (error) {
+        this.options.log.error({ err: error, component }, 'pruning old component versions failed');
       }
     }
   }

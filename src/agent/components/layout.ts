@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { x as untar } from 'tar';
 
@@ -89,6 +89,18 @@ export class ComponentLayout {
     }
     rmSync(target, { recursive: true, force: true });
     renameSync(staging, target);
+  }
+
+  /** Unpacked versions of `component` on disk: its directories, without `current`, staging or hidden entries. */
+  versionsOnDisk(component: string): string[] {
+    const dir = join(this.root, component);
+    if (!existsSync(dir)) return [];
+    return readdirSync(dir).filter((entry) => entry !== 'current' && !entry.startsWith('.') && lstatSync(join(dir, entry)).isDirectory());
+  }
+
+  /** Removes one unpacked version (never the one `current` points at: the caller checked). */
+  removeVersion(component: string, version: string): void {
+    rmSync(this.versionDir(component, version), { recursive: true, force: true });
   }
 
   /** Drops staging dirs of `version` that a killed process left behind. */

@@ -53,6 +53,7 @@ export function registerAgentCommand(program: Command): void {
     .option('--trusted-key <file>', 'ed25519 public key (PEM) whose artifact signatures are accepted (repeatable)', collect)
     .option('--allow-unsigned', 'DEVELOPMENT ONLY: install component artifacts that carry no signature', false)
     .option('--component-health-deadline <duration>', "deadline of a component's health check", '30s')
+    .option('--keep-versions <n>', 'versions of each component kept on disk after an install is done (current and previous; never a version a rollback needs)', '2')
     .addOption(
       new Option('--vm-accel <accel>', 'accelerator of vm workloads: auto boots a KVM probe and falls back to TCG (software) when the guest does not run')
         .choices(['auto', 'kvm', 'tcg'])
@@ -96,6 +97,7 @@ export function registerAgentCommand(program: Command): void {
           trustedKeys,
           allowUnsigned: opts.allowUnsigned === true,
           componentHealthDeadlineMs: durationOption(opts.componentHealthDeadline, '--component-health-deadline'),
+          keepVersions: keepVersionsOption(opts.keepVersions),
           vmAccel: opts.vmAccel,
           vmMigrationBandwidthBytes: migrationBandwidth(opts.vmMigrationBandwidth),
           ...(supervisor ? { supervisor } : {}),
@@ -137,4 +139,11 @@ function migrationBandwidth(value: string): number {
   const mib = parseIntOption(value, '--vm-migration-bandwidth');
   if (mib < 1) throw new Error(`--vm-migration-bandwidth must be at least 1 (MiB/s), got "${value}"`);
   return mib * 1024 * 1024;
+}
+
+/** At least 1: the version the node runs always stays (a rollback's version too, whatever this says). */
+function keepVersionsOption(value: string): number {
+  const n = parseIntOption(value, '--keep-versions');
+  if (n < 1) throw new Error(`--keep-versions must be at least 1, got "${value}"`);
+  return n;
 }

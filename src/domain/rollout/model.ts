@@ -95,7 +95,9 @@ export interface NodeFacts {
 
 export type NodeCommand =
   | { kind: 'cordon'; nodeId: string }
-  | { kind: 'drain'; nodeId: string; timeoutMs: number; force: boolean }
+  | { kind: 'drain'; nodeId: string; timeoutMs: number; force: boolean; mode?: 'restart' }
+  /** Starts again, on the node, the instances its restart drain stopped there. */
+  | { kind: 'restart_instances'; nodeId: string }
   | {
       kind: 'set_version';
       nodeId: string;

@@ -301,17 +301,27 @@ function spareCapacity(input: PreflightInput, targetIds: ReadonlySet<string>, us
     : check('spare-capacity', 'pass', `every region keeps at least ${MIN_SPARE_PERCENT} % spare capacity and room for its largest batch`);
 }
 
+/** An instance that serves or is on its way to (a stopped or failed one is down already). */
+const isUp = (i: PlanInstance): boolean => i.desired === 'running' && i.status !== 'stopped' && i.status !== 'failed';
+
 function disruptionBudget(input: PreflightInput): PreflightCheck {
   const problems: string[] = [];
   for (const region of input.plan.blockedRegions) problems.push(`${region}: minAvailablePerRegion leaves no node to upgrade`);
   if (input.plan.drain_mode === 'restart') {
-    // In place: every instance on a batch's nodes is down together.
+    // In place: what is down at once is what runs on one batch's nodes (the batches go one after
+    // another, within the region caps, and a node's instances are healthy again before its task
+    // ends). So the budget counts, per batch, the running instances those nodes stop, against
+    // the instances running now: many nodes of a region at once pass when the replicas elsewhere
+    // keep min_available, and nothing else is needed (no --override).
     const batchOf = new Map<string, number>();
     for (const b of input.plan.batches) for (const n of b.nodes) batchOf.set(n.id, b.index);
-    // Instances down per deployment id, by batch (not a key string built per instance).
+    // Instances up now, and the ones each batch stops, per deployment id (not a key string per instance).
+    const upNow = new Map<string, number>();
     const downIn = new Map<string, Int32Array>();
     for (const i of input.instances) {
-      const batch = i.desired === 'running' ? batchOf.get(i.nodeId) : undefined;
+      if (!isUp(i)) continue;
+      upNow.set(i.deploymentId, (upNow.get(i.deploymentId) ?? 0) + 1);
+      const batch = batchOf.get(i.nodeId);
       if (batch === undefined) continue;
       let perBatch = downIn.get(i.deploymentId);
       if (!perBatch) downIn.set(i.deploymentId, (perBatch = new Int32Array(input.plan.batches.length)));
@@ -320,7 +330,9 @@ function disruptionBudget(input: PreflightInput): PreflightCheck {
     for (const batch of input.plan.batches) {
       for (const d of input.deployments) {
         const down = downIn.get(d.id)?.[batch.index] ?? 0;
-        if (d.replicas - down < d.minAvailable) problems.push(`batch ${batch.index}: ${d.name} would drop to ${d.replicas - down} of min_available ${d.minAvailable}`);
+        // A replica that is already down stays down: it counts against the budget whether it is on the batch or not.
+        const left = Math.min(d.replicas, upNow.get(d.id) ?? 0) - down;
+        if (left < d.minAvailable) problems.push(`batch ${batch.index}: ${d.name} would drop to ${left} of min_available ${d.minAvailable}`);
       }
     }
   }

@@ -44,6 +44,11 @@ function setVersion(rollout: Rollout, task: RolloutTask): NodeCommand {
   };
 }
 
+/** In restart mode, the command that starts the node's stopped instances again there (none otherwise). */
+function restartInPlace(rollout: Rollout, task: RolloutTask): NodeCommand[] {
+  return rollout.drainMode === 'restart' ? [{ kind: 'restart_instances', nodeId: task.nodeId }] : [];
+}
+
 function move(state: TaskState, now: Date, extra: Partial<RolloutTask> = {}): Partial<RolloutTask> {
   return { state, stateSince: now, ...extra };
 }
@@ -118,6 +123,15 @@ export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts
           events: [],
         };
       }
+      if (rollout.drainMode === 'restart') {
+        // In place: the node's instances are withdrawn and stopped there (nothing moves, so
+        // nonMigratable does not apply), and started there again after the install.
+        return {
+          changes: move('draining', now),
+          commands: [{ kind: 'drain', nodeId: task.nodeId, timeoutMs: spec.strategy.drain.timeout, force: false, mode: 'restart' }],
+          events: [],
+        };
+      }
       return { ...toInstall(rollout, task, now), events: [] };
 
     case 'draining':
@@ -141,7 +155,9 @@ export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts
       }
       if (retrying && age > spec.strategy.health.timeout) return fail(task, now, `install failed: ${install?.reason ?? ''} (no successful retry within ${spec.strategy.health.timeout / 1000} s)`);
       if (running === target && (install === undefined || install.phase === 'done')) {
-        return { changes: move('verifying', now, { healthySince: null }), commands: [], events: [] };
+        // Restart mode: the instances stopped for the install start again on this node now, so
+        // the health gate (the `instances` check) proves them healthy on the new version.
+        return { changes: move('verifying', now, { healthySince: null }), commands: restartInPlace(rollout, task), events: [] };
       }
       if (age > spec.strategy.health.timeout) return fail(task, now, `install of ${target} did not finish within ${spec.strategy.health.timeout / 1000} s`);
       return none();
@@ -198,6 +214,9 @@ export function afterFailure(rollout: Rollout, task: RolloutTask, unavailableVer
   if (task.direction === 'forward' && rollout.spec.strategy.onNodeFailure === 'rollback-node' && !gone) {
     commands.push({ kind: 'set_version', nodeId: task.nodeId, component: rollout.spec.target.component, version: task.fromVersion, rollback: true });
   }
+  // `enable` also restarts what a restart drain stopped; a node someone else cordoned stays
+  // cordoned, yet its instances must not stay stopped because this task failed.
   if (task.cordonedByUs) commands.push({ kind: 'enable', nodeId: task.nodeId });
+  else commands.push(...restartInPlace(rollout, task));
   return commands;
 }

@@ -16,6 +16,7 @@ import observedGeneration from './0012_observed_generation.pre.sql';
 import hookRuns from './0013_hook_runs.pre.sql';
 import webhooks from './0015_webhooks.pre.sql';
 import controlPlaneRollouts from './0016_control_plane_rollouts.pre.sql';
+import drainModePrunedVersions from './0017_drain_mode_pruned_versions.pre.sql';
 
 export interface Migration {
   version: number;
@@ -46,6 +47,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0013_hook_runs.pre.sql', hookRuns),
   migration('0015_webhooks.pre.sql', webhooks),
   migration('0016_control_plane_rollouts.pre.sql', controlPlaneRollouts),
+  migration('0017_drain_mode_pruned_versions.pre.sql', drainModePrunedVersions),
   ...drillMigrations(),
 ];
 

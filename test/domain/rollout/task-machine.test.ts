@@ -62,8 +62,16 @@ describe('advanceTask', () => {
       expect(step(stop, task('a', { state: 'cordoned' }), facts('a'), 1).commands).toMatchObject([{ kind: 'drain', force: true }]);
     });
 
-    it('installs straight away in restart mode', () => {
+    it('stops the instances in place in restart mode: a restart drain, never forced, nothing installed yet', () => {
       const s = step(restart, task('a', { state: 'cordoned' }), facts('a', { cordoned: true }), 1);
+      expect(s.changes).toEqual({ state: 'draining', stateSince: at(1) });
+      expect(s.commands).toEqual([{ kind: 'drain', nodeId: 'a', timeoutMs: 600_000, force: false, mode: 'restart' }]);
+      const stopPinned = { ...rollout(spec({ drain: { nonMigratable: 'stop' } })), drainMode: 'restart' } as Rollout;
+      expect(step(stopPinned, task('a', { state: 'cordoned' }), facts('a'), 1).commands).toMatchObject([{ kind: 'drain', force: false, mode: 'restart' }]);
+    });
+
+    it('installs straight away when the drain mode is none', () => {
+      const s = step(inPlace, task('a', { state: 'cordoned' }), facts('a', { cordoned: true }), 1);
       expect(s.changes).toEqual({ state: 'installing', stateSince: at(1) });
       expect(s.commands).toEqual([{ kind: 'set_version', nodeId: 'a', component: 'node-agent', version: '2.0.0', rollback: false }]);
     });
@@ -106,6 +114,16 @@ describe('advanceTask', () => {
     it('moves to verifying once the node reports the target and the install is done (or not reported)', () => {
       expect(step(migrate, installing, facts('a', { version: '2.0.0' }), 1).changes).toEqual({ state: 'verifying', stateSince: at(1), healthySince: null });
       expect(step(migrate, installing, facts('a', { version: '2.0.0', install: { version: '2.0.0', phase: 'done', at: at(1) } }), 1).changes.state).toBe('verifying');
+    });
+
+    it('starts the stopped instances again on the node, with the move to verifying, in restart mode only', () => {
+      const s = step(restart, installing, facts('a', { version: '2.0.0', install: { version: '2.0.0', phase: 'done', at: at(1) } }), 1);
+      expect(s.changes).toEqual({ state: 'verifying', stateSince: at(1), healthySince: null });
+      expect(s.commands).toEqual([{ kind: 'restart_instances', nodeId: 'a' }]);
+      expect(step(migrate, installing, facts('a', { version: '2.0.0' }), 1).commands).toEqual([]);
+      expect(step(inPlace, installing, facts('a', { version: '2.0.0' }), 1).commands).toEqual([]);
+      // Not before the install is done: the instances would start on the old version.
+      expect(step(restart, installing, facts('a', { version: '2.0.0', install: { version: '2.0.0', phase: 'installing', at: at(1) } }), 1).commands).toEqual([]);
     });
 
     it('waits while the install is in progress, even if the version already shows', () => {
@@ -226,6 +244,17 @@ describe('advanceTask', () => {
 });
 
 describe('afterFailure', () => {
+  it('in restart mode, starts the stopped instances again: through enable, or by themselves on a node a person cordoned', () => {
+    expect(afterFailure(restart, task('a', { state: 'failed', fromVersion: '1.0.0', cordonedByUs: true }))).toEqual([
+      { kind: 'set_version', nodeId: 'a', component: 'node-agent', version: '1.0.0', rollback: true },
+      { kind: 'enable', nodeId: 'a' },
+    ]);
+    expect(afterFailure(restart, task('a', { state: 'failed', fromVersion: '1.0.0', cordonedByUs: false }))).toEqual([
+      { kind: 'set_version', nodeId: 'a', component: 'node-agent', version: '1.0.0', rollback: true },
+      { kind: 'restart_instances', nodeId: 'a' },
+    ]);
+  });
+
   it('sends a failed node back to its previous version as a rollback, and enables it', () => {
     expect(afterFailure(migrate, task('a', { state: 'failed', fromVersion: '1.0.0', cordonedByUs: true }))).toEqual([
       { kind: 'set_version', nodeId: 'a', component: 'node-agent', version: '1.0.0', rollback: true },
