@@ -1,3 +1,4 @@
+import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
@@ -24,11 +25,15 @@ import { policyRoutes } from './routes/policies.js';
 import { quarantineRoutes } from './routes/quarantine.js';
 import { migrationRoutes } from './routes/migrations.js';
 import { operatorRoutes } from './routes/operators.js';
+import { sessionPrincipal, uiSessionRoutes } from './ui-session.js';
+import { uiRoutes } from './ui-static.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** Least role that may call the route; default viewer for reads, operator for writes; `agent` marks the agent gateway. */
     role?: Role;
+    /** Served without authentication (the dashboard's login); default false. */
+    open?: boolean;
   }
 }
 
@@ -109,10 +114,12 @@ export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits 
     transform: jsonSchemaTransform,
   });
 
+  await app.register(cookie);
   app.addHook('onRequest', async (req) => {
-    if (!ctx.tokens || isOpenPath(req.url)) return;
+    if (!ctx.tokens || isOpenPath(req.url) || req.routeOptions.config.open === true) return;
     const token = bearerToken(req.headers.authorization);
-    const principal = token ? ctx.tokens.authenticate(token) : undefined;
+    // Without a bearer token, the dashboard's session cookie (which needs a CSRF token to write).
+    const principal = token ? ctx.tokens.authenticate(token) : await sessionPrincipal(ctx, req);
     if (!principal) throw errors.unauthenticated();
     req.principal = principal;
     // The gateway is everything under /api/v1/agent/ whatever a route's config says, so a new
@@ -163,5 +170,7 @@ export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits 
   await app.register(async (scope) => quarantineRoutes(scope, ctx));
   await app.register(async (scope) => migrationRoutes(scope, ctx));
   await app.register(async (scope) => operatorRoutes(scope, ctx));
+  await app.register(async (scope) => uiSessionRoutes(scope, ctx));
+  await app.register(async (scope) => uiRoutes(scope));
   return app;
 }

@@ -13,6 +13,7 @@ import operatorReplicas from './0009_operator_replicas.pre.sql';
 import instanceReports from './0010_instance_reports.pre.sql';
 import regionGates from './0011_region_gates.pre.sql';
 import observedGeneration from './0012_observed_generation.pre.sql';
+import uiSessions from './0014_ui_sessions.pre.sql';
 
 export interface Migration {
   version: number;
@@ -40,4 +41,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0010_instance_reports.pre.sql', instanceReports),
   migration('0011_region_gates.pre.sql', regionGates),
   migration('0012_observed_generation.pre.sql', observedGeneration),
+  migration('0014_ui_sessions.pre.sql', uiSessions),
 ];
