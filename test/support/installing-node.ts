@@ -17,8 +17,8 @@ export class InstallingNode {
 
   private constructor(readonly fake: FakeNode) {}
 
-  static async register(api: ApiClient, hostname: string, components: Record<string, string>): Promise<InstallingNode> {
-    const fake = await FakeNode.register(api, { hostname, region: 'us-east' });
+  static async register(api: ApiClient, hostname: string, components: Record<string, string>, region = 'us-east'): Promise<InstallingNode> {
+    const fake = await FakeNode.register(api, { hostname, region });
     fake.components = { ...components };
     const node = new InstallingNode(fake);
     await node.tick();

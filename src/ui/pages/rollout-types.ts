@@ -19,9 +19,10 @@ export interface RolloutDetail extends RolloutSummary {
   spec: {
     strategy: {
       batch: { size?: number; percent?: number };
-      canary?: { nodes: number; soak: string };
+      /** Durations in the stored spec are milliseconds. */
+      canary?: { nodes: number; soak: number };
       circuitBreaker: { maxConsecutiveFailures: number; maxFailurePercent?: number };
-      pauseBetweenBatches: string;
+      pauseBetweenBatches: number;
     };
     approval: { required: boolean; distinctApprover: boolean };
   };

@@ -45,8 +45,8 @@ export function RolloutPage({ id, session }: { id: string; session: Session }) {
               <p>
                 circuit breaker: {r.status === 'awaiting_decision' ? <Badge value="tripped" /> : 'closed'} (trips after {r.spec.strategy.circuitBreaker.maxConsecutiveFailures} consecutive failures
                 {r.spec.strategy.circuitBreaker.maxFailurePercent ? ` or ${r.spec.strategy.circuitBreaker.maxFailurePercent}% failed` : ''})
-                {r.spec.strategy.canary ? ` · canary ${r.spec.strategy.canary.nodes} node(s), soak ${r.spec.strategy.canary.soak}` : ''}
-                {r.spec.strategy.pauseBetweenBatches !== '0s' ? ` · pause between batches ${r.spec.strategy.pauseBetweenBatches}` : ''}
+                {r.spec.strategy.canary ? ` · canary ${r.spec.strategy.canary.nodes} node(s), soak ${duration(Math.round(r.spec.strategy.canary.soak / 1000))}` : ''}
+                {r.spec.strategy.pauseBetweenBatches > 0 ? ` · pause between batches ${duration(Math.round(r.spec.strategy.pauseBetweenBatches / 1000))}` : ''}
               </p>
               {r.next_window_open && <p class="wait">waiting for the maintenance window: opens {new Date(r.next_window_open).toLocaleString()} ({ago(r.next_window_open)})</p>}
               {buttons.length > 0 && (
