@@ -26,6 +26,7 @@ export function registerDemoCommands(program: Command): void {
     .option('--vm-cache <dir>', `kernel packages and the guest image, kept between runs (default ${defaultVmCacheDir()})`)
     .option('--exit', 'stop everything after the report instead of waiting for Ctrl-C')
     .option('--report <file>', 'write the report as JSON')
+    .option('--approve-in-ui', "wait for the upgrade to be approved in the dashboard (as bob) instead of by bob's CLI")
     .action(
       action(async (opts) => {
         const optionalInt = (value: string | undefined, name: string) => (value === undefined ? undefined : parseIntOption(value, name));
@@ -44,6 +45,7 @@ export function registerDemoCommands(program: Command): void {
           vmCacheDir: resolve(opts.vmCache ?? defaultVmCacheDir()),
           exit: opts.exit ?? false,
           reportFile: opts.report,
+          approveInUi: opts.approveInUi === true,
         });
       }),
     );
