@@ -121,6 +121,17 @@ describe(`dashboard sessions on ${TEST_ENGINE}`, () => {
     expectApiError(await api.get('/api/v1/nodes'), 401, 'UNAUTHENTICATED');
   });
 
+  it('an operator without tokens needs no login: the session says open, as admin, and writes need no CSRF token', async () => {
+    const open = await startTestOperator(t.db, { heartbeatGraceMs: 3_600_000 });
+    try {
+      const who = await new ApiClient(open.url).get('/api/v1/session');
+      expect(who.body).toEqual({ authenticated: true, name: 'anonymous', role: 'admin', csrf_token: null, expires_at: null, open: true });
+      expect((await new ApiClient(open.url).post('/api/v1/session', { token: 'anything-at-all-0123' })).body).toMatchObject({ open: true });
+    } finally {
+      await open.close();
+    }
+  });
+
   it('serves the dashboard at /ui/ (open, with a same-origin Content-Security-Policy) and redirects / there', async () => {
     const root = await fetch(`${op.url}/`, { redirect: 'manual' });
     expect(root.status).toBe(302);

@@ -33,7 +33,7 @@ interface RolloutDetail {
   status: string;
   batch_count: number;
   spec: { strategy: { batch: { size?: number } } };
-  approvals: { kind: string; status: string; decided_by: string | null; decision: string | null; edits: string[] }[];
+  approvals: { kind: string; status: string; decided_by: string | null; decision: string | null; edits: string[]; reason: string | null }[];
   counters: { done: number; total: number };
 }
 
@@ -94,7 +94,7 @@ describe('the dashboard in Chromium against a real operator', () => {
     fleet = new LocalFleet({ bin: BUNDLE, dir });
     url = await fleet.startOperator(`127.0.0.1:${await freePort()}`, ['--tokens', tokensFile]);
     alice = new ApiClient(url, TOKENS.alice);
-    for (const version of ['1.0.0', '2.0.0', '3.0.0']) await publish(version);
+    for (const version of ['1.0.0', '2.0.0', '3.0.0', '4.0.0']) await publish(version);
     const agents = new ApiClient(url, TOKENS.agents);
     for (const { hostname, region } of HOSTS) {
       const node = await InstallingNode.register(agents, hostname, { web: '1.0.0' }, region);
@@ -237,6 +237,22 @@ describe('the dashboard in Chromium against a real operator', () => {
     }, { timeoutMs: 60_000 });
     expect(decided.status).toBe('rolled_back');
     expect(decided.approvals.find((a) => a.kind === 'continuation')).toMatchObject({ status: 'decided', decided_by: 'bob', decision: 'rollback_completed_batches' });
+    expect(approver.problems).toEqual([]);
+  });
+
+  it('bob rejects a plan from the inbox with a reason, and the rollout ends rejected with it', async () => {
+    const created = await alice.post<RolloutDetail>('/api/v1/rollouts', spec('web-4', '4.0.0', { approval: { required: true } }));
+    expect(created.status).toBe(201);
+    const approver = await open();
+    await logIn(approver.page, TOKENS.bob, 'bob (approver)');
+    await approver.page.goto('/ui/#/approvals');
+    const card = approver.page.locator('[data-approval="web-4"]');
+    await card.getByLabel('reason').fill('not before the freeze ends');
+    await card.getByRole('button', { name: 'Reject' }).click();
+    await approver.page.getByTestId('inbox-empty').waitFor({ timeout: 10_000 });
+    const rejected = await rollout(created.body.id);
+    expect(rejected.status).toBe('rejected');
+    expect(rejected.approvals.find((a) => a.kind === 'plan')).toMatchObject({ status: 'rejected', decided_by: 'bob', reason: 'not before the freeze ends' });
     expect(approver.problems).toEqual([]);
   });
 

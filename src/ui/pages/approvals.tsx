@@ -4,7 +4,7 @@
 // approve button is withheld from the rollout's creator; the server refuses it anyway.
 import { useState } from 'preact/hooks';
 import { can, get, post, type Session } from '../api.js';
-import { Action, ago, Badge, Loading, useData } from '../kit.js';
+import { Action, ago, Badge, duration, Loading, useData } from '../kit.js';
 import { useLive } from '../live.js';
 import type { RolloutDetail } from './rollout-types.js';
 
@@ -82,7 +82,7 @@ function PlanSummary({ rollout }: { rollout: RolloutDetail }) {
     <>
       <p>
         {rollout.batches.length} batches ({s.batch.size !== undefined ? `${s.batch.size} node(s)` : `${s.batch.percent}%`} each{s.canary ? `, canary ${s.canary.nodes}` : ''}), breaker after{' '}
-        {s.circuitBreaker.maxConsecutiveFailures} consecutive failures
+        {s.circuitBreaker.maxConsecutiveFailures} consecutive failures; drain mode {rollout.plan.drain_mode}; about {duration(rollout.plan.estimated_duration_s)}
       </p>
       <ol class="timeline compact">
         {rollout.batches.map((b) => (
@@ -94,6 +94,18 @@ function PlanSummary({ rollout }: { rollout: RolloutDetail }) {
           </li>
         ))}
       </ol>
+      {rollout.plan.moves.length > 0 && (
+        <details>
+          <summary>{rollout.plan.moves.length} instance move(s)</summary>
+          <ul>
+            {rollout.plan.moves.map((m) => (
+              <li>
+                batch {m.batch + 1}: {m.deployment} {m.instance_id.slice(0, 8)} {m.from_hostname} → {m.to_hostname ?? 'nowhere (no room)'}
+              </li>
+            ))}
+          </ul>
+        </details>
+      )}
       {checks.length > 0 && (
         <details>
           <summary>

@@ -29,6 +29,11 @@ export interface RolloutDetail extends RolloutSummary {
   next_window_open: string | null;
   batches: { index: number; canary: boolean; nodes: { node_id: string; hostname: string; region: string; state: string; direction: string; last_error: string | null }[] }[];
   tasks: { node_id: string; hostname: string; batch: number; state: string; state_since: string; finished_at: string | null; last_error: string | null }[];
+  plan: {
+    drain_mode: string;
+    estimated_duration_s: number;
+    moves: { instance_id: string; deployment: string; batch: number; from_hostname: string; to_hostname: string | null }[];
+  };
   preflight: { blocked?: boolean; checks?: { id: string; status: string; message: string; overridden?: boolean }[] } | null;
   approvals: { id: string; kind: string; status: string; options: string[]; reason: string | null; requested_by: string; decision: string | null; decided_by: string | null; edits: string[]; created_at: string }[];
 }
