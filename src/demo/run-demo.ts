@@ -289,7 +289,7 @@ function writeSpec(dir: string, name: string, body: Record<string, unknown>): st
 
 /** Where the dashboard is and the tokens that log in to it (the demo's tokens are made per run). */
 function dashboardLines(url: string, tokens: { alice: string; bob: string }): string {
-  return [`✓ dashboard: ${url}/ui/`, `    log in as alice (approver): ${tokens.alice}`, `    log in as bob   (approver): ${tokens.bob}`].join('\n');
+  return [`✓ dashboard: ${url}/ui/`, `    log in as alice (admin):    ${tokens.alice}`, `    log in as bob   (approver): ${tokens.bob}`].join('\n');
 }
 
 /** Polls the rollout until someone decided its approval (a person in the dashboard; no time limit, Ctrl-C stops). */
