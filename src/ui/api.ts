@@ -20,6 +20,9 @@ export class ApiFailure extends Error {
   }
 }
 
+/** Dispatched on window when the operator answers 401: the session is gone. */
+export const SESSION_ENDED = 'drydock:session-ended';
+
 let csrfToken: string | null = null;
 export function useCsrfToken(token: string | null): void {
   csrfToken = token;
@@ -32,6 +35,8 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
   if (response.status === 204) return undefined as T;
   const data = (await response.json().catch(() => null)) as { error?: { code: string; message: string } } | null;
+  // The session ended (logout elsewhere, expiry): the app goes back to its login form.
+  if (response.status === 401 && path !== '/api/v1/session') window.dispatchEvent(new Event(SESSION_ENDED));
   if (!response.ok) throw new ApiFailure(response.status, data?.error?.code ?? `HTTP_${response.status}`, data?.error?.message ?? response.statusText);
   return data as T;
 }

@@ -1,7 +1,7 @@
 // The dashboard (DESIGN.md §14): a hash-routed single page. Each page is one file in pages/.
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { api, get, type Session, useCsrfToken } from './api.js';
+import { api, get, SESSION_ENDED, type Session, useCsrfToken } from './api.js';
 import { startLive, stopLive } from './live.js';
 import { ApprovalsPage } from './pages/approvals.js';
 import { ArtifactsPage } from './pages/artifacts.js';
@@ -51,6 +51,8 @@ function Page({ parts, session }: { parts: string[]; session: Session }) {
   return <FleetPage />;
 }
 
+const LOGGED_OUT: Session = { authenticated: false, name: null, role: null, csrf_token: null, expires_at: null, open: false };
+
 function App() {
   const [session, setSession] = useState<Session | undefined>(undefined);
   const parts = useHash();
@@ -60,6 +62,9 @@ function App() {
   };
   useEffect(() => {
     void get<Session>('/api/v1/session').then(adopt);
+    const ended = () => adopt(LOGGED_OUT);
+    window.addEventListener(SESSION_ENDED, ended);
+    return () => window.removeEventListener(SESSION_ENDED, ended);
   }, []);
   useEffect(() => {
     if (!session?.authenticated) return;
@@ -68,9 +73,14 @@ function App() {
   }, [session?.authenticated]);
   if (!session) return <p class="muted">Loading…</p>;
   if (!session.authenticated) return <LoginPage onLogin={adopt} />;
+  // Pages and the event stream go first (they stop asking), then the session is ended: nothing
+  // is sent with a session that no longer exists.
   const logout = async () => {
+    const csrf = session.csrf_token;
+    adopt(LOGGED_OUT);
+    useCsrfToken(csrf);
     await api('DELETE', '/api/v1/session');
-    adopt({ authenticated: false, name: null, role: null, csrf_token: null, expires_at: null, open: false });
+    useCsrfToken(null);
   };
   return (
     <>

@@ -141,8 +141,8 @@ describe('the dashboard in Chromium against a real operator', () => {
 
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.locator('#token').waitFor();
-    expect((await (await page.request.get('/api/v1/session')).json()).authenticated).toBe(false);
-    expect(problems).toEqual([]);
+    await waitFor('the session to end', async () => (await (await page.request.get('/api/v1/session')).json()).authenticated === false);
+    expect(problems.join('\n')).toBe('');
   });
 
   it('a rollout created through the API appears live, a viewer sees it without buttons, bob approves it with an edit, and it advances live to completed', async () => {
@@ -152,7 +152,9 @@ describe('the dashboard in Chromium against a real operator', () => {
     await watcher.page.locator('h1', { hasText: 'Rollouts' }).waitFor();
     await markPage(watcher.page);
 
-    const created = await alice.post<RolloutDetail>('/api/v1/rollouts', spec('web-2', '2.0.0', { approval: { required: true, distinctApprover: true } }));
+    const web2 = spec('web-2', '2.0.0', { approval: { required: true, distinctApprover: true } });
+    // A pause between batches, so the page has a wait to show with the time it ends.
+    const created = await alice.post<RolloutDetail>('/api/v1/rollouts', { ...web2, strategy: { ...web2.strategy, pauseBetweenBatches: '4s' } });
     expect(created.status).toBe(201);
     expect(created.body.batch_count).toBe(6);
     const id = created.body.id;
@@ -205,7 +207,10 @@ describe('the dashboard in Chromium against a real operator', () => {
     expect(approved.spec.strategy.batch.size).toBe(3);
     expect(approved.approvals.find((a) => a.kind === 'plan')).toMatchObject({ status: 'approved', decided_by: 'bob', edits: ['strategy.batch.size=3'] });
 
-    // alice's rollout page follows it to the end without a reload, and shows the edit.
+    // alice's rollout page follows it to the end without a reload: the pause after batch 1 with
+    // the time it ends, then completion, and the edit.
+    await watcher.page.getByTestId('next-batch').filter({ hasText: 'batch 2 waits for the pause between batches: starts at' }).waitFor({ timeout: 60_000 });
+    await watcher.page.getByTestId('rollout-progress').filter({ hasText: '3/6 nodes done' }).waitFor();
     await watcher.page.getByTestId('rollout-progress').filter({ hasText: '6/6 nodes done' }).waitFor({ timeout: 60_000 });
     await watcher.page.locator('h1 .badge', { hasText: 'completed' }).waitFor({ timeout: 10_000 });
     expect(await watcher.page.locator('ol.timeline > li').count()).toBe(2);
@@ -213,7 +218,7 @@ describe('the dashboard in Chromium against a real operator', () => {
     expect(await samePage(watcher.page)).toBe(true);
     expect((await rollout(id)).status).toBe('completed');
     await screenshot(watcher.page, 'rollout');
-    for (const guarded of [watcher, aliceInbox, viewer, approver]) expect(guarded.problems).toEqual([]);
+    for (const guarded of [watcher, aliceInbox, viewer, approver]) expect(guarded.problems.join('\n')).toBe('');
   });
 
   it('a tripped breaker waits in the inbox, and bob decides "roll back completed batches" there', async () => {
@@ -237,7 +242,7 @@ describe('the dashboard in Chromium against a real operator', () => {
     }, { timeoutMs: 60_000 });
     expect(decided.status).toBe('rolled_back');
     expect(decided.approvals.find((a) => a.kind === 'continuation')).toMatchObject({ status: 'decided', decided_by: 'bob', decision: 'rollback_completed_batches' });
-    expect(approver.problems).toEqual([]);
+    expect(approver.problems.join('\n')).toBe('');
   });
 
   it('bob rejects a plan from the inbox with a reason, and the rollout ends rejected with it', async () => {
@@ -253,7 +258,7 @@ describe('the dashboard in Chromium against a real operator', () => {
     const rejected = await rollout(created.body.id);
     expect(rejected.status).toBe('rejected');
     expect(rejected.approvals.find((a) => a.kind === 'plan')).toMatchObject({ status: 'rejected', decided_by: 'bob', reason: 'not before the freeze ends' });
-    expect(approver.problems).toEqual([]);
+    expect(approver.problems.join('\n')).toBe('');
   });
 
   it('a forged POST with the session cookie but without the CSRF token is refused with 403 CSRF_TOKEN_INVALID and changes nothing', async () => {
@@ -265,7 +270,7 @@ describe('the dashboard in Chromium against a real operator', () => {
     expect(forged.status()).toBe(403);
     expect((await forged.json()).error.code).toBe('CSRF_TOKEN_INVALID');
     expect((await alice.ok<{ cordoned: boolean }>(`/api/v1/nodes/${target.id}`)).cordoned).toBe(false);
-    expect(problems).toEqual([]);
+    expect(problems.join('\n')).toBe('');
   });
 
   it('every other page renders without console errors, at 1280×800 and on a narrow window', async () => {
@@ -288,6 +293,6 @@ describe('the dashboard in Chromium against a real operator', () => {
     await page.goto('/ui/#/fleet');
     await page.getByTestId('fleet-summary').waitFor();
     await screenshot(page, 'fleet-narrow');
-    expect(problems).toEqual([]);
+    expect(problems.join('\n')).toBe('');
   });
 });

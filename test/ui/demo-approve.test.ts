@@ -65,6 +65,6 @@ describe('drydock demo --approve-in-ui', () => {
     expect(stdout).toContain('approved in the dashboard');
     expect(stdout).toMatch(/rollout completed/);
     expect(stdout).toMatch(/all demo processes stopped/);
-    expect(problems).toEqual([]);
+    expect(problems.join('\n')).toBe('');
   });
 });

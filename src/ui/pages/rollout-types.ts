@@ -27,6 +27,8 @@ export interface RolloutDetail extends RolloutSummary {
     approval: { required: boolean; distinctApprover: boolean };
   };
   next_window_open: string | null;
+  /** When the next batch may start after a pause or the canary's soak (null: none waits). */
+  next_batch_at: string | null;
   batches: { index: number; canary: boolean; nodes: { node_id: string; hostname: string; region: string; state: string; direction: string; last_error: string | null }[] }[];
   tasks: { node_id: string; hostname: string; batch: number; state: string; state_since: string; finished_at: string | null; last_error: string | null }[];
   plan: {

@@ -2,7 +2,8 @@
 // window waits, and the pause / resume / abort / rollback buttons (operator role).
 import { HUMAN_ACTION_FROM } from '../../domain/rollout/human-actions.js';
 import { can, get, post, query, type Session } from '../api.js';
-import { Action, ago, Badge, duration, Loading, useData } from '../kit.js';
+import { useState } from 'preact/hooks';
+import { Action, ago, Badge, duration, Loading, useData, useEvery } from '../kit.js';
 import { type DrydockEvent, useLive } from '../live.js';
 import { EventList } from './node.js';
 import { etaSeconds, type RolloutDetail } from './rollout-types.js';
@@ -18,6 +19,9 @@ export function RolloutPage({ id, session }: { id: string; session: Session }) {
     rollout.reload();
     events.reload();
   };
+  // Countdowns (ETA, soak and pause ends) tick between events.
+  const [, setTick] = useState(0);
+  useEvery(1_000, () => setTick((n) => n + 1));
   useLive((e) => e.rollout_id !== null && (e.rollout_id === id || e.rollout_id === rollout.data?.id), reload);
   return (
     <section>
@@ -48,6 +52,12 @@ export function RolloutPage({ id, session }: { id: string; session: Session }) {
                 {r.spec.strategy.canary ? ` · canary ${r.spec.strategy.canary.nodes} node(s), soak ${duration(Math.round(r.spec.strategy.canary.soak / 1000))}` : ''}
                 {r.spec.strategy.pauseBetweenBatches > 0 ? ` · pause between batches ${duration(Math.round(r.spec.strategy.pauseBetweenBatches / 1000))}` : ''}
               </p>
+              {r.next_batch_at && (
+                <p class="wait" data-testid="next-batch">
+                  batch {r.current_batch + 2} waits for the {r.current_batch === 0 && r.spec.strategy.canary ? 'canary soak' : 'pause between batches'}: starts at{' '}
+                  {new Date(r.next_batch_at).toLocaleTimeString()} ({ago(r.next_batch_at)})
+                </p>
+              )}
               {r.next_window_open && <p class="wait">waiting for the maintenance window: opens {new Date(r.next_window_open).toLocaleString()} ({ago(r.next_window_open)})</p>}
               {buttons.length > 0 && (
                 <div class="actions" data-testid="rollout-actions">
