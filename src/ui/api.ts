@@ -28,7 +28,24 @@ export function useCsrfToken(token: string | null): void {
   csrfToken = token;
 }
 
+let inFlight = 0;
+
+/** Resolves once no API call is in flight (or after `maxMs`): logout waits for it before ending the session. */
+export async function settled(maxMs: number): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
 export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  inFlight++;
+  try {
+    return await call<T>(method, path, body);
+  } finally {
+    inFlight--;
+  }
+}
+
+async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (method !== 'GET' && csrfToken) headers['x-csrf-token'] = csrfToken;

@@ -1,7 +1,7 @@
 // The dashboard (DESIGN.md §14): a hash-routed single page. Each page is one file in pages/.
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { api, get, SESSION_ENDED, type Session, useCsrfToken } from './api.js';
+import { api, get, SESSION_ENDED, type Session, settled, useCsrfToken } from './api.js';
 import { startLive, stopLive } from './live.js';
 import { ApprovalsPage } from './pages/approvals.js';
 import { ArtifactsPage } from './pages/artifacts.js';
@@ -78,6 +78,9 @@ function App() {
   const logout = async () => {
     const csrf = session.csrf_token;
     adopt(LOGGED_OUT);
+    stopLive();
+    // Requests already sent finish with the session they were sent with.
+    await settled(2_000);
     useCsrfToken(csrf);
     await api('DELETE', '/api/v1/session');
     useCsrfToken(null);

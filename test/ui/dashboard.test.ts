@@ -73,6 +73,9 @@ describe('the dashboard in Chromium against a real operator', () => {
     pages.push(guarded);
     return guarded;
   };
+  /** Every part of the page has loaded (no "Loading…" left anywhere in it). */
+  const loaded = (page: Page) =>
+    page.waitForFunction(() => [...document.querySelectorAll('main p.muted')].every((p) => !p.textContent?.startsWith('Loading')), undefined, { timeout: 30_000 });
   /** Proof the page never reloaded: a mark on `window` survives only within one page load. */
   const markPage = (page: Page) => page.evaluate(() => ((window as unknown as { __same: number }).__same = 1));
   const samePage = (page: Page) => page.evaluate(() => (window as unknown as { __same?: number }).__same === 1);
@@ -179,7 +182,7 @@ describe('the dashboard in Chromium against a real operator', () => {
     for (const route of ['#/approvals', `#/rollouts/${id}`, `#/nodes/${nodes[0]?.id}`, '#/fleet']) {
       await viewer.page.goto(`/ui/${route}`);
       await viewer.page.locator('main h1').first().waitFor();
-      await viewer.page.locator('main p.muted', { hasText: 'Loading' }).waitFor({ state: 'detached' });
+      await loaded(viewer.page);
       expect({ route, buttons: await viewer.page.locator('main button').count() }).toEqual({ route, buttons: 0 });
     }
     await viewer.page.goto('/ui/#/approvals');
@@ -279,7 +282,7 @@ describe('the dashboard in Chromium against a real operator', () => {
     for (const name of ['migrations', 'events', 'drift', 'operators', 'artifacts']) {
       await page.goto(`/ui/#/${name}`);
       await page.locator('main h1').first().waitFor();
-      await page.locator('main p.muted', { hasText: 'Loading' }).waitFor({ state: 'detached' });
+      await loaded(page);
       await screenshot(page, name);
     }
     await page.goto('/ui/#/events');
