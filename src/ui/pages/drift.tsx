@@ -1,4 +1,5 @@
 // Drift: nodes not on the version the last completed rollout of each component set.
+import { EVENT } from '../../domain/events.js';
 import { get } from '../api.js';
 import { Loading, Table, useData } from '../kit.js';
 import { useLive } from '../live.js';
@@ -9,9 +10,12 @@ interface DriftReport {
   nodes: { node_id: string; hostname: string; component: string; expected: string; actual: string | null; rollout_id: string }[];
 }
 
+/** What can change the drift report: a rollout's end, and a node's installs. */
+const DRIFT_CHANGES = new Set<string>([EVENT.rollout.completed, EVENT.node.install_completed, EVENT.node.install_failed, EVENT.node.reverted]);
+
 export function DriftPage() {
   const drift = useData(() => get<DriftReport>('/api/v1/drift'), []);
-  useLive((e) => e.kind.startsWith('rollout.completed') || e.kind.startsWith('node.install') || e.kind === 'node.reverted', drift.reload);
+  useLive((e) => DRIFT_CHANGES.has(e.kind), drift.reload);
   return (
     <section>
       <h1>Drift</h1>

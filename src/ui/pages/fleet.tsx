@@ -1,5 +1,6 @@
 // Fleet: regions × nodes with status, cordon/drain, versions, instances and last heartbeat.
 import { useMemo, useState } from 'preact/hooks';
+import { EVENT } from '../../domain/events.js';
 import { get } from '../api.js';
 import { ago, Badge, Loading, useData, useEvery } from '../kit.js';
 import { useLive } from '../live.js';
@@ -20,11 +21,14 @@ function Select({ label, value, options, set }: { label: string; value: string; 
   );
 }
 
+/** A rollout's per-node events change a node's phase and versions. */
+const ROLLOUT_NODE = new Set<string>([EVENT.rollout.node_started, EVENT.rollout.node_completed, EVENT.rollout.node_failed]);
+
 const distinct = (values: string[]) => [...new Set(values)].sort();
 
 export function FleetPage() {
   const nodes = useData(() => get<NodeView[]>('/api/v1/nodes'), []);
-  useLive((e) => e.kind.startsWith('node.') || e.kind.startsWith('rollout.node') || e.kind.startsWith('instance.'), nodes.reload);
+  useLive((e) => e.kind.startsWith('node.') || e.kind.startsWith('instance.') || ROLLOUT_NODE.has(e.kind), nodes.reload);
   // Heartbeats are not events: ages and statuses are read again every 5 s.
   useEvery(5_000, nodes.reload);
   const [region, setRegion] = useState('');

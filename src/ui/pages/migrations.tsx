@@ -1,4 +1,5 @@
 // Moves of instances (live migrations and make-before-break restarts) with their downtime.
+import { EVENT } from '../../domain/events.js';
 import { get } from '../api.js';
 import { ago, Badge, Loading, Table, useData } from '../kit.js';
 import { useLive } from '../live.js';
@@ -19,11 +20,13 @@ interface MigrationView {
   downtime_limit_ms: number;
 }
 
+const INSTANCE_MOVES = new Set<string>([EVENT.instance.migration_started, EVENT.instance.migration_completed, EVENT.instance.migration_failed]);
+
 const ms = (value: number | null) => (value === null ? '—' : `${value} ms`);
 
 export function MigrationsPage() {
   const migrations = useData(() => get<MigrationView[]>('/api/v1/migrations?limit=200'), []);
-  useLive((e) => e.kind.startsWith('migration.') || e.kind.startsWith('instance.migration'), migrations.reload);
+  useLive((e) => e.kind.startsWith('migration.') || INSTANCE_MOVES.has(e.kind), migrations.reload);
   return (
     <section>
       <h1>Migrations</h1>
