@@ -66,5 +66,6 @@ describe('drydock demo --approve-in-ui', () => {
     expect(stdout).toMatch(/rollout completed/);
     expect(stdout).toMatch(/all demo processes stopped/);
     expect(problems.join('\n')).toBe('');
-  });
+    // A whole (small) demo, like test/e2e/demo.test.ts: minutes on cores shared with other suites.
+  }, 420_000);
 });
