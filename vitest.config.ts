@@ -14,6 +14,14 @@ if (skipVmSuite) {
   );
 }
 
+// The dashboard's browser tests (test/ui) drive Debian's Chromium; without it they are skipped
+// loudly outside CI, and CI (which installs it) always runs them.
+const chromium = existsSync(process.env.DRYDOCK_CHROMIUM ?? '/usr/bin/chromium');
+const skipUiSuite = !chromium && process.env.CI !== 'true';
+if (skipUiSuite) {
+  console.warn('\n!!! THE DASHBOARD BROWSER SUITE (test/ui) DID NOT RUN: /usr/bin/chromium is missing. Install it with `apt-get install -y chromium`. !!!\n');
+}
+
 export default defineConfig({
   plugins: [
     {
@@ -27,7 +35,7 @@ export default defineConfig({
   ],
   test: {
     include: ['test/**/*.test.ts'],
-    exclude: ['test/ci/**', 'test/control-plane/**', 'node_modules/**', ...(skipVmSuite ? ['test/vm/**'] : [])],
+    exclude: ['test/ci/**', 'test/control-plane/**', 'node_modules/**', ...(skipVmSuite ? ['test/vm/**'] : []), ...(skipUiSuite ? ['test/ui/**'] : [])],
     globalSetup: ['test/support/global-setup.ts'],
     pool: 'forks',
     // Two cores: end-to-end files start many processes each; more parallel files only add noise.

@@ -6,6 +6,7 @@ import { build } from 'esbuild';
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { commonOptions } from './esbuild-options.mjs';
+import { buildUi } from './build-ui.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const outfile = join(root, 'dist/drydock.mjs');
@@ -39,3 +40,9 @@ await build({
   banner: { js: `${commonOptions.banner.js}\nconst __drydock_version = ${JSON.stringify(version)};` },
 });
 console.log(`built ${process.env.DRYDOCK_BUILD_OUTFILE ?? 'dist/drydock.mjs'} (drydock ${version}) in ${Date.now() - started} ms`);
+// The dashboard's static files (dist/ui), served by the operator at /ui/; not for re-stamped bundles.
+if (!process.env.DRYDOCK_BUILD_OUTFILE) {
+  const uiStarted = Date.now();
+  const bytes = await buildUi(root);
+  console.log(`built dist/ui (dashboard, app.js ${Math.round(bytes / 1024)} KiB) in ${Date.now() - uiStarted} ms`);
+}

@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
+import type { ApiClient } from '../api-client.js';
 import { watchRollout } from '../cli/rollout-watch.js';
 import { freePort } from '../agent/drivers/process-driver.js';
 import { parseListen } from '../listen-address.js';
@@ -34,6 +35,8 @@ export interface DemoOptions {
   /** Stop everything after the report instead of waiting for Ctrl-C. */
   exit: boolean;
   reportFile?: string | undefined;
+  /** `--approve-in-ui`: wait for a person to approve the upgrade in the dashboard instead of bob's CLI (default false). */
+  approveInUi?: boolean;
 }
 
 const DEPLOYMENT_NAMES = ['web', 'api', 'shop', 'blog', 'search', 'auth', 'media', 'mail'];
@@ -104,6 +107,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     const bundles = writeBundles(options.bin, join(dir, 'bundles'));
     const url = await fleet.startOperator(options.listen, ['--tokens', tokensFile, '--heartbeat-interval', '1s']);
     say(`✓ operator on ${url} (embedded Postgres, tokens for alice, bob, agents, edge)`);
+    say(dashboardLines(url, tokens));
     const as = (token: string) => (args: string[]) => cli(options.bin, url, token, args);
     const alice = as(tokens.alice);
     const bob = as(tokens.bob);
@@ -189,8 +193,15 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     say('\n── plan (drydock rollout plan)');
     say(indent(await alice(['rollout', 'plan', '-f', upgrade])));
     const created = JSON.parse(await alice(['rollout', 'create', '-f', upgrade, '--json'])) as { id: string; status: string };
-    say(`\n── created by alice: ${created.status}; approved by bob`);
-    await bob(['rollout', 'approve', created.id]);
+    if (options.approveInUi) {
+      say(`\n── created by alice: ${created.status}; waiting for bob to approve it in the dashboard`);
+      say(`  open ${url}/ui/#/approvals and log in with bob's token ${tokens.bob}`);
+      await waitForApprovalInUi(client, created.id);
+      say('  approved in the dashboard');
+    } else {
+      say(`\n── created by alice: ${created.status}; approved by bob`);
+      await bob(['rollout', 'approve', created.id]);
+    }
     const upgradeStatus = await watchRollout(client, created.id, { tty: process.stdout.isTTY === true });
     say(`  rollout ${upgradeStatus}`);
     if (upgradeStatus !== 'completed') throw new Error(`the upgrade rollout ended ${upgradeStatus}; see ${dir}`);
@@ -243,6 +254,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     say(`  DRYDOCK_URL=${url} DRYDOCK_TOKEN=${tokens.alice} node bin/drydock.mjs nodes`);
     say(`  DRYDOCK_URL=${url} DRYDOCK_TOKEN=${tokens.alice} node bin/drydock.mjs rollout list`);
     say(`  DRYDOCK_URL=${url} DRYDOCK_TOKEN=${tokens.alice} node bin/drydock.mjs events --kind rollout.`);
+    say(dashboardLines(url, tokens));
     say('Press Ctrl-C to stop the demo fleet.');
     return await new Promise<never>(() => {});
   } catch (error) {
@@ -273,4 +285,21 @@ function writeSpec(dir: string, name: string, body: Record<string, unknown>): st
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, stringify({ name, ...body }));
   return file;
+}
+
+/** Where the dashboard is and the tokens that log in to it (the demo's tokens are made per run). */
+function dashboardLines(url: string, tokens: { alice: string; bob: string }): string {
+  return [`✓ dashboard: ${url}/ui/`, `    log in as alice (admin):    ${tokens.alice}`, `    log in as bob   (approver): ${tokens.bob}`].join('\n');
+}
+
+/** Polls the rollout until someone decided its approval (a person in the dashboard; no time limit, Ctrl-C stops). */
+async function waitForApprovalInUi(client: ApiClient, id: string): Promise<void> {
+  for (;;) {
+    const rollout = await client.get<{ status: string }>(`/api/v1/rollouts/${encodeURIComponent(id)}`);
+    if (rollout.status !== 'awaiting_approval') {
+      if (rollout.status === 'rejected' || rollout.status === 'aborted') throw new Error(`the upgrade rollout was ${rollout.status} in the dashboard`);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
 }

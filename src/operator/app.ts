@@ -1,3 +1,4 @@
+import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
@@ -28,6 +29,8 @@ import { quarantineRoutes } from './routes/quarantine.js';
 import { migrationRoutes } from './routes/migrations.js';
 import { operatorRoutes } from './routes/operators.js';
 import { webhookRoutes } from './routes/webhooks.js';
+import { sessionPrincipal, uiSessionRoutes } from './ui-session.js';
+import { uiRoutes } from './ui-static.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -35,6 +38,8 @@ declare module 'fastify' {
     role?: Role;
     /** The request waits for a change (long-poll, event stream): counted, not timed, in /metrics. */
     longPoll?: boolean;
+    /** Served without authentication (the dashboard's login); default false. */
+    open?: boolean;
   }
 }
 
@@ -115,10 +120,12 @@ export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits 
   // First, so a request refused by auth still gets its id echoed and its log line.
   registerRequestLog(app);
 
+  await app.register(cookie);
   app.addHook('onRequest', async (req) => {
-    if (!ctx.tokens || isOpenPath(req.url)) return;
+    if (!ctx.tokens || isOpenPath(req.url) || req.routeOptions.config.open === true) return;
     const token = bearerToken(req.headers.authorization);
-    const principal = token ? ctx.tokens.authenticate(token) : undefined;
+    // Without a bearer token, the dashboard's session cookie (which needs a CSRF token to write).
+    const principal = token ? ctx.tokens.authenticate(token) : await sessionPrincipal(ctx, req);
     if (!principal) throw errors.unauthenticated();
     req.principal = principal;
     // The gateway is everything under /api/v1/agent/ whatever a route's config says, so a new
@@ -171,5 +178,7 @@ export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits 
   await app.register(async (scope) => migrationRoutes(scope, ctx));
   await app.register(async (scope) => operatorRoutes(scope, ctx));
   await app.register(async (scope) => webhookRoutes(scope, ctx));
+  await app.register(async (scope) => uiSessionRoutes(scope, ctx));
+  await app.register(async (scope) => uiRoutes(scope));
   return app;
 }

@@ -81,7 +81,9 @@ export function bearerToken(header: string | undefined): string | undefined {
 
 export function isOpenPath(url: string): boolean {
   const path = url.split('?')[0] ?? '';
-  return path === '/health' || path.startsWith('/health/') || path === '/metrics' || path === '/openapi.json';
+  // `/` and `/ui/…` are the dashboard's static files (no data; it reads the API with its session).
+  const dashboard = path === '/' || path === '/ui' || path.startsWith('/ui/');
+  return dashboard || path === '/health' || path.startsWith('/health/') || path === '/metrics' || path === '/openapi.json';
 }
 
 export { ApiError };

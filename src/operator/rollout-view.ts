@@ -1,6 +1,7 @@
 import type { RolloutTask } from '../domain/rollout/model.js';
 import { IN_FLIGHT } from '../domain/rollout/model.js';
 import { nextWindowOpen } from '../domain/rollout/window.js';
+import { nextBatchStartsAt } from '../domain/rollout/batch-wait.js';
 import type { ApprovalView } from '../store/approvals.js';
 import type { RolloutRow } from '../store/rollouts.js';
 
@@ -61,6 +62,8 @@ export function rolloutDetail(row: RolloutRow, tasks: readonly RolloutTask[], ap
     spec: row.spec,
     overrides: row.overrides,
     next_window_open: row.status === 'waiting_for_window' ? (nextWindowOpen(row.spec.window, now)?.toISOString() ?? null) : null,
+    /** When the next batch may start after the pause between batches (and the canary's soak); null when none waits. */
+    next_batch_at: iso(nextBatchStartsAt({ spec: row.spec, status: row.status, currentBatch: row.current_batch, batchCount: row.batch_count, batchFinishedAt: row.batch_finished_at === null ? null : new Date(row.batch_finished_at) })),
     batches: plan.batches.map((b) => ({
       index: b.index,
       canary: b.canary,

@@ -36,6 +36,8 @@ describe('drydock demo --exit: the main job end to end', () => {
       { timeout: 420_000, maxBuffer: 32 * 1024 * 1024 },
     );
     expect(stdout).toMatch(/all demo processes stopped/);
+    // The dashboard's address and a login token for alice and for bob (DESIGN.md §14).
+    expect(stdout).toMatch(/✓ dashboard: http:\/\/127\.0\.0\.1:\d+\/ui\/\n +log in as alice \(admin\): +\S{20,}\n +log in as bob +\(approver\): \S{20,}/);
     const report = JSON.parse(readFileSync(reportFile, 'utf8')) as DemoReport;
     expect(report.requests.errors).toEqual([]);
     expect(report.requests.failed).toBe(0);

@@ -104,6 +104,16 @@ const MATRIX: Record<string, Need> = {
   'GET /api/v1/quarantine': 'viewer',
   'POST /api/v1/quarantine/:component/:version/clear': 'approver',
 
+  // The dashboard: static files and the redirect to them are open (they hold no data); logging in
+  // and asking "who am I" are open, logging out needs a session (or a token) like any read.
+  'GET /': 'open',
+  'GET /ui': 'open',
+  // The router prints the static files' `/ui/*` as `/ui*` (trailing slashes are ignored).
+  'GET /ui*': 'open',
+  'POST /api/v1/session': 'open',
+  'GET /api/v1/session': 'open',
+  'DELETE /api/v1/session': 'viewer',
+
   'POST /api/v1/agent/register': 'agent',
   'POST /api/v1/agent/heartbeat': 'agent',
   'GET /api/v1/agent/desired': 'agent',
@@ -138,7 +148,7 @@ function routesOf(op: RunningOperator): string[] {
 
 // Params point at nothing: a caller who gets past auth meets a 404 or 400 and changes nothing.
 const concrete = (path: string) =>
-  path.replace(':component', 'no-such-component').replace(':version', '9.9.9').replace(':name', 'no-such-policy').replace(':id', 'no-such-id');
+  path.replace('/ui*', '/ui/index.html').replace(':component', 'no-such-component').replace(':version', '9.9.9').replace(':name', 'no-such-policy').replace(':id', 'no-such-id');
 
 describe(`role matrix: every route × every role on ${TEST_ENGINE}`, () => {
   let t: TestDb;

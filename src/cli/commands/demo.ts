@@ -28,6 +28,7 @@ export function registerDemoCommands(program: Command): void {
     .option('--control-plane', 'instead: the control plane upgrading itself — operator replicas per region behind the edge on a PostgreSQL server (DATABASE_URL, else 127.0.0.1:5432), operator 1.0.0 → 2.0.0 with an expand and a contract migration')
     .option('--exit', 'stop everything after the report instead of waiting for Ctrl-C')
     .option('--report <file>', 'write the report as JSON')
+    .option('--approve-in-ui', "wait for the upgrade to be approved in the dashboard (as bob) instead of by bob's CLI")
     .action(
       action(async (opts) => {
         if (opts.controlPlane) {
@@ -58,6 +59,7 @@ export function registerDemoCommands(program: Command): void {
           vmCacheDir: resolve(opts.vmCache ?? defaultVmCacheDir()),
           exit: opts.exit ?? false,
           reportFile: opts.report,
+          approveInUi: opts.approveInUi === true,
         });
       }),
     );

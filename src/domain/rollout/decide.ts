@@ -1,3 +1,4 @@
+import { batchWaitMs } from './batch-wait.js';
 import { assessBreaker, type FinishedTask } from './breaker.js';
 import { type NodeFacts, RECONCILED_ROLLOUT_STATUSES, type Rollout, type RolloutDecision, type RolloutTask } from './model.js';
 import { isInFlight, isTerminal, RolloutTaskIndex } from './task-index.js';
@@ -281,8 +282,7 @@ function advanceBatches(
   }
   // Pause between batches; after the canary, its soak time as well.
   if (batchFinishedAt) {
-    const wasCanary = currentBatch === 0 && rollout.spec.strategy.canary !== undefined;
-    const wait = rollout.spec.strategy.pauseBetweenBatches + (wasCanary ? rollout.spec.strategy.canary?.soak ?? 0 : 0);
+    const wait = batchWaitMs(rollout.spec, currentBatch);
     const remaining = batchFinishedAt.getTime() + wait - now.getTime();
     if (remaining > 0) {
       decision.requeueAfterMs = Math.min(decision.requeueAfterMs ?? remaining, remaining);

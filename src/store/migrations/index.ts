@@ -14,6 +14,7 @@ import instanceReports from './0010_instance_reports.pre.sql';
 import regionGates from './0011_region_gates.pre.sql';
 import observedGeneration from './0012_observed_generation.pre.sql';
 import hookRuns from './0013_hook_runs.pre.sql';
+import uiSessions from './0014_ui_sessions.pre.sql';
 import webhooks from './0015_webhooks.pre.sql';
 import controlPlaneRollouts from './0016_control_plane_rollouts.pre.sql';
 import drainModePrunedVersions from './0017_drain_mode_pruned_versions.pre.sql';
@@ -45,6 +46,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0011_region_gates.pre.sql', regionGates),
   migration('0012_observed_generation.pre.sql', observedGeneration),
   migration('0013_hook_runs.pre.sql', hookRuns),
+  migration('0014_ui_sessions.pre.sql', uiSessions),
   migration('0015_webhooks.pre.sql', webhooks),
   migration('0016_control_plane_rollouts.pre.sql', controlPlaneRollouts),
   migration('0017_drain_mode_pruned_versions.pre.sql', drainModePrunedVersions),

@@ -1,0 +1,23 @@
+/** A node as GET /api/v1/nodes returns it (the same list `drydock nodes` prints). */
+export interface NodeView {
+  id: string;
+  hostname: string;
+  region: string;
+  role: string;
+  status: string;
+  draining: boolean;
+  cordoned: boolean;
+  max_instances: number;
+  active_instances: number;
+  available_capacity: number;
+  components: Record<string, string>;
+  agent_version: string | null;
+  last_heartbeat_at: string | null;
+  drain: { state: string; message: string; blocked_by: string[]; deadline: string } | null;
+  installs: { component: string; version: string; phase: string; reason: string | null; received_at: string; slot?: string }[];
+  labels: Record<string, string>;
+}
+
+export function versionsOf(node: NodeView): string[] {
+  return Object.entries(node.components).map(([c, v]) => `${c}@${v}`);
+}
