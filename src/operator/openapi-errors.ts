@@ -20,6 +20,9 @@ export const ERROR_STATUS = {
   BAD_REQUEST: 400,
   BAD_URL: 400,
   UNAUTHENTICATED: 401,
+  CSRF_TOKEN_INVALID: 403,
+  UI_NOT_BUILT: 404,
+  SESSION_FOR_PEOPLE_ONLY: 403,
   FORBIDDEN: 403,
   NODE_CREDENTIAL_INVALID: 403,
   NODE_CREDENTIAL_REQUIRED: 403,
@@ -163,4 +166,7 @@ export const ROUTE_ERRORS: Record<string, readonly ErrorCode[]> = {
   createWebhook: ['WEBHOOK_EVENTS_UNKNOWN', 'WEBHOOK_NOT_FOUND'],
   deleteWebhook: ['WEBHOOK_NOT_FOUND'],
   listWebhookDeliveries: [],
+  createSession: ['UNAUTHENTICATED', 'SESSION_FOR_PEOPLE_ONLY'],
+  getSession: [],
+  deleteSession: ['CSRF_TOKEN_INVALID'],
 };

@@ -71,7 +71,7 @@ export async function uiSessionRoutes(base: FastifyInstance, ctx: OperatorContex
 
   app.post(
     '/api/v1/session',
-    { config: { open: true }, schema: { tags, body: LoginBody, response: { 200: SessionView }, summary: 'Log in to the dashboard: trade a token for a session cookie' } },
+    { config: { open: true }, schema: { tags, operationId: 'createSession', body: LoginBody, response: { 200: SessionView }, summary: 'Log in to the dashboard: trade a token for a session cookie' } },
     async (req, reply) => {
       if (!ctx.tokens) return OPEN_SESSION;
       const principal = ctx.tokens.authenticate(req.body.token);
@@ -89,7 +89,7 @@ export async function uiSessionRoutes(base: FastifyInstance, ctx: OperatorContex
   // a browser reports as a console error on every first visit).
   app.get(
     '/api/v1/session',
-    { config: { open: true }, schema: { tags, response: { 200: SessionView }, summary: 'Who this request is: the bearer token, else the session cookie' } },
+    { config: { open: true }, schema: { tags, operationId: 'getSession', response: { 200: SessionView }, summary: 'Who this request is: the bearer token, else the session cookie' } },
     async (req) => {
       if (!ctx.tokens) return OPEN_SESSION;
       const bearer = bearerToken(req.headers.authorization);
@@ -105,10 +105,14 @@ export async function uiSessionRoutes(base: FastifyInstance, ctx: OperatorContex
     },
   );
 
-  app.delete('/api/v1/session', { config: { role: 'viewer' }, schema: { tags, summary: 'Log out: end the session and clear its cookie' } }, async (req, reply) => {
-    const id = req.cookies[SESSION_COOKIE];
-    if (id) await deleteUiSession(ctx.db, sha256(id));
-    setCookie(reply, req, '', 0);
-    return reply.code(204).send();
-  });
+  app.delete(
+    '/api/v1/session',
+    { config: { role: 'viewer' }, schema: { tags, operationId: 'deleteSession', response: { 200: z.object({ logged_out: z.literal(true) }) }, summary: 'Log out: end the session and clear its cookie' } },
+    async (req, reply) => {
+      const id = req.cookies[SESSION_COOKIE];
+      if (id) await deleteUiSession(ctx.db, sha256(id));
+      setCookie(reply, req, '', 0);
+      return reply.send({ logged_out: true as const });
+    },
+  );
 }

@@ -100,7 +100,8 @@ describe(`dashboard sessions on ${TEST_ENGINE}`, () => {
     const { cookie, csrf } = await login(TOKENS.vera);
     expectApiError(await api.request('DELETE', '/api/v1/session', undefined, { headers: { cookie } }), 403, 'CSRF_TOKEN_INVALID');
     const out = await api.request('DELETE', '/api/v1/session', undefined, { headers: { cookie, 'x-csrf-token': csrf } });
-    expect(out.status).toBe(204);
+    expect(out.status).toBe(200);
+    expect(out.body).toEqual({ logged_out: true });
     expect(out.headers.get('set-cookie')).toMatch(/drydock_session=;.*Max-Age=0/);
     expectApiError(await api.get('/api/v1/nodes', { headers: { cookie } }), 401, 'UNAUTHENTICATED');
   });
