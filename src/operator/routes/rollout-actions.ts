@@ -30,7 +30,8 @@ const RejectBody = z.object({ reason: z.string().min(1).max(2000) }).strict();
 const RollbackBody = z
   .object({ region: z.union([z.string().min(1).max(63), z.array(z.string().min(1).max(63)).min(1).max(1000)]).optional() })
   .strict()
-  .optional();
+  // A POST without a body (every client before regional rollback) arrives as null.
+  .nullish();
 const regionsOf = (region: string | string[] | undefined): string[] | null => (region === undefined ? null : [...new Set([region].flat())].sort());
 
 const DecideBody = z
@@ -162,7 +163,7 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
   const simple = (verb: 'pause' | 'resume' | 'abort' | 'rollback', summary: string) =>
     app.post(`/api/v1/rollouts/:id/${verb}`, { schema: { tags, operationId: `${verb}Rollout` as const, params, summary, response, ...(verb === 'rollback' ? { body: RollbackBody } : {}) } }, async (req) => {
       const actor = actorOf(req);
-      const regions = verb === 'rollback' ? regionsOf((req.body as z.infer<typeof RollbackBody>)?.region) : null;
+      const regions = verb === 'rollback' ? regionsOf((req.body as z.infer<typeof RollbackBody>)?.region ?? undefined) : null;
       return act(req.params.id, async (tx, loaded) => {
         const t = transition(loaded, verb);
         if (regions !== null) {
