@@ -2,10 +2,9 @@
 // operator on both engines: a rule set after the plan that the next batch would break pauses the
 // rollout before that batch, with an event naming the rule; resumed once the rule is lifted, it
 // completes.
-import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningOperator } from '../../src/operator/server.js';
-import { generateSigningKeyPair, signArtifact } from '../../src/signing.js';
+import { SignedPublisher } from '../support/signed-artifacts.js';
 import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
 import { InstallingNode } from '../support/installing-node.js';
 import { ApiClient, startTestOperator, waitFor } from '../support/operator.js';
@@ -21,17 +20,10 @@ describe(`compatibility re-checked before each batch on ${TEST_ENGINE}`, () => {
   let t: TestDb;
   let op: RunningOperator;
   let api: ApiClient;
-  const keys = generateSigningKeyPair();
   const nodes: InstallingNode[] = [];
 
-  async function publish(version: string): Promise<void> {
-    const bytes = randomBytes(32);
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const query = new URLSearchParams({ component: 'web', version, kind: 'binary', signature: signArtifact(keys.privatePem, { component: 'web', version, kind: 'binary', sha256 }), public_key: keys.publicPem });
-    const response = await fetch(`${op.url}/api/v1/artifacts?${query}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(bytes) });
-    const { id } = (await response.json()) as { id: string };
-    expect((await api.post(`/api/v1/artifacts/${id}/bless`)).status).toBe(200);
-  }
+  const publisher = new SignedPublisher(() => op.url, () => api);
+  const publish = (version: string) => publisher.publish(version);
 
   beforeAll(async () => {
     t = await createTestDb();

@@ -1,11 +1,10 @@
 // Rollout metrics against a real operator: a rollout whose node fails trips its breaker, and
 // the counters read from the event log agree with the log; a task left in flight past its
 // deadline while nobody leads shows as a stuck rollout, and leadership drops to 0.
-import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningOperator } from '../../src/operator/server.js';
-import { generateSigningKeyPair, signArtifact } from '../../src/signing.js';
 import type { EventRow } from '../../src/store/events.js';
+import { SignedPublisher } from '../support/signed-artifacts.js';
 import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
 import { InstallingNode } from '../support/installing-node.js';
 import { ApiClient, startTestOperator, waitFor } from '../support/operator.js';
@@ -20,19 +19,10 @@ describe(`rollout metrics on ${TEST_ENGINE}`, () => {
   let op: RunningOperator;
   let api: ApiClient;
   const nodes: InstallingNode[] = [];
-  const keys = generateSigningKeyPair();
   const scrape = async () => (await api.get<string>('/metrics')).text;
 
-  async function publish(version: string): Promise<void> {
-    const bytes = randomBytes(32);
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const signature = signArtifact(keys.privatePem, { component: 'web', version, kind: 'binary', sha256 });
-    const query = new URLSearchParams({ component: 'web', version, kind: 'binary', signature, public_key: keys.publicPem });
-    const response = await fetch(`${op.url}/api/v1/artifacts?${query}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(bytes) });
-    expect(response.status).toBe(201);
-    const { id } = (await response.json()) as { id: string };
-    expect((await api.post(`/api/v1/artifacts/${id}/bless`)).status).toBe(200);
-  }
+  const publisher = new SignedPublisher(() => op.url, () => api);
+  const publish = (version: string) => publisher.publish(version);
 
   beforeAll(async () => {
     t = await createTestDb();

@@ -1,10 +1,9 @@
 // "Roll back one region" (issue 11, item 8) against a real operator on both engines: a rollback
 // limited to a region returns only that region's completed nodes, through the same task rules;
 // a region the rollout has no node in is refused and changes nothing.
-import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningOperator } from '../../src/operator/server.js';
-import { generateSigningKeyPair, signArtifact } from '../../src/signing.js';
+import { SignedPublisher } from '../support/signed-artifacts.js';
 import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
 import { InstallingNode } from '../support/installing-node.js';
 import { ApiClient, expectApiError, startTestOperator, waitFor } from '../support/operator.js';
@@ -19,19 +18,11 @@ describe(`regional rollback on ${TEST_ENGINE}`, () => {
   let t: TestDb;
   let op: RunningOperator;
   let api: ApiClient;
-  const keys = generateSigningKeyPair();
   const nodes = new Map<string, InstallingNode>();
   let id = '';
 
-  async function publish(version: string): Promise<void> {
-    const bytes = randomBytes(32);
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const query = new URLSearchParams({ component: 'web', version, kind: 'binary', signature: signArtifact(keys.privatePem, { component: 'web', version, kind: 'binary', sha256 }), public_key: keys.publicPem });
-    const response = await fetch(`${op.url}/api/v1/artifacts?${query}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(bytes) });
-    expect(response.status).toBe(201);
-    const { id: artifactId } = (await response.json()) as { id: string };
-    expect((await api.post(`/api/v1/artifacts/${artifactId}/bless`)).status).toBe(200);
-  }
+  const publisher = new SignedPublisher(() => op.url, () => api);
+  const publish = (version: string) => publisher.publish(version);
   const detail = (rolloutId: string) => api.ok<RolloutDetail>(`/api/v1/rollouts/${rolloutId}`);
 
   beforeAll(async () => {

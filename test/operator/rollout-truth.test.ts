@@ -2,12 +2,11 @@
 // reports success, and a downgrade is either refused by preflight or installed explicitly.
 // The nodes speak the real agent protocol over HTTP and decide installs by the agent's rule.
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningOperator } from '../../src/operator/server.js';
-import { generateSigningKeyPair, signArtifact } from '../../src/signing.js';
 import type { EventRow } from '../../src/store/events.js';
+import { SignedPublisher } from '../support/signed-artifacts.js';
 import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
 import { InstallingNode } from '../support/installing-node.js';
 import { ApiClient, expectApiError, startTestOperator, waitFor } from '../support/operator.js';
@@ -41,18 +40,10 @@ describe(`rollout outcomes tell the truth on ${TEST_ENGINE}`, () => {
   let t: TestDb;
   let op: RunningOperator;
   let api: ApiClient;
-  const keys = generateSigningKeyPair();
   const nodes: InstallingNode[] = [];
 
-  async function publish(version: string): Promise<void> {
-    const bytes = randomBytes(32);
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const query = new URLSearchParams({ component: 'web', version, kind: 'binary', signature: signArtifact(keys.privatePem, { component: 'web', version, kind: 'binary', sha256 }), public_key: keys.publicPem });
-    const response = await fetch(`${op.url}/api/v1/artifacts?${query}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(bytes) });
-    expect(response.status).toBe(201);
-    const { id } = (await response.json()) as { id: string };
-    expect((await api.post(`/api/v1/artifacts/${id}/bless`)).status).toBe(200);
-  }
+  const publisher = new SignedPublisher(() => op.url, () => api);
+  const publish = (version: string) => publisher.publish(version);
   const rollout = (id: string) => api.ok<RolloutDetail>(`/api/v1/rollouts/${id}`);
   const events = (id: string) => api.ok<EventRow[]>(`/api/v1/events?after=0&rollout_id=${id}`);
   const waitEnd = (id: string) =>
