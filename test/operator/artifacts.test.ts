@@ -157,6 +157,8 @@ describe(`operator artifacts and component versions on ${TEST_ENGINE}`, () => {
       rollback: false,
       disruptive: true,
       request_id: expect.stringMatching(/^\d{20}$/),
+      // The version a rollback would return to: never pruned by the agent (none before the first).
+      previous_version: null,
     });
     expect((await node.heartbeat()).components.hypervisor?.sha256).toBe(hv.sha256);
     expect((await events('node.component_version_set')).map((e) => e.data)).toEqual([expect.objectContaining({ component: 'hypervisor', version: '2.0.0', force: true })]);

@@ -78,6 +78,7 @@ describe(`store/artifacts and node components on ${TEST_ENGINE}`, () => {
         rollback: false,
         disruptive: true,
         request_id: expect.stringMatching(/^\d{20}$/),
+        previous_version: '1.0.0',
       },
     });
   });
