@@ -82,6 +82,7 @@ export const EVENT_CATALOG = {
   'rollout.schema_expanded': "A control-plane rollout applied its target build's expand (pre) migrations before its first node.",
   'rollout.schema_contracted': "A control-plane rollout applied its target build's contract (post) migrations after its last node; it can no longer be rolled back.",
   'rollout.schema_step_failed': "A control-plane rollout could not apply its target build's migrations (retried; the rollout waits).",
+  'rollout.waiting_for_replicas': 'A control-plane rollout holds its next batch: starting it would leave a region with fewer ready operator replicas than minAvailablePerRegion.',
   'rollout.compat_blocked': 'A batch would break the compatibility matrix as the fleet runs now: the rollout paused before it (resume after fixing).',
   'rollout.completed': 'Every node of a rollout is done.',
   'rollout.failed': 'A rollout ended with nodes that did not reach the target version.',
@@ -185,6 +186,7 @@ export interface EventData {
   'rollout.schema_expanded': { component: string; version: string; applied: string[] };
   'rollout.schema_contracted': { component: string; version: string; applied: string[] };
   'rollout.schema_step_failed': { phase: 'pre' | 'post'; version: string; reason: string };
+  'rollout.waiting_for_replicas': { batch: number; reason: string };
   'rollout.compat_blocked': { batch: number; violations: string[] };
   'rollout.completed': { done: number; failed: 0 };
   'rollout.failed': { reason: string; failed_nodes: string[]; done: number; failed: number };

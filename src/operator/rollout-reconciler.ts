@@ -13,7 +13,7 @@ import { loadNodeFacts, loadUnavailableVersions } from '../store/rollout-facts.j
 import { activeRolloutIds, loadRollout, recordSchemaStep, TaskConflictError } from '../store/rollouts.js';
 import { appendEvents } from '../store/events.js';
 import { EVENT } from '../domain/events.js';
-import type { SchemaPhase } from '../domain/rollout/schema-steps.js';
+import { OPERATOR_COMPONENT, type SchemaPhase } from '../domain/rollout/schema-steps.js';
 import type { SchemaStepRunner } from './schema-steps.js';
 import type { DesiredWaiters } from './desired-waiters.js';
 import type { FleetReconciler } from './fleet-reconciler.js';
@@ -54,6 +54,8 @@ export class RolloutReconciler {
   private lister: NodeJS.Timeout | undefined;
   /** Passes in a row that asked for another at once, per rollout. */
   private readonly immediate = new Map<string, number>();
+  /** The last fleet wait said for each rollout (decision.waitingFor), so a repeat is not another event. */
+  private readonly waitReasons = new Map<string, string>();
   /** The last failure of each rollout's schema step (`id/phase`), so a repeat is not another event. */
   private readonly schemaFailures = new Map<string, string>();
   /** preRollout / postRollout hooks this process runs (as leader). */
@@ -193,8 +195,16 @@ export class RolloutReconciler {
       const { now } = await readClock(tx);
       const hookRuns = await loadHookRunFacts(tx, id, (runId) => this.hooks.isRunning(runId));
       // At a batch boundary the matrix is checked again against what runs now (a few small reads, once per batch).
-      const compat = atBatchBoundary(loaded.rollout, loaded.tasks) ? await loadCompatFacts(tx, REPLICA_STALE_AFTER_MS) : undefined;
+      // A control-plane rollout also counts the region's ready replicas before it stops more of them.
+      const compat = atBatchBoundary(loaded.rollout, loaded.tasks)
+        ? await loadCompatFacts(tx, REPLICA_STALE_AFTER_MS, { readyReplicas: component === OPERATOR_COMPONENT && spec.strategy.minAvailablePerRegion !== undefined })
+        : undefined;
       const decision = decideRollout(loaded.rollout, loaded.tasks, facts, now, unavailable, (runId) => hookRuns.get(runId), compat);
+      // A wait on the fleet is said once per reason (an event), not on every pass.
+      if (decision.waitingFor && this.waitReasons.get(id) !== decision.waitingFor) {
+        this.waitReasons.set(id, decision.waitingFor);
+        decision.events.push({ kind: 'rollout.waiting_for_replicas', data: { batch: loaded.rollout.currentBatch + 1, reason: decision.waitingFor } });
+      } else if (!decision.waitingFor) this.waitReasons.delete(id);
       const hookActions = decision.hooks ?? [];
       const changed = decision.tasks.length + decision.commands.length + decision.events.length + Object.keys(decision.rollout).length + hookActions.length;
       const status = decision.rollout.status ?? loaded.rollout.status;

@@ -24,9 +24,10 @@ export async function replaceCompatRules(tx: Db, rules: readonly CompatRule[]): 
  * components nodes report, the live operator replicas' versions (seen within the stale bound),
  * and the schema as `N.0.0`.
  */
-export async function loadCompatFacts(db: Db, replicaStaleAfterMs: number): Promise<CompatFacts> {
+export async function loadCompatFacts(db: Db, replicaStaleAfterMs: number, options: { readyReplicas?: boolean } = {}): Promise<CompatFacts> {
+  const readyReplicas = options.readyReplicas ? await loadReadyReplicas(db, replicaStaleAfterMs) : undefined;
   const rules = await listCompatRules(db);
-  if (rules.length === 0) return { rules, running: new Map() };
+  if (rules.length === 0) return { rules, running: new Map(), ...(readyReplicas ? { readyReplicas } : {}) };
   const rows = await db.query<{ component: string; version: string }>(
     `SELECT DISTINCT c.key AS component, c.value AS version FROM nodes, jsonb_each_text(nodes.components) AS c
      UNION SELECT DISTINCT 'operator', version FROM operator_replicas
@@ -36,5 +37,17 @@ export async function loadCompatFacts(db: Db, replicaStaleAfterMs: number): Prom
   );
   const running = new Map<string, string[]>();
   for (const { component, version } of rows) running.set(component, [...(running.get(component) ?? []), version]);
-  return { rules, running };
+  return { rules, running, ...(readyReplicas ? { readyReplicas } : {}) };
+}
+
+/** The hostnames of the live, ready operator replicas of each region. */
+async function loadReadyReplicas(db: Db, staleAfterMs: number): Promise<Map<string, string[]>> {
+  const rows = await db.query<{ region: string; hostname: string }>(
+    `SELECT DISTINCT region, hostname FROM operator_replicas
+      WHERE ready AND stopped_at IS NULL AND last_seen_at >= now() - $1 * interval '1 millisecond' ORDER BY 1, 2`,
+    [staleAfterMs],
+  );
+  const byRegion = new Map<string, string[]>();
+  for (const { region, hostname } of rows) byRegion.set(region, [...(byRegion.get(region) ?? []), hostname]);
+  return byRegion;
 }

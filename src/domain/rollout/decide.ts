@@ -8,11 +8,16 @@ import { type CompatRule, compatViolations } from './compat.js';
 import { schemaStepDue } from './schema-steps.js';
 import { isWithinWindow, nextWindowOpen } from './window.js';
 
-/** The matrix and what runs now, for the check before each batch. */
+/** What is checked before each batch starts: the matrix and what runs now, and the control plane's readiness. */
 export interface CompatFacts {
   rules: readonly CompatRule[];
   /** Every version of every component running now: node components, `operator` replicas, `schema` N.0.0. */
   running: ReadonlyMap<string, readonly string[]>;
+  /**
+   * Rollouts of `operator` only: the hostnames of the live, ready replicas of each region, so a
+   * batch starts only while minAvailablePerRegion replicas stay ready beside the ones it stops.
+   */
+  readyReplicas?: ReadonlyMap<string, readonly string[]>;
 }
 
 /** How often an active rollout is looked at when nothing wakes it (health gates, pauses). */
@@ -333,6 +338,12 @@ function advanceBatches(
       return;
     }
   }
+  const short = compat?.readyReplicas ? replicasShort(rollout, inBatch(next), compat.readyReplicas) : [];
+  if (short.length > 0) {
+    decision.waitingFor = `too few ready operator replicas to start batch ${next}: ${short.join('; ')}`;
+    decision.requeueAfterMs = POLL_MS;
+    return;
+  }
   if (rollout.status === 'waiting_for_window') decision.rollout.status = 'running';
   decision.rollout.currentBatch = next;
   decision.rollout.batchStartedAt = now;
@@ -426,6 +437,24 @@ function rollBack(
     apply(task, { ...start, changes: { ...start.changes, direction: 'rollback', finishedAt: null, healthySince: null } });
   }
   decision.requeueAfterMs = POLL_MS;
+}
+
+/**
+ * The regions where starting these tasks would leave fewer ready replicas than
+ * minAvailablePerRegion (a replica already down counts against it), described for people.
+ */
+function replicasShort(rollout: Rollout, batch: readonly RolloutTask[], ready: ReadonlyMap<string, readonly string[]>): string[] {
+  const min = rollout.spec.strategy.minAvailablePerRegion;
+  if (min === undefined) return [];
+  const stopping = new Map<string, Set<string>>();
+  for (const t of batch) if (t.state === 'pending') (stopping.get(t.region) ?? stopping.set(t.region, new Set()).get(t.region)!).add(t.hostname);
+  const short: string[] = [];
+  for (const [region, hosts] of [...stopping].sort(([a], [b]) => a.localeCompare(b))) {
+    const readyHere = ready.get(region) ?? [];
+    const staying = readyHere.filter((h) => !hosts.has(h)).length;
+    if (staying < min) short.push(`${region} has ${readyHere.length} ready, ${hosts.size} would stop, ${min} must stay ready`);
+  }
+  return short;
 }
 
 /** The newest batch holding a task `returns` accepts (a regional rollback's next batch), or null. */

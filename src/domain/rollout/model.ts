@@ -127,6 +127,8 @@ export interface RolloutDecision {
   continuation?: { reason: string; failedNodes: string[] };
   /** Open a region gate approval before `batch` (gateBetweenRegions). */
   gate?: { batch: number; completed: string[]; next: string[]; summary: string };
+  /** Why the next batch waits for the fleet (not for a person): e.g. too few ready operator replicas. */
+  waitingFor?: string;
   /** Apply the target build's schema migrations of this phase now (migrations: auto); the rollout waits for it. */
   schema?: 'pre' | 'post';
   /** When to look again at the latest, if nothing wakes the rollout first. */

@@ -62,3 +62,25 @@ describe('schema steps of a control-plane rollout', () => {
     expect(rollbackRefusal({ ...r, schemaPostAppliedAt: T0 })).toMatch(/contract \(post\) migrations of operator 2\.0\.0 .* cannot be rolled back/);
   });
 });
+
+describe('a control-plane batch waits for ready replicas (minAvailablePerRegion)', () => {
+  const cpSpec = () => spec({ batch: { size: 2 }, minAvailablePerRegion: 2 }, { target: { component: 'operator', version: '2.0.0' }, selector: { role: 'control-plane' } });
+  const tasks = () => [task('a1', { batch: 0, region: 'eu', hostname: 'eu-1' }), task('b1', { batch: 0, region: 'us', hostname: 'us-1' })];
+  const nodes = () => factsMap([facts('a1'), facts('b1')]);
+  const ready = (eu: string[], us: string[]) => ({ rules: [], running: new Map(), readyReplicas: new Map([['eu', eu], ['us', us]]) });
+
+  it('starts the batch while every region keeps enough ready replicas beside the ones it stops', () => {
+    const r = rollout(cpSpec(), { batchCount: 1, schemaPreAppliedAt: T0 });
+    const decision = decideRollout(r, tasks(), nodes(), T0, new Set(), undefined, ready(['eu-1', 'eu-2', 'eu-3'], ['us-1', 'us-2', 'us-3']));
+    expect(decision.waitingFor).toBeUndefined();
+    expect(decision.rollout.currentBatch).toBe(0);
+  });
+
+  it('holds the batch when a replica of the region is already down, and says which region', () => {
+    const r = rollout(cpSpec(), { batchCount: 1, schemaPreAppliedAt: T0 });
+    const decision = decideRollout(r, tasks(), nodes(), T0, new Set(), undefined, ready(['eu-1', 'eu-2', 'eu-3'], ['us-1', 'us-2']));
+    expect(decision.rollout.currentBatch).toBeUndefined();
+    expect(decision.tasks).toEqual([]);
+    expect(decision.waitingFor).toBe('too few ready operator replicas to start batch 0: us has 2 ready, 1 would stop, 2 must stay ready');
+  });
+});
