@@ -4,11 +4,12 @@ import { dirname, join } from 'node:path';
 import { parseEnv } from 'node:util';
 import type { Logger } from 'pino';
 import { isSameProcessAlive, processStartTime, stopProcess } from '../drivers/process-driver.js';
+import { OPERATOR_COMPONENT } from '../../domain/rollout/schema-steps.js';
 import { OPERATOR_BUNDLE_FILE, OPERATOR_ENV_FILE } from '../../control-plane/operator-artifact.js';
 import type { ComponentLayout } from './layout.js';
 
 /** The component name of the operator replica an agent supervises on a control-plane node. */
-export const OPERATOR_COMPONENT = 'operator';
+export { OPERATOR_COMPONENT };
 
 export interface OperatorReplicaOptions {
   layout: ComponentLayout;

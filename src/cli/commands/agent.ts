@@ -1,14 +1,13 @@
 import { resolve } from 'node:path';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { type Command, Option } from 'commander';
 import { Agent, type OperatorReplicaSettings } from '../../agent/agent.js';
 import { supervisorLinkFromEnv } from '../../agent/supervisor/agent-link.js';
 import { NODE_ROLES } from '../../domain/types.js';
 import { createLogger } from '../../logging.js';
-import { publicKeyFromPem } from '../../signing.js';
 import { action, DEFAULT_OPERATOR_URL, parseIntOption } from '../context.js';
 import { durationOption } from './operator.js';
+import { readTrustedKeys } from '../trusted-keys.js';
 import { exitWithParent } from '../../parent-watchdog.js';
 
 function parseLabels(value: string, previous: Record<string, string> = {}): Record<string, string> {
@@ -26,15 +25,6 @@ function collect(value: string, previous: string[] = []): string[] {
 }
 
 /** Reads each trusted public key; a missing or non-ed25519 file stops the agent at start. */
-export function readTrustedKeys(files: string[]) {
-  return files.map((file) => {
-    try {
-      return publicKeyFromPem(readFileSync(file, 'utf8'));
-    } catch (error) {
-      throw new Error(`--trusted-key ${file}: ${(error as Error).message}; give the .pub file written by \`drydock keys generate\``);
-    }
-  });
-}
 
 export function registerAgentCommand(program: Command): void {
   program

@@ -8,7 +8,7 @@ import { DEFAULT_RETRY_POLICY } from '../../domain/webhooks.js';
 import { DEFAULT_DATA_DIR } from '../../store/open.js';
 import { action } from '../context.js';
 import { exitWithParent } from '../../parent-watchdog.js';
-import { readTrustedKeys } from './agent.js';
+import { readTrustedKeys } from '../trusted-keys.js';
 
 const collectValues = (value: string, previous: string[] = []) => [...previous, value];
 import { serverTlsFrom } from '../../tls.js';
