@@ -60,6 +60,8 @@ export interface AgentOptions {
 /** The operator replica a control-plane node runs (`--operator-listen` and friends; DESIGN.md §11). */
 export interface OperatorReplicaSettings {
   listen: string;
+  /** The second address a blue-green install starts the new replica on (absent: no blue-green). */
+  altListen?: string | undefined;
   nodeEnvFile?: string | undefined;
   extraArgs: string[];
   /** An operator artifact (.tar.gz) installed as the first version when the node has none. */
@@ -146,6 +148,7 @@ export class Agent {
       ? new OperatorReplica({
           layout,
           listen: options.operatorReplica.listen,
+          altListen: options.operatorReplica.altListen,
           region: options.region,
           hostname: options.hostname,
           nodeEnvFile: options.operatorReplica.nodeEnvFile,
@@ -237,7 +240,7 @@ export class Agent {
     this.loop('heartbeat', () => this.heartbeat(), this.options.heartbeatIntervalMs);
     this.loop('supervise', () => this.instances.supervise(), 1000);
     const replica = this.operatorReplica;
-    if (replica) this.loop('operator-replica', () => replica.supervise(), 1000);
+    if (replica) this.loop('operator-replica', () => replica.supervise(this.components.desiredOf(OPERATOR_COMPONENT)), 1000);
     void this.longPoll();
     this.options.log.info({ node_id: this.nodeId, url: this.url, adopted: this.instances.size }, 'agent started');
   }

@@ -28,6 +28,8 @@ export interface ControlPlaneNode {
   region: string;
   /** host:port of its operator replica. */
   listen: string;
+  /** The replica's second address: a blue-green rollout starts the new version there. */
+  altListen: string;
   dataDir: string;
 }
 
@@ -51,8 +53,11 @@ function logTail(file: string): string {
   }
 }
 
-/** The operator builds of the drill: 1.0.0 runs first, 2.0.0 brings migrations, 2.0.1 never starts. */
-export const CONTROL_PLANE_VERSIONS = { v1: '1.0.0', v2: '2.0.0', broken: '2.0.1' } as const;
+/**
+ * The operator builds of the drill: 1.0.0 runs first, 2.0.0 brings migrations, 2.0.1 never
+ * starts; 2.1.0 and 2.2.0 (which know 2.0.0's migrations) are the blue-green targets.
+ */
+export const CONTROL_PLANE_VERSIONS = { v1: '1.0.0', v2: '2.0.0', broken: '2.0.1', green: '2.1.0', green2: '2.2.0' } as const;
 type Version = keyof typeof CONTROL_PLANE_VERSIONS;
 
 export class ControlPlaneFleet {
@@ -98,7 +103,13 @@ export class ControlPlaneFleet {
     for (const region of this.options.regions) {
       for (let i = 1; i <= this.options.perRegion; i++) {
         const hostname = `${region}-cp-${i}`;
-        this.nodes.push({ hostname, region, listen: `127.0.0.1:${await freePort()}`, dataDir: join(this.options.dir, 'agents', hostname) });
+        this.nodes.push({
+          hostname,
+          region,
+          listen: `127.0.0.1:${await freePort()}`,
+          altListen: `127.0.0.1:${await freePort()}`,
+          dataDir: join(this.options.dir, 'agents', hostname),
+        });
       }
     }
     const replicaUrls = this.nodes.map((n) => `http://${n.listen}`).join(',');
@@ -119,6 +130,7 @@ export class ControlPlaneFleet {
         '--heartbeat-interval', '1s',
         '--trusted-key', join(dir, 'signing.pub'),
         '--operator-listen', node.listen,
+        '--operator-listen-alt', node.altListen,
         '--operator-env-file', join(dir, 'node-operator.env'),
         '--operator-bootstrap', this.artifacts.v1,
         '--operator-deadline', this.options.operatorDeadline ?? '30s',
@@ -172,18 +184,21 @@ export class ControlPlaneFleet {
     await this.client().post(`/api/v1/artifacts/${id}/bless`);
   }
 
-  /** PIDs of the operator replicas the agents run now (from their state files). */
+  /** PIDs of the operator replicas the agents run now (from their state files), a blue-green's kept ones included. */
   replicaPids(): number[] {
-    const pids: number[] = [];
-    for (const node of this.nodes) {
-      try {
-        const record = JSON.parse(readFileSync(join(node.dataDir, 'operator-replica.json'), 'utf8')) as { pid?: number };
-        if (record.pid) pids.push(record.pid);
-      } catch {
-        // No replica recorded (yet).
-      }
+    return this.nodes.flatMap((node) => {
+      const record = this.replicaRecord(node);
+      return [record?.pid, record?.previous?.pid].filter((pid): pid is number => typeof pid === 'number' && pid > 0);
+    });
+  }
+
+  /** What a node's agent recorded of its replica: the current one and, during a blue-green, the kept one. */
+  replicaRecord(node: ControlPlaneNode): { pid: number; version: string; listen?: string; previous?: { pid: number; version: string } } | undefined {
+    try {
+      return JSON.parse(readFileSync(join(node.dataDir, 'operator-replica.json'), 'utf8'));
+    } catch {
+      return undefined;
     }
-    return pids;
   }
 
   /** Stops agents and the edge, then every operator replica (they outlive their agents by design). */

@@ -19,12 +19,15 @@ export function watchReplicas(cp: ControlPlaneFleet, intervalMs = 250): ReplicaW
   let running = true;
   const loop = (async () => {
     while (running) {
+      // Both addresses of each node: a blue-green rollout runs two replicas on one node.
       const ready = await Promise.all(
-        cp.nodes.map(async (n) => {
-          const response = await fetch(`http://${n.listen}/health/ready`, { signal: AbortSignal.timeout(1_000) }).catch(() => undefined);
-          await response?.arrayBuffer().catch(() => undefined);
-          return response?.status === 200 ? n.region : undefined;
-        }),
+        cp.nodes.flatMap((n) =>
+          [n.listen, n.altListen].map(async (listen) => {
+            const response = await fetch(`http://${listen}/health/ready`, { signal: AbortSignal.timeout(1_000) }).catch(() => undefined);
+            await response?.arrayBuffer().catch(() => undefined);
+            return response?.status === 200 ? n.region : undefined;
+          }),
+        ),
       );
       for (const region of regions) watch.minReady.set(region, Math.min(watch.minReady.get(region) ?? Infinity, ready.filter((r) => r === region).length));
       const replicas = await cp.replicas().catch(() => [] as ReplicaView[]);
@@ -38,6 +41,35 @@ export function watchReplicas(cp: ControlPlaneFleet, intervalMs = 250): ReplicaW
     await loop;
   };
   return watch;
+}
+
+export interface ServingSample {
+  at: number;
+  version: string;
+}
+
+/**
+ * Which version answers through the load balancer: one GET `healthUrl` at a time (so the
+ * samples are in order), each answer's version with its time. Failures are not samples.
+ */
+export function watchServing(healthUrl: string, pauseMs = 50): { samples: ServingSample[]; stop(): Promise<void> } {
+  const samples: ServingSample[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const response = await fetch(healthUrl, { signal: AbortSignal.timeout(5_000) }).catch(() => undefined);
+      const body = (await response?.json().catch(() => undefined)) as { version?: string } | undefined;
+      if (response?.status === 200 && body?.version) samples.push({ at: Date.now(), version: body.version });
+      await new Promise((r) => setTimeout(r, pauseMs));
+    }
+  })();
+  return {
+    samples,
+    async stop() {
+      running = false;
+      await loop;
+    },
+  };
 }
 
 export interface TrafficStats {

@@ -84,6 +84,9 @@ export const EVENT_CATALOG = {
   'rollout.schema_step_failed': "A control-plane rollout could not apply its target build's migrations (retried; the rollout waits).",
   'rollout.waiting_for_replicas': 'A control-plane rollout holds its next batch: starting it would leave a region with fewer ready operator replicas than minAvailablePerRegion.',
   'rollout.compat_blocked': 'A batch would break the compatibility matrix as the fleet runs now: the rollout paused before it (resume after fixing).',
+  'rollout.traffic_switched': 'Blue-green: every new operator replica is ready; the load balancer moved from the old replicas to them (the old ones keep running until retireAfter).',
+  'rollout.previous_retired': 'Blue-green: the old operator replicas were told to stop; from now on a rollback reinstalls them.',
+  'rollout.blue_green_abandoned': 'Blue-green: the new side is incomplete (a node failed, or the rollout was aborted before the switch): the old replicas keep serving and the new ones stop.',
   'rollout.completed': 'Every node of a rollout is done.',
   'rollout.failed': 'A rollout ended with nodes that did not reach the target version.',
   'rollout.hook_started': 'A hook run began: on the node (preNode, postNode; reported by its agent) or on the operator leader (preRollout, postRollout).',
@@ -123,7 +126,7 @@ export interface EventData {
   'node.down': Hostname & { from: NodeStatus; to: NodeStatus };
   'node.up': Hostname & { from: NodeStatus; to: NodeStatus };
   /** `artifact_id` and `force` only when a person sets it through the API. */
-  'node.component_version_set': Hostname & { component: string; version: string | null; previous_version: string | null; rollback: boolean; artifact_id?: string; force?: boolean };
+  'node.component_version_set': Hostname & { component: string; version: string | null; previous_version: string | null; rollback: boolean; artifact_id?: string; force?: boolean; keep_previous?: true };
   'node.install_started': InstallEventData;
   'node.install_completed': InstallEventData;
   'node.install_failed': InstallEventData;
@@ -188,6 +191,9 @@ export interface EventData {
   'rollout.schema_step_failed': { phase: 'pre' | 'post'; version: string; reason: string };
   'rollout.waiting_for_replicas': { batch: number; reason: string };
   'rollout.compat_blocked': { batch: number; violations: string[] };
+  'rollout.traffic_switched': { from_versions: string[]; to_version: string; retire_after_ms: number };
+  'rollout.previous_retired': { nodes: string[]; versions: string[] };
+  'rollout.blue_green_abandoned': { reason: string };
   'rollout.completed': { done: number; failed: 0 };
   'rollout.failed': { reason: string; failed_nodes: string[]; done: number; failed: number };
   'rollout.hook_started': HookEventData;

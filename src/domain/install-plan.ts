@@ -24,6 +24,8 @@ export interface InstallRecord {
   rollback: boolean;
   /** The desired state's request id, when the operator sends one (part of "same request"). */
   request_id?: string;
+  /** Blue-green: the previous version keeps running beside this one (absent: false). */
+  keep_previous?: boolean;
   phase: InstallPhase;
   reason?: string;
   /** How many times this install was found interrupted by a restart of the agent. */

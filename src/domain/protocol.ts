@@ -108,6 +108,11 @@ export interface DesiredComponent {
    * version): a request that failed is retried only when a new request arrives.
    */
   request_id?: string;
+  /**
+   * Blue-green (operator): the new version starts beside the one running, which keeps running
+   * until this turns false (retired). Absent from older operators: false.
+   */
+  keep_previous?: boolean;
 }
 
 /** Progress of one component install, persisted by the agent and reported in every heartbeat. */

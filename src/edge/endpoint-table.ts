@@ -158,9 +158,10 @@ export class EndpointTable {
    * ready replica also becomes a candidate for the edge's own connection, should this one go.
    */
   private async fetchReplicas(client: ApiClient): Promise<Endpoint[]> {
-    const replicas = await client.get<{ id: string; url: string; ready: boolean; live: boolean }[]>('/api/v1/operators');
+    const replicas = await client.get<{ id: string; url: string; ready: boolean; live: boolean; serving?: boolean }[]>('/api/v1/operators');
     this.control.learn(replicas.filter((r) => r.live && r.ready).map((r) => r.url));
-    return replicas.map((r) => ({ instance_id: `operator:${r.id}`, url: r.url, healthy: r.live && r.ready }));
+    // During a blue-green rollout only one side serves (older operators say nothing: every replica does).
+    return replicas.map((r) => ({ instance_id: `operator:${r.id}`, url: r.url, healthy: r.live && r.ready && r.serving !== false }));
   }
 
   /**

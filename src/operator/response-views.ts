@@ -165,5 +165,7 @@ export const ReplicaView = looseView({
   ready: z.boolean(),
   leader: z.boolean(),
   live: z.boolean(),
+  /** Whether the load balancer (drydock edge) sends traffic to it: false only for the side a blue-green rollout does not serve. */
+  serving: z.boolean(),
   seen_ago_ms: z.number(),
 });

@@ -41,6 +41,13 @@ export const rolloutErrors = {
   /** A regional rollback names a region the rollout has no node in. */
   rollbackRegionUnknown: (id: string, regions: string[], known: string[]) =>
     new ApiError(400, 'ROLLBACK_REGION_UNKNOWN', `rollout ${id} has no node in ${regions.join(', ')}; its regions: ${known.join(', ')}; nothing was changed`, { id, regions, known }),
+  rollbackRegionBlueGreen: (id: string) =>
+    new ApiError(
+      409,
+      'ROLLBACK_REGION_BLUE_GREEN',
+      `rollout ${id} is blue-green and its old replicas still run: a rollback moves every region back to them at once; roll back without --region (nothing was changed)`,
+      { id },
+    ),
   /** Rollback refused: the rollout already contracted the schema the previous builds need. */
   rollbackAfterContract: (id: string, reason: string) => new ApiError(409, 'ROLLBACK_AFTER_CONTRACT', `rollout ${id} cannot roll back: ${reason}; nothing was changed`, { id }),
   rollbackVersionUnavailable: (id: string, versions: UnavailableRollbackVersion[]) =>

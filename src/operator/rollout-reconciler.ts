@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { RECONCILED_ROLLOUT_STATUSES, type Rollout, type RolloutTask, TERMINAL } from '../domain/rollout/model.js';
-import { loadCompatFacts } from '../store/compat.js';
+import { liveReplicaVersions, loadCompatFacts } from '../store/compat.js';
+import { isBlueGreen } from '../domain/rollout/blue-green.js';
 import { REPLICA_STALE_AFTER_MS } from './replica-registry.js';
 import { decideRollout } from '../domain/rollout/decide.js';
 import { untilHealthyLongEnough } from '../domain/rollout/next-wake.js';
@@ -28,6 +29,12 @@ function atBatchBoundary(rollout: Rollout, tasks: readonly RolloutTask[]): boole
   if (rollout.status !== 'running' && rollout.status !== 'waiting_for_window') return false;
   if (rollout.currentBatch + 1 >= rollout.batchCount) return false;
   return tasks.every((t) => t.batch !== rollout.currentBatch || t.direction !== 'forward' || TERMINAL.includes(t.state));
+}
+
+/** A blue-green rollout past its last batch, whose old replicas were retired: are they gone yet? */
+function atBlueGreenEnd(rollout: Rollout, tasks: readonly RolloutTask[]): boolean {
+  if (!isBlueGreen(rollout) || rollout.previousRetiredAt === null || rollout.currentBatch + 1 < rollout.batchCount) return false;
+  return tasks.every((t) => t.direction !== 'forward' || TERMINAL.includes(t.state));
 }
 
 /** Wait before a failed schema step is tried again. */
@@ -198,7 +205,9 @@ export class RolloutReconciler {
       // A control-plane rollout also counts the region's ready replicas before it stops more of them.
       const compat = atBatchBoundary(loaded.rollout, loaded.tasks)
         ? await loadCompatFacts(tx, REPLICA_STALE_AFTER_MS, { readyReplicas: component === OPERATOR_COMPONENT && spec.strategy.minAvailablePerRegion !== undefined })
-        : undefined;
+        : atBlueGreenEnd(loaded.rollout, loaded.tasks)
+          ? { rules: [], running: new Map(), operatorVersions: await liveReplicaVersions(tx, REPLICA_STALE_AFTER_MS) }
+          : undefined;
       const decision = decideRollout(loaded.rollout, loaded.tasks, facts, now, unavailable, (runId) => hookRuns.get(runId), compat);
       // A wait on the fleet is said once per reason (an event), not on every pass.
       if (decision.waitingFor && this.waitReasons.get(id) !== decision.waitingFor) {

@@ -20,6 +20,8 @@ export function newRollout(spec: RolloutSpec, over: Partial<Rollout> = {}): Roll
     schemaPreAppliedAt: null,
     schemaPostAppliedAt: null,
     rollbackRegions: null,
+    trafficSwitchedAt: null,
+    previousRetiredAt: null,
     ...over,
   };
 }

@@ -40,6 +40,15 @@ export async function loadCompatFacts(db: Db, replicaStaleAfterMs: number, optio
   return { rules, running, ...(readyReplicas ? { readyReplicas } : {}) };
 }
 
+/** The versions of the live operator replicas (each once). */
+export async function liveReplicaVersions(db: Db, staleAfterMs: number): Promise<string[]> {
+  const rows = await db.query<{ version: string }>(
+    `SELECT DISTINCT version FROM operator_replicas WHERE stopped_at IS NULL AND last_seen_at >= now() - $1 * interval '1 millisecond' ORDER BY 1`,
+    [staleAfterMs],
+  );
+  return rows.map((r) => r.version);
+}
+
 /** The hostnames of the live, ready operator replicas of each region. */
 async function loadReadyReplicas(db: Db, staleAfterMs: number): Promise<Map<string, string[]>> {
   const rows = await db.query<{ region: string; hostname: string }>(

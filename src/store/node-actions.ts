@@ -86,7 +86,7 @@ export class VersionUnavailableError extends Error {}
 export async function setComponentVersion(
   tx: Db,
   node: { id: string; hostname: string; components: Record<string, string> },
-  change: { component: string; version: string | null; rollback: boolean; previousVersion: string | null; force?: boolean },
+  change: { component: string; version: string | null; rollback: boolean; previousVersion: string | null; force?: boolean; keepPrevious?: boolean },
   who: Actor,
 ): Promise<void> {
   if (change.version === null) {
@@ -105,6 +105,7 @@ export async function setComponentVersion(
       rollback: change.rollback,
       force: change.force ?? false,
       updatedBy: who.actor,
+      keepPrevious: change.keepPrevious ?? false,
     });
   }
   await bumpGenerations(tx, [node.id]);
@@ -114,7 +115,14 @@ export async function setComponentVersion(
       actor: who.actor,
       rolloutId: who.rolloutId,
       nodeId: node.id,
-      data: { hostname: node.hostname, component: change.component, version: change.version, previous_version: change.previousVersion, rollback: change.rollback },
+      data: {
+        hostname: node.hostname,
+        component: change.component,
+        version: change.version,
+        previous_version: change.previousVersion,
+        rollback: change.rollback,
+        ...(change.keepPrevious ? { keep_previous: true } : {}),
+      },
     },
   ]);
 }

@@ -31,23 +31,44 @@ export async function findNodeComponent(db: Db, nodeId: string, component: strin
 
 export async function setNodeComponent(
   tx: Db,
-  row: { nodeId: string; component: string; version: string; artifactId: string; previousVersion: string | null; rollback: boolean; force: boolean; updatedBy: string },
+  row: {
+    nodeId: string;
+    component: string;
+    version: string;
+    artifactId: string;
+    previousVersion: string | null;
+    rollback: boolean;
+    force: boolean;
+    updatedBy: string;
+    /** Blue-green: the previous version keeps running beside this one until retired (default false). */
+    keepPrevious?: boolean;
+  },
 ): Promise<void> {
   await tx.query(
-    `INSERT INTO node_components (node_id, component, version, artifact_id, previous_version, rollback, force, updated_by)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    `INSERT INTO node_components (node_id, component, version, artifact_id, previous_version, rollback, force, updated_by, keep_previous)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
      ON CONFLICT (node_id, component) DO UPDATE SET version = excluded.version, artifact_id = excluded.artifact_id,
        previous_version = excluded.previous_version, rollback = excluded.rollback, force = excluded.force,
-       updated_by = excluded.updated_by, updated_at = now()`,
-    [row.nodeId, row.component, row.version, row.artifactId, row.previousVersion, row.rollback, row.force, row.updatedBy],
+       updated_by = excluded.updated_by, keep_previous = excluded.keep_previous, updated_at = now()`,
+    [row.nodeId, row.component, row.version, row.artifactId, row.previousVersion, row.rollback, row.force, row.updatedBy, row.keepPrevious ?? false],
   );
+}
+
+/**
+ * Blue-green: the previous version the node kept running beside this one may stop now. The
+ * request (its id is the row's update time) stays the same: nothing is installed again.
+ * Returns whether the row changed.
+ */
+export async function retirePreviousComponent(tx: Db, nodeId: string, component: string): Promise<boolean> {
+  const rows = await tx.query('UPDATE node_components SET keep_previous = false WHERE node_id = $1 AND component = $2 AND keep_previous RETURNING node_id', [nodeId, component]);
+  return rows.length > 0;
 }
 
 /** The desired components of a node, with what its agent needs to fetch and verify each. */
 export async function desiredComponentsForNode(db: Db, nodeId: string): Promise<Record<string, DesiredComponent>> {
   const rows = await db.query<Omit<DesiredComponent, 'url'> & { component: string }>(
     `SELECT c.component, c.version, a.id AS artifact_id, a.kind, a.sha256, a.size::float8 AS size, a.signature,
-            c.rollback, a.disruptive, c.previous_version,
+            c.rollback, a.disruptive, c.previous_version, c.keep_previous,
             to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') AS request_id
        FROM node_components c JOIN artifacts a ON a.id = c.artifact_id
       WHERE c.node_id = $1 ORDER BY c.component`,
@@ -56,9 +77,13 @@ export async function desiredComponentsForNode(db: Db, nodeId: string): Promise<
   // The agent gateway's download route: it serves only what is in this node's desired state,
   // to the holder of this node's credential (DESIGN.md §9). Node ids come from agents, so encode.
   return Object.fromEntries(
-    rows.map(({ component, ...desired }) => [
+    rows.map(({ component, keep_previous: keepPrevious, ...desired }) => [
       component,
-      { ...desired, url: `/api/v1/agent/artifacts/${encodeURIComponent(desired.artifact_id)}/blob?node_id=${encodeURIComponent(nodeId)}` },
+      {
+        ...desired,
+        url: `/api/v1/agent/artifacts/${encodeURIComponent(desired.artifact_id)}/blob?node_id=${encodeURIComponent(nodeId)}`,
+        ...(keepPrevious ? { keep_previous: true } : {}),
+      },
     ]),
   );
 }

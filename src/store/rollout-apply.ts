@@ -4,7 +4,8 @@ import { insertApproval } from './approvals.js';
 import type { Db } from './db.js';
 import { appendEvents } from './events.js';
 import { beginDrain, cordonNode, enableNode, restartInstancesInPlace, setComponentVersion, VersionUnavailableError } from './node-actions.js';
-import { findNode } from './nodes.js';
+import { retirePreviousComponent } from './node-components.js';
+import { bumpGenerations, findNode } from './nodes.js';
 import { updateRollout, updateTasks } from './rollouts.js';
 import { EVENT } from '../domain/events.js';
 
@@ -42,11 +43,21 @@ export async function applyRolloutDecision(tx: Db, rollout: Rollout, tasks: read
       case 'enable':
         await enableNode(tx, node, who);
         break;
+      case 'retire_previous':
+        // Its agent stops the old replica it kept beside the new one (blue-green).
+        if (await retirePreviousComponent(tx, node.id, command.component)) await bumpGenerations(tx, [node.id]);
+        break;
       case 'set_version': {
         const task = taskByNode.get(node.id);
         // A forward install (a downgrade the spec allows included) keeps the version it replaces.
         const forward = !command.rollback || command.downgrade === true;
-        const change = { component: command.component, version: command.version, rollback: command.rollback, previousVersion: forward ? (task?.fromVersion ?? null) : null };
+        const change = {
+          component: command.component,
+          version: command.version,
+          rollback: command.rollback,
+          previousVersion: forward ? (task?.fromVersion ?? null) : null,
+          ...(command.keepPrevious ? { keepPrevious: true } : {}),
+        };
         try {
           await setComponentVersion(tx, node, change, who);
         } catch (error) {

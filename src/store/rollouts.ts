@@ -21,6 +21,8 @@ interface RolloutRow {
   schema_pre_applied_at: Date | null;
   schema_post_applied_at: Date | null;
   rollback_regions: string[] | null;
+  traffic_switched_at: Date | null;
+  previous_retired_at: Date | null;
   plan: Record<string, unknown>;
   preflight: Record<string, unknown>;
   overrides: string[];
@@ -64,6 +66,8 @@ export function toRollout(row: RolloutRow): Rollout {
     schemaPreAppliedAt: date(row.schema_pre_applied_at ?? null),
     schemaPostAppliedAt: date(row.schema_post_applied_at ?? null),
     rollbackRegions: row.rollback_regions ?? null,
+    trafficSwitchedAt: date(row.traffic_switched_at ?? null),
+    previousRetiredAt: date(row.previous_retired_at ?? null),
   };
 }
 
@@ -152,6 +156,12 @@ export async function listRolloutRows(db: Db, filter: { status?: string | undefi
   return db.query<RolloutRow>('SELECT * FROM rollouts WHERE ($1::text IS NULL OR status = $1) ORDER BY created_at DESC', [filter.status ?? null]);
 }
 
+/** The active rollouts of `component` (oldest first), as the domain reads them (no tasks). */
+export async function activeRolloutsOf(db: Db, component: string, statuses: readonly string[]): Promise<Rollout[]> {
+  const rows = await db.query<RolloutRow>('SELECT * FROM rollouts WHERE component = $1 AND status = ANY($2::text[]) ORDER BY created_at', [component, statuses]);
+  return rows.map(toRollout);
+}
+
 export async function activeRolloutIds(db: Db, statuses: readonly string[]): Promise<string[]> {
   const rows = await db.query<{ id: string }>('SELECT id FROM rollouts WHERE status = ANY($1::text[]) ORDER BY created_at', [statuses]);
   return rows.map((r) => r.id);
@@ -176,6 +186,8 @@ const ROLLOUT_COLUMNS: Record<string, string> = {
   schemaPreAppliedAt: 'schema_pre_applied_at',
   schemaPostAppliedAt: 'schema_post_applied_at',
   rollbackRegions: 'rollback_regions',
+  trafficSwitchedAt: 'traffic_switched_at',
+  previousRetiredAt: 'previous_retired_at',
   drainMode: 'drain_mode',
   batchCount: 'batch_count',
 };

@@ -4,14 +4,16 @@
 // brings an expand and a contract migration) completes with no failed API request, never fewer
 // than 2 ready replicas per region, the contract only after the last replica, a new leader on
 // the way, and each node upgraded once. Then a broken build (its operator exits at start) goes
-// back to 2.0.0 by itself and trips the breaker.
+// back to 2.0.0 by itself and trips the breaker. Then blue-green: 2.1.0 starts beside 2.0.0 on
+// every node, the edge moves to it once all are ready, the old replicas stop; and 2.2.0 the same
+// way, rolled back after the switch: the edge moves back to the 2.1.0 replicas, which never stopped.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlPlaneFleet } from '../../src/demo/control-plane-fleet.js';
-import { apiTraffic, watchReplicas } from '../../src/demo/control-plane-watch.js';
+import { apiTraffic, type ServingSample, watchReplicas, watchServing } from '../../src/demo/control-plane-watch.js';
 import { isAlive, waitFor } from '../../src/demo/local-fleet.js';
 import type { ReplicaView } from '../../src/store/operator-replicas.js';
 import { BUNDLE } from '../support/processes.js';
@@ -26,6 +28,7 @@ interface RolloutDetail {
 }
 interface EventRow {
   id: number;
+  at: string;
   kind: string;
   node_id: string | null;
   rollout_id: string | null;
@@ -48,6 +51,8 @@ describe('the control plane upgrades itself', () => {
     await cp.publish('v1');
     await cp.publish('v2');
     await cp.publish('broken');
+    await cp.publish('green');
+    await cp.publish('green2');
   }, 300_000);
 
   afterAll(async () => {
@@ -70,7 +75,8 @@ describe('the control plane upgrades itself', () => {
     expect(firstLeader).toBeDefined();
 
     const sampler = watchReplicas(cp);
-    const load = apiTraffic(`${cp.apiUrl}/api/v1/nodes`);
+    // Four clients: at least 20 requests/s even on a loaded machine.
+    const load = apiTraffic(`${cp.apiUrl}/api/v1/nodes`, 4);
     const t0 = Date.now();
     const created = await cp.client().post<{ id: string }>('/api/v1/rollouts', {
       name: 'control-plane-2-0-0',
@@ -175,4 +181,136 @@ describe('the control plane upgrades itself', () => {
     const health = (await (await fetch(`http://${node?.listen}/health`)).json()) as { version: string; ready: boolean };
     expect(health).toMatchObject({ version: '2.0.0', ready: true });
   }, 300_000);
+  async function waitForStatus(id: string, statuses: string[], timeoutMs: number): Promise<RolloutDetail> {
+    return waitFor(
+      `rollout ${id} to reach ${statuses.join(' or ')}`,
+      async () => {
+        const r = await cp.client().get<RolloutDetail>(`/api/v1/rollouts/${id}`).catch(() => undefined);
+        return r && statuses.includes(r.status) ? r : undefined;
+      },
+      timeoutMs,
+      500,
+    );
+  }
+
+  /** The versions answering through the edge, in order, with each change of version once. */
+  const changes = (samples: readonly ServingSample[]) => samples.map((s) => s.version).filter((v, i, all) => i === 0 || all[i - 1] !== v);
+  /** For a failed assertion: each change of the answering version and the rollout's events, in time order. */
+  const timeline = (samples: readonly ServingSample[], log: readonly EventRow[]) =>
+    [
+      ...samples.filter((s, i) => i === 0 || samples[i - 1]?.version !== s.version).map((s) => ({ at: s.at, what: `edge answers ${s.version}` })),
+      ...log.map((e) => ({ at: Date.parse(e.at), what: e.kind })),
+    ]
+      .sort((a, b) => a.at - b.at)
+      .map((x) => `${new Date(x.at).toISOString().slice(11, 23)} ${x.what}`)
+      .join('\n');
+
+  it('blue-green: 2.1.0 starts beside 2.0.0 on every node, the edge moves to it once all are ready, then the old replicas stop', async () => {
+    // The breaker drill above left its rollout waiting for a decision: it ends here.
+    const held = (await cp.client().get<{ id: string; status: string }[]>('/api/v1/rollouts')).filter((r) => r.status === 'awaiting_decision');
+    for (const r of held) await cp.client().post(`/api/v1/rollouts/${r.id}/abort`);
+    for (const r of held) await waitForStatus(r.id, ['aborted'], 60_000);
+    const oldPids = cp.replicaPids();
+    expect(oldPids).toHaveLength(9);
+
+    const sampler = watchReplicas(cp);
+    const load = apiTraffic(`${cp.apiUrl}/api/v1/nodes`);
+    const serving = watchServing(`${cp.apiUrl}/health`);
+    const created = await cp.client().post<{ id: string }>('/api/v1/rollouts', {
+      name: 'control-plane-2-1-0-blue-green',
+      target: { component: 'operator', version: '2.1.0' },
+      selector: { role: 'control-plane' },
+      strategy: { order: 'blue-green', batch: { size: 9 }, blueGreen: { retireAfter: '3s' }, health: { minHealthyTime: '1s', timeout: '2m' } },
+    });
+    const done = await waitForStatus(created.id, ['completed', 'failed', 'awaiting_decision', 'aborted', 'rolled_back'], 300_000);
+    await load.stop();
+    await sampler.stop();
+    await serving.stop();
+
+    expect({ status: done.status, tasks: done.tasks.filter((t) => t.state !== 'done') }).toEqual({ status: 'completed', tasks: [] });
+    expect({ failed: load.stats.failed, errors: load.stats.errors.slice(0, 5) }).toEqual({ failed: 0, errors: [] });
+    // The old replicas kept serving until the switch: no region ever had fewer than 3 ready.
+    for (const region of REGIONS) expect(sampler.minReady.get(region), region).toBeGreaterThanOrEqual(3);
+
+    const log = await events(created.id);
+    const kinds = log.map((e) => e.kind);
+    const switched = log.find((e) => e.kind === 'rollout.traffic_switched');
+    const retired = log.find((e) => e.kind === 'rollout.previous_retired');
+    expect(switched?.data).toMatchObject({ from_versions: ['2.0.0'], to_version: '2.1.0' });
+    expect(retired?.data.nodes).toHaveLength(9);
+    expect(log.filter((e) => e.kind === 'rollout.node_started')).toHaveLength(9);
+    const lastCompleted = Math.max(...log.filter((e) => e.kind === 'rollout.node_completed').map((e) => e.id));
+    expect(switched!.id).toBeGreaterThan(lastCompleted);
+    expect(retired!.id).toBeGreaterThan(switched!.id);
+    expect(kinds.at(-1)).toBe('rollout.completed');
+
+    // Through the edge: 2.0.0 until the switch, then 2.1.0, never back and forth.
+    expect(changes(serving.samples), timeline(serving.samples, log)).toEqual(['2.0.0', '2.1.0']);
+    const firstNew = serving.samples.find((s) => s.version === '2.1.0')!;
+    expect(firstNew.at).toBeGreaterThanOrEqual(Date.parse(switched!.at));
+
+    // Nine 2.1.0 replicas on the second addresses; the 2.0.0 processes are gone.
+    const after = await cp.replicas();
+    const live = after.filter((r) => r.live && r.ready);
+    expect(live.map((r) => r.version)).toEqual(Array(9).fill('2.1.0'));
+    expect(live.map((r) => r.url).sort()).toEqual(cp.nodes.map((n) => `http://${n.altListen}`).sort());
+    await waitFor('the 2.0.0 replica processes to exit', async () => (oldPids.some(isAlive) ? undefined : true), 30_000, 250);
+    for (const pid of cp.replicaPids()) replicaPids.add(pid);
+  }, 420_000);
+
+  it('blue-green rollback after the switch: the edge moves back to the old replicas, which never stopped', async () => {
+    const greenPids = cp.replicaPids();
+    expect(greenPids).toHaveLength(9);
+    const load = apiTraffic(`${cp.apiUrl}/api/v1/nodes`);
+    const serving = watchServing(`${cp.apiUrl}/health`);
+    const created = await cp.client().post<{ id: string }>('/api/v1/rollouts', {
+      name: 'control-plane-2-2-0-blue-green',
+      target: { component: 'operator', version: '2.2.0' },
+      selector: { role: 'control-plane' },
+      strategy: { order: 'blue-green', batch: { size: 9 }, blueGreen: { retireAfter: '10m' }, health: { minHealthyTime: '1s', timeout: '2m' } },
+    });
+    await waitFor(
+      'the traffic to move to 2.2.0',
+      async () => ((await events(created.id).catch(() => [])).some((e) => e.kind === 'rollout.traffic_switched') ? true : undefined),
+      300_000,
+      500,
+    );
+    await waitFor('the edge to answer with 2.2.0', async () => (serving.samples.at(-1)?.version === '2.2.0' ? true : undefined), 30_000, 100);
+    for (const pid of cp.replicaPids()) replicaPids.add(pid);
+
+    // One region alone cannot move back: the traffic moves for all of them at once. Nothing changes.
+    const regional = await fetch(`${cp.apiUrl}/api/v1/rollouts/${created.id}/rollback`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ region: 'eu-west' }),
+    });
+    expect(regional.status).toBe(409);
+    expect(((await regional.json()) as { error: { code: string } }).error.code).toBe('ROLLBACK_REGION_BLUE_GREEN');
+    expect((await cp.client().get<RolloutDetail>(`/api/v1/rollouts/${created.id}`)).status).toBe('running');
+
+    const rollbackAt = Date.now();
+    await cp.client().post(`/api/v1/rollouts/${created.id}/rollback`, {});
+    const back = await waitForStatus(created.id, ['rolled_back', 'failed'], 180_000);
+    await load.stop();
+    await serving.stop();
+
+    expect({ status: back.status, tasks: back.tasks.filter((t) => t.state !== 'rolled_back') }).toEqual({ status: 'rolled_back', tasks: [] });
+    expect({ failed: load.stats.failed, errors: load.stats.errors.slice(0, 5) }).toEqual({ failed: 0, errors: [] });
+    expect(changes(serving.samples), timeline(serving.samples, await events(created.id))).toEqual(['2.1.0', '2.2.0', '2.1.0']);
+    // Back within the edge's refresh of the rollback (no replica had to start).
+    const firstBack = serving.samples.find((s) => s.at >= rollbackAt && s.version === '2.1.0')!;
+    expect(firstBack.at - rollbackAt).toBeLessThan(5_000);
+    // The 2.1.0 replicas are the very processes that ran before the rollout.
+    expect(greenPids.every(isAlive)).toBe(true);
+    await waitFor(
+      'only the nine 2.1.0 replicas live',
+      async () => {
+        const live = (await cp.replicas().catch(() => [] as ReplicaView[])).filter((r) => r.live);
+        return live.length === 9 && live.every((r) => r.version === '2.1.0' && r.ready) ? true : undefined;
+      },
+      60_000,
+      500,
+    );
+    expect(cp.replicaPids().sort()).toEqual([...greenPids].sort());
+  }, 420_000);
 });

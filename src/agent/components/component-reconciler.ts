@@ -67,6 +67,15 @@ export class ComponentReconciler {
     this.clock = options.clock ?? (() => new Date());
   }
 
+  /**
+   * The version of `component` the desired state asks for, and whether it keeps the previous
+   * version running beside it (blue-green); undefined until a desired state names it.
+   */
+  desiredOf(component: string): { version: string; keepPrevious: boolean } | undefined {
+    const desired = this.desired?.[component];
+    return desired ? { version: desired.version, keepPrevious: desired.keep_previous === true } : undefined;
+  }
+
   /** Proven versions, as heartbeats report them (a version being assessed is not reported yet). */
   installedVersions(): Record<string, string> {
     return { ...this.journal.installed, ...this.options.builtIn };
@@ -200,6 +209,7 @@ export class ComponentReconciler {
       sha256: desired.sha256,
       rollback: desired.rollback,
       ...(desired.request_id === undefined ? {} : { request_id: desired.request_id }),
+      ...(desired.keep_previous ? { keep_previous: true } : {}),
       phase: 'downloading',
       interrupted,
       updated_at: this.clock().toISOString(),
@@ -293,6 +303,7 @@ export class ComponentReconciler {
       nodeId: this.options.nodeId(),
       healthDeadlineMs: this.options.healthDeadlineMs ?? 30_000,
       scriptDeadlineMs: this.options.scriptDeadlineMs ?? 600_000,
+      keepPrevious: record.keep_previous === true,
     };
   }
 

@@ -14,6 +14,8 @@ export interface InstallContext {
   healthDeadlineMs: number;
   /** Deadline of a script's `install` or `rollback` (default 10 min). */
   scriptDeadlineMs: number;
+  /** Blue-green: the running version keeps running beside the new one (only the operator installer does this). */
+  keepPrevious: boolean;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { Installer } from './installers.js';
 import type { OperatorReplica } from './operator-replica.js';
 
@@ -15,7 +16,9 @@ export interface OperatorInstallerOptions {
 
 /**
  * `operator`: the artifact is an operator build (drydock.mjs, optional operator.env) and
- * installing it replaces the replica this node runs (DESIGN.md §11). The old replica stops
+ * installing it replaces the replica this node runs (DESIGN.md §11). Blue-green (the desired
+ * state keeps the previous version): the new one starts beside the old one on the second
+ * address, and the old one keeps running until it is retired or takes over again. Otherwise the old replica stops
  * first — it leaves the registry and hands the lease over if it led — then `current` switches
  * and the new one starts; it is proven when its /health says ready, registered and at the new
  * version before the deadline. Otherwise `current` returns to the previous version (its own env
@@ -24,9 +27,19 @@ export interface OperatorInstallerOptions {
 export function operatorInstaller(options: OperatorInstallerOptions): Installer {
   const { replica } = options;
   return {
+    async place(ctx, downloaded) {
+      // Blue-green, back: the version's directory is in use by its replica, still running; the
+      // verified download is the same build, so the directory stays as it is.
+      if (replica.previousVersion === ctx.version && existsSync(ctx.layout.versionDir(ctx.component, ctx.version))) return;
+      await ctx.layout.unpack(ctx.component, ctx.version, downloaded);
+    },
+
     async activate(ctx) {
       try {
-        await replica.switchTo(ctx.version);
+        // Blue-green, back: the version asked for still runs beside the current one.
+        if (replica.previousVersion === ctx.version) await replica.swapBack();
+        else if (ctx.keepPrevious) await replica.startBeside(ctx.version);
+        else await replica.switchTo(ctx.version);
       } catch (error) {
         return `operator ${ctx.version} could not be started: ${(error as Error).message}`;
       }
@@ -45,7 +58,9 @@ export function operatorInstaller(options: OperatorInstallerOptions): Installer 
 
     async revert(ctx) {
       try {
-        await replica.switchTo(ctx.previous);
+        // A blue-green install keeps the previous replica running: it takes over again untouched.
+        if (ctx.previous !== null && replica.previousVersion === ctx.previous) await replica.swapBack();
+        else await replica.switchTo(ctx.previous);
       } catch (error) {
         return `operator ${ctx.previous} could not be started again: ${(error as Error).message}`;
       }

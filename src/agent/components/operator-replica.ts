@@ -15,6 +15,11 @@ export interface OperatorReplicaOptions {
   layout: ComponentLayout;
   /** host:port the replica listens on. */
   listen: string;
+  /**
+   * The second address (blue-green): a new version starts here beside the one running on the
+   * other. The two swap roles from one blue-green rollout to the next. Absent: no blue-green.
+   */
+  altListen?: string | undefined;
   region: string;
   hostname: string;
   /** Node-local settings (DATABASE_URL, DRYDOCK_* …) as KEY=VALUE lines; the artifact's own env file wins over it. */
@@ -34,7 +39,18 @@ interface ReplicaRecord {
   pid: number;
   proc_start: string | null;
   version: string;
+  /** host:port it listens on (absent in records of older agents: the primary address). */
+  listen?: string;
 }
+
+/** The state file: the replica serving as `current`, and the one kept running beside it (blue-green). */
+interface StateRecord extends ReplicaRecord {
+  previous?: ReplicaRecord;
+}
+
+/** Refusal of a blue-green install by an agent with one operator address. */
+export const NO_ALT_LISTEN_REASON =
+  'blue-green needs a second address for the new operator replica: start the agent with --operator-listen-alt HOST:PORT';
 
 /** What the replica's /health says, as the agent's assessment needs it. */
 export interface ReplicaHealth {
@@ -53,16 +69,34 @@ export interface ReplicaHealth {
  */
 export class OperatorReplica {
   private record: ReplicaRecord | undefined;
+  /** Blue-green: the previous version, still running beside `record` until it is retired or takes over again. */
+  private previous: ReplicaRecord | undefined;
+  /** Where the replica last listened: a replica started again (it died) comes back there. */
+  private lastListen: string;
   private restartAt = 0;
   /** Every change of the process (start, stop, switch, supervise) runs after the previous one. */
   private chain: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly options: OperatorReplicaOptions) {
-    this.record = readRecord(options.stateFile);
+    const state = readState(options.stateFile);
+    this.record = state?.record;
+    this.previous = state?.previous;
+    this.lastListen = this.record?.listen ?? options.listen;
   }
 
+  /** The URL of the replica serving as `current`. */
   get url(): string {
-    return `http://${this.options.listen}`;
+    return `http://${this.record?.listen ?? this.lastListen}`;
+  }
+
+  /** The version kept running beside the current one (blue-green), or undefined. */
+  get previousVersion(): string | undefined {
+    return this.previous && isSameProcessAlive(this.previous.pid, this.previous.proc_start) ? this.previous.version : undefined;
+  }
+
+  /** The pids of every replica process this agent runs (current and kept). */
+  get pids(): number[] {
+    return [this.record, this.previous].filter((r): r is ReplicaRecord => r !== undefined && isSameProcessAlive(r.pid, r.proc_start)).map((r) => r.pid);
   }
 
   /** The version running now (as started), or undefined when none runs. */
@@ -92,9 +126,49 @@ export class OperatorReplica {
    */
   switchTo(version: string | null): Promise<void> {
     return this.exclusive(async () => {
+      await this.stopPreviousNow();
       await this.stopNow();
       this.options.layout.switchCurrent(OPERATOR_COMPONENT, version);
       if (version !== null) await this.startNow(version);
+    });
+  }
+
+  /**
+   * Blue-green: starts `version` on the other address while the running replica keeps running
+   * (and serving) as the previous one; `current` switches to the new version. A previous replica
+   * still kept from an earlier blue-green stops first: two run at most.
+   */
+  startBeside(version: string): Promise<void> {
+    return this.exclusive(async () => {
+      const alt = this.options.altListen;
+      if (!alt) throw new Error(NO_ALT_LISTEN_REASON);
+      await this.stopPreviousNow();
+      const running = this.runningVersion === undefined ? undefined : this.record;
+      if (!running) await this.stopNow();
+      const used = running?.listen ?? this.lastListen;
+      this.previous = running;
+      this.record = undefined;
+      this.lastListen = used === alt ? this.options.listen : alt;
+      this.options.layout.switchCurrent(OPERATOR_COMPONENT, version);
+      await this.startNow(version);
+    });
+  }
+
+  /**
+   * Blue-green, back: the previous replica (still running) becomes the current one again and
+   * the newer one stops. Nothing starts, so the old version serves at once.
+   */
+  swapBack(): Promise<void> {
+    return this.exclusive(async () => {
+      const previous = this.previous;
+      if (!previous || !isSameProcessAlive(previous.pid, previous.proc_start)) throw new Error('no previous operator replica runs any more');
+      await this.stopNow();
+      this.record = previous;
+      this.previous = undefined;
+      this.lastListen = previous.listen ?? this.options.listen;
+      this.options.layout.switchCurrent(OPERATOR_COMPONENT, previous.version);
+      this.save();
+      this.options.log.info({ pid: previous.pid, version: previous.version }, 'the previous operator replica is current again');
     });
   }
 
@@ -107,9 +181,19 @@ export class OperatorReplica {
     await this.startNow(current);
   }
 
-  /** Starts it again if it died (at most every 2 s, so a crashing build does not spin). */
-  supervise(): Promise<void> {
+  /**
+   * Starts it again if it died (at most every 2 s, so a crashing build does not spin). The
+   * previous replica kept beside it stops once the desired state asks for the running version
+   * without keeping the previous one (retired). A desired state not known yet, or one asking for
+   * the previous version back (its install makes it current again), stops nothing.
+   */
+  supervise(desired?: { version: string; keepPrevious: boolean }): Promise<void> {
     return this.exclusive(async () => {
+      const retired = desired !== undefined && !desired.keepPrevious && desired.version === this.runningVersion;
+      if (this.previous && (retired || this.previousVersion === undefined)) {
+        if (this.previousVersion !== undefined) this.options.log.info({ version: this.previous.version }, 'retiring the previous operator replica');
+        await this.stopPreviousNow();
+      }
       const now = Date.now();
       if (this.runningVersion !== undefined || now < this.restartAt) return;
       if (this.options.layout.currentVersion(OPERATOR_COMPONENT) === null) return;
@@ -130,7 +214,31 @@ export class OperatorReplica {
     this.options.log.info({ pid: record.pid, version: record.version }, 'stopping the operator replica');
     await stopProcess(record.pid, record.proc_start, this.options.stopGraceMs ?? 30_000);
     this.record = undefined;
-    rmSync(this.options.stateFile, { force: true });
+    this.save();
+  }
+
+  private async stopPreviousNow(): Promise<void> {
+    const previous = this.previous;
+    if (!previous) return;
+    this.options.log.info({ pid: previous.pid, version: previous.version }, 'stopping the previous operator replica');
+    await stopProcess(previous.pid, previous.proc_start, this.options.stopGraceMs ?? 30_000);
+    this.previous = undefined;
+    this.save();
+  }
+
+  /** Writes both records (none left: the file goes), so a restarted agent adopts what runs. */
+  private save(): void {
+    const state: StateRecord | undefined = this.record
+      ? { ...this.record, ...(this.previous ? { previous: this.previous } : {}) }
+      : this.previous
+        ? { ...this.previous, pid: 0, proc_start: null, version: '', previous: this.previous }
+        : undefined;
+    if (!state) {
+      rmSync(this.options.stateFile, { force: true });
+      return;
+    }
+    mkdirSync(dirname(this.options.stateFile), { recursive: true });
+    writeFileSync(this.options.stateFile, JSON.stringify(state));
   }
 
   private async startNow(version: string): Promise<void> {
@@ -145,17 +253,18 @@ export class OperatorReplica {
     mkdirSync(dirname(logFile), { recursive: true });
     const log = openSync(logFile, 'a');
     try {
+      const listen = this.lastListen;
       const args = [
         bundle,
         'operator',
         '--listen',
-        this.options.listen,
+        listen,
         '--region',
         this.options.region,
         '--hostname',
         this.options.hostname,
         '--advertise-url',
-        this.url,
+        `http://${listen}`,
         '--shutdown-delay',
         `${this.options.shutdownDelayMs}ms`,
         ...this.options.extraArgs,
@@ -166,10 +275,9 @@ export class OperatorReplica {
         child.once('error', reject);
       });
       child.unref();
-      this.record = { pid, proc_start: processStartTime(pid), version };
-      mkdirSync(dirname(this.options.stateFile), { recursive: true });
-      writeFileSync(this.options.stateFile, JSON.stringify(this.record));
-      this.options.log.info({ pid, version, listen: this.options.listen }, 'started the operator replica');
+      this.record = { pid, proc_start: processStartTime(pid), version, listen };
+      this.save();
+      this.options.log.info({ pid, version, listen }, 'started the operator replica');
     } finally {
       closeSync(log);
     }
@@ -209,10 +317,12 @@ export class OperatorReplica {
   }
 }
 
-function readRecord(file: string): ReplicaRecord | undefined {
+const isRecord = (r: ReplicaRecord | undefined): r is ReplicaRecord => r !== undefined && Number.isInteger(r.pid) && r.pid > 0 && typeof r.version === 'string';
+
+function readState(file: string): { record: ReplicaRecord | undefined; previous: ReplicaRecord | undefined } | undefined {
   try {
-    const parsed = JSON.parse(readFileSync(file, 'utf8')) as ReplicaRecord;
-    return Number.isInteger(parsed.pid) && typeof parsed.version === 'string' ? parsed : undefined;
+    const { previous, ...record } = JSON.parse(readFileSync(file, 'utf8')) as StateRecord;
+    return { record: isRecord(record) ? record : undefined, previous: isRecord(previous) ? previous : undefined };
   } catch {
     return undefined;
   }

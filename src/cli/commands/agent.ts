@@ -51,6 +51,7 @@ export function registerAgentCommand(program: Command): void {
     )
     .option('--vm-migration-bandwidth <MiB/s>', 'how fast a live migration out of this node may send, in MiB/s (QEMU max-bandwidth)', '1024')
     .option('--operator-listen <host:port>', 'control-plane node: run the local operator replica (component `operator`) listening here')
+    .option('--operator-listen-alt <host:port>', 'the second address of the operator replica: a blue-green rollout starts the new version here beside the running one (the two addresses swap roles)')
     .option('--operator-env-file <file>', "the replica's node-local settings (KEY=VALUE: DATABASE_URL, ...); an artifact's operator.env wins over it")
     .option('--operator-arg <arg>', 'one more argument for `drydock operator` (repeatable, e.g. --operator-arg=--tokens=/etc/drydock/tokens.yaml)', collect)
     .option('--operator-bootstrap <artifact>', 'operator artifact (.tar.gz) installed as the first version when the node has none')
@@ -59,6 +60,7 @@ export function registerAgentCommand(program: Command): void {
     .action(
       action(async (opts, command: Command) => {
         const log = createLogger('agent');
+        if (opts.operatorListenAlt && !opts.operatorListen) throw new Error('--operator-listen-alt needs --operator-listen (the replica\'s first address)');
         const trustedKeys = readTrustedKeys(opts.trustedKey ?? []);
         if (opts.allowUnsigned) {
           log.warn('!!! --allow-unsigned: this agent installs UNSIGNED component artifacts. Development only: never run a production node like this. !!!');
@@ -115,8 +117,11 @@ export function registerAgentCommand(program: Command): void {
 }
 
 function operatorReplicaSettings(opts: Record<string, string | string[] | undefined>): OperatorReplicaSettings {
+  const altListen = opts.operatorListenAlt as string | undefined;
+  if (altListen !== undefined && altListen === opts.operatorListen) throw new Error('--operator-listen-alt must differ from --operator-listen (both replicas run at once during a blue-green rollout)');
   return {
     listen: opts.operatorListen as string,
+    altListen,
     nodeEnvFile: opts.operatorEnvFile as string | undefined,
     extraArgs: (opts.operatorArg as string[] | undefined) ?? [],
     bootstrapArtifact: opts.operatorBootstrap as string | undefined,

@@ -189,7 +189,7 @@ export function registerFleetCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(
       action(async (opts, command: Command) => {
-        const rows = await clientFor(command).get<ReplicaView[]>('/api/v1/operators');
+        const rows = await clientFor(command).get<(ReplicaView & { serving?: boolean })[]>('/api/v1/operators');
         printRows(
           rows,
           [
@@ -198,6 +198,7 @@ export function registerFleetCommands(program: Command): void {
             ['VERSION', (r) => r.version],
             ['READY', (r) => (r.ready ? 'yes' : 'no')],
             ['LEADER', (r) => (r.leader ? 'yes' : '')],
+            ['SERVING', (r) => (r.serving === false ? 'no' : 'yes')],
             ['SCHEMA', (r) => `${r.knows_schema_version}/${r.database_schema_version}`],
             ['SEEN', (r) => (r.live ? `${Math.round(r.seen_ago_ms / 1000)} s ago` : r.reason)],
             ['URL', (r) => r.url],

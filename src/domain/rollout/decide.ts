@@ -6,6 +6,7 @@ import { type HookRuns, NO_HOOK_RUNS, rolloutHookProgress } from './node-hooks.j
 import { advanceTask, afterFailure, startTask, type TaskStep } from './task-machine.js';
 import { type CompatRule, compatViolations } from './compat.js';
 import { schemaStepDue } from './schema-steps.js';
+import { abandonReason, type BlueGreenStep, blueGreenStep, isBlueGreen, retireAfterMs } from './blue-green.js';
 import { isWithinWindow, nextWindowOpen } from './window.js';
 
 /** What is checked before each batch starts: the matrix and what runs now, and the control plane's readiness. */
@@ -18,6 +19,8 @@ export interface CompatFacts {
    * batch starts only while minAvailablePerRegion replicas stay ready beside the ones it stops.
    */
   readyReplicas?: ReadonlyMap<string, readonly string[]>;
+  /** Blue-green rollouts at their end: the versions of the live operator replicas (are the old ones gone?). */
+  operatorVersions?: readonly string[];
 }
 
 /** How often an active rollout is looked at when nothing wakes it (health gates, pauses). */
@@ -168,7 +171,10 @@ export function decideRollout(
     case 'aborting':
       for (const p of index.pendingPositions()) apply(at(p), skip(now, 'the rollout was aborted before this node started'));
       if (anyReverting(rollout, view, nodes, now)) decision.requeueAfterMs = POLL_MS;
-      else if (inFlight === 0) {
+      else if (inFlight === 0 && isBlueGreen(rollout) && rollout.previousRetiredAt === null && forwardDone > 0) {
+        // Blue-green aborted before the old replicas stopped: the new ones stop, the old keep serving.
+        abandon(decision, 'the rollout was aborted before the old replicas were retired; the old replicas keep serving and the new ones stop');
+      } else if (inFlight === 0) {
         decision.rollout.status = 'aborted';
         decision.events.push({ kind: 'rollout.aborted', data: { done: forwardDone } });
       }
@@ -260,6 +266,11 @@ function advanceBatches(
     decision.requeueAfterMs = POLL_MS;
     return;
   }
+  // Blue-green switches only when every new replica is ready: one failed node ends the attempt.
+  if (isBlueGreen(rollout) && rollout.previousRetiredAt === null && view.failedForward.length > 0) {
+    abandon(decision, abandonReason(rollout, view.failedForward.map(view.at)));
+    return;
+  }
   if (currentBatch >= 0 && batchFinishedAt === null) {
     batchFinishedAt = now;
     decision.rollout.batchFinishedAt = now;
@@ -272,6 +283,13 @@ function advanceBatches(
   const next = currentBatch + 1;
   if (next >= rollout.batchCount) {
     const all = view.all();
+    if (isBlueGreen(rollout)) {
+      const step = blueGreenStep(rollout, all, now, compat?.operatorVersions);
+      if (step.kind !== 'finished') {
+        applyBlueGreenStep(rollout, step, all, now, decision);
+        return;
+      }
+    }
     // The contract waits for the last node, and only a rollout whose every node reached the
     // target contracts (a failed one ends failed, its old replicas still needing the schema).
     if (schemaStepDue(rollout, 'post') && all.every((t) => t.state === 'done' || t.state === 'skipped') && all.some((t) => t.state === 'done')) {
@@ -338,7 +356,8 @@ function advanceBatches(
       return;
     }
   }
-  const short = compat?.readyReplicas ? replicasShort(rollout, inBatch(next), compat.readyReplicas) : [];
+  // Blue-green stops no replica before the switch: nothing to count.
+  const short = compat?.readyReplicas && !isBlueGreen(rollout) ? replicasShort(rollout, inBatch(next), compat.readyReplicas) : [];
   if (short.length > 0) {
     decision.waitingFor = `too few ready operator replicas to start batch ${next}: ${short.join('; ')}`;
     decision.requeueAfterMs = POLL_MS;
@@ -352,6 +371,47 @@ function advanceBatches(
   decision.events.push({ kind: 'rollout.batch_started', data: { batch: next, nodes: starting.map((t) => t.hostname) } });
   for (const task of starting) apply(task, startTask(rollout, task, nodes.get(task.nodeId), now));
   decision.requeueAfterMs = POLL_MS;
+}
+
+/** Blue-green gives up this attempt: it rolls back (the old replicas still run and serve). */
+function abandon(decision: RolloutDecision, reason: string) {
+  decision.rollout.status = 'rolling_back';
+  decision.events.push({ kind: 'rollout.blue_green_abandoned', data: { reason } });
+  decision.requeueAfterMs = POLL_MS;
+}
+
+/** One step of a blue-green rollout's end (blue-green.ts), as rollout changes, commands and events. */
+function applyBlueGreenStep(rollout: Rollout, step: BlueGreenStep, all: readonly RolloutTask[], now: Date, decision: RolloutDecision) {
+  const target = rollout.spec.target;
+  switch (step.kind) {
+    case 'abandon':
+      abandon(decision, step.reason);
+      return;
+    case 'switch':
+      decision.rollout.trafficSwitchedAt = now;
+      decision.events.push({ kind: 'rollout.traffic_switched', data: { from_versions: step.previousVersions, to_version: target.version, retire_after_ms: retireAfterMs(rollout) } });
+      decision.requeueAfterMs = Math.min(retireAfterMs(rollout), POLL_MS * 60);
+      return;
+    case 'hold':
+      decision.requeueAfterMs = Math.min(step.remainingMs, POLL_MS * 60);
+      return;
+    case 'retire': {
+      decision.rollout.previousRetiredAt = now;
+      const retiring = new Set(step.nodeIds);
+      for (const nodeId of step.nodeIds) decision.commands.push({ kind: 'retire_previous', nodeId, component: target.component });
+      const tasks = all.filter((t) => retiring.has(t.nodeId));
+      const versions = [...new Set(tasks.map((t) => t.fromVersion).filter((v): v is string => v !== null))].sort();
+      decision.events.push({ kind: 'rollout.previous_retired', data: { nodes: tasks.map((t) => t.hostname), versions } });
+      decision.requeueAfterMs = POLL_MS;
+      return;
+    }
+    case 'wait_for_retired':
+      decision.waitingFor = `old operator replicas still live: ${step.still.join(', ')}`;
+      decision.requeueAfterMs = POLL_MS;
+      return;
+    case 'finished':
+      return;
+  }
 }
 
 /**

@@ -76,6 +76,10 @@ export interface Rollout {
   schemaPostAppliedAt: Date | null;
   /** A rollback limited to these regions returns only their completed nodes (null: every region). */
   rollbackRegions: string[] | null;
+  /** Blue-green: when the load balancer moved to the new replicas (null: the old ones serve). */
+  trafficSwitchedAt: Date | null;
+  /** Blue-green: when the old replicas were told to stop (after it, a rollback reinstalls them). */
+  previousRetiredAt: Date | null;
 }
 
 /** What the rollout needs to know about a node, as of the snapshot. */
@@ -107,7 +111,11 @@ export type NodeCommand =
       rollback: boolean;
       /** A forward install of a lower version (spec allowDowngrade); absent otherwise. */
       downgrade?: true;
+      /** Blue-green: the new version starts beside the running one, which keeps running (absent: it replaces it). */
+      keepPrevious?: true;
     }
+  /** Blue-green: the version a node kept running beside the new one stops. */
+  | { kind: 'retire_previous'; nodeId: string; component: string }
   | { kind: 'enable'; nodeId: string };
 
 export interface RolloutEvent {

@@ -47,7 +47,17 @@ export const RolloutSpecSchema = z
       .prefault({}),
     strategy: z
       .object({
-        order: z.enum(['rolling', 'region-by-region', 'parallel-regions']).default('rolling'),
+        // blue-green (operator only, DESIGN.md §11): the new replicas start beside the old ones,
+        // the load balancer moves to them once all are ready, the old ones stop after retireAfter.
+        order: z.enum(['rolling', 'region-by-region', 'parallel-regions', 'blue-green']).default('rolling'),
+        blueGreen: z
+          .object({
+            // How long the old replicas keep running after the switch: a rollback until then moves
+            // the traffic back to them at once (Argo Rollouts' scaleDownDelay).
+            retireAfter: duration('30s'),
+          })
+          .strict()
+          .optional(),
         canary: z.object({ nodes: count(1).default(1), soak: duration('0s') }).strict().optional(),
         batch: z
           .union(
@@ -91,7 +101,8 @@ export const RolloutSpecSchema = z
       .prefault({})
       .refine((s) => !(s.maxUnavailablePerRegion !== undefined && s.minAvailablePerRegion !== undefined), {
         message: 'set maxUnavailablePerRegion or minAvailablePerRegion, not both',
-      }),
+      })
+      .refine((s) => s.blueGreen === undefined || s.order === 'blue-green', { message: 'blueGreen settings apply to order: blue-green only', path: ['blueGreen'] }),
     approval: z.object({ required: z.boolean().default(false), distinctApprover: z.boolean().default(false) }).strict().prefault({}),
     window: z
       .object({
@@ -116,6 +127,10 @@ export const RolloutSpecSchema = z
     migrations: z.enum(['auto', 'manual']).optional(),
   })
   .strict()
+  .refine((s) => s.strategy.order !== 'blue-green' || s.target.component === 'operator', {
+    message: 'order: blue-green applies to rollouts of the operator component only (its replicas can run two versions side by side)',
+    path: ['strategy', 'order'],
+  })
   .refine((s) => s.migrations !== 'auto' || s.target.component === 'operator', {
     message: 'migrations: auto applies to rollouts of the operator component only (its builds carry the schema migrations)',
     path: ['migrations'],

@@ -1,3 +1,4 @@
+import { isBlueGreen } from './blue-green.js';
 import { isOlderVersion } from './downgrade.js';
 import type { HookAction } from './hooks.js';
 import type { NodeCommand, NodeFacts, Rollout, RolloutEvent, RolloutTask, TaskState } from './model.js';
@@ -34,6 +35,9 @@ export function isDowngrade(rollout: Rollout, task: RolloutTask): boolean {
 
 function setVersion(rollout: Rollout, task: RolloutTask): NodeCommand {
   const downgrade = isDowngrade(rollout, task);
+  // Blue-green: going forward, the new version starts beside the running one; going back, the
+  // old one (still running) takes over again and the new one stops.
+  const beside = isBlueGreen(rollout) && task.direction === 'forward';
   return {
     kind: 'set_version',
     nodeId: task.nodeId,
@@ -41,6 +45,7 @@ function setVersion(rollout: Rollout, task: RolloutTask): NodeCommand {
     version: taskTargetVersion(rollout, task),
     rollback: task.direction === 'rollback' || downgrade,
     ...(downgrade ? { downgrade: true as const } : {}),
+    ...(beside ? { keepPrevious: true as const } : {}),
   };
 }
 

@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Rollout, RolloutStatus, RolloutTask } from '../../domain/rollout/model.js';
 import { rollbackRefusal } from '../../domain/rollout/schema-steps.js';
+import { isBlueGreen } from '../../domain/rollout/blue-green.js';
 import { rollbackNeeds, unavailableRollbackVersions } from '../../domain/rollout/rollback-needs.js';
 import { type BreakerDecision, type HumanAction, humanTransition } from '../../domain/rollout/human-actions.js';
 import { applySpecEdits } from '../../domain/rollout/spec.js';
@@ -171,6 +172,8 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
           const known = new Set(loaded.tasks.map((task) => task.region));
           const unknown = regions.filter((r) => !known.has(r));
           if (unknown.length > 0) throw rolloutErrors.rollbackRegionUnknown(loaded.row.id, unknown, [...known].sort());
+          // Blue-green serves one side for every region at once: until the old replicas are retired, it moves back whole.
+          if (isBlueGreen(loaded.rollout) && loaded.rollout.previousRetiredAt === null) throw rolloutErrors.rollbackRegionBlueGreen(loaded.row.id);
         }
         if (t.to === 'rolling_back') await assertRollbackPossible(tx, { ...loaded, tasks: regions === null ? loaded.tasks : loaded.tasks.filter((task) => regions.includes(task.region)) });
         // Rolling back while the breaker waits for a decision answers it: quarantine as decide does.

@@ -18,6 +18,7 @@ import uiSessions from './0014_ui_sessions.pre.sql';
 import webhooks from './0015_webhooks.pre.sql';
 import controlPlaneRollouts from './0016_control_plane_rollouts.pre.sql';
 import drainModePrunedVersions from './0017_drain_mode_pruned_versions.pre.sql';
+import blueGreen from './0018_blue_green.pre.sql';
 
 export interface Migration {
   version: number;
@@ -50,6 +51,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0015_webhooks.pre.sql', webhooks),
   migration('0016_control_plane_rollouts.pre.sql', controlPlaneRollouts),
   migration('0017_drain_mode_pruned_versions.pre.sql', drainModePrunedVersions),
+  migration('0018_blue_green.pre.sql', blueGreen),
   ...drillMigrations(),
 ];
 
