@@ -55,9 +55,10 @@ function logTail(file: string): string {
 
 /**
  * The operator builds of the drill: 1.0.0 runs first, 2.0.0 brings migrations, 2.0.1 never
- * starts; 2.1.0 and 2.2.0 (which know 2.0.0's migrations) are the blue-green targets.
+ * starts; 2.1.0 and 2.2.0 (which know 2.0.0's migrations) are the blue-green targets, 2.3.0 the
+ * region-by-region one.
  */
-export const CONTROL_PLANE_VERSIONS = { v1: '1.0.0', v2: '2.0.0', broken: '2.0.1', green: '2.1.0', green2: '2.2.0' } as const;
+export const CONTROL_PLANE_VERSIONS = { v1: '1.0.0', v2: '2.0.0', broken: '2.0.1', green: '2.1.0', green2: '2.2.0', v3: '2.3.0' } as const;
 type Version = keyof typeof CONTROL_PLANE_VERSIONS;
 
 export class ControlPlaneFleet {

@@ -7,6 +7,7 @@
 // back to 2.0.0 by itself and trips the breaker. Then blue-green: 2.1.0 starts beside 2.0.0 on
 // every node, the edge moves to it once all are ready, the old replicas stop; and 2.2.0 the same
 // way, rolled back after the switch: the edge moves back to the 2.1.0 replicas, which never stopped.
+// Last, 2.3.0 region by region with a person's approval at each new region.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +54,7 @@ describe('the control plane upgrades itself', () => {
     await cp.publish('broken');
     await cp.publish('green');
     await cp.publish('green2');
+    await cp.publish('v3');
   }, 300_000);
 
   afterAll(async () => {
@@ -312,5 +314,45 @@ describe('the control plane upgrades itself', () => {
       500,
     );
     expect(cp.replicaPids().sort()).toEqual([...greenPids].sort());
+  }, 420_000);
+  it('region by region: one region at a time, a gate before each new region, never fewer than 2 ready per region', async () => {
+    const sampler = watchReplicas(cp);
+    const load = apiTraffic(`${cp.apiUrl}/api/v1/nodes`, 4);
+    const created = await cp.client().post<{ id: string }>('/api/v1/rollouts', {
+      name: 'control-plane-2-3-0-regions',
+      target: { component: 'operator', version: '2.3.0' },
+      selector: { role: 'control-plane' },
+      strategy: { order: 'region-by-region', batch: { size: 3 }, minAvailablePerRegion: 2, gateBetweenRegions: true, health: { minHealthyTime: '1s', timeout: '2m' } },
+    });
+    let gates = 0;
+    let end: RolloutDetail | undefined;
+    while (!end) {
+      const r = await waitForStatus(created.id, ['awaiting_approval', 'completed', 'failed', 'awaiting_decision', 'aborted'], 300_000);
+      if (r.status !== 'awaiting_approval') end = r;
+      else {
+        gates++;
+        await cp.client().post(`/api/v1/rollouts/${created.id}/approve`, {});
+        await waitFor('the gate to open', async () => ((await cp.client().get<RolloutDetail>(`/api/v1/rollouts/${created.id}`)).status !== 'awaiting_approval' ? true : undefined), 30_000, 200);
+      }
+      expect(gates).toBeLessThanOrEqual(2);
+    }
+    await load.stop();
+    await sampler.stop();
+
+    expect({ status: end.status, tasks: end.tasks.filter((t) => t.state !== 'done') }).toEqual({ status: 'completed', tasks: [] });
+    expect({ failed: load.stats.failed, errors: load.stats.errors.slice(0, 5) }).toEqual({ failed: 0, errors: [] });
+    for (const region of REGIONS) expect(sampler.minReady.get(region), region).toBeGreaterThanOrEqual(2);
+    const log = await events(created.id);
+    expect(log.filter((e) => e.kind === 'rollout.gate_reached')).toHaveLength(2);
+    expect(gates).toBe(2);
+    // The regions in turn: each region's three nodes start before any node of the next one.
+    const regionOf = new Map(cp.nodes.map((n) => [n.hostname, n.region]));
+    const order = log.filter((e) => e.kind === 'rollout.node_started').map((e) => regionOf.get(String(e.data.hostname)));
+    expect(order).toHaveLength(9);
+    const groups = order.filter((r, i) => i === 0 || order[i - 1] !== r);
+    expect([...groups].sort()).toEqual([...REGIONS].sort());
+    const live = (await cp.replicas()).filter((r) => r.live && r.ready);
+    expect(live.map((r) => r.version)).toEqual(Array(9).fill('2.3.0'));
+    for (const pid of cp.replicaPids()) replicaPids.add(pid);
   }, 420_000);
 });
