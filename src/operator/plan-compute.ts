@@ -27,13 +27,25 @@ export interface PlanFacts {
   activeRolloutNodes: { node_id: string; rollout_id: string; name: string }[];
   compatRules: CompatRule[];
   quarantine: { rolloutId: string | null; reason: string; at: string; by: string } | undefined;
+  /** Several targets: every target after the first, with its artifact (undefined: not published). */
+  others?: { component: string; version: string; artifact: { lifecycle: string; signed: boolean; disruptive: boolean } | undefined }[];
 }
 
 export type PlanOutcome =
-  | { ok: true; spec: RolloutSpec; policies: AppliedPolicy[]; plan: RolloutPlan; preflight: PreflightReport; disruptive: boolean; fromVersions: Map<string, string | undefined> }
+  | {
+      ok: true;
+      spec: RolloutSpec;
+      policies: AppliedPolicy[];
+      plan: RolloutPlan;
+      preflight: PreflightReport;
+      disruptive: boolean;
+      fromVersions: Map<string, string | undefined>;
+      /** Several targets: each target node's versions of the other target components now (null: none). */
+      otherFromVersions?: Map<string, Record<string, string | null>>;
+    }
   | { ok: false; issues: SpecIssue[] };
 
-type NodeRow = [string, string, string, FleetNode['role'], Record<string, string>, FleetNode['status'], boolean, number, number | null, string | null];
+type NodeRow = [string, string, string, FleetNode['role'], Record<string, string>, FleetNode['status'], boolean, number, number | null, string | null, Record<string, string> | null];
 type DeploymentRow = [string, string, number, number, PlanDeployment['nodeSelector']];
 type InstanceRow = [string, string, string, Instance['desired'], Instance['status'], InstanceFacts['volume'], string | null];
 
@@ -47,11 +59,15 @@ export function fleetFromSnapshot(snapshot: PlanSnapshotText): {
   deployments: PlanDeployment[];
   instances: InstanceFacts[];
   versionOf: Map<string, string | undefined>;
+  /** Several targets: each node's versions of the other target components. */
+  othersOf: Map<string, Record<string, string>>;
 } {
   const versionOf = new Map<string, string | undefined>();
+  const othersOf = new Map<string, Record<string, string>>();
   const nodeIds = new Map<string, string>();
-  const nodes = (JSON.parse(snapshot.nodes) as NodeRow[]).map(([id, hostname, region, role, labels, status, cordoned, maxInstances, heartbeat, version]): FleetNode => {
+  const nodes = (JSON.parse(snapshot.nodes) as NodeRow[]).map(([id, hostname, region, role, labels, status, cordoned, maxInstances, heartbeat, version, others]): FleetNode => {
     versionOf.set(id, version ?? undefined);
+    if (others) othersOf.set(id, others);
     nodeIds.set(id, id);
     return { id, hostname, region, role, labels, status, cordoned, maxInstances, lastHeartbeatAt: heartbeat === null ? null : new Date(heartbeat) };
   });
@@ -71,22 +87,26 @@ export function fleetFromSnapshot(snapshot: PlanSnapshotText): {
       activity,
     }),
   );
-  return { nodes, deployments, instances, versionOf };
+  return { nodes, deployments, instances, versionOf, othersOf };
 }
 
 /** Plan, strengthen the spec by the policies that cover it, and run every preflight check. */
 export function computePlan(facts: PlanFacts): PlanOutcome {
   const given = facts.spec;
   const component = given.target.component;
-  const { nodes, deployments, instances, versionOf } = fleetFromSnapshot(facts.snapshot);
-  const disruptive = facts.artifact?.disruptive ?? false;
+  const { nodes, deployments, instances, versionOf, othersOf } = fleetFromSnapshot(facts.snapshot);
+  const others = facts.others ?? [];
+  // One drain for every target: it is disruptive when any of them is.
+  const disruptive = (facts.artifact?.disruptive ?? false) || others.some((o) => o.artifact?.disruptive === true);
   const currentVersion = (node: { id: string }) => versionOf.get(node.id);
+  const atTarget = (node: { id: string }) => currentVersion(node) === given.target.version && others.every((o) => othersOf.get(node.id)?.[o.component] === o.version);
   const plan = planRollout({
     spec: given,
     nodes,
     instances,
     deployments,
     currentVersion,
+    ...(others.length > 0 ? { atTarget } : {}),
     disruptive,
     ...(facts.historyNodeSeconds === undefined ? {} : { historyNodeSeconds: facts.historyNodeSeconds }),
   });
@@ -99,6 +119,8 @@ export function computePlan(facts: PlanFacts): PlanOutcome {
   const spec = strengthened.spec;
   const targets = plan.batches.flatMap((b) => b.nodes);
   const fromVersions = new Map(targets.map((n) => [n.id, currentVersion(n)]));
+  const otherFromVersions =
+    others.length > 0 ? new Map(targets.map((n) => [n.id, Object.fromEntries(others.map((o) => [o.component, othersOf.get(n.id)?.[o.component] ?? null]))])) : undefined;
   const published = new Map(facts.published);
   const rollbackArtifacts = new Map([...new Set([...fromVersions.values()].filter((v): v is string => v !== undefined))].map((v) => [v, published.get(v)]));
   const running = new Map<string, string[]>([
@@ -124,6 +146,7 @@ export function computePlan(facts: PlanFacts): PlanOutcome {
     running,
     overrides: facts.overrides,
     quarantine: facts.quarantine,
+    others: others.map((o) => ({ component: o.component, version: o.version, artifact: o.artifact && { lifecycle: o.artifact.lifecycle, signed: o.artifact.signed } })),
   });
-  return { ok: true, spec, policies: strengthened.applied, plan, preflight, disruptive, fromVersions };
+  return { ok: true, spec, policies: strengthened.applied, plan, preflight, disruptive, fromVersions, ...(otherFromVersions ? { otherFromVersions } : {}) };
 }

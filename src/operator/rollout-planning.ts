@@ -2,7 +2,7 @@ import { ACTIVE_ROLLOUT_STATUSES, type RolloutTask } from '../domain/rollout/mod
 import type { RolloutPlan } from '../domain/rollout/plan.js';
 import type { PreflightReport } from '../domain/rollout/preflight.js';
 import type { AppliedPolicy } from '../domain/rollout/policy.js';
-import { parseRolloutSpec, type RolloutSpec, type SpecIssue } from '../domain/rollout/spec.js';
+import { parseRolloutSpec, type RolloutSpec, rolloutTargets, type SpecIssue } from '../domain/rollout/spec.js';
 import { findArtifactByVersion, listArtifacts } from '../store/artifacts.js';
 import { listCompatRules } from '../store/compat.js';
 import type { Db } from '../store/db.js';
@@ -27,6 +27,8 @@ export interface PlannedRollout {
   disruptive: boolean;
   /** The target component's version on each target node now (rollback returns there). */
   fromVersions: Map<string, string | undefined>;
+  /** Several targets: each target node's versions of the other target components now. */
+  otherFromVersions?: Map<string, Record<string, string | null>>;
 }
 
 /**
@@ -76,7 +78,14 @@ async function loadPlanFacts(
   options: { ignoreRolloutId?: string },
 ): Promise<PlanFacts> {
   const component = spec.target.component;
-  const snapshot = await loadPlanSnapshot(db, component);
+  const otherTargets = rolloutTargets(spec).slice(1);
+  const snapshot = await loadPlanSnapshot(db, component, otherTargets.map((t) => t.component));
+  const others = await Promise.all(
+    otherTargets.map(async (t) => {
+      const found = await findArtifactByVersion(db, t.component, t.version);
+      return { ...t, artifact: found && { lifecycle: found.lifecycle, signed: found.signature !== null, disruptive: found.disruptive } };
+    }),
+  );
   const artifact = await findArtifactByVersion(db, component, spec.target.version);
   const historyNodeSeconds = await averageNodeSeconds(db, component);
   const policies = (await listPolicies(db)).map((p) => p.policy);
@@ -101,6 +110,7 @@ async function loadPlanFacts(
     activeRolloutNodes: active,
     compatRules: await listCompatRules(db),
     quarantine: quarantined && { rolloutId: quarantined.rollout_id, reason: quarantined.reason, at: quarantined.quarantined_at, by: quarantined.quarantined_by },
+    ...(others.length > 0 ? { others } : {}),
   };
 }
 
@@ -109,8 +119,8 @@ export function tasksFor(rolloutId: string, planned: PlannedRollout, now: Date):
   const base = { direction: 'forward' as const, stateSince: now, healthySince: null, finishedAt: null, lastError: null, cordonedByUs: false };
   return [
     ...planned.plan.batches.flatMap((b) =>
-      b.nodes.map((n) => ({ ...base, id: `${rolloutId}/${n.id}`, nodeId: n.id, hostname: n.hostname, region: n.region, batch: b.index, state: 'pending' as const, fromVersion: planned.fromVersions.get(n.id) ?? null })),
+      b.nodes.map((n) => ({ ...base, id: `${rolloutId}/${n.id}`, nodeId: n.id, hostname: n.hostname, region: n.region, batch: b.index, state: 'pending' as const, fromVersion: planned.fromVersions.get(n.id) ?? null, ...(planned.otherFromVersions ? { fromVersions: planned.otherFromVersions.get(n.id) ?? null } : {}) })),
     ),
-    ...planned.plan.skipped.map((n) => ({ ...base, id: `${rolloutId}/${n.id}`, nodeId: n.id, hostname: n.hostname, region: n.region, batch: -1, state: 'skipped' as const, fromVersion: null, lastError: `already runs ${planned.spec.target.component} ${planned.spec.target.version}` })),
+    ...planned.plan.skipped.map((n) => ({ ...base, id: `${rolloutId}/${n.id}`, nodeId: n.id, hostname: n.hostname, region: n.region, batch: -1, state: 'skipped' as const, fromVersion: null, lastError: `already runs ${rolloutTargets(planned.spec).map((t) => `${t.component} ${t.version}`).join(', ')}` })),
   ];
 }

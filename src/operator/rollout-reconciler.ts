@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { RECONCILED_ROLLOUT_STATUSES, type Rollout, type RolloutTask, TERMINAL } from '../domain/rollout/model.js';
 import { liveReplicaVersions, loadCompatFacts } from '../store/compat.js';
 import { isBlueGreen } from '../domain/rollout/blue-green.js';
+import { rolloutTargets } from '../domain/rollout/spec.js';
 import { REPLICA_STALE_AFTER_MS } from './replica-registry.js';
 import { decideRollout } from '../domain/rollout/decide.js';
 import { untilHealthyLongEnough } from '../domain/rollout/next-wake.js';
@@ -196,7 +197,7 @@ export class RolloutReconciler {
       const { spec } = loaded.rollout;
       const nodeIds = loaded.tasks.map((t) => t.nodeId);
       const component = loaded.rollout.spec.target.component;
-      const facts = await loadNodeFacts(tx, nodeIds, component);
+      const facts = await loadNodeFacts(tx, nodeIds, component, rolloutTargets(spec).map((t) => t.component));
       const fromVersions = loaded.tasks.map((t) => t.fromVersion).filter((v): v is string => v !== null);
       const unavailable = await loadUnavailableVersions(tx, component, fromVersions);
       const { now } = await readClock(tx);

@@ -18,12 +18,14 @@ export interface PlanSnapshotText {
   running: { component: string; version: string }[];
 }
 
-export async function loadPlanSnapshot(db: Db, component: string): Promise<PlanSnapshotText> {
+export async function loadPlanSnapshot(db: Db, component: string, others: readonly string[] = []): Promise<PlanSnapshotText> {
+  // Several targets: the versions of the other target components too (null when there are none).
   const [nodes] = await db.query<{ nodes: string }>(
     `SELECT coalesce(json_agg(json_build_array(id, hostname, region, role, labels, status, cordoned, max_instances,
-              extract(epoch FROM last_heartbeat_at) * 1000, components->>$1) ORDER BY id), '[]')::text AS nodes
+              extract(epoch FROM last_heartbeat_at) * 1000, components->>$1,
+              CASE WHEN cardinality($2::text[]) > 0 THEN (SELECT coalesce(jsonb_object_agg(c.key, c.value), '{}'::jsonb) FROM jsonb_each_text(components) AS c WHERE c.key = ANY($2::text[])) END) ORDER BY id), '[]')::text AS nodes
        FROM nodes`,
-    [component],
+    [component, [...others]],
   );
   const [deployments] = await db.query<{ deployments: string }>(
     `SELECT coalesce(json_agg(json_build_array(id, name, replicas, min_available, node_selector) ORDER BY id), '[]')::text AS deployments

@@ -2,7 +2,7 @@ import type { NodeFacts } from '../domain/rollout/model.js';
 import type { Db } from './db.js';
 
 /** The facts a rollout decides on for its nodes: liveness, cordon, drain, versions, installs, instance health. */
-export async function loadNodeFacts(db: Db, nodeIds: readonly string[], component: string): Promise<Map<string, NodeFacts>> {
+export async function loadNodeFacts(db: Db, nodeIds: readonly string[], component: string, components: readonly string[] = [component]): Promise<Map<string, NodeFacts>> {
   const rows = await db.query<{
     id: string;
     status: NodeFacts['status'];
@@ -27,7 +27,7 @@ export async function loadNodeFacts(db: Db, nodeIds: readonly string[], componen
       WHERE n.id = ANY($1::text[])`,
     [nodeIds, component],
   );
-  return new Map(
+  const facts = new Map<string, NodeFacts>(
     rows.map((r) => [
       r.id,
       {
@@ -37,13 +37,46 @@ export async function loadNodeFacts(db: Db, nodeIds: readonly string[], componen
         drainState: r.drain_state,
         drainMessage: r.drain_message ?? '',
         version: r.version ?? undefined,
-        install: r.install_version && r.install_phase
-            ? { version: r.install_version, phase: r.install_phase, reason: r.install_reason ?? undefined, ...(r.install_retryable === null ? {} : { retryable: r.install_retryable }), at: new Date(r.install_at ?? 0) }
-            : undefined,
+        install: installOf(r),
         instancesHealthy: r.unhealthy === 0,
       },
     ]),
   );
+  if (components.length > 1) {
+    // Several targets (spec `targets`): the version and latest install of each component.
+    const each = await db.query<InstallColumns & { id: string; component: string; version: string | null }>(
+      `SELECT n.id, c.component, n.components ->> c.component AS version,
+              ni.version AS install_version, ni.phase AS install_phase, ni.reason AS install_reason, ni.retryable AS install_retryable, ni.updated_at AS install_at
+         FROM nodes n CROSS JOIN unnest($2::text[]) AS c(component)
+         LEFT JOIN node_installs ni ON ni.node_id = n.id AND ni.component = c.component
+        WHERE n.id = ANY($1::text[])`,
+      [nodeIds, components],
+    );
+    const byNode = new Map<string, Record<string, { version: string | undefined; install: NodeFacts['install'] }>>();
+    for (const r of each) {
+      const list = byNode.get(r.id) ?? byNode.set(r.id, {}).get(r.id)!;
+      list[r.component] = { version: r.version ?? undefined, install: installOf(r) };
+    }
+    for (const [id, list] of byNode) {
+      const node = facts.get(id);
+      if (node) node.components = list;
+    }
+  }
+  return facts;
+}
+
+interface InstallColumns {
+  install_version: string | null;
+  install_phase: NonNullable<NodeFacts['install']>['phase'] | null;
+  install_reason: string | null;
+  install_retryable: boolean | null;
+  install_at: Date | null;
+}
+
+function installOf(r: InstallColumns): NodeFacts['install'] {
+  return r.install_version && r.install_phase
+    ? { version: r.install_version, phase: r.install_phase, reason: r.install_reason ?? undefined, ...(r.install_retryable === null ? {} : { retryable: r.install_retryable }), at: new Date(r.install_at ?? 0) }
+    : undefined;
 }
 
 /**

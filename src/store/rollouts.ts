@@ -47,6 +47,8 @@ interface TaskRow {
   finished_at: Date | null;
   last_error: string | null;
   cordoned_by_us: boolean;
+  target_step: number | null;
+  from_versions: Record<string, string | null> | null;
 }
 
 const date = (value: Date | string | null): Date | null => (value === null ? null : new Date(value));
@@ -86,6 +88,8 @@ function toTask(row: TaskRow): RolloutTask {
     finishedAt: date(row.finished_at),
     lastError: row.last_error,
     cordonedByUs: row.cordoned_by_us,
+    ...(row.target_step ? { step: row.target_step } : {}),
+    ...(row.from_versions ? { fromVersions: row.from_versions } : {}),
   };
 }
 
@@ -121,10 +125,10 @@ export async function replaceTasks(tx: Db, rolloutId: string, tasks: readonly Ro
   await tx.query('DELETE FROM rollout_tasks WHERE rollout_id = $1', [rolloutId]);
   if (tasks.length === 0) return;
   await tx.query(
-    `INSERT INTO rollout_tasks (id, rollout_id, node_id, hostname, region, batch, state, from_version, last_error, state_since)
-     SELECT t.id, $1, t.node_id, t.hostname, t.region, t.batch, t.state, t.from_version, t.last_error, now()
-       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[])
-            AS t(id, node_id, hostname, region, batch, state, from_version, last_error)`,
+    `INSERT INTO rollout_tasks (id, rollout_id, node_id, hostname, region, batch, state, from_version, last_error, from_versions, state_since)
+     SELECT t.id, $1, t.node_id, t.hostname, t.region, t.batch, t.state, t.from_version, t.last_error, t.from_versions::jsonb, now()
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::text[])
+            AS t(id, node_id, hostname, region, batch, state, from_version, last_error, from_versions)`,
     [
       rolloutId,
       tasks.map((t) => t.id),
@@ -135,6 +139,7 @@ export async function replaceTasks(tx: Db, rolloutId: string, tasks: readonly Ro
       tasks.map((t) => t.state),
       tasks.map((t) => t.fromVersion),
       tasks.map((t) => t.lastError),
+      tasks.map((t) => (t.fromVersions ? JSON.stringify(t.fromVersions) : null)),
     ],
   );
 }
@@ -228,6 +233,7 @@ const TASK_COLUMNS: Record<string, string> = {
   lastError: 'last_error',
   cordonedByUs: 'cordoned_by_us',
   batch: 'batch',
+  step: 'target_step',
 };
 
 /**

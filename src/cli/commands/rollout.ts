@@ -17,7 +17,7 @@ interface Check {
   overridden?: boolean;
 }
 interface PlanReply {
-  spec: { name: string; target: { component: string; version: string } };
+  spec: { name: string; target: { component: string; version: string }; targets?: { component: string; version: string }[] };
   plan: {
     drain_mode: string;
     batches: { index: number; canary: boolean; nodes: { id: string; hostname: string; region: string }[] }[];
@@ -69,9 +69,10 @@ const collect = (value: string, previous: string[] = []) => [...previous, value]
 
 function printPlan(reply: PlanReply): void {
   const { spec, plan, preflight } = reply;
-  const out: string[] = [`rollout ${spec.name}: ${spec.target.component} → ${spec.target.version}, drain ${plan.drain_mode}, ~${Math.round(plan.estimated_duration_s / 60)} min`, ''];
+  const targets = (spec.targets ?? [spec.target]).map((t) => `${t.component} → ${t.version}`).join(', then ');
+  const out: string[] = [`rollout ${spec.name}: ${targets}, drain ${plan.drain_mode}, ~${Math.round(plan.estimated_duration_s / 60)} min`, ''];
   for (const b of plan.batches) out.push(`batch ${b.index}${b.canary ? ' (canary)' : ''}: ${b.nodes.map((n) => `${n.hostname} [${n.region}]`).join(', ')}`);
-  if (plan.skipped.length > 0) out.push(`skipped (already on ${spec.target.version}): ${plan.skipped.map((n) => n.hostname).join(', ')}`);
+  if (plan.skipped.length > 0) out.push(`skipped (already on ${(spec.targets ?? [spec.target]).map((t) => t.version).join(', ')}): ${plan.skipped.map((n) => n.hostname).join(', ')}`);
   if (plan.moves.length > 0) {
     out.push('', `instances that move (${plan.moves.length}):`);
     for (const m of plan.moves) out.push(`  batch ${m.batch}: ${m.deployment} ${m.instance_id.slice(0, 8)} ${m.from_hostname} → ${m.to_hostname ?? 'NOWHERE'}`);

@@ -81,11 +81,17 @@ function regionOrder(spec: RolloutSpec, targets: readonly FleetNode[]): string[]
  * batch comes first; then `rolling` interleaves regions, `region-by-region` finishes one region
  * before the next, and `parallel-regions` takes a slice of every region in each batch.
  */
-export function planBatches(spec: RolloutSpec, nodes: readonly FleetNode[], currentVersion: (node: FleetNode) => string | undefined): BatchPlan {
+export function planBatches(
+  spec: RolloutSpec,
+  nodes: readonly FleetNode[],
+  currentVersion: (node: FleetNode) => string | undefined,
+  /** Several targets: the node runs every one already (default: it runs the first target's version). */
+  atTarget: (node: FleetNode) => boolean = (n) => currentVersion(n) === spec.target.version,
+): BatchPlan {
   const selected = selectTargets(spec, nodes);
   const asPlanned = (n: FleetNode): PlannedNode => ({ id: n.id, hostname: n.hostname, region: n.region });
-  const skipped = selected.filter((n) => currentVersion(n) === spec.target.version);
-  const targets = selected.filter((n) => currentVersion(n) !== spec.target.version);
+  const skipped = selected.filter(atTarget);
+  const targets = selected.filter((n) => !atTarget(n));
   const regions = regionOrder(spec, targets);
   const byRegion = new Map(regions.map((r) => [r, [] as FleetNode[]]));
   for (const n of targets) byRegion.get(n.region)?.push(n);

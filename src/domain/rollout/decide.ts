@@ -3,7 +3,7 @@ import { assessBreaker, type FinishedTask } from './breaker.js';
 import { type NodeFacts, RECONCILED_ROLLOUT_STATUSES, type Rollout, type RolloutDecision, type RolloutTask } from './model.js';
 import { isInFlight, isTerminal, RolloutTaskIndex } from './task-index.js';
 import { type HookRuns, NO_HOOK_RUNS, rolloutHookProgress } from './node-hooks.js';
-import { advanceTask, afterFailure, startTask, type TaskStep } from './task-machine.js';
+import { advanceTask, afterFailure, backOnOldVersions, startTask, type TaskStep } from './task-machine.js';
 import { type CompatRule, compatViolations } from './compat.js';
 import { schemaStepDue } from './schema-steps.js';
 import { abandonReason, type BlueGreenStep, blueGreenStep, isBlueGreen, retireAfterMs } from './blue-green.js';
@@ -242,7 +242,7 @@ function anyReverting(rollout: Rollout, view: TaskView, nodes: ReadonlyMap<strin
     if (t.state !== 'failed' || t.direction !== 'forward' || !t.finishedAt) return false;
     if (now.getTime() - t.finishedAt.getTime() > rollout.spec.strategy.health.timeout) return false;
     const node = nodes.get(t.nodeId);
-    return node !== undefined && (node.version ?? null) !== t.fromVersion;
+    return node !== undefined && !backOnOldVersions(rollout, t, node);
   });
 }
 
@@ -484,6 +484,13 @@ function rollBack(
   }
   const candidates = view.index.batchPositions(newest).map(view.at).filter(returns);
   for (const task of candidates) {
+    if (!nodes.has(task.nodeId)) {
+      // Decommissioned since: nothing to return.
+      const reason = 'node no longer exists';
+      apply(task, { changes: { direction: 'rollback', state: 'failed', stateSince: now, finishedAt: now, lastError: reason }, commands: [], events: [] });
+      decision.events.push({ kind: 'rollout.node_failed', nodeId: task.nodeId, data: { hostname: task.hostname, batch: task.batch, direction: 'rollback', reason } });
+      continue;
+    }
     if (task.fromVersion !== null && unavailableVersions.has(task.fromVersion)) {
       // Pointing the node at a version that is gone would empty its desired state or hold the
       // task until the health timeout with a reason that hides the cause: fail it now, untouched.

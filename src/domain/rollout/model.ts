@@ -54,6 +54,13 @@ export interface RolloutTask {
   lastError: string | null;
   /** Whether this task cordoned the node (and so must enable it again). */
   cordonedByUs: boolean;
+  /**
+   * Several targets (spec `targets`): which of the task's components is being installed, as an
+   * index into its order (the targets going forward, reversed going back; absent: 0).
+   */
+  step?: number;
+  /** Several targets: the version of every target component but the first before the rollout (null: none). */
+  fromVersions?: Readonly<Record<string, string | null>> | null;
 }
 
 export interface Rollout {
@@ -95,6 +102,8 @@ export interface NodeFacts {
   install: { version: string; phase: InstallPhase; reason?: string | undefined; retryable?: boolean | undefined; at: Date } | undefined;
   /** Every instance on the node is healthy (vacuously true for an empty node). */
   instancesHealthy: boolean;
+  /** Several targets: the version and latest install report of each target component (the first one too). */
+  components?: Readonly<Record<string, { version: string | undefined; install: NodeFacts['install'] }>>;
 }
 
 export type NodeCommand =

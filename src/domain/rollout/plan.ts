@@ -38,6 +38,8 @@ export interface PlanInput {
   deployments: readonly PlanDeployment[];
   /** Version of the target component each node reports now. */
   currentVersion: (node: FleetNode) => string | undefined;
+  /** Several targets: whether the node already runs every one of them (default: the first target's version). */
+  atTarget?: (node: FleetNode) => boolean;
   disruptive: boolean;
   /** Average seconds one node took in past rollouts of this component, when known. */
   historyNodeSeconds?: number;
@@ -55,7 +57,7 @@ const DRAIN_S_PER_INSTANCE = 10;
  */
 export function planRollout(input: PlanInput): RolloutPlan {
   const { spec } = input;
-  const base = planBatches(spec, input.nodes, input.currentVersion);
+  const base = planBatches(spec, input.nodes, input.currentVersion, input.atTarget);
   const drainMode = effectiveDrainMode(spec, input.disruptive);
   const simulated = drainMode === 'migrate' ? simulateMoves(input, base) : undefined;
   const moves = simulated?.moves ?? [];

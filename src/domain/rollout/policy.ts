@@ -3,11 +3,11 @@
 // stricter by them, never weaker. Pure: the caller passes the policies and the rollout's nodes.
 import { z } from 'zod';
 import { NODE_ROLES } from '../types.js';
-import { type RolloutSpec, RolloutSpecSchema, WEEKDAYS } from './spec.js';
+import { type RolloutSpec, RolloutSpecObject, WEEKDAYS } from './spec.js';
 import type { MaintenanceWindow } from './window.js';
 
 // The spec's own window schema (days, start, end, timezone), so a policy window reads the same.
-const WindowSchema = RolloutSpecSchema.shape.window.unwrap();
+const WindowSchema = RolloutSpecObject.shape.window.unwrap();
 
 export const PolicySchema = z
   .object({

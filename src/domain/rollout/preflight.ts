@@ -45,6 +45,8 @@ export interface PreflightInput {
   overrides: readonly string[];
   /** The open quarantine of the target version, if the breaker rolled it back (check `quarantine`). */
   quarantine?: { rolloutId: string | null; reason: string; at: string; by: string } | undefined;
+  /** Several targets: every target after the first, with its artifact (checked like the first's). */
+  others?: readonly { component: string; version: string; artifact: { lifecycle: string; signed: boolean } | undefined }[];
 }
 
 /**
@@ -124,13 +126,7 @@ export function runPreflight(input: PreflightInput): PreflightReport {
     checks.push(check('non-migratable', 'fail', `${pinned.length} pinned instance(s) cannot migrate and nonMigratable is block: ${pinned.join(', ')}`, pinned));
   }
 
-  const target = `${spec.target.component} ${spec.target.version}`;
-  const artifact = input.artifact;
-  if (!artifact) checks.push(check('artifact', 'fail', `${target} is not published`));
-  else if (!artifact.signed) checks.push(check('artifact', 'fail', `${target} is unsigned`));
-  else if (artifact.lifecycle === 'archived') checks.push(check('artifact', 'fail', `${target} is archived`));
-  else if (artifact.lifecycle !== 'blessed' && artifact.lifecycle !== 'live') checks.push(check('artifact', 'fail', `${target} is ${artifact.lifecycle}; bless or promote it first`));
-  else checks.push(check('artifact', 'pass', `${target} is signed and ${artifact.lifecycle}`));
+  checks.push(artifactCheck([{ component: spec.target.component, version: spec.target.version, artifact: input.artifact }, ...(input.others ?? [])]));
 
   const missing: string[] = [];
   const unmanaged: string[] = [];
@@ -148,7 +144,7 @@ export function runPreflight(input: PreflightInput): PreflightReport {
 
   checks.push(downgradeCheck(spec, targets, input.fromVersions));
 
-  const violations = compatViolations(input.compatRules, spec.target.component, spec.target.version, input.running);
+  const violations = [spec.target, ...(input.others ?? [])].flatMap((t) => compatViolations(input.compatRules, t.component, t.version, input.running));
   checks.push(
     violations.length > 0
       ? check(
@@ -165,6 +161,21 @@ export function runPreflight(input: PreflightInput): PreflightReport {
 
   for (const c of checks) if (c.status === 'fail' && input.overrides.includes(c.id) && !NOT_OVERRIDABLE.has(c.id)) c.overridden = true;
   return { checks, blocked: checks.some((c) => c.status === 'fail' && !c.overridden) };
+}
+
+/** Every target's artifact must be published, signed and blessed or live. */
+function artifactCheck(targets: readonly { component: string; version: string; artifact: { lifecycle: string; signed: boolean } | undefined }[]): PreflightCheck {
+  const problems: string[] = [];
+  const fine: string[] = [];
+  for (const { component, version, artifact } of targets) {
+    const target = `${component} ${version}`;
+    if (!artifact) problems.push(`${target} is not published`);
+    else if (!artifact.signed) problems.push(`${target} is unsigned`);
+    else if (artifact.lifecycle === 'archived') problems.push(`${target} is archived`);
+    else if (artifact.lifecycle !== 'blessed' && artifact.lifecycle !== 'live') problems.push(`${target} is ${artifact.lifecycle}; bless or promote it first`);
+    else fine.push(`${target} is signed and ${artifact.lifecycle}`);
+  }
+  return problems.length > 0 ? check('artifact', 'fail', problems.join('; ')) : check('artifact', 'pass', fine.join('; '));
 }
 
 /**

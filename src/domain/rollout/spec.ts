@@ -29,13 +29,32 @@ export const WEEKDAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as con
 export type Weekday = (typeof WEEKDAYS)[number];
 const clock = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'a time of day like "02:00"');
 
-export const RolloutSpecSchema = z
+const TargetSchema = z
+  .object({
+    component: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a component name like node-agent'),
+    version: z.string().max(100).refine(isSemver, 'a semantic version like 2.0.0'),
+  })
+  .strict();
+export type RolloutTarget = z.output<typeof TargetSchema>;
+/** At most this many components in one rollout (one drain per node for all of them). */
+export const MAX_TARGETS = 8;
+
+/** The first (or only) target of a spec as given, before it is normalized. */
+const firstTarget = (s: { target?: RolloutTarget | undefined; targets?: RolloutTarget[] | undefined }): RolloutTarget | undefined => s.target ?? s.targets?.[0];
+
+export const RolloutSpecObject = z
   .object({
     name: z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits, . and -, at most 63'),
-    target: z.object({
-      component: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a component name like node-agent'),
-      version: z.string().max(100).refine(isSemver, 'a semantic version like 2.0.0'),
-    }).strict(),
+    // One component, or several (`targets`) installed in order inside one drain per node
+    // (DESIGN.md §12): e.g. os-image, then hypervisor, then node-agent. Rollback returns them in
+    // reverse order. After parsing, both are set: `target` is the first of `targets`.
+    target: TargetSchema.optional(),
+    targets: z
+      .array(TargetSchema)
+      .min(1)
+      .max(MAX_TARGETS)
+      .refine((list) => new Set(list.map((t) => t.component)).size === list.length, 'each component at most once')
+      .optional(),
     selector: z
       .object({
         role: z.enum(NODE_ROLES).optional(),
@@ -127,16 +146,32 @@ export const RolloutSpecSchema = z
     migrations: z.enum(['auto', 'manual']).optional(),
   })
   .strict()
-  .refine((s) => s.strategy.order !== 'blue-green' || s.target.component === 'operator', {
+  .refine((s) => (s.target === undefined) !== (s.targets === undefined), { message: 'give target (one component) or targets (several), exactly one of them', path: ['target'] })
+  .refine((s) => (s.targets?.length ?? 1) === 1 || !s.targets?.some((t) => t.component === 'operator'), {
+    message: 'the operator component is rolled out alone (its rollouts migrate the schema and move the control plane)',
+    path: ['targets'],
+  })
+  .refine((s) => s.strategy.order !== 'blue-green' || (firstTarget(s)?.component === 'operator' && (s.targets?.length ?? 1) === 1), {
     message: 'order: blue-green applies to rollouts of the operator component only (its replicas can run two versions side by side)',
     path: ['strategy', 'order'],
   })
-  .refine((s) => s.migrations !== 'auto' || s.target.component === 'operator', {
+  .refine((s) => s.migrations !== 'auto' || firstTarget(s)?.component === 'operator', {
     message: 'migrations: auto applies to rollouts of the operator component only (its builds carry the schema migrations)',
     path: ['migrations'],
   });
 
-export type RolloutSpec = z.output<typeof RolloutSpecSchema>;
+/** The spec with `target` and `targets` both set (a spec stored before `targets` existed has only `target`: see rolloutTargets). */
+export const RolloutSpecSchema = RolloutSpecObject.transform((s) => {
+  const targets = s.targets ?? [s.target as RolloutTarget];
+  return { ...s, target: targets[0] as RolloutTarget, targets };
+});
+
+export type RolloutSpec = Omit<z.output<typeof RolloutSpecSchema>, 'targets'> & { targets?: RolloutTarget[] };
+
+/** Every component the rollout installs, in install order (specs stored before `targets` have `target` only). */
+export function rolloutTargets(spec: Pick<RolloutSpec, 'target' | 'targets'>): RolloutTarget[] {
+  return spec.targets ?? [spec.target];
+}
 export type RolloutSpecInput = z.input<typeof RolloutSpecSchema>;
 
 function isTimeZone(zone: string): boolean {

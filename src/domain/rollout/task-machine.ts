@@ -1,5 +1,6 @@
 import { isBlueGreen } from './blue-green.js';
 import { isOlderVersion } from './downgrade.js';
+import { rolloutTargets } from './spec.js';
 import type { HookAction } from './hooks.js';
 import type { NodeCommand, NodeFacts, Rollout, RolloutEvent, RolloutTask, TaskState } from './model.js';
 import { type HookRuns, hooksAt, NO_HOOK_RUNS, nodeHookProgress } from './node-hooks.js';
@@ -20,29 +21,75 @@ export interface TaskStep {
 const NOTHING: TaskStep = Object.freeze({ changes: Object.freeze({}), commands: Object.freeze([]) as unknown as NodeCommand[], events: Object.freeze([]) as unknown as RolloutEvent[] });
 const none = (): TaskStep => NOTHING;
 
-/** The version a task drives its node to: the target going forward, the old version going back. */
+/** The version a task drives its node to, of the (first) target component: the target going forward, the old version going back. */
 export function taskTargetVersion(rollout: Rollout, task: RolloutTask): string | null {
   return task.direction === 'forward' ? rollout.spec.target.version : task.fromVersion;
 }
 
-/**
- * A forward task that installs a version older than the node's, which the spec allows: the
- * agent installs a lower version only when the desired state marks it (the rollback flag).
- */
-export function isDowngrade(rollout: Rollout, task: RolloutTask): boolean {
-  return task.direction === 'forward' && rollout.spec.allowDowngrade && task.fromVersion !== null && isOlderVersion(rollout.spec.target.version, task.fromVersion);
+/** One install of a task: a component, the version it goes to and the one it comes from (null: none). */
+export interface TaskInstall {
+  component: string;
+  version: string | null;
+  from: string | null;
 }
 
-function setVersion(rollout: Rollout, task: RolloutTask): NodeCommand {
-  const downgrade = isDowngrade(rollout, task);
+/**
+ * The installs of a task, in its order: the spec's targets going forward (one drain for all of
+ * them), in reverse going back. A rollout of one component has one install.
+ */
+export function taskInstalls(rollout: Rollout, task: RolloutTask): TaskInstall[] {
+  const targets = rolloutTargets(rollout.spec);
+  const first = rollout.spec.target.component;
+  const forward = targets.map((t) => ({ component: t.component, version: t.version as string | null, from: t.component === first ? task.fromVersion : (task.fromVersions?.[t.component] ?? null) }));
+  if (task.direction === 'forward') return forward;
+  return forward.reverse().map((i) => ({ component: i.component, version: i.from, from: i.version }));
+}
+
+/** The install a task is at (its `step`), and whether another one follows. */
+function currentInstall(rollout: Rollout, task: RolloutTask): { install: TaskInstall; last: boolean; step: number } {
+  const installs = taskInstalls(rollout, task);
+  const step = Math.min(task.step ?? 0, installs.length - 1);
+  return { install: installs[step] as TaskInstall, last: step === installs.length - 1, step };
+}
+
+/** What the node reports of one component: the first target's facts are the top-level ones. */
+function factsFor(rollout: Rollout, node: NodeFacts, component: string): { version: string | undefined; install: NodeFacts['install'] } {
+  return node.components?.[component] ?? (component === rollout.spec.target.component ? { version: node.version, install: node.install } : { version: undefined, install: undefined });
+}
+
+/** Whether the node runs every version the task drives it to (a missing component is "none"). */
+function runsAll(rollout: Rollout, task: RolloutTask, node: NodeFacts): TaskInstall | undefined {
+  return taskInstalls(rollout, task).find((i) => (factsFor(rollout, node, i.component).version ?? null) !== i.version);
+}
+
+/**
+ * A failed forward task's node runs its old versions again: every component the task asked for
+ * (the first target's old version when it asked for nothing else).
+ */
+export function backOnOldVersions(rollout: Rollout, task: RolloutTask, node: NodeFacts): boolean {
+  return taskInstalls(rollout, task)
+    .slice(0, (task.step ?? 0) + 1)
+    .every((i) => (factsFor(rollout, node, i.component).version ?? null) === i.from);
+}
+
+/**
+ * An install that goes to a version older than the node's, which the spec allows: the agent
+ * installs a lower version only when the desired state marks it (the rollback flag).
+ */
+function isDowngrade(rollout: Rollout, task: RolloutTask, install: TaskInstall): boolean {
+  return task.direction === 'forward' && rollout.spec.allowDowngrade && install.from !== null && install.version !== null && isOlderVersion(install.version, install.from);
+}
+
+function setVersion(rollout: Rollout, task: RolloutTask, install: TaskInstall = currentInstall(rollout, task).install): NodeCommand {
+  const downgrade = isDowngrade(rollout, task, install);
   // Blue-green: going forward, the new version starts beside the running one; going back, the
   // old one (still running) takes over again and the new one stops.
   const beside = isBlueGreen(rollout) && task.direction === 'forward';
   return {
     kind: 'set_version',
     nodeId: task.nodeId,
-    component: rollout.spec.target.component,
-    version: taskTargetVersion(rollout, task),
+    component: install.component,
+    version: install.version,
     rollback: task.direction === 'rollback' || downgrade,
     ...(downgrade ? { downgrade: true as const } : {}),
     ...(beside ? { keepPrevious: true as const } : {}),
@@ -61,7 +108,14 @@ function move(state: TaskState, now: Date, extra: Partial<RolloutTask> = {}): Pa
 /** The node is cordoned and drained (or needs neither): its preNode hooks first, when it has some, else the install. */
 function toInstall(rollout: Rollout, task: RolloutTask, now: Date): Pick<TaskStep, 'changes' | 'commands'> {
   if (hooksAt(rollout, 'preNode').length > 0) return { changes: move('pre_node_hooks', now), commands: [] };
-  return { changes: move('installing', now), commands: [setVersion(rollout, task)] };
+  return firstInstall(rollout, task, now);
+}
+
+/** The first of the task's installs (several targets: the next ones follow in `installing`). */
+function firstInstall(rollout: Rollout, task: RolloutTask, now: Date): Pick<TaskStep, 'changes' | 'commands'> {
+  const multi = rolloutTargets(rollout.spec).length > 1;
+  const first = taskInstalls(rollout, task)[0] as TaskInstall;
+  return { changes: move('installing', now, multi ? { step: 0 } : {}), commands: [setVersion(rollout, task, first)] };
 }
 
 /** The node passed its health gate: its postNode hooks first, when it has some, else done (and enabled). */
@@ -82,6 +136,11 @@ function isRetriedByAgent(install: { reason?: string | undefined; retryable?: bo
 
 /** Starts a pending task: cordon first when the node will be drained, else install at once. */
 export function startTask(rollout: Rollout, task: RolloutTask, node: NodeFacts | undefined, now: Date): TaskStep {
+  // A node decommissioned since the plan: nothing to start (its desired state is gone with it).
+  if (!node) {
+    const reason = 'node no longer exists';
+    return { ...fail(task, now, reason), events: [{ kind: 'rollout.node_failed', nodeId: task.nodeId, data: { hostname: task.hostname, batch: task.batch, direction: task.direction, reason } }] };
+  }
   const event: RolloutEvent = {
     kind: 'rollout.node_started',
     nodeId: task.nodeId,
@@ -90,7 +149,8 @@ export function startTask(rollout: Rollout, task: RolloutTask, node: NodeFacts |
       batch: task.batch,
       direction: task.direction,
       version: taskTargetVersion(rollout, task),
-      ...(isDowngrade(rollout, task) ? { downgrade: true, from_version: task.fromVersion } : {}),
+      ...(rolloutTargets(rollout.spec).length > 1 ? { targets: taskInstalls(rollout, task).map((i) => `${i.component} ${i.from ?? 'none'} → ${i.version ?? 'none'}`) } : {}),
+      ...(isDowngrade(rollout, task, currentInstall(rollout, task).install) ? { downgrade: true, from_version: task.fromVersion } : {}),
     },
   };
   if (rollout.drainMode === 'none') return { ...toInstall(rollout, task, now), events: [event] };
@@ -113,11 +173,7 @@ function fail(task: RolloutTask, now: Date, reason: string): TaskStep {
 export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts | undefined, now: Date, hookRuns: HookRuns = NO_HOOK_RUNS): TaskStep {
   const spec = rollout.spec;
   const age = now.getTime() - task.stateSince.getTime();
-  const target = taskTargetVersion(rollout, task);
   if (!node) return fail(task, now, 'node no longer exists');
-  // A node without the component reports no version (undefined); rolling back a first install
-  // targets null. Both mean "not installed".
-  const running = node.version ?? null;
 
   switch (task.state) {
     case 'cordoned':
@@ -148,9 +204,15 @@ export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts
       return none();
 
     case 'installing': {
+      const { install: step, last, step: index } = currentInstall(rollout, task);
+      const target = step.version;
+      const facts = factsFor(rollout, node, step.component);
+      // A node without the component reports no version (undefined); rolling back a first
+      // install targets null. Both mean "not installed".
+      const running = facts.version ?? null;
       // Only a report made since this task asked for the version counts: an older failure of
       // the same version (an earlier rollout) must not fail this attempt.
-      const install = node.install?.version === target && node.install.at.getTime() >= task.stateSince.getTime() ? node.install : undefined;
+      const install = facts.install?.version === target && facts.install.at.getTime() >= task.stateSince.getTime() ? facts.install : undefined;
       // A failed download switched nothing and the agent retries it by itself (an operator
       // restart mid-download causes one): wait for the retry within health.timeout instead of
       // failing the node, which would count toward the breaker and roll a healthy node back.
@@ -160,16 +222,27 @@ export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts
       }
       if (retrying && age > spec.strategy.health.timeout) return fail(task, now, `install failed: ${install?.reason ?? ''} (no successful retry within ${spec.strategy.health.timeout / 1000} s)`);
       if (running === target && (install === undefined || install.phase === 'done')) {
+        // Several targets: the next component, inside the same drain.
+        if (!last) {
+          const next = taskInstalls(rollout, task)[index + 1] as TaskInstall;
+          return { changes: move('installing', now, { step: index + 1 }), commands: [setVersion(rollout, task, next)], events: [] };
+        }
         // Restart mode: the instances stopped for the install start again on this node now, so
         // the health gate (the `instances` check) proves them healthy on the new version.
         return { changes: move('verifying', now, { healthySince: null }), commands: restartInPlace(rollout, task), events: [] };
       }
-      if (age > spec.strategy.health.timeout) return fail(task, now, `install of ${target} did not finish within ${spec.strategy.health.timeout / 1000} s`);
+      const what = rolloutTargets(spec).length > 1 ? `${step.component} ${target ?? 'none'}` : target;
+      if (age > spec.strategy.health.timeout) return fail(task, now, `install of ${what} did not finish within ${spec.strategy.health.timeout / 1000} s`);
       return none();
     }
 
     case 'verifying': {
-      if (running !== target) return fail(task, now, `node reports ${running ?? 'no version'} instead of ${target ?? 'no version'} (reverted)`);
+      const off = runsAll(rollout, task, node);
+      if (off) {
+        const running = factsFor(rollout, node, off.component).version ?? null;
+        const what = rolloutTargets(spec).length > 1 ? `${off.component} ` : '';
+        return fail(task, now, `node reports ${what}${running ?? 'no version'} instead of ${off.version ?? 'no version'} (reverted)`);
+      }
       const checks = spec.strategy.health.checks;
       const healthy =
         (!checks.includes('heartbeat') || node.status !== 'down') && (!checks.includes('instances') || node.instancesHealthy);
@@ -194,7 +267,7 @@ export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts
         case 'failed':
           return { ...fail(task, now, progress.reason), hooks: progress.actions };
         case 'passed':
-          if (pre) return { changes: move('installing', now), commands: [setVersion(rollout, task)], events: [] };
+          if (pre) return { ...firstInstall(rollout, task, now), events: [] };
           return {
             changes: move(task.direction === 'forward' ? 'done' : 'rolled_back', now, { finishedAt: now, lastError: null }),
             commands: task.cordonedByUs ? [{ kind: 'enable', nodeId: task.nodeId }] : [],
@@ -215,9 +288,14 @@ export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts
  */
 export function afterFailure(rollout: Rollout, task: RolloutTask, unavailableVersions: ReadonlySet<string> = new Set()): NodeCommand[] {
   const commands: NodeCommand[] = [];
-  const gone = task.fromVersion !== null && unavailableVersions.has(task.fromVersion);
-  if (task.direction === 'forward' && rollout.spec.strategy.onNodeFailure === 'rollback-node' && !gone) {
-    commands.push({ kind: 'set_version', nodeId: task.nodeId, component: rollout.spec.target.component, version: task.fromVersion, rollback: true });
+  if (task.direction === 'forward' && rollout.spec.strategy.onNodeFailure === 'rollback-node') {
+    // Every component the task asked for so far goes back, the last asked first (several
+    // targets); a first target whose old version is archived is not asked for.
+    const asked = taskInstalls(rollout, task).slice(0, (task.step ?? 0) + 1).reverse();
+    for (const install of asked) {
+      const gone = install.component === rollout.spec.target.component && install.from !== null && unavailableVersions.has(install.from);
+      if (!gone) commands.push({ kind: 'set_version', nodeId: task.nodeId, component: install.component, version: install.from, rollback: true });
+    }
   }
   // `enable` also restarts what a restart drain stopped; a node someone else cordoned stays
   // cordoned, yet its instances must not stay stopped because this task failed.

@@ -6,7 +6,7 @@ import { rollbackRefusal } from '../../domain/rollout/schema-steps.js';
 import { isBlueGreen } from '../../domain/rollout/blue-green.js';
 import { rollbackNeeds, unavailableRollbackVersions } from '../../domain/rollout/rollback-needs.js';
 import { type BreakerDecision, type HumanAction, humanTransition } from '../../domain/rollout/human-actions.js';
-import { applySpecEdits } from '../../domain/rollout/spec.js';
+import { applySpecEdits, type RolloutSpec, rolloutTargets } from '../../domain/rollout/spec.js';
 import { decideApproval, pendingApproval } from '../../store/approvals.js';
 import { lockVersionsForShare } from '../../store/artifacts.js';
 import type { Db } from '../../store/db.js';
@@ -112,7 +112,10 @@ export async function rolloutActionRoutes(base: FastifyInstance, ctx: OperatorCo
         const result = await planFromStore(tx, input, row.overrides, ctx.version, { ignoreRolloutId: row.id });
         if (!result.ok) throw rolloutErrors.specInvalid(result.issues);
         const { spec, plan, preflight, disruptive } = result.planned;
-        if (spec.target.component !== row.component || spec.target.version !== row.version) throw rolloutErrors.badEdit('edits may not change the target');
+        // Field by field: the stored spec comes back from jsonb with its keys in another order.
+        const key = (spec: RolloutSpec) => rolloutTargets(spec).map((t) => `${t.component}@${t.version}`).join(',');
+        const same = (a: RolloutSpec, b: RolloutSpec) => key(a) === key(b);
+        if (spec.target.component !== row.component || spec.target.version !== row.version || !same(spec, loaded.rollout.spec)) throw rolloutErrors.badEdit('edits may not change the target');
         if (preflight.blocked) throw rolloutErrors.preflightFailed(preflight.checks);
         // The edited spec is strengthened by the policies again (planFromStore), so an edit cannot
         // drop what a policy requires; a new selector may bring a policy that wants a distinct approver.
