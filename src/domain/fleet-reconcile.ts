@@ -159,7 +159,13 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
   // 2. Instances: publish the healthy, finish or abandon migrations, forget the stopped.
   for (const instance of snapshot.instances) {
     if (instance.desired === 'stopped') {
-      if (instance.status === 'stopped' && (!instance.restartOnEnable || deleting.has(instance.deploymentId))) actions.remove.push(instance.id);
+      // A deleted deployment's instance on a down node goes without waiting for its agent (which
+      // may never come back): withdrawn already, and an agent that returns stops what it is no
+      // longer asked to run. So a dead machine's node can still be drained of rows and deleted.
+      const deleted = deleting.has(instance.deploymentId);
+      if (instance.status === 'stopped' ? !instance.restartOnEnable || deleted : deleted && statusById.get(instance.nodeId) === 'down') {
+        actions.remove.push(instance.id);
+      }
       continue;
     }
     if (deleting.has(instance.deploymentId)) {

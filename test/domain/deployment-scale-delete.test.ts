@@ -74,6 +74,22 @@ describe('scale-down and delete in reconcileScope', () => {
   });
 });
 
+describe('a deleted deployment on a down node', () => {
+  it('stops its instance there, then removes the row without waiting for the agent', () => {
+    const d = deployment('d', { replicas: 1, deleting: true });
+    const down = [node('n1', { status: 'down', lastHeartbeatAt: ago(3_600_000) })];
+    const first = reconcileScope({ nodes: down, deployments: [d], instances: [instance('a', 'd', 'n1')], drains: [] }, NOW, OPTIONS).actions;
+    expect(first.stop).toEqual([{ instanceId: 'a', restartOnEnable: false }]);
+    const stopping = instance('a', 'd', 'n1', { desired: 'stopped', published: false });
+    const second = reconcileScope({ nodes: down, deployments: [d], instances: [stopping], drains: [] }, NOW, OPTIONS).actions;
+    expect(second.remove).toEqual(['a']);
+    expect(second.deleteDeployments).toEqual(['d']);
+    // Not for a deployment that stays: its stopping instance holds its slot until the agent says so.
+    const kept = reconcileScope({ nodes: down, deployments: [deployment('d', { replicas: 0 })], instances: [stopping], drains: [] }, NOW, OPTIONS).actions;
+    expect(kept.remove).toEqual([]);
+  });
+});
+
 describe('decommissionRefusal', () => {
   const drained = { hostname: 'w1', cordoned: true, drainState: 'completed' as const, instances: 0, activeRollouts: [] };
 
