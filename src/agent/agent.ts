@@ -284,10 +284,25 @@ export class Agent {
   private loop(name: string, work: () => Promise<void>, intervalMs: number): void {
     const run = async () => {
       if (this.stopped) return;
-      await work().catch((error) => this.options.log.warn({ err: error, loop: name }, 'agent loop step failed'));
+      await work().catch((error) => this.loopFailed(name, error));
       if (!this.stopped) this.timers.set(name, setTimeout(run, intervalMs));
     };
     void run();
+  }
+
+  /**
+   * A deleted node (`drydock delete node`) is refused on every call until this agent is stopped
+   * or its agent-state.json removed: said plainly once a minute rather than warned on every try.
+   */
+  private decommissionedSaidAt = -Infinity;
+  private loopFailed(name: string, error: unknown): void {
+    if (error instanceof ApiCallError && error.code === 'NODE_DECOMMISSIONED') {
+      if (Date.now() - this.decommissionedSaidAt < 60_000) return;
+      this.decommissionedSaidAt = Date.now();
+      this.options.log.error({ node_id: this.state.nodeId, code: error.code }, `this node was deleted from the fleet: ${error.message}`);
+      return;
+    }
+    this.options.log.warn({ err: error, loop: name }, 'agent loop step failed');
   }
 
   /** A wait that stop() cuts short, so a stopping agent never sits out a retry delay. */

@@ -17,8 +17,13 @@ const EXAMPLES: Record<string, string> = {
   drydock nodes -o json | jq -r '.[] | select(.status == "down") | .hostname'`,
   'node drain': `  drydock node drain worker-3 --wait
   drydock node drain worker-3 --timeout 20m --force`,
-  deploy: `  drydock deploy -f web.yaml
+  deploy: `  drydock deploy -f web.yaml                 # created, configured (replicas, …) or unchanged
+  drydock deploy -f web.yaml -o json | jq -r .result
   drydock deployments -o yaml`,
+  'delete deployment': `  drydock delete deployment web
+  drydock delete deployment web --wait --timeout 120`,
+  'delete node': `  drydock node drain worker-3 --wait && drydock delete node worker-3
+  drydock delete node worker-3 -o json`,
   operator: `  drydock operator                                   # embedded database in ./.drydock
   DATABASE_URL=postgres://drydock@db/drydock drydock operator --listen 0.0.0.0:8080 --tokens tokens.yaml
   drydock operator --tls-cert operator.crt --tls-key operator.key`,

@@ -18,6 +18,7 @@ import { exitWithError, OUTPUT_FORMATS, type OutputFormat, setOutputFormat } fro
 import { addHelpTexts } from './help-texts.js';
 import { registerCompletionCommand } from './commands/completion.js';
 import { registerWebhookCommands } from './commands/webhooks.js';
+import { registerDeleteCommands } from './commands/delete.js';
 
 // `--version` is also an option of `artifacts publish`; commander reads the root's options
 // anywhere on the line (so --operator works after a subcommand), so the root only claims
@@ -63,6 +64,7 @@ registerKeysCommands(program);
 registerArtifactCommands(program);
 const nodeCommand = program.commands.find((c) => c.name() === 'node');
 if (nodeCommand) registerSetVersionCommand(nodeCommand);
+registerDeleteCommands(program);
 registerRolloutCommands(program);
 registerAuditCommands(program);
 registerPolicyCommands(program);

@@ -18,6 +18,7 @@ export const EVENT_CATALOG = {
   'node.reregistered': 'A known node registered again (agent restart or re-enrolment); `changes` lists identity fields that moved.',
   'node.reregistration_refused': 'A registration for a known node came without its credential and was refused; the only write, so an attack is visible.',
   'node.re_enrolled': "An admin voided a node's credential so its next registration issues a new one.",
+  'node.decommissioned': 'A cordoned, drained node was deleted: it leaves the fleet and its credential is void (its agent is refused).',
   'node.cordoned': 'A node stopped taking new instances.',
   'node.enabled': 'A node was uncordoned, its drain ended, and parked pinned instances restarted.',
   'node.drain_started': 'A node began moving its instances elsewhere.',
@@ -44,6 +45,9 @@ export const EVENT_CATALOG = {
   'migration.completed': 'A move finished: the target instance took over (with the transfer\'s total, downtime and bytes for a live one).',
   'migration.failed': 'A move failed (target died or refused, transfer failed, deadline, a side went down); the source keeps running and the target is withdrawn.',
   'deployment.created': 'A deployment was created.',
+  'deployment.updated': 'A deployment was applied with a changed spec (replicas, min_available); `changes` lists each field that moved.',
+  'deployment.deletion_requested': 'A person deleted a deployment: its instances are withdrawn and stopped, then the deployment is removed.',
+  'deployment.deleted': 'A deleted deployment has no instance left and is gone (its name is free again).',
   'artifact.published': 'An artifact was uploaded (as a draft).',
   'artifact.blessed': 'An artifact moved from draft to blessed.',
   'artifact.promoted': 'An artifact became the live version of its component.',
@@ -114,6 +118,7 @@ export interface EventData {
   };
   'node.reregistration_refused': Hostname & { reason: string; claimed: { region: string; role: NodeRole; labels: Record<string, string>; max_instances: number; agent_version: string } };
   'node.re_enrolled': Hostname & { reason: string | null };
+  'node.decommissioned': Hostname & { region: string };
   'node.cordoned': Hostname;
   'node.enabled': Hostname & { restarted: string[] };
   /** Plus `moves` and `pinned` when a person drains the node through the API. */
@@ -144,6 +149,9 @@ export interface EventData {
   'migration.completed': MigrationEventData & Partial<MigrationStats>;
   'migration.failed': MigrationEventData & { from_state: MigrationState; reason: string };
   'deployment.created': { deployment_id: string; name: string; replicas: number };
+  'deployment.updated': { deployment_id: string; name: string; changes: Record<string, { from: unknown; to: unknown }> };
+  'deployment.deletion_requested': { deployment_id: string; name: string; instances: number };
+  'deployment.deleted': { deployment_id: string; name: string };
   'artifact.published': { artifact_id: string; component: string; version: string; kind: string; sha256: string; size: number; signed: boolean; key_id: string | null };
   'artifact.blessed': LifecycleEventData;
   'artifact.promoted': LifecycleEventData;

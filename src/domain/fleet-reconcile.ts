@@ -60,6 +60,8 @@ export interface FleetActions {
   remove: string[];
   drains: { nodeId: string; state: DrainState; message: string; blockedBy: string[] }[];
   events: FleetEvent[];
+  /** Deleted deployments whose last instance row goes in this pass: the deployment row goes too (absent: none). */
+  deleteDeployments?: string[];
 }
 
 /** How a placed replacement moves its instance (DESIGN.md §10): the migration row written with it. */
@@ -151,10 +153,23 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
     const workload = deployments.get(i.deploymentId)?.workload;
     return workload !== undefined && migrationModeFor(workload) === 'live';
   };
+  // 1. Deleted deployments: every instance is withdrawn and stopped the way any instance is
+  // (the agent stops it, its row goes once it reports stopped), a parked one included.
+  const deleting = new Set(snapshot.deployments.filter((d) => d.deleting).map((d) => d.id));
   // 2. Instances: publish the healthy, finish or abandon migrations, forget the stopped.
   for (const instance of snapshot.instances) {
     if (instance.desired === 'stopped') {
-      if (instance.status === 'stopped' && !instance.restartOnEnable) actions.remove.push(instance.id);
+      // A deleted deployment's instance on a down node goes without waiting for its agent (which
+      // may never come back): withdrawn already, and an agent that returns stops what it is no
+      // longer asked to run. So a dead machine's node can still be drained of rows and deleted.
+      const deleted = deleting.has(instance.deploymentId);
+      if (instance.status === 'stopped' ? !instance.restartOnEnable || deleted : deleted && statusById.get(instance.nodeId) === 'down') {
+        actions.remove.push(instance.id);
+      }
+      continue;
+    }
+    if (deleting.has(instance.deploymentId)) {
+      stop(instance.id);
       continue;
     }
     if (instance.replaces === null) {
@@ -319,23 +334,77 @@ export function reconcileScope(snapshot: FleetSnapshot, now: Date, options: Flee
     }
   }
 
-  // 4. Replicas: place what is missing on ready nodes with room, spread across nodes.
+  const drainingNodes = new Set(snapshot.drains.filter((d) => d.state === 'running' || d.state === 'blocked').map((d) => d.nodeId));
+  // 4. Replicas: place what is missing on ready nodes with room, spread across nodes; stop what
+  // a scale-down left over.
   // A pinned instance parked by a forced drain keeps its slot: it comes back on `enable`.
   const parked = new Set([
     ...snapshot.instances.filter((i) => i.restartOnEnable).map((i) => i.id),
     ...actions.stop.filter((s) => s.restartOnEnable).map((s) => s.instanceId),
   ]);
   for (const deployment of snapshot.deployments) {
-    const slots = snapshot.instances.filter(
+    if (deleting.has(deployment.id)) continue;
+    const holding = snapshot.instances.filter(
       (i) => i.deploymentId === deployment.id && (i.replaces === null || promoted.has(i.id)) && (parked.has(i.id) || (i.desired === 'running' && !stopped.has(i.id))),
-    ).length;
-    const missing = deployment.replicas - slots;
-    if (missing <= 0) continue;
+    );
+    const missing = deployment.replicas - holding.length;
+    if (missing < 0) {
+      const serving = (i: Instance) => healthyNow(i) && (i.published || actions.publish.includes(i.id));
+      const surplus = pickSurplus(holding, -missing, deployment.replicas, snapshot.instances, { parked, serving, drainingNodes });
+      for (const id of surplus) stop(id);
+      // Not published in the pass that stops it.
+      if (surplus.length > 0) actions.publish = actions.publish.filter((id) => !surplus.includes(id));
+      continue;
+    }
+    if (missing === 0) continue;
     const placed = placeReplicas(deployment, missing, nodes, placement);
     shortOfRoom += missing - placed.length;
     for (const nodeId of placed) actions.create.push({ deploymentId: deployment.id, nodeId, replaces: null });
   }
+
+  // 5. A deleted deployment whose last instance row goes now goes with it.
+  if (deleting.size > 0) {
+    const removed = new Set(actions.remove);
+    for (const deployment of snapshot.deployments) {
+      if (!deleting.has(deployment.id)) continue;
+      if (snapshot.instances.some((i) => i.deploymentId === deployment.id && !removed.has(i.id))) continue;
+      (actions.deleteDeployments ??= []).push(deployment.id);
+      actions.events.push({ kind: EVENT.deployment.deleted, data: { deployment_id: deployment.id, name: deployment.name } });
+    }
+  }
   return { actions, shortOfRoom };
+}
+
+/**
+ * Which instances a deployment scaled down stops: never one that is parked, moving (it has an
+ * open replacement) or a replacement still taking over; of the rest, the ones serving least
+ * first (not serving, on a draining node), then the newest. While the deployment keeps any
+ * replica, its last serving instance is never the one stopped. Deterministic: the same snapshot
+ * picks the same instances.
+ */
+function pickSurplus(
+  holding: readonly Instance[],
+  surplus: number,
+  replicas: number,
+  all: readonly Instance[],
+  facts: { parked: ReadonlySet<string>; serving: (i: Instance) => boolean; drainingNodes: ReadonlySet<string> },
+): string[] {
+  const replaced = new Set(all.filter((i) => i.replaces !== null && i.desired === 'running').map((i) => i.replaces as string));
+  // A replacement taking over in this pass is left for the next one (it is a plain instance then).
+  const candidates = holding.filter((i) => i.replaces === null && !facts.parked.has(i.id) && !replaced.has(i.id) && i.desired === 'running');
+  const rank = (i: Instance) => (facts.serving(i) ? 0 : 2) + (facts.drainingNodes.has(i.nodeId) ? 1 : 0);
+  candidates.sort((a, b) => rank(b) - rank(a) || b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+  let servingLeft = holding.filter(facts.serving).length;
+  const picked: string[] = [];
+  for (const candidate of candidates) {
+    if (picked.length === surplus) break;
+    if (facts.serving(candidate)) {
+      if (replicas > 0 && servingLeft <= 1) continue;
+      servingLeft--;
+    }
+    picked.push(candidate.id);
+  }
+  return picked;
 }
 
 /**

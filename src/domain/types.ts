@@ -63,6 +63,8 @@ export interface Deployment {
   minAvailable: number;
   workload: Workload;
   nodeSelector: NodeSelector | null;
+  /** Deleted by a person: its instances are stopped and removed, then it is (absent: false). */
+  deleting?: boolean;
 }
 
 export interface Instance {

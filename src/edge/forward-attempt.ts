@@ -106,6 +106,8 @@ export function forwardAttempt(attempt: Attempt): Promise<AttemptFailure | undef
         metrics.requests.inc({ deployment, code: String(up.statusCode ?? 0) });
         const outHeaders = { ...up.headers };
         for (const h of HOP_BY_HOP) delete outHeaders[h];
+        // The request id the edge echoes (router.ts) is the client's, whatever the endpoint answers.
+        if (res.hasHeader('x-request-id')) delete outHeaders['x-request-id'];
         res.writeHead(up.statusCode ?? 502, outHeaders);
         resolve(undefined);
       };

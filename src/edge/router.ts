@@ -8,6 +8,7 @@ import { EndpointTable, type EndpointWait } from './endpoint-table.js';
 import { edgeErrors, sendError } from './errors.js';
 import { type AttemptFailure, forwardAttempt, isReplayable } from './forward-attempt.js';
 import { EdgeMetrics } from './metrics.js';
+import { REQUEST_ID_HEADER, requestIdOf } from '../operator/request-log.js';
 
 export interface EdgeOptions {
   /** host:port (default 127.0.0.1:8088). */
@@ -111,6 +112,12 @@ export class EdgeRouter {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Like the operator (request-log.ts): the caller's sane `x-request-id`, else one of ours,
+    // sent on to the endpoint (every attempt carries the same id) and echoed to the client on
+    // every answer, the edge's own errors included, so one id follows a request end to end.
+    const requestId = requestIdOf(req);
+    req.headers[REQUEST_ID_HEADER] = requestId;
+    res.setHeader(REQUEST_ID_HEADER, requestId);
     const route = routeOf(req.headers.host, req.url ?? '/');
     if (!route) return this.own(req, res);
     const { deployment, path } = route;
@@ -179,7 +186,7 @@ export class EdgeRouter {
       const heldMs = performance.now() - started;
       this.metrics.held.inc({ deployment, outcome });
       this.metrics.holdSeconds.observe({ deployment, outcome }, heldMs / 1000);
-      const log = { deployment, method: req.method, outcome, held_ms: Math.round(heldMs), endpoint: wait.endpoint, after_failure_on: exclude };
+      const log = { deployment, method: req.method, outcome, held_ms: Math.round(heldMs), endpoint: wait.endpoint, after_failure_on: exclude, request_id: req.headers[REQUEST_ID_HEADER] };
       if (outcome === 'expired') this.options.log.warn(log, 'held request found no endpoint');
       else this.options.log.debug(log, 'held request released');
       return wait;
@@ -202,7 +209,10 @@ export class EdgeRouter {
     });
     if (failure) {
       this.metrics.errors.inc({ deployment, reason: failure.reason });
-      this.options.log.warn({ deployment, endpoint: base, method: req.method, reason: failure.reason, err: failure.error.message }, 'upstream attempt failed');
+      this.options.log.warn(
+        { deployment, endpoint: base, method: req.method, reason: failure.reason, err: failure.error.message, request_id: req.headers[REQUEST_ID_HEADER] },
+        'upstream attempt failed',
+      );
     }
     return failure;
   }

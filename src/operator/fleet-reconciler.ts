@@ -267,7 +267,8 @@ export class FleetReconciler {
           decision = reconcileScope(snapshot, now, this.options);
         }
         const { actions } = decision;
-        const changes = actions.create.length + actions.publish.length + actions.stop.length + actions.remove.length + actions.drains.length + actions.events.length;
+        const changes =
+          actions.create.length + actions.publish.length + actions.stop.length + actions.remove.length + actions.drains.length + actions.events.length + (actions.deleteDeployments?.length ?? 0);
         const applied = changes > 0 ? await applyFleetDecision(tx, actions, randomUUID, 'reconciler', undefined, snapshot) : undefined;
         return { snapshot, decision, applied };
       });

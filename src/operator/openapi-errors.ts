@@ -62,6 +62,12 @@ export const ERROR_STATUS = {
   ROLLBACK_AFTER_CONTRACT: 409,
   ROLLBACK_REGION_UNKNOWN: 400,
   ROLLBACK_REGION_BLUE_GREEN: 409,
+  DEPLOYMENT_NAME_MISMATCH: 400,
+  DEPLOYMENT_FIELD_IMMUTABLE: 409,
+  DEPLOYMENT_DELETING: 409,
+  DEPLOYMENT_MIGRATING: 409,
+  NODE_IN_ROLLOUT: 409,
+  NODE_DECOMMISSIONED: 410,
   VERSION_QUARANTINED: 409,
   ARTIFACT_TOO_LARGE: 413,
   BODY_TOO_LARGE: 413,
@@ -79,7 +85,7 @@ export type ErrorCode = keyof typeof ERROR_STATUS;
 const ROLLOUT_ACTION: ErrorCode[] = ['ROLLOUT_NOT_FOUND', 'ROLLOUT_WRONG_STATUS'];
 const ROLLBACK: ErrorCode[] = [...ROLLOUT_ACTION, 'ROLLBACK_VERSION_UNAVAILABLE', 'ROLLBACK_AFTER_CONTRACT'];
 const LIFECYCLE: ErrorCode[] = ['ARTIFACT_NOT_FOUND', 'INVALID_LIFECYCLE_TRANSITION'];
-const AGENT_GATEWAY: ErrorCode[] = ['NODE_NOT_REGISTERED', 'NODE_CREDENTIAL_INVALID'];
+const AGENT_GATEWAY: ErrorCode[] = ['NODE_NOT_REGISTERED', 'NODE_CREDENTIAL_INVALID', 'NODE_DECOMMISSIONED'];
 
 /**
  * The errors particular to each operation, by operationId. Added by the document for every
@@ -101,6 +107,7 @@ export const ROUTE_ERRORS: Record<string, readonly ErrorCode[]> = {
   uncordonNode: ['NODE_NOT_FOUND'],
   reEnrollNode: ['NODE_NOT_FOUND'],
   drainNode: ['NODE_NOT_FOUND', 'NODE_DOWN', 'DRAIN_CANNOT_FIT'],
+  deleteNode: ['NODE_NOT_FOUND', 'NODE_NOT_DRAINED', 'NODE_IN_ROLLOUT'],
   listInstances: ['NODE_NOT_FOUND', 'DEPLOYMENT_NOT_FOUND'],
   getInstance: ['INSTANCE_NOT_FOUND'],
   getInstanceHealth: ['INSTANCE_NOT_FOUND'],
@@ -122,6 +129,8 @@ export const ROUTE_ERRORS: Record<string, readonly ErrorCode[]> = {
   listActiveDeployments: [],
   createDeployment: ['DEPLOYMENT_EXISTS', 'VM_IMAGE_INVALID'],
   getDeployment: ['DEPLOYMENT_NOT_FOUND'],
+  applyDeployment: ['DEPLOYMENT_NAME_MISMATCH', 'DEPLOYMENT_FIELD_IMMUTABLE', 'DEPLOYMENT_DELETING', 'VM_IMAGE_INVALID'],
+  deleteDeployment: ['DEPLOYMENT_NOT_FOUND', 'DEPLOYMENT_MIGRATING'],
   getDeploymentHealth: ['DEPLOYMENT_NOT_FOUND'],
   listDeploymentEndpoints: ['DEPLOYMENT_NOT_FOUND'],
   getNodeComponents: ['NODE_NOT_FOUND'],
@@ -133,7 +142,7 @@ export const ROUTE_ERRORS: Record<string, readonly ErrorCode[]> = {
   blessArtifact: [...LIFECYCLE, 'ARTIFACT_UNSIGNED'],
   promoteArtifact: LIFECYCLE,
   archiveArtifact: [...LIFECYCLE, 'ARTIFACT_IN_USE'],
-  registerAgent: ['NODE_ID_TAKEN', 'NODE_CREDENTIAL_REQUIRED'],
+  registerAgent: ['NODE_ID_TAKEN', 'NODE_CREDENTIAL_REQUIRED', 'NODE_DECOMMISSIONED'],
   agentHeartbeat: [...AGENT_GATEWAY, 'HEARTBEAT_REJECTED'],
   getDesiredState: AGENT_GATEWAY,
   getAgentArtifactBlob: [...AGENT_GATEWAY, 'ARTIFACT_NOT_FOUND', 'ARTIFACT_NOT_DESIRED'],

@@ -5,6 +5,7 @@ import { updateDrains } from './drains.js';
 import { appendEvents } from './events.js';
 import { insertMigrations } from './instance-migrations.js';
 import { insertPlacedInstances, publishInstances, removeInstances, stopInstances } from './instances.js';
+import { deleteDrainedDeployments } from './deployments.js';
 import { bumpGenerations, setNodeStatuses, setNodeStatusesAsSeen } from './nodes.js';
 
 /**
@@ -77,6 +78,10 @@ export async function applyFleetDecision(
     const published = await publishInstances(tx, actions.publish);
     const stopped = await stopInstances(tx, actions.stop);
     await removeInstances(tx, actions.remove);
+    const toDelete = actions.deleteDeployments ?? [];
+    if (toDelete.length > 0 && (await deleteDrainedDeployments(tx, toDelete)) < toDelete.length) {
+      throw new FleetConflictError('a deleted deployment still has an instance');
+    }
     const started = decidedFrom ? new Map(decidedFrom.drains.map((d) => [d.nodeId, d.startedAt])) : undefined;
     const updatedDrains = await updateDrains(tx, actions.drains.map((d) => ({ ...d, ...(started ? { startedAt: started.get(d.nodeId) ?? null } : {}) })));
     if (updatedDrains < actions.drains.length) throw new FleetConflictError('a drain ended or started again');

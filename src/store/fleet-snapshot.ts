@@ -139,12 +139,14 @@ const toNode = (n: NodeRow): FleetNode => ({
   cordoned: n.cordoned, maxInstances: n.max_instances, lastHeartbeatAt: n.last_heartbeat_at ? new Date(n.last_heartbeat_at) : null,
 });
 
-const DEPLOYMENT_COLUMNS = 'id, name, replicas, min_available, workload, node_selector';
+const DEPLOYMENT_COLUMNS = 'id, name, replicas, min_available, workload, node_selector, deleting_since IS NOT NULL AS deleting';
 type DeploymentRow = {
   id: string; name: string; replicas: number; min_available: number; workload: Deployment['workload']; node_selector: Deployment['nodeSelector'];
+  deleting: boolean;
 };
 const toDeployment = (d: DeploymentRow): Deployment => ({
   id: d.id, name: d.name, replicas: d.replicas, minAvailable: d.min_available, workload: d.workload, nodeSelector: d.node_selector,
+  ...(d.deleting ? { deleting: true } : {}),
 });
 
 const INSTANCE_COLUMNS = 'id, deployment_id, node_id, desired, status, healthy, published, replaces, restart_on_enable, created_at';

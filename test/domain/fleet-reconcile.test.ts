@@ -646,6 +646,15 @@ describe('reconcileFleet properties', () => {
             // Abandoning a replacement: it failed or ran out of time, and never became healthy.
             expect(healthyNow(stopped)).toBe(false);
             expect(stopped.status === 'failed' || NOW.getTime() - stopped.createdAt.getTime() > MIGRATION_TIMEOUT_MS).toBe(true);
+          } else if (!snapshot.instances.some((i) => i.replaces === stopped.id && i.desired === 'running')) {
+            // A scale-down (or a deleted deployment): only an instance nothing is replacing, and
+            // only while its deployment holds more than its replicas.
+            const deployment = snapshot.deployments.find((d) => d.id === stopped.deploymentId);
+            // Its slots: plain instances wanted or parked, and replacements taking over in this pass.
+            const holding = snapshot.instances.filter(
+              (i) => i.deploymentId === stopped.deploymentId && (i.replaces === null ? i.desired === 'running' || i.restartOnEnable : published.has(i.id)),
+            );
+            expect(holding.length).toBeGreaterThan(deployment?.replicas ?? 0);
           } else {
             const next = snapshot.instances.find((i) => i.replaces === stopped.id);
             expect(next).toBeDefined();
@@ -666,6 +675,8 @@ describe('reconcileFleet properties', () => {
         // Parking by a forced drain is the operator's explicit choice to take a pinned replica down.
         const stopped = new Set(actions.stop.filter((s) => !s.restartOnEnable).map((s) => s.instanceId));
         for (const d of snapshot.deployments) {
+          // Scaled to zero: withdrawing every replica is what was asked.
+          if (d.replicas === 0) continue;
           const serving = snapshot.instances.filter((i) => i.deploymentId === d.id && i.desired === 'running' && i.published && healthyNow(i));
           if (serving.length === 0 || serving.some((i) => !stopped.has(i.id))) continue;
           const takeover = actions.publish.map((id) => instances.get(id) as Instance).filter((i) => i.deploymentId === d.id && healthyNow(i));

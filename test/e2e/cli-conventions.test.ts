@@ -68,7 +68,7 @@ describe('CLI conventions', () => {
   it('lists exit codes in --help, and examples in the main commands', () => {
     const root = cli(['--help']);
     expect(root.stdout).toContain('Exit codes:');
-    for (const command of [['nodes'], ['node', 'drain'], ['deploy'], ['operator'], ['rollout', 'create'], ['rollout', 'watch']]) {
+    for (const command of [['nodes'], ['node', 'drain'], ['deploy'], ['delete', 'deployment'], ['delete', 'node'], ['operator'], ['rollout', 'create'], ['rollout', 'watch']]) {
       const help = cli([...command, '--help']);
       expect(help.stdout, command.join(' ')).toContain('Examples:');
       expect(help.stdout, command.join(' ')).toContain('Exit codes:');

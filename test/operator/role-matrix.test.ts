@@ -43,6 +43,8 @@ const MATRIX: Record<string, Need> = {
   'POST /api/v1/nodes/:id/enable': 'operator',
   'POST /api/v1/nodes/:id/drain': 'operator',
   'POST /api/v1/nodes/:id/re-enroll': 'admin',
+  // Decommissioning changes the fleet like a drain does: the roles that drain may delete a drained node.
+  'DELETE /api/v1/nodes/:id': 'operator',
 
   'GET /api/v1/instances': 'viewer',
   'GET /api/v1/instances/:id': 'viewer',
@@ -60,6 +62,8 @@ const MATRIX: Record<string, Need> = {
   'POST /api/v1/deployments': 'operator',
   'GET /api/v1/deployments/active': 'viewer',
   'GET /api/v1/deployments/:id': 'viewer',
+  'PUT /api/v1/deployments/:id': 'operator',
+  'DELETE /api/v1/deployments/:id': 'operator',
   'GET /api/v1/deployments/:id/health': 'viewer',
   'GET /api/v1/deployments/:id/endpoints': 'viewer',
 

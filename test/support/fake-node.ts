@@ -24,6 +24,13 @@ export class FakeNode {
    * component at its desired version from the next heartbeat on (off by default).
    */
   followDesiredComponents = false;
+  /**
+   * Behave like an agent that starts and stops instances at once: after each heartbeat, report
+   * every instance desired running as running and healthy, every one desired stopped (or no
+   * longer desired) as stopped, from the next heartbeat on (off by default).
+   */
+  followDesiredInstances = false;
+  private nextPort = 41_000;
   /** The last heartbeat that failed, if any (the background loop keeps going). */
   lastError: string | undefined;
   private loop: { stop: boolean; done: Promise<void> } | undefined;
@@ -80,6 +87,15 @@ export class FakeNode {
     this.generation = response.body.generation;
     if (this.followDesiredComponents) {
       for (const [name, desired] of Object.entries(response.body.components ?? {})) this.components[name] = desired.version;
+    }
+    if (this.followDesiredInstances) {
+      const wanted = new Map(response.body.instances.map((i) => [i.id, i]));
+      for (const [id, want] of wanted) {
+        const now = this.actual.get(id);
+        if (want.desired === 'running' && now?.status !== 'running') this.runHealthy(id, this.nextPort++);
+        if (want.desired === 'stopped' && now?.status !== 'stopped') this.reportStopped(id);
+      }
+      for (const [id, now] of this.actual) if (!wanted.has(id) && now.status !== 'stopped') this.reportStopped(id);
     }
     return response.body;
   }

@@ -12,6 +12,13 @@ import { type Column, printJson, printRows } from '../output.js';
 
 const enc = encodeURIComponent;
 
+/** PUT /api/v1/deployments/:name answers how the apply went, like kubectl apply prints it. */
+interface AppliedDeployment {
+  result: 'created' | 'configured' | 'unchanged';
+  changed: string[];
+  deployment: DeploymentView;
+}
+
 const nodeColumns: Column<NodeView>[] = [
   ['HOSTNAME', (n) => n.hostname],
   ['REGION', (n) => n.region],
@@ -270,9 +277,9 @@ export function registerFleetCommands(program: Command): void {
 
   program
     .command('deploy')
-    .description('create a deployment from a YAML or JSON file')
+    .description('apply a deployment spec from a YAML or JSON file: create it, or update it (replicas, min_available) when it exists')
     .requiredOption('-f, --file <file>', 'deployment spec: {name, replicas, min_available, workload: {command, args, env, health_path} or {driver: vm, image, memory_mb, vcpus, guest_port, health_path}, node_selector}')
-    .option('--json', 'machine-readable output')
+    .option('--json', 'machine-readable output: {result, changed, deployment}')
     .action(
       action(async (opts, command: Command) => {
         let spec: unknown;
@@ -281,9 +288,13 @@ export function registerFleetCommands(program: Command): void {
         } catch (error) {
           throw new Error(`cannot read ${opts.file}: ${(error as Error).message}`);
         }
-        const created = await clientFor(command).post<DeploymentView>('/api/v1/deployments', spec);
-        if (opts.json) return printJson(created);
-        process.stdout.write(`created deployment ${created.name} (${created.id}) with ${created.replicas} replica(s)\n`);
+        const name = typeof spec === 'object' && spec !== null ? (spec as { name?: unknown }).name : undefined;
+        if (typeof name !== 'string' || name === '') throw new Error(`${opts.file} has no name; a deployment spec needs name: <lowercase-name>`);
+        const applied = await clientFor(command).put<AppliedDeployment>(`/api/v1/deployments/${enc(name)}`, spec);
+        if (opts.json) return printJson(applied);
+        const d = applied.deployment;
+        const what = applied.result === 'configured' ? ` (${applied.changed.join(', ')})` : '';
+        process.stdout.write(`deployment/${d.name} ${applied.result}${what}: ${d.replicas} replica(s), min_available ${d.min_available}\n`);
       }),
     );
 }

@@ -13,6 +13,8 @@ import { DesiredStateView, RegisterReply, TextBody } from '../response-views.js'
 import { NODE_CREDENTIAL_HEADER } from '../../domain/protocol.js';
 import { sendArtifactBlob } from './artifacts.js';
 import { registerAgent } from './agent-register.js';
+import { findDecommissionedNode } from '../../store/node-decommission.js';
+import { fleetChangeErrors } from '../fleet-change-errors.js';
 
 const BlobQuery = z.object({
   node_id: z.string().min(1).max(200).refine((s) => !s.includes('\u0000'), 'no NUL bytes').describe('the downloading node (its credential comes in the header)'),
@@ -33,12 +35,26 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
   const assertNodeCredential = async (nodeId: string, presented: string | string[] | undefined) => {
     if (!ctx.tokens) return;
     const check = await ctx.credentials.check(nodeId, presented);
-    if (check === 'unknown-node') throw errors.nodeNotRegistered(nodeId);
+    if (check === 'unknown-node') throw await unknownNode(nodeId);
     if (check === 'invalid') throw errors.nodeCredentialInvalid(nodeId);
+  };
+  /**
+   * A node the operator does not know: deleted from the fleet (410, and its agent must not
+   * register it again behind the person who deleted it) or never registered (404: register).
+   */
+  const unknownNode = async (nodeId: string) => {
+    const gone = await findDecommissionedNode(ctx.db, nodeId);
+    return gone ? fleetChangeErrors.nodeDecommissioned(gone.id, gone.hostname, gone.decommissioned_by, gone.decommissioned_at) : errors.nodeNotRegistered(nodeId);
   };
 
   app.post('/api/v1/agent/register', { config, schema: { tags, operationId: 'registerAgent', summary: "Register the agent's node (or its return); answers the node id and credential", body: RegisterBody, response: { 200: RegisterReply } } }, async (req) => {
     const presented = req.headers[NODE_CREDENTIAL_HEADER];
+    // The agent of a deleted node keeps its id: it is refused rather than enrolled again.
+    // (A machine enrolls as a new node once its agent-state.json is removed.)
+    if (req.body.node_id !== undefined) {
+      const gone = await findDecommissionedNode(ctx.db, req.body.node_id);
+      if (gone) throw fleetChangeErrors.nodeDecommissioned(gone.id, gone.hostname, gone.decommissioned_by, gone.decommissioned_at);
+    }
     const { nodeId, credential } = await registerAgent(ctx, req.body, {
       actor: req.principal?.name ?? 'agent',
       presented: typeof presented === 'string' ? presented : undefined,
@@ -79,7 +95,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
       // The credential is right after all (registered between the write and now): write again.
       generation = await ctx.heartbeats.add(record);
     }
-    if (generation === undefined) throw errors.nodeNotRegistered(body.node_id);
+    if (generation === undefined) throw await unknownNode(body.node_id);
     if (credentialHash) ctx.credentials.confirm(body.node_id, credentialHash);
     ctx.metrics.heartbeats.inc();
     // Hook runs (rare: only while a node's hooks run): recorded after the heartbeat proved the
@@ -94,7 +110,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
       }
     }
     const desired = await ctx.desired.atLeast(body.node_id, generation);
-    if (!desired) throw errors.nodeNotRegistered(body.node_id);
+    if (!desired) throw await unknownNode(body.node_id);
     return desired;
   });
 
@@ -107,7 +123,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
     req.raw.once('close', () => closed.abort());
     for (;;) {
       const desired = await ctx.desired.current(nodeId);
-      if (!desired) throw errors.nodeNotRegistered(nodeId);
+      if (!desired) throw await unknownNode(nodeId);
       const remaining = deadline - Date.now();
       if (desired.generation > after || remaining <= 0 || closed.signal.aborted) return desired;
       await ctx.waiters.wait(nodeId, remaining, closed.signal, desired.generation);

@@ -2,7 +2,19 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { deploymentHealth } from '../../domain/deployment-health.js';
-import { type DeploymentView, findDeployment, insertDeployment, listDeployments } from '../../store/deployments.js';
+import {
+  type DeploymentView,
+  findDeployment,
+  insertDeployment,
+  listDeployments,
+  lockDeploymentByName,
+  markDeploymentDeleting,
+  openMigrationsOfDeployment,
+  updateDeploymentReplicas,
+} from '../../store/deployments.js';
+import type { Db } from '../../store/db.js';
+import { type ApplyResult, diffDeployment } from '../../domain/deployment-apply.js';
+import { fleetChangeErrors } from '../fleet-change-errors.js';
 import { appendEvents } from '../../store/events.js';
 import { listInstances } from '../../store/instances.js';
 import type { OperatorContext } from '../context.js';
@@ -13,6 +25,14 @@ import { DeploymentHealthView } from '../response-views.js';
 import { findArtifact, findArtifactByVersion } from '../../store/artifacts.js';
 import type { Workload } from '../../domain/types.js';
 import { EVENT } from '../../domain/events.js';
+
+const AppliedView = z.object({
+  result: z.enum(['created', 'configured', 'unchanged']).describe('like kubectl apply: created, configured (changed) or unchanged'),
+  changed: z.array(z.string()).describe('the fields the apply changed (empty unless configured)'),
+  deployment: DeploymentViewSchema,
+});
+
+type Spec = z.infer<typeof DeploymentSpec>;
 
 function withHealth(d: DeploymentView) {
   return { ...d, health: deploymentHealth(d.replicas, d.min_available, d.healthy_instances) };
@@ -69,6 +89,94 @@ export async function deploymentRoutes(base: FastifyInstance, ctx: OperatorConte
       });
       ctx.reconciler.deploymentsChanged([id]);
       return reply.code(201).send(withHealth((await findDeployment(ctx.db, id)) as DeploymentView));
+    },
+  );
+
+  /**
+   * Create or update by name, in one transaction holding the deployment's row: an unchanged
+   * spec writes nothing (no event, no generation bump); a change is checked by
+   * domain/deployment-apply.ts first, so a refused apply changes nothing.
+   */
+  const apply = async (tx: Db, spec: Spec & { workload: Workload }, actor: string): Promise<{ id: string; result: ApplyResult; changed: string[] }> => {
+    const record = { ...spec, node_selector: spec.node_selector ?? null };
+    for (let attempt = 0; ; attempt++) {
+      const existing = await lockDeploymentByName(tx, spec.name);
+      if (!existing) {
+        const id = ctx.newId();
+        if (await insertDeployment(tx, id, record)) {
+          await appendEvents(tx, [{ kind: EVENT.deployment.created, actor, data: { deployment_id: id, name: spec.name, replicas: spec.replicas } }]);
+          return { id, result: 'created', changed: [] };
+        }
+        // Created by a concurrent apply since the lookup: update that one instead (once).
+        if (attempt > 0) throw fleetChangeErrors.deploymentDeleting(spec.name);
+        continue;
+      }
+      if (existing.deleting) throw fleetChangeErrors.deploymentDeleting(spec.name);
+      const stored = (await findDeployment(tx, existing.id)) as DeploymentView;
+      const diff = diffDeployment(stored, record, existing.instances);
+      const changed = Object.keys(diff.changes);
+      if (changed.length === 0) return { id: existing.id, result: 'unchanged', changed };
+      if (diff.fixed.length > 0) throw fleetChangeErrors.deploymentFieldImmutable(spec.name, diff.fixed, existing.instances);
+      if (!(await updateDeploymentReplicas(tx, existing.id, record))) throw fleetChangeErrors.deploymentDeleting(spec.name);
+      await appendEvents(tx, [{ kind: EVENT.deployment.updated, actor, data: { deployment_id: existing.id, name: spec.name, changes: diff.changes } }]);
+      return { id: existing.id, result: 'configured', changed };
+    }
+  };
+
+  app.put(
+    '/api/v1/deployments/:id',
+    {
+      schema: {
+        tags,
+        operationId: 'applyDeployment',
+        params: IdParam.describe('deployment name (the spec must carry the same name)'),
+        body: DeploymentSpec,
+        response: { 200: AppliedView, 201: AppliedView },
+        summary: 'Apply a deployment spec: create it, or update replicas and min_available in place (unchanged: nothing written)',
+      },
+    },
+    async (req, reply) => {
+      if (req.body.name !== req.params.id) throw fleetChangeErrors.deploymentNameMismatch(req.params.id, req.body.name);
+      const workload = await resolveWorkload(ctx, req.body.workload);
+      const outcome = await ctx.db.transaction((tx) => apply(tx, { ...req.body, workload }, actorOf(req)));
+      // Scale up or down: the deployment's reconciler places or stops instances (fleet-reconcile.ts).
+      if (outcome.result !== 'unchanged') ctx.reconciler.deploymentsChanged([outcome.id]);
+      const deployment = withHealth((await findDeployment(ctx.db, outcome.id)) as DeploymentView);
+      return reply.code(outcome.result === 'created' ? 201 : 200).send({ result: outcome.result, changed: outcome.changed, deployment });
+    },
+  );
+
+  // Deleting is asynchronous, like every fleet change: the deployment is marked, the fleet
+  // reconciler withdraws and stops each instance the way it stops any (make-before-break does
+  // not apply: nothing replaces them) and removes the deployment with its last instance row.
+  // Refused while an instance is moving between nodes: a live move holds a guest on two nodes.
+  app.delete(
+    '/api/v1/deployments/:id',
+    {
+      schema: {
+        tags,
+        operationId: 'deleteDeployment',
+        params,
+        summary: 'Delete a deployment: its instances are withdrawn and stopped, then it is removed (202; repeat: no change)',
+        response: { 202: DeploymentViewSchema },
+      },
+    },
+    async (req, reply) => {
+      const found = await mustFind(req.params.id);
+      const actor = actorOf(req);
+      await ctx.db.transaction(async (tx) => {
+        const locked = await lockDeploymentByName(tx, found.name);
+        if (!locked) throw errors.deploymentNotFound(req.params.id, 'list deployments with GET /api/v1/deployments (`drydock deployments`)');
+        if (locked.deleting) return;
+        const moving = await openMigrationsOfDeployment(tx, locked.id);
+        if (moving.length > 0) throw fleetChangeErrors.deploymentMigrating(found.name, moving);
+        await markDeploymentDeleting(tx, locked.id, actor);
+        await appendEvents(tx, [{ kind: EVENT.deployment.deletion_requested, actor, data: { deployment_id: locked.id, name: found.name, instances: locked.instances } }]);
+      });
+      ctx.reconciler.deploymentsChanged([found.id]);
+      // Gone already when it had no instance and the reconciler was quick: the last view, marked.
+      const after = (await findDeployment(ctx.db, found.id)) ?? { ...found, deleting: true };
+      return reply.code(202).send(withHealth(after));
     },
   );
 

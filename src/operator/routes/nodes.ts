@@ -12,6 +12,17 @@ import { errors } from '../errors.js';
 import { actorOf } from '../request-actor.js';
 import { DrainBody, IdParam, InstanceView, NodeListQuery, NodeView as NodeViewSchema } from '../schemas.js';
 import { EVENT } from '../../domain/events.js';
+import { decommissionRefusal } from '../../domain/node-decommission.js';
+import { decommissionNode, lockDecommissionFacts } from '../../store/node-decommission.js';
+import { fleetChangeErrors } from '../fleet-change-errors.js';
+
+const DecommissionedView = z.object({
+  id: z.string(),
+  hostname: z.string(),
+  region: z.string(),
+  decommissioned_by: z.string(),
+  result: z.literal('deleted'),
+});
 
 const ReEnrollBody = z
   .object({ reason: z.string().max(500).refine((s) => !s.includes('\u0000'), 'no NUL bytes').optional().describe('why, for the event log') })
@@ -78,6 +89,31 @@ export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): P
       // Refused at once on this replica; other replicas refuse its next heartbeat (credential-cache.ts).
       ctx.credentials.forget(node.id);
       return mustFindNode(ctx, node.id);
+    },
+  );
+
+  // Decommission (DESIGN.md §6): only a node that runs nothing and is no rollout's leaves the
+  // fleet (domain/node-decommission.ts says why each refusal). Its row goes; a tombstone keeps its
+  // agent out (NODE_DECOMMISSIONED on heartbeat, long-poll and registration).
+  app.delete(
+    '/api/v1/nodes/:id',
+    { schema: { tags, operationId: 'deleteNode', params, summary: 'Decommission a cordoned, drained node: it leaves the fleet and its agent is refused', response: { 200: DecommissionedView } } },
+    async (req) => {
+      const node = await mustFindNode(ctx, req.params.id);
+      const actor = actorOf(req);
+      await ctx.db.transaction(async (tx) => {
+        const facts = await lockDecommissionFacts(tx, node.id);
+        if (!facts) throw errors.nodeNotFound(req.params.id, 'list nodes with GET /api/v1/nodes (`drydock nodes`)');
+        const refusal = decommissionRefusal(facts);
+        if (refusal) throw fleetChangeErrors.nodeNotDecommissionable(facts.hostname, refusal);
+        await decommissionNode(tx, facts, actor);
+        await appendEvents(tx, [{ kind: EVENT.node.decommissioned, actor, nodeId: node.id, data: { hostname: facts.hostname, region: facts.region } }]);
+      });
+      // Refused at once here (other replicas: at their cache's next look), and a held long-poll returns to be refused.
+      ctx.credentials.forget(node.id);
+      ctx.waiters.wake([node.id]);
+      ctx.reconciler.nodesTouched([node.id]);
+      return { id: node.id, hostname: node.hostname, region: node.region, decommissioned_by: actor, result: 'deleted' as const };
     },
   );
 
