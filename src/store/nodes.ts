@@ -86,11 +86,12 @@ const NODE_FILTER = `($1::text IS NULL OR n.region = $1) AND ($2::text IS NULL O
 const filterValues = (f: NodeListFilter) => [f.region ?? null, f.status ?? null, f.role ?? null, f.version ?? null];
 
 export async function listNodes(db: Db, filter: NodeListFilter = {}): Promise<NodeView[]> {
+  // The page's ids first, then the view of those nodes only: the per-node subqueries (installs,
+  // instance counts) run for the page, not for every node the sort passes over.
   return db.query<NodeView>(
     `${NODE_VIEW}
-      WHERE ${NODE_FILTER}
-      ORDER BY n.region, n.hostname
-      LIMIT $5 OFFSET $6`,
+      WHERE n.id IN (SELECT n.id FROM nodes n WHERE ${NODE_FILTER} ORDER BY n.region, n.hostname LIMIT $5 OFFSET $6)
+      ORDER BY n.region, n.hostname`,
     [...filterValues(filter), filter.limit ?? null, filter.offset ?? 0],
   );
 }
