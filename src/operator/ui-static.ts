@@ -28,8 +28,9 @@ const CSP = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style
 
 export async function uiRoutes(app: FastifyInstance): Promise<void> {
   const root = uiDir();
-  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/ui/'));
-  app.get('/ui', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/ui/'));
+  // Relative redirects: behind a prefix (the edge's /d/drydock/) they stay under it.
+  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('ui/'));
+  app.get('/ui', { schema: { hide: true } }, async (_req, reply) => reply.redirect('ui/'));
   if (!root) {
     app.get('/ui/*', { schema: { hide: true } }, async () => {
       throw new ApiError(404, 'UI_NOT_BUILT', 'the dashboard is not built; run `npm run build` (it writes dist/ui)');

@@ -137,7 +137,12 @@ describe(`dashboard sessions on ${TEST_ENGINE}`, () => {
   it('serves the dashboard at /ui/ (open, with a same-origin Content-Security-Policy) and redirects / there', async () => {
     const root = await fetch(`${op.url}/`, { redirect: 'manual' });
     expect(root.status).toBe(302);
-    expect(root.headers.get('location')).toBe('/ui/');
+    // Relative, so it stays under a prefix (the edge's /d/drydock/): `/` → `/ui/`, `/ui` → `/ui/`.
+    expect(root.headers.get('location')).toBe('ui/');
+    const bare = await fetch(`${op.url}/ui`, { redirect: 'manual' });
+    expect(bare.status).toBe(302);
+    expect(new URL(bare.headers.get('location') as string, `${op.url}/ui`).pathname).toBe('/ui/');
+    expect(new URL(root.headers.get('location') as string, `${op.url}/`).pathname).toBe('/ui/');
     const page = await fetch(`${op.url}/ui/`);
     expect(page.status).toBe(200);
     expect(page.headers.get('content-security-policy')).toContain("connect-src 'self'");
