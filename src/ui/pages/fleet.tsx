@@ -37,8 +37,8 @@ interface FleetNodes {
 }
 
 /**
- * The node list for the fleet page. The first load shows the first page (GET /api/v1/nodes?limit=)
- * at once and then the rest (?offset=), so a fleet of thousands shows its first screen without
+ * The node list for the fleet page. The first load asks for the first page (GET /api/v1/nodes?limit=)
+ * and the rest (?offset=) together and shows the first page as soon as it arrives, so a fleet of thousands shows its first screen without
  * waiting for the whole list; a reload (every 5 s, on events) reads the whole list in one answer,
  * so the rows never shrink back to a page.
  */
@@ -54,13 +54,17 @@ function useFleetNodes(): FleetNodes {
       get<NodeView[]>('/api/v1/nodes').then((all) => current() && setState({ data: all, complete: true, error: undefined }), failed);
       return;
     }
+    // Both asked for at once: the rest does not wait for a round trip of the first page.
+    const firstPage = get<NodeView[]>(`/api/v1/nodes?limit=${FIRST_PAGE}`);
+    const restPage = get<NodeView[]>(`/api/v1/nodes?offset=${FIRST_PAGE}`);
+    restPage.catch(() => undefined);
     void (async () => {
-      const first = await get<NodeView[]>(`/api/v1/nodes?limit=${FIRST_PAGE}`);
+      const first = await firstPage;
       if (!current()) return;
       shown.current = true;
-      if (first.length < FIRST_PAGE) return setState({ data: first, complete: true, error: undefined });
-      setState({ data: first, complete: false, error: undefined });
-      const rest = await get<NodeView[]>(`/api/v1/nodes?offset=${FIRST_PAGE}`);
+      setState({ data: first, complete: first.length < FIRST_PAGE, error: undefined });
+      if (first.length < FIRST_PAGE) return;
+      const rest = await restPage;
       if (!current()) return;
       // A node registered in between could shift the pages: one entry per id.
       const seen = new Set(first.map((n) => n.id));
