@@ -108,7 +108,9 @@ describe('boot slots', () => {
     fc.record({ kind: fc.constant('clear' as const) }),
   );
 
-  function apply(state: BootSlotsState, o: fc.Infer<typeof op>): BootSlotsState {
+  type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
+
+  function apply(state: BootSlotsState, o: Op): BootSlotsState {
     switch (o.kind) {
       case 'stage': {
         const r = stage(state, image(o.version));
