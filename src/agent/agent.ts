@@ -192,7 +192,9 @@ export class Agent {
       osImageInstaller: osImageInstaller({
         slots: this.slots,
         bootTries: options.bootTries ?? DEFAULT_BOOT_TRIES,
-        reboot: rebooter(options.rebootCommand ?? DEFAULT_REBOOT_COMMAND, options.log.child({ part: 'reboot' })),
+        reboot: rebooter(options.rebootCommand ?? DEFAULT_REBOOT_COMMAND, options.log.child({ part: 'reboot' }), {
+          beforeSimulatedReboot: () => this.instances.stopAll(),
+        }),
         log: options.log.child({ part: 'os-image' }),
       }),
       // Each phase change reaches the operator at once, not at the next interval.

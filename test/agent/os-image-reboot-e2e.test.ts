@@ -4,10 +4,12 @@ import { join } from 'node:path';
 import { create as createTar } from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/api-client.js';
+import { isSameProcessAlive } from '../../src/agent/drivers/process-driver.js';
 import { isAlive, type LocalFleet, waitFor } from '../../src/demo/local-fleet.js';
 import type { BootSlotsState } from '../../src/domain/boot-slots.js';
 import type { BootSlotsReport, InstallReport } from '../../src/domain/protocol.js';
 import { signArtifact } from '../../src/signing.js';
+import type { InstanceView } from '../../src/store/instances.js';
 import type { NodeView } from '../../src/store/nodes.js';
 import { BUNDLE, startTestFleet } from '../support/processes.js';
 import { publisher, sha256File, tempDir } from './artifact-fixtures.js';
@@ -132,7 +134,16 @@ describe('os-image A/B slots under the supervisor', () => {
     expect(((await response.json()) as { error: { code: string } }).error.code).toBe('REBOOT_NOT_OS_IMAGE');
   });
 
-  it('installs 1.0.0 into slot b with one reboot; the heartbeat reports the slots', async () => {
+  it('installs 1.0.0 into slot b with one reboot (node-local instances stop and start again); the heartbeat reports the slots', async () => {
+    // An undrained node (no rollout here): the simulated reboot ends its instance like a real one would.
+    await client.post('/api/v1/deployments', { name: 'svc', replicas: 1, workload: { command: process.execPath, args: [BUNDLE, 'example-app'], health_path: '/health' } });
+    const healthyPid = () =>
+      waitFor('a healthy instance', async () => {
+        const [instance] = await client.get<InstanceView[]>(`/api/v1/nodes/${node.id}/instances`);
+        return instance?.healthy && instance.pid ? instance.pid : undefined;
+      }, 30_000);
+    const instanceBefore = await healthyPid();
+    await fleet.recordInstancePids();
     const before = noteAgentPid();
     await client.request('PUT', `/api/v1/nodes/${node.id}/components/os`, { version: '1.0.0' });
     const { view } = await installOf('1.0.0', 'done', 45_000);
@@ -140,6 +151,10 @@ describe('os-image A/B slots under the supervisor', () => {
     expect(checkRuns('1.0.0')).toBe(1);
     expect(noteAgentPid()).not.toBe(before);
     expect(view.components.os).toBe('1.0.0');
+    expect(isSameProcessAlive(instanceBefore, null)).toBe(false); // ended (a zombie at most, nobody reaps in a container)
+    const instanceAfter = await healthyPid();
+    expect(instanceAfter).not.toBe(instanceBefore);
+    await fleet.recordInstancePids();
     const shown = await waitFor('slots in the node view', async () => {
       const v = await client.get<NodeDetail>(`/api/v1/nodes/${node.id}`);
       return v.slots?.active === 'b' ? v : undefined;
