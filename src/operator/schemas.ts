@@ -246,7 +246,7 @@ export const ArtifactUploadQuery = z
     version: Version,
     kind: z.enum(ARTIFACT_KINDS),
     disruptive: QueryBool.optional().describe('installing it stops instances, so nodes are drained first; default false'),
-    reboot: QueryBool.optional().describe('installing it reboots the node into an A/B slot (DESIGN.md §12); only kind os-image, for which it is the default'),
+    reboot: QueryBool.optional().describe('installing it reboots the node into an A/B slot (DESIGN.md §12): true for kind os-image (the default), refused for any other kind'),
     sha256: z.string().regex(/^[0-9a-f]{64}$/, 'lowercase hex sha256').optional().describe('refuse the upload unless the bytes hash to this'),
     signature: Base64Signature.optional().describe('ed25519 signature of the artifact; needs public_key'),
     public_key: z.string().max(1000).optional().describe('PEM of the key that signed it; the signature is checked against it'),

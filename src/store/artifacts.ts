@@ -32,7 +32,7 @@ export interface NewArtifact {
   signature: string | null;
   keyId: string | null;
   disruptive: boolean;
-  /** Kind os-image only (absent: false). */
+  /** True for kind os-image, false for every other (absent: so). */
   reboot?: boolean;
   createdBy: string;
 }
@@ -54,7 +54,7 @@ export async function insertArtifact(tx: Db, a: NewArtifact): Promise<{ artifact
     `INSERT INTO artifacts (id, component, version, kind, sha256, size, signature, key_id, disruptive, reboot, created_by)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
      ON CONFLICT (component, version) DO NOTHING RETURNING id`,
-    [a.id, a.component, a.version, a.kind, a.sha256, a.size, a.signature, a.keyId, a.disruptive, a.reboot ?? false, a.createdBy],
+    [a.id, a.component, a.version, a.kind, a.sha256, a.size, a.signature, a.keyId, a.disruptive, a.reboot ?? a.kind === 'os-image', a.createdBy],
   );
   const artifact = await findArtifactByVersion(tx, a.component, a.version);
   if (!artifact) throw new Error(`artifact ${a.component} ${a.version} vanished after insert`);

@@ -39,8 +39,6 @@ interface PublishOptions {
   file: string;
   key?: string;
   disruptive?: boolean;
-  /** undefined: the operator decides (true for os-image). */
-  reboot?: boolean;
   json?: boolean;
 }
 
@@ -55,8 +53,6 @@ export function registerArtifactCommands(program: Command): void {
     .requiredOption('--file <path>', 'the artifact file')
     .option('--key <keyfile>', 'private signing key (drydock keys generate); without it the artifact is an unsigned draft')
     .option('--disruptive', 'installing it stops instances: nodes must be drained first')
-    .option('--reboot', 'installing it reboots the node into an A/B slot (kind os-image only; the default for os-image)')
-    .option('--no-reboot', 'an os-image whose install does not reboot')
     .option('--json', 'machine-readable output')
     .action(
       action(async (opts: PublishOptions, command: Command) => {
@@ -66,7 +62,6 @@ export function registerArtifactCommands(program: Command): void {
         const sha256 = await sha256OfFile(opts.file);
         const query = new URLSearchParams({ component: opts.component, version: opts.version, kind: opts.kind, sha256 });
         if (opts.disruptive) query.set('disruptive', 'true');
-        if (opts.reboot !== undefined) query.set('reboot', String(opts.reboot));
         if (opts.key) {
           const privatePem = readFileSync(opts.key, 'utf8');
           query.set('signature', signArtifact(privatePem, { component: opts.component, version: opts.version, kind: opts.kind as ArtifactKind, sha256 }));

@@ -72,9 +72,11 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
     async (req, reply) => {
       const q = req.query;
       if (!isStream(req.body)) throw errors.unsupportedUpload(req.headers['content-type'] ?? '');
-      // Only an OS image reboots its node (into an A/B slot); it does unless published otherwise.
-      if (q.reboot === true && !REBOOT_CLASS_KINDS.includes(q.kind)) throw errors.rebootNotOsImage(q.kind);
-      const reboot = q.reboot ?? REBOOT_CLASS_KINDS.includes(q.kind);
+      // Only an OS image reboots its node (into an A/B slot), and it always does: the agent's
+      // slots are how it is installed.
+      const reboot = REBOOT_CLASS_KINDS.includes(q.kind);
+      if (q.reboot === true && !reboot) throw errors.rebootNotOsImage(q.kind);
+      if (q.reboot === false && reboot) throw errors.osImageAlwaysReboots(q.kind);
       let key: ReturnType<typeof publicKeyFromPem> | undefined;
       if (q.public_key !== undefined) {
         try {
