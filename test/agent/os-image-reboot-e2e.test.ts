@@ -55,9 +55,18 @@ describe('os-image A/B slots under the supervisor', () => {
   afterAll(async () => {
     noteAgentPid();
     writeFileSync(gate, '');
+    // Every simulated reboot restarted the instance under a new pid: once no agent runs any more,
+    // the last ones are in the agent's state file.
+    await fleet?.stopProcess('supervisor');
+    try {
+      const state = JSON.parse(readFileSync(join(agentDir, 'agent-state.json'), 'utf8')) as { processes?: Record<string, { pid: number }> };
+      for (const proc of Object.values(state.processes ?? {})) fleet.instancePids.add(proc.pid);
+    } catch {
+      // No state file: no instance was ever started.
+    }
     await fleet?.stop();
     for (const pid of [...agentPids].filter(isAlive)) process.kill(pid, 'SIGKILL');
-    const left = [...(fleet?.spawnedPids ?? []), ...agentPids].filter(isAlive);
+    const left = [...(fleet?.spawnedPids ?? []), ...agentPids, ...(fleet?.instancePids ?? [])].filter((pid) => isSameProcessAlive(pid, null));
     rmSync(dir, { recursive: true, force: true });
     expect(left).toEqual([]);
   });
