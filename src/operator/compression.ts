@@ -2,7 +2,7 @@
 // --compressed): the node list of 1,000 nodes is ~500 KB of JSON and ~40 KB gzipped. Brotli at a
 // low quality (fast, still smaller than gzip) when accepted, else gzip; small answers (under 1 KiB)
 // and anything not JSON (the event stream, /metrics, static files, which come pre-compressed) are
-// sent as they are, and so is the agent gateway (heartbeat throughput, issue 9). Compression runs on libuv's thread pool, not the event loop.
+// sent as they are. Compression runs on libuv's thread pool, not the event loop.
 import { promisify } from 'node:util';
 import { brotliCompress, constants, gzip } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
@@ -32,9 +32,6 @@ export function registerCompression(app: FastifyInstance): void {
   app.addHook('onSend', async (req, reply, payload) => {
     if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return payload;
     if (reply.hasHeader('content-encoding')) return payload;
-    // The agent gateway's answers (heartbeats, long-polls: thousands a second) are not worth the
-    // operator's CPU: agents sit on the same network and the desired state is small.
-    if (req.url.startsWith('/api/v1/agent/')) return payload;
     const type = String(reply.getHeader('content-type') ?? '');
     if (!type.startsWith('application/json')) return payload;
     const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
