@@ -60,7 +60,7 @@ describe('the CLI and the seed runbooks against a real operator and agents', () 
     );
     const deployed = await drydock('deploy', '-f', spec);
     expect(deployed.stderr).toBe('');
-    expect(deployed.stdout).toMatch(/created deployment web/);
+    expect(deployed.stdout).toMatch(/^deployment\/web created: 3 replica\(s\), min_available 2$/m);
     await waitFor('web to be healthy', async () => ((await client.get<{ status: string }>('/api/v1/deployments/web/health')).status === 'healthy' ? true : undefined), 30_000);
     await fleet.recordInstancePids();
 

@@ -167,7 +167,7 @@ describe('the dashboard in Chromium against a real operator', () => {
     expect(created.body.batch_count).toBe(6);
     const id = created.body.id;
     // Appears without a reload (the event stream).
-    await watcher.page.locator('tr[data-rollout="web-2"]', { hasText: 'awaiting_approval' }).waitFor({ timeout: 10_000 });
+    await watcher.page.locator('tr[data-rollout="web-2"]', { hasText: 'awaiting_approval' }).waitFor({ timeout: 30_000 });
     expect(await samePage(watcher.page)).toBe(true);
     await screenshot(watcher.page, 'rollouts');
     await watcher.page.locator('a', { hasText: 'web-2' }).click();

@@ -22,6 +22,7 @@ import blueGreen from './0018_blue_green.pre.sql';
 import applyAndDecommission from './0019_apply_and_decommission.pre.sql';
 import osImageSlots from './0021_os_image_slots.pre.sql';
 import rolloutTargets from './0022_rollout_targets.pre.sql';
+import taskStaging from './0023_task_staging.pre.sql';
 
 export interface Migration {
   version: number;
@@ -58,6 +59,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0019_apply_and_decommission.pre.sql', applyAndDecommission),
   migration('0021_os_image_slots.pre.sql', osImageSlots),
   migration('0022_rollout_targets.pre.sql', rolloutTargets),
+  migration('0023_task_staging.pre.sql', taskStaging),
   ...drillMigrations(),
 ];
 
