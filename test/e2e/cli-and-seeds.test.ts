@@ -74,9 +74,9 @@ describe('the CLI and the seed runbooks against a real operator and agents', () 
     expect(deployments.map((d) => [d.name, d.healthy_instances])).toEqual([['web', 3]]);
     const instances = JSON.parse((await drydock('instances', '--deployment', 'web', '--json')).stdout) as InstanceView[];
     expect(instances).toHaveLength(3);
-    const duplicate = await drydock('deploy', '-f', spec);
-    expect(duplicate.code).toBe(1);
-    expect(duplicate.stderr).toMatch(/DEPLOYMENT_EXISTS/);
+    // deploy -f applies: the same file again changes nothing and says so.
+    const again = await drydock('deploy', '-f', spec);
+    expect({ code: again.code, stdout: again.stdout.trim() }).toEqual({ code: 0, stdout: 'deployment/web unchanged: 3 replica(s), min_available 2' });
   });
 
   it('runs the seed runbook lines unchanged: find, drain, wait for 0, enable, capacity queries', async () => {
