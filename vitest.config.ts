@@ -6,7 +6,7 @@ import { defineConfig } from 'vitest/config';
 // Without them `npm test` says so loudly and runs the rest; CI (CI=true) always runs it, so a
 // missing QEMU there fails instead of passing quietly.
 const vmTools = spawnSync('qemu-system-x86_64', ['--version']).status === 0 && (existsSync('/bin/busybox') || existsSync('/usr/bin/busybox'));
-const skipVmSuite = !vmTools && process.env.CI !== 'true';
+export const skipVmSuite = !vmTools && process.env.CI !== 'true';
 if (skipVmSuite) {
   console.warn(
     '\n!!! THE VM SUITE (test/vm) DID NOT RUN: qemu-system-x86_64 or busybox-static is missing. ' +
@@ -35,7 +35,8 @@ export default defineConfig({
   ],
   test: {
     include: ['test/**/*.test.ts'],
-    exclude: ['test/ci/**', 'test/control-plane/**', 'node_modules/**', ...(skipVmSuite ? ['test/vm/**'] : []), ...(skipUiSuite ? ['test/ui/**'] : [])],
+    // test/vm runs after the rest, alone (vitest.vm.config.ts; `npm test` runs both).
+    exclude: ['test/ci/**', 'test/control-plane/**', 'test/vm/**', 'node_modules/**', ...(skipUiSuite ? ['test/ui/**'] : [])],
     globalSetup: ['test/support/global-setup.ts'],
     pool: 'forks',
     // Two cores: end-to-end files start many processes each; more parallel files only add noise.
