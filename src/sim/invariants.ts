@@ -9,8 +9,7 @@ import type { FleetModel } from './fleet-model.js';
 export type Violations = Record<string, { count: number; examples: string[] }>;
 
 const FORWARD_NEXT: Record<TaskState, readonly TaskState[]> = {
-  pending: ['staging', 'cordoned', 'pre_node_hooks', 'installing', 'skipped'],
-  staging: ['cordoned', 'pre_node_hooks', 'installing', 'failed'],
+  pending: ['cordoned', 'pre_node_hooks', 'installing', 'skipped'],
   cordoned: ['draining', 'pre_node_hooks', 'installing', 'failed'],
   draining: ['pre_node_hooks', 'installing', 'failed'],
   pre_node_hooks: ['installing', 'failed'],

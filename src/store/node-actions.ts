@@ -86,7 +86,7 @@ export class VersionUnavailableError extends Error {}
 export async function setComponentVersion(
   tx: Db,
   node: { id: string; hostname: string; components: Record<string, string> },
-  change: { component: string; version: string | null; rollback: boolean; previousVersion: string | null; force?: boolean; keepPrevious?: boolean; prestage?: boolean },
+  change: { component: string; version: string | null; rollback: boolean; previousVersion: string | null; force?: boolean; keepPrevious?: boolean },
   who: Actor,
 ): Promise<void> {
   if (change.version === null) {
@@ -106,7 +106,6 @@ export async function setComponentVersion(
       force: change.force ?? false,
       updatedBy: who.actor,
       keepPrevious: change.keepPrevious ?? false,
-      prestage: change.prestage ?? false,
     });
   }
   await bumpGenerations(tx, [node.id]);
@@ -123,7 +122,6 @@ export async function setComponentVersion(
         previous_version: change.previousVersion,
         rollback: change.rollback,
         ...(change.keepPrevious ? { keep_previous: true } : {}),
-        ...(change.prestage ? { prestage: true } : {}),
       },
     },
   ]);
