@@ -8,6 +8,10 @@ import { type ActualInstance, type DesiredState, NODE_CREDENTIAL_HEADER, PROTOCO
 import type { NodeRole } from '../domain/types.js';
 import { agentInstaller } from './components/agent-installer.js';
 import { ComponentReconciler } from './components/component-reconciler.js';
+import { osImageInstaller } from './components/os-image-installer.js';
+import { OsImageSlots } from './components/os-image-slots.js';
+import { DEFAULT_REBOOT_COMMAND, rebooter } from './components/reboot.js';
+import { boot, DEFAULT_BOOT_TRIES, slotsReport, slotVersion } from '../domain/boot-slots.js';
 import { ComponentLayout } from './components/layout.js';
 import { installBootstrapOperator } from './components/operator-bootstrap.js';
 import { operatorInstaller } from './components/operator-installer.js';
@@ -50,6 +54,10 @@ export interface AgentOptions {
   componentHealthDeadlineMs?: number;
   /** Versions of each component kept on disk once an install is done (default 2). */
   keepVersions?: number;
+  /** Boots a new os-image slot gets before the node falls back to the previous one (`--boot-tries`, default 3). */
+  bootTries?: number;
+  /** How the node reboots into a new os-image slot (`--reboot-command`; default `systemctl reboot`; `exit`: simulated). */
+  rebootCommand?: string;
   /** Set when `drydock supervisor` runs this agent: only then are `agent` artifacts installed (default: unsupervised). */
   supervisor?: SupervisorLink;
   /** Set on a control-plane node: the agent runs the local operator replica as component `operator`. */
@@ -106,6 +114,8 @@ export class Agent {
   private heartbeatInFlight: Promise<void> | undefined;
   private heartbeatAgain = false;
   readonly components: ComponentReconciler;
+  /** The node's A/B boot slots of its os-image component. */
+  readonly slots: OsImageSlots;
   /** The local operator replica on a control-plane node (`--operator-listen`), else undefined. */
   readonly operatorReplica: OperatorReplica | undefined;
   /** preNode / postNode hooks of the desired state (journaled in the data dir). */
@@ -144,6 +154,7 @@ export class Agent {
       this.state.processes,
     );
     const layout = new ComponentLayout(join(options.dataDir, 'components'));
+    this.slots = new OsImageSlots(options.dataDir);
     this.operatorReplica = options.operatorReplica
       ? new OperatorReplica({
           layout,
@@ -178,6 +189,14 @@ export class Agent {
             }),
           }
         : {}),
+      osImageInstaller: osImageInstaller({
+        slots: this.slots,
+        bootTries: options.bootTries ?? DEFAULT_BOOT_TRIES,
+        reboot: rebooter(options.rebootCommand ?? DEFAULT_REBOOT_COMMAND, options.log.child({ part: 'reboot' }), {
+          beforeSimulatedReboot: () => this.instances.stopAll(),
+        }),
+        log: options.log.child({ part: 'os-image' }),
+      }),
       // Each phase change reaches the operator at once, not at the next interval.
       onPhaseChange: () => void this.heartbeat().catch(() => {}),
       log: options.log.child({ part: 'components' }),
@@ -230,6 +249,17 @@ export class Agent {
   async start(): Promise<void> {
     this.server = await buildAgentServer(this);
     this.url = await listenOn(this.server, this.options.listen);
+    // This start may be a boot (DESIGN.md §12): the boot loader's choice of slot, then the boot
+    // checks of a new slot, before anything else and without the operator.
+    if (this.slots.exists()) {
+      const before = this.slots.read();
+      const booted = boot(before);
+      if (booted !== before) {
+        this.slots.write(booted);
+        this.options.log.info({ slot: booted.active, version: slotVersion(booted, booted.active), tries_left: booted.tries_left, fallback: booted.fallback?.reason }, 'booted');
+      }
+      await this.components.recoverBoot().catch((error) => this.options.log.error({ err: error }, 'boot assessment failed'));
+    }
     // The local operator replica first: the control plane this agent registers with may be it.
     if (this.operatorReplica) await this.startOperatorReplica(this.operatorReplica);
     await this.register();
@@ -406,6 +436,7 @@ export class Agent {
         components: this.components.installedVersions(),
         instances: this.actualInstances(),
         installs: this.components.reports(),
+        ...(this.slots.exists() ? { slots: slotsReport(this.slots.read()) } : {}),
         ...this.hookReports(),
         generation: this.generation,
       }, { headers: this.credentialHeader() });

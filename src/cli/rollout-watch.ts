@@ -17,7 +17,7 @@ interface WatchedRollout {
 // waiting on `watch` must learn that instead of hanging.
 const FINAL = new Set<string>([...TERMINAL_ROLLOUT_STATUSES, 'awaiting_decision']);
 const TERMINAL_TASK = new Set(['done', 'failed', 'rolled_back', 'skipped']);
-const IN_FLIGHT = new Set(['cordoned', 'draining', 'pre_node_hooks', 'installing', 'verifying', 'post_node_hooks']);
+const IN_FLIGHT = new Set(['staging', 'cordoned', 'draining', 'pre_node_hooks', 'installing', 'verifying', 'post_node_hooks']);
 
 export interface WatchOptions {
   tty: boolean;

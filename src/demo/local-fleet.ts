@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiClient } from '../api-client.js';
+import { SIMULATED_REBOOT } from '../agent/components/reboot.js';
 import { PARENT_PID_ENV } from '../parent-watchdog.js';
 import type { InstanceView } from '../store/instances.js';
 import type { NodeView } from '../store/nodes.js';
@@ -111,19 +112,21 @@ export class LocalFleet {
       '--region', region,
       '--listen', '127.0.0.1:0',
       '--data-dir', join(this.options.dir, 'agents', hostname),
+      // A local node never reboots its host: an os-image install "reboots" by the agent exiting.
+      '--reboot-command', SIMULATED_REBOOT,
       ...extraArgs,
     ]);
   }
 
   /**
    * An agent under `drydock supervisor`, started from `bin` (its first version), so it can
-   * upgrade itself. Stopping the supervisor stops its agent; instances keep running.
+   * upgrade itself, and "reboot" (`--reboot-command exit`: the supervisor starts it again). Stopping the supervisor stops its agent; instances keep running.
    * `dataDir` defaults to `<dir>/agents/<hostname>`.
    */
   startSupervisedAgent(hostname: string, region: string, bin: string, agentArgs: string[] = [], deadline = '30s', dataDir = join(this.options.dir, 'agents', hostname)): FleetProcess {
     return this.spawn(
       hostname,
-      ['supervisor', '--data-dir', dataDir, '--deadline', deadline, '--', 'agent', '--operator', this.operatorUrl, '--hostname', hostname, '--region', region, '--listen', '127.0.0.1:0', ...agentArgs],
+      ['supervisor', '--data-dir', dataDir, '--deadline', deadline, '--', 'agent', '--operator', this.operatorUrl, '--hostname', hostname, '--region', region, '--listen', '127.0.0.1:0', '--reboot-command', SIMULATED_REBOOT, ...agentArgs],
       bin,
     );
   }

@@ -131,7 +131,7 @@ export interface EventData {
   'node.down': Hostname & { from: NodeStatus; to: NodeStatus };
   'node.up': Hostname & { from: NodeStatus; to: NodeStatus };
   /** `artifact_id` and `force` only when a person sets it through the API. */
-  'node.component_version_set': Hostname & { component: string; version: string | null; previous_version: string | null; rollback: boolean; artifact_id?: string; force?: boolean; keep_previous?: true };
+  'node.component_version_set': Hostname & { component: string; version: string | null; previous_version: string | null; rollback: boolean; artifact_id?: string; force?: boolean; keep_previous?: true; prestage?: true };
   'node.install_started': InstallEventData;
   'node.install_completed': InstallEventData;
   'node.install_failed': InstallEventData;

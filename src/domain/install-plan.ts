@@ -46,6 +46,17 @@ export function isTerminal(phase: InstallPhase): boolean {
   return TERMINAL_PHASES.includes(phase);
 }
 
+/**
+ * Kinds installed by a reboot into an A/B slot (DESIGN.md §12): their assessment spans agent
+ * restarts by design, so restarts are not counted as crashes; the slot's try counter bounds it.
+ */
+export const REBOOT_CLASS_KINDS: readonly ArtifactKind[] = ['os-image'];
+
+/** Not an install in progress: terminal, or `staged` (pre-staged, waiting for the install request). */
+export function isResting(phase: InstallPhase): boolean {
+  return isTerminal(phase) || phase === 'staged';
+}
+
 export type ComponentAction =
   /** Download, verify, install and assess `desired`; `interrupted` carries over a crash count. */
   | { kind: 'install'; component: string; desired: DesiredComponent; previous: string | null; interrupted: number }
@@ -94,7 +105,7 @@ export function planComponentInstalls(input: InstallPlanInput): ComponentAction[
 function decideComponent(component: string, input: InstallPlanInput): ComponentAction | undefined {
   const record = input.records[component];
   const desired = input.desired?.[component];
-  if (record && !isTerminal(record.phase)) {
+  if (record && !isResting(record.phase)) {
     const recovery = recover(component, record, desired, input.desired === undefined);
     if (recovery === undefined || 'kind' in recovery) return recovery;
     // Nothing was switched: the desired state decides, and a record nobody continues is closed.
@@ -112,6 +123,8 @@ function decideDesired(component: string, input: InstallPlanInput, desired: Desi
   }
   const current = input.installed[component] ?? null;
   if (desired.version === current) return undefined;
+  // Pre-staged already and still only pre-staging asked for: nothing to do until the install.
+  if (record?.phase === 'staged' && desired.prestage === true && record.version === desired.version && record.sha256 === desired.sha256) return undefined;
   if (record && isTerminal(record.phase) && record.phase !== 'done' && isSameRequest(record, desired)) {
     const retry = record.retry_at !== undefined && Date.parse(record.retry_at) <= input.now.getTime();
     return retry ? { kind: 'install', component, desired, previous: current, interrupted: 0 } : undefined;
@@ -139,6 +152,7 @@ function recover(component: string, record: InstallRecord, desired: DesiredCompo
     case 'installing':
       return { kind: 'revert', component, record, reason: `agent restarted while installing ${record.version}; back on ${record.previous_version ?? 'nothing'}` };
     case 'assessing':
+      if (REBOOT_CLASS_KINDS.includes(record.kind)) return { kind: 'assess', component, record };
       if (interrupted >= MAX_INTERRUPTED_ATTEMPTS) {
         return { kind: 'revert', component, record, reason: `${record.version} crashed ${interrupted} times in a row during assessment` };
       }

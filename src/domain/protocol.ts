@@ -78,10 +78,14 @@ export const ActualInstanceSchema = z.object({
 });
 export type ActualInstance = z.infer<typeof ActualInstanceSchema>;
 
-export const ARTIFACT_KINDS = ['agent', 'binary', 'script', 'vm-image', 'operator'] as const;
+export const ARTIFACT_KINDS = ['agent', 'binary', 'script', 'vm-image', 'operator', 'os-image'] as const;
 export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
 
-export const INSTALL_PHASES = ['downloading', 'verifying', 'installing', 'assessing', 'done', 'failed', 'reverted'] as const;
+/**
+ * `staged`: a pre-staged reboot-class component (DESIGN.md §12) is downloaded, verified and in
+ * the node's inactive slot, nothing switched; the real install (after the drain) follows.
+ */
+export const INSTALL_PHASES = ['downloading', 'verifying', 'installing', 'staged', 'assessing', 'done', 'failed', 'reverted'] as const;
 export type InstallPhase = (typeof INSTALL_PHASES)[number];
 
 /** One component the node should run, with what the agent needs to fetch and verify it. */
@@ -113,6 +117,12 @@ export interface DesiredComponent {
    * until this turns false (retired). Absent from older operators: false.
    */
   keep_previous?: boolean;
+  /**
+   * Pre-staging (DESIGN.md §12): download, verify and stage the version into the inactive slot
+   * only, and report `staged`; the install itself follows once this turns false (after the
+   * drain). Absent from older operators: false.
+   */
+  prestage?: boolean;
 }
 
 /** Progress of one component install, persisted by the agent and reported in every heartbeat. */
@@ -173,6 +183,23 @@ export const HookReportSchema = z
   .strict();
 export type HookReport = z.infer<typeof HookReportSchema>;
 
+const SlotVersionSchema = z.object({ version: z.string().min(1).max(100).nullable() }).strict();
+
+/** A/B boot slots as heartbeats report them (domain/boot-slots.ts `slotsReport`). */
+export const BootSlotsReportSchema = z
+  .object({
+    a: SlotVersionSchema,
+    b: SlotVersionSchema,
+    /** The slot the node booted from. */
+    active: z.enum(['a', 'b']),
+    /** The slot the next boot uses. */
+    next: z.enum(['a', 'b']),
+    /** Boots left for an unblessed next slot before the node falls back (0 when none is pending). */
+    tries_left: z.number().int().min(0).max(1000),
+  })
+  .strict();
+export type BootSlotsReport = z.infer<typeof BootSlotsReportSchema>;
+
 export const HeartbeatRequestSchema = z.object({
   node_id: z.string().min(1).max(200),
   agent_version: z.string().min(1).max(100),
@@ -185,6 +212,8 @@ export const HeartbeatRequestSchema = z.object({
   hooks: z.array(HookReportSchema).max(100).optional(),
   /** The desired generation the agent has converged to (or is converging to). */
   generation: z.number().int().min(0).max(BIGINT_SAFE_MAX),
+  /** The node's A/B boot slots of reboot-class components (optional: only a node that has them). */
+  slots: BootSlotsReportSchema.optional(),
 });
 export type HeartbeatRequest = z.infer<typeof HeartbeatRequestSchema>;
 

@@ -82,6 +82,10 @@ export const errors = {
     new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `send the artifact bytes as application/octet-stream (got ${contentType || 'no content type'})`, {
       content_type: contentType,
     }),
+  rebootNotOsImage: (kind: string) =>
+    new ApiError(400, 'REBOOT_NOT_OS_IMAGE', `reboot=true is only for artifacts of kind os-image (an OS image booted from an A/B slot), not ${kind}`, { kind }),
+  osImageAlwaysReboots: (kind: string) =>
+    new ApiError(400, 'OS_IMAGE_ALWAYS_REBOOTS', `an ${kind} is installed by a reboot into the node's other A/B slot: leave reboot out (or true)`, { kind }),
   artifactEmpty: () => new ApiError(400, 'ARTIFACT_EMPTY', 'the upload has no bytes; send the artifact file as the request body'),
   artifactTooLarge: (limit: number) =>
     new ApiError(413, 'ARTIFACT_TOO_LARGE', `artifacts are limited to ${limit} bytes; nothing was stored`, { limit }),

@@ -83,7 +83,7 @@ async function loadPlanFacts(
   const others = await Promise.all(
     otherTargets.map(async (t) => {
       const found = await findArtifactByVersion(db, t.component, t.version);
-      return { ...t, artifact: found && { lifecycle: found.lifecycle, signed: found.signature !== null, disruptive: found.disruptive } };
+      return { ...t, artifact: found && { lifecycle: found.lifecycle, signed: found.signature !== null, disruptive: found.disruptive || found.reboot } };
     }),
   );
   const artifact = await findArtifactByVersion(db, component, spec.target.version);
@@ -103,7 +103,8 @@ async function loadPlanFacts(
     operatorVersions: [...new Set([operatorVersion, ...replicas.map((r) => r.version)])],
     schemaVersion: (await appliedMigrations(db)).reduce((max, m) => Math.max(max, m.version), 0),
     snapshot,
-    artifact: artifact && { lifecycle: artifact.lifecycle, signed: artifact.signature !== null, disruptive: artifact.disruptive },
+    // A component that reboots the node disrupts whatever runs there: its nodes are drained.
+    artifact: artifact && { lifecycle: artifact.lifecycle, signed: artifact.signature !== null, disruptive: artifact.disruptive || artifact.reboot },
     historyNodeSeconds,
     policies,
     published,

@@ -11,7 +11,7 @@ import { readClock } from '../store/fleet-snapshot.js';
 import { assertTerm } from '../store/leases.js';
 import { applyHookActions, loadHookRunFacts, type OperatorHookRun } from '../store/hook-runs.js';
 import { applyRolloutDecision } from '../store/rollout-apply.js';
-import { loadNodeFacts, loadUnavailableVersions } from '../store/rollout-facts.js';
+import { loadNodeFacts, loadUnavailableVersions, rebootClassTargets } from '../store/rollout-facts.js';
 import { activeRolloutIds, loadRollout, recordSchemaStep, TaskConflictError } from '../store/rollouts.js';
 import { appendEvents } from '../store/events.js';
 import { EVENT } from '../domain/events.js';
@@ -209,7 +209,10 @@ export class RolloutReconciler {
         : atBlueGreenEnd(loaded.rollout, loaded.tasks)
           ? { rules: [], running: new Map(), operatorVersions: await liveReplicaVersions(tx, REPLICA_STALE_AFTER_MS) }
           : undefined;
-      const decision = decideRollout(loaded.rollout, loaded.tasks, facts, now, unavailable, (runId) => hookRuns.get(runId), compat);
+      // Target components whose artifact reboots the node: staged before each node's cordon.
+      const prestage = await rebootClassTargets(tx, rolloutTargets(spec));
+      const rollout = prestage.length > 0 ? { ...loaded.rollout, prestage } : loaded.rollout;
+      const decision = decideRollout(rollout, loaded.tasks, facts, now, unavailable, (runId) => hookRuns.get(runId), compat);
       // A wait on the fleet is said once per reason (an event), not on every pass.
       if (decision.waitingFor && this.waitReasons.get(id) !== decision.waitingFor) {
         this.waitReasons.set(id, decision.waitingFor);

@@ -6,6 +6,7 @@ import {
   ActualInstanceSchema,
   ARTIFACT_KINDS,
   BIGINT_SAFE_MAX,
+  BootSlotsReportSchema,
   DesiredQuerySchema,
   HeartbeatRequestSchema,
   INSTALL_PHASES,
@@ -161,6 +162,7 @@ export const NodeView = z.looseObject({
   components: z.record(z.string(), z.string()),
   agent_version: z.string().nullable(),
   installs: z.array(InstallView),
+  slots: BootSlotsReportSchema.nullable().optional().describe('the A/B boot slots of its os-image (null: none)'),
 });
 
 export const InstanceView = z.looseObject({
@@ -210,6 +212,7 @@ export const ArtifactUploadQuery = z
     version: Version,
     kind: z.enum(ARTIFACT_KINDS),
     disruptive: QueryBool.optional().describe('installing it stops instances, so nodes are drained first; default false'),
+    reboot: QueryBool.optional().describe('installing it reboots the node into an A/B slot (DESIGN.md §12): true for kind os-image (the default), refused for any other kind'),
     sha256: z.string().regex(/^[0-9a-f]{64}$/, 'lowercase hex sha256').optional().describe('refuse the upload unless the bytes hash to this'),
     signature: Base64Signature.optional().describe('ed25519 signature of the artifact; needs public_key'),
     public_key: z.string().max(1000).optional().describe('PEM of the key that signed it; the signature is checked against it'),
@@ -232,6 +235,7 @@ export const ArtifactView = z.looseObject({
   signature: z.string().nullable(),
   key_id: z.string().nullable(),
   disruptive: z.boolean(),
+  reboot: z.boolean(),
   lifecycle: z.enum(ARTIFACT_LIFECYCLES),
 });
 
@@ -242,5 +246,6 @@ export const SetVersionBody = z
     version: Version,
     force: z.boolean().optional().describe('install a disruptive component although the node still hosts instances'),
     rollback: z.boolean().optional().describe('an explicit rollback: the only way the agent installs a lower version'),
+    prestage: z.boolean().optional().describe('only download, verify and stage it into the inactive slot (reported as `staged`); the install follows when set again without it'),
   })
   .strict();

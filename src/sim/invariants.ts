@@ -9,7 +9,8 @@ import type { FleetModel } from './fleet-model.js';
 export type Violations = Record<string, { count: number; examples: string[] }>;
 
 const FORWARD_NEXT: Record<TaskState, readonly TaskState[]> = {
-  pending: ['cordoned', 'pre_node_hooks', 'installing', 'skipped'],
+  pending: ['staging', 'cordoned', 'pre_node_hooks', 'installing', 'skipped'],
+  staging: ['cordoned', 'pre_node_hooks', 'installing', 'failed'],
   cordoned: ['draining', 'pre_node_hooks', 'installing', 'failed'],
   draining: ['pre_node_hooks', 'installing', 'failed'],
   pre_node_hooks: ['installing', 'failed'],

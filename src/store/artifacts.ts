@@ -12,6 +12,8 @@ export type ArtifactView = {
   signature: string | null;
   key_id: string | null;
   disruptive: boolean;
+  /** Installing it reboots the node into an A/B slot (kind os-image only). */
+  reboot: boolean;
   lifecycle: ArtifactLifecycle;
   /** The breaker rolled this version back and nobody has cleared it yet (store/quarantine.ts). */
   quarantined: boolean;
@@ -30,12 +32,14 @@ export interface NewArtifact {
   signature: string | null;
   keyId: string | null;
   disruptive: boolean;
+  /** True for kind os-image, false for every other (absent: so). */
+  reboot?: boolean;
   createdBy: string;
 }
 
 const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 const ARTIFACT_VIEW = `
-  SELECT id, component, version, kind, sha256, size::float8 AS size, signature, key_id, disruptive, lifecycle, created_by,
+  SELECT id, component, version, kind, sha256, size::float8 AS size, signature, key_id, disruptive, reboot, lifecycle, created_by,
          ${iso('created_at')} AS created_at, ${iso('updated_at')} AS updated_at,
          EXISTS (SELECT 1 FROM quarantine q WHERE q.component = artifacts.component AND q.version = artifacts.version AND q.cleared_at IS NULL) AS quarantined
     FROM artifacts`;
@@ -47,10 +51,10 @@ const ARTIFACT_VIEW = `
  */
 export async function insertArtifact(tx: Db, a: NewArtifact): Promise<{ artifact: ArtifactView; created: boolean }> {
   const inserted = await tx.query<{ id: string }>(
-    `INSERT INTO artifacts (id, component, version, kind, sha256, size, signature, key_id, disruptive, created_by)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    `INSERT INTO artifacts (id, component, version, kind, sha256, size, signature, key_id, disruptive, reboot, created_by)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
      ON CONFLICT (component, version) DO NOTHING RETURNING id`,
-    [a.id, a.component, a.version, a.kind, a.sha256, a.size, a.signature, a.keyId, a.disruptive, a.createdBy],
+    [a.id, a.component, a.version, a.kind, a.sha256, a.size, a.signature, a.keyId, a.disruptive, a.reboot ?? a.kind === 'os-image', a.createdBy],
   );
   const artifact = await findArtifactByVersion(tx, a.component, a.version);
   if (!artifact) throw new Error(`artifact ${a.component} ${a.version} vanished after insert`);

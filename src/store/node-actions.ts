@@ -86,7 +86,7 @@ export class VersionUnavailableError extends Error {}
 export async function setComponentVersion(
   tx: Db,
   node: { id: string; hostname: string; components: Record<string, string> },
-  change: { component: string; version: string | null; rollback: boolean; previousVersion: string | null; force?: boolean; keepPrevious?: boolean },
+  change: { component: string; version: string | null; rollback: boolean; previousVersion: string | null; force?: boolean; keepPrevious?: boolean; prestage?: boolean },
   who: Actor,
 ): Promise<void> {
   if (change.version === null) {
@@ -106,6 +106,7 @@ export async function setComponentVersion(
       force: change.force ?? false,
       updatedBy: who.actor,
       keepPrevious: change.keepPrevious ?? false,
+      prestage: change.prestage ?? false,
     });
   }
   await bumpGenerations(tx, [node.id]);
@@ -122,6 +123,7 @@ export async function setComponentVersion(
         previous_version: change.previousVersion,
         rollback: change.rollback,
         ...(change.keepPrevious ? { keep_previous: true } : {}),
+        ...(change.prestage ? { prestage: true } : {}),
       },
     },
   ]);

@@ -14,6 +14,8 @@ export interface NodeComponentRow {
   previous_version: string | null;
   rollback: boolean;
   force: boolean;
+  /** Pre-staging only (DESIGN.md §12). */
+  prestage: boolean;
   updated_by: string;
   updated_at: string;
 }
@@ -22,7 +24,7 @@ const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-
 
 export async function findNodeComponent(db: Db, nodeId: string, component: string): Promise<NodeComponentRow | undefined> {
   const [row] = await db.query<NodeComponentRow>(
-    `SELECT node_id, component, version, artifact_id, previous_version, rollback, force, updated_by, ${iso('updated_at')} AS updated_at
+    `SELECT node_id, component, version, artifact_id, previous_version, rollback, force, prestage, updated_by, ${iso('updated_at')} AS updated_at
        FROM node_components WHERE node_id = $1 AND component = $2`,
     [nodeId, component],
   );
@@ -42,15 +44,17 @@ export async function setNodeComponent(
     updatedBy: string;
     /** Blue-green: the previous version keeps running beside this one until retired (default false). */
     keepPrevious?: boolean;
+    /** Pre-staging only: the agent stages the version and reports `staged`, nothing more (default false). */
+    prestage?: boolean;
   },
 ): Promise<void> {
   await tx.query(
-    `INSERT INTO node_components (node_id, component, version, artifact_id, previous_version, rollback, force, updated_by, keep_previous)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    `INSERT INTO node_components (node_id, component, version, artifact_id, previous_version, rollback, force, updated_by, keep_previous, prestage)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
      ON CONFLICT (node_id, component) DO UPDATE SET version = excluded.version, artifact_id = excluded.artifact_id,
        previous_version = excluded.previous_version, rollback = excluded.rollback, force = excluded.force,
-       updated_by = excluded.updated_by, keep_previous = excluded.keep_previous, updated_at = now()`,
-    [row.nodeId, row.component, row.version, row.artifactId, row.previousVersion, row.rollback, row.force, row.updatedBy, row.keepPrevious ?? false],
+       updated_by = excluded.updated_by, keep_previous = excluded.keep_previous, prestage = excluded.prestage, updated_at = now()`,
+    [row.nodeId, row.component, row.version, row.artifactId, row.previousVersion, row.rollback, row.force, row.updatedBy, row.keepPrevious ?? false, row.prestage ?? false],
   );
 }
 
@@ -68,7 +72,7 @@ export async function retirePreviousComponent(tx: Db, nodeId: string, component:
 export async function desiredComponentsForNode(db: Db, nodeId: string): Promise<Record<string, DesiredComponent>> {
   const rows = await db.query<Omit<DesiredComponent, 'url'> & { component: string }>(
     `SELECT c.component, c.version, a.id AS artifact_id, a.kind, a.sha256, a.size::float8 AS size, a.signature,
-            c.rollback, a.disruptive, c.previous_version, c.keep_previous,
+            c.rollback, a.disruptive, c.previous_version, c.keep_previous, c.prestage,
             to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') AS request_id
        FROM node_components c JOIN artifacts a ON a.id = c.artifact_id
       WHERE c.node_id = $1 ORDER BY c.component`,
@@ -77,12 +81,13 @@ export async function desiredComponentsForNode(db: Db, nodeId: string): Promise<
   // The agent gateway's download route: it serves only what is in this node's desired state,
   // to the holder of this node's credential (DESIGN.md §9). Node ids come from agents, so encode.
   return Object.fromEntries(
-    rows.map(({ component, keep_previous: keepPrevious, ...desired }) => [
+    rows.map(({ component, keep_previous: keepPrevious, prestage, ...desired }) => [
       component,
       {
         ...desired,
         url: `/api/v1/agent/artifacts/${encodeURIComponent(desired.artifact_id)}/blob?node_id=${encodeURIComponent(nodeId)}`,
         ...(keepPrevious ? { keep_previous: true } : {}),
+        ...(prestage ? { prestage: true } : {}),
       },
     ]),
   );

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { ActualInstance, InstallReport, RegisterRequest } from '../domain/protocol.js';
+import type { ActualInstance, BootSlotsReport, InstallReport, RegisterRequest } from '../domain/protocol.js';
 import type { NodeStatus } from '../domain/types.js';
 import type { Db } from './db.js';
 import { recordInstallReports } from './node-components.js';
@@ -36,6 +36,8 @@ export type NodeView = {
   } | null;
   /** The latest install report per component, as the node's agent sent it. */
   installs: (Omit<InstallReport, 'reason'> & { reason: string | null; received_at: string })[];
+  /** The A/B boot slots of its os-image, as its agent last reported them (null: it has none). */
+  slots: BootSlotsReport | null;
 };
 
 const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
@@ -59,7 +61,8 @@ const NODE_VIEW = `
          coalesce((SELECT json_agg(json_build_object(
              'component', i.component, 'version', i.version, 'previous_version', i.previous_version, 'phase', i.phase,
              'reason', i.reason, 'updated_at', i.reported_at, 'received_at', ${iso('i.updated_at')}) ORDER BY i.component)
-           FROM node_installs i WHERE i.node_id = n.id), '[]') AS installs
+           FROM node_installs i WHERE i.node_id = n.id), '[]') AS installs,
+         n.boot_slots AS slots
     FROM nodes n
     LEFT JOIN drains d ON d.node_id = n.id
     -- An instance counts until its agent reports it stopped; a pinned instance parked by a
@@ -138,6 +141,8 @@ export interface HeartbeatRecord {
   credentialHash?: string;
   /** The desired generation the agent has (absent from callers that do not know it). */
   observedGeneration?: number;
+  /** The node's A/B boot slots (absent: the agent has none, or predates them; the stored value stays). */
+  slots?: BootSlotsReport;
 }
 
 /** The agent-clock time of the newest install report, as ISO text (null: none, or unreadable). */
@@ -208,17 +213,19 @@ export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[])
       `UPDATE nodes n SET last_heartbeat_at = greatest(n.last_heartbeat_at, statement_timestamp() - h.waited_ms * interval '1 millisecond'),
               updated_at = now(), agent_version = h.agent_version, protocol_version = h.protocol_version,
               observed_generation = coalesce(h.observed_generation, n.observed_generation),
+              boot_slots = coalesce(h.boot_slots, n.boot_slots),
               components = CASE
                 WHEN h.newest_install < (SELECT max(i.reported_at) FROM node_installs i WHERE i.node_id = n.id) THEN n.components
                 ELSE h.components END
-         FROM unnest($1::text[], $2::text[], $3::int[], $4::jsonb[], $5::text[], $6::text[], $7::float8[], $8::bigint[])
-                AS h(id, agent_version, protocol_version, components, newest_install, credential_hash, waited_ms, observed_generation),
-              (SELECT id, status, components, agent_version FROM nodes WHERE id = ANY($1::text[])) AS before
+         FROM unnest($1::text[], $2::text[], $3::int[], $4::jsonb[], $5::text[], $6::text[], $7::float8[], $8::bigint[], $9::jsonb[])
+                AS h(id, agent_version, protocol_version, components, newest_install, credential_hash, waited_ms, observed_generation, boot_slots),
+              (SELECT id, status, components, agent_version, boot_slots FROM nodes WHERE id = ANY($1::text[])) AS before
         WHERE n.id = h.id AND before.id = n.id
           AND (h.credential_hash IS NULL OR n.credential_hash = h.credential_hash)
         RETURNING n.id, n.generation,
                   (before.status = 'down' OR before.components IS DISTINCT FROM n.components
-                   OR before.agent_version IS DISTINCT FROM n.agent_version) AS changed,
+                   OR before.agent_version IS DISTINCT FROM n.agent_version
+                   OR before.boot_slots IS DISTINCT FROM n.boot_slots) AS changed,
                   before.status = 'down' AS was_down`,
       [
         batch.map((h) => h.nodeId),
@@ -229,6 +236,7 @@ export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[])
         batch.map((h) => h.credentialHash ?? null),
         heartbeatWaits(batch),
         batch.map((h) => h.observedGeneration ?? null),
+        batch.map((h) => (h.slots ? JSON.stringify(h.slots) : null)),
       ],
     );
     for (const n of nodes) {

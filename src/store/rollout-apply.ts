@@ -57,6 +57,7 @@ export async function applyRolloutDecision(tx: Db, rollout: Rollout, tasks: read
           rollback: command.rollback,
           previousVersion: forward ? (task?.fromVersion ?? null) : null,
           ...(command.keepPrevious ? { keepPrevious: true } : {}),
+          ...(command.prestage ? { prestage: true } : {}),
         };
         try {
           await setComponentVersion(tx, node, change, who);

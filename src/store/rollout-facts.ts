@@ -93,3 +93,13 @@ export async function loadUnavailableVersions(db: Db, component: string, version
   const available = new Set(rows.map((r) => r.version));
   return new Set(wanted.filter((v) => !available.has(v)));
 }
+
+/** Of the targets, the components whose artifact at the target version reboots the node (an OS image). */
+export async function rebootClassTargets(db: Db, targets: readonly { component: string; version: string }[]): Promise<string[]> {
+  const rows = await db.query<{ component: string }>(
+    `SELECT a.component FROM artifacts a JOIN unnest($1::text[], $2::text[]) AS t(component, version) ON a.component = t.component AND a.version = t.version
+      WHERE a.reboot ORDER BY 1`,
+    [targets.map((t) => t.component), targets.map((t) => t.version)],
+  );
+  return rows.map((r) => r.component);
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type AgentExit, decideAfterExit, STABLE_RUN_MS } from '../../src/agent/supervisor/restart-policy.js';
-import { EXIT_RESTART } from '../../src/agent/supervisor/switch-record.js';
+import { EXIT_REBOOT, EXIT_RESTART } from '../../src/agent/supervisor/switch-record.js';
 
 const exit = (over: Partial<AgentExit> = {}): AgentExit => ({
   version: '2.0.0',
@@ -50,5 +50,10 @@ describe('supervisor restart policy', () => {
     });
     // It wrote `proven` just before the kill: a crash like any other.
     expect(decideAfterExit(exit({ deadlineExpired: true, stillPending: false, code: null, signal: 'SIGKILL' }), { crashes: 0, pendingExits: 0 }).kind).toBe('restart');
+  });
+
+  it('a simulated reboot (EXIT_REBOOT) starts the agent again at once, and is neither a crash nor an exit of a version being assessed', () => {
+    const step = decideAfterExit(exit({ code: EXIT_REBOOT, stillPending: true }), { crashes: 4, pendingExits: 2 });
+    expect(step).toMatchObject({ kind: 'restart', delayMs: 0, counters: { crashes: 0, pendingExits: 2 } });
   });
 });

@@ -1,6 +1,6 @@
 // A scripted agent: it speaks the real agent protocol to a real operator, but the test decides
 // what it reports. That keeps instance health under the test's control without processes.
-import type { ActualInstance, DesiredState, InstallReport } from '../../src/domain/protocol.js';
+import type { ActualInstance, BootSlotsReport, DesiredState, InstallReport } from '../../src/domain/protocol.js';
 import type { ApiClient } from './operator.js';
 
 export interface FakeNodeSpec {
@@ -19,6 +19,8 @@ export class FakeNode {
   components: Record<string, string> = { 'node-agent': 'test' };
   /** Install reports every heartbeat carries (none by default). */
   installs: InstallReport[] = [];
+  /** The A/B boot slots every heartbeat reports (none by default). */
+  slots: BootSlotsReport | undefined;
   /**
    * Behave like an agent that installs at once: after each heartbeat, report every desired
    * component at its desired version from the next heartbeat on (off by default).
@@ -81,6 +83,7 @@ export class FakeNode {
       components: this.components,
       instances: [...this.actual.values()],
       ...(this.installs.length > 0 ? { installs: this.installs } : {}),
+      ...(this.slots ? { slots: this.slots } : {}),
       generation: this.generation,
     }, { headers: { 'x-drydock-node-credential': this.credential } });
     if (response.status !== 200) throw new Error(`heartbeat of ${this.hostname} answered ${response.status}: ${response.text}`);

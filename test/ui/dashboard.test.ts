@@ -132,10 +132,15 @@ describe('the dashboard in Chromium against a real operator', () => {
     await page.selectOption('#filter-region', '');
 
     // Node detail, then Cordon through the button: the server's state changes (the CSRF token rode along).
+    // Its agent reports A/B boot slots (an os-image mid-install): the page shows them.
+    const node = nodes.find((n) => n.fake.hostname === 'eu-west-w1') as InstallingNode;
+    node.fake.slots = { a: { version: '2024.1.0' }, b: { version: '2024.4.0' }, active: 'a', next: 'b', tries_left: 2 };
+    await node.fake.heartbeat();
     await page.locator('a', { hasText: 'eu-west-w1' }).click();
     await page.locator('h1', { hasText: 'eu-west-w1' }).waitFor();
+    await page.locator('[data-testid="boot-slots"] tr[data-slot="b"]', { hasText: 'next boot (2 tries left)' }).waitFor();
+    expect(await page.locator('[data-testid="boot-slots"] tr[data-slot="a"]').textContent()).toBe('a2024.1.0active');
     await screenshot(page, 'node');
-    const node = nodes.find((n) => n.fake.hostname === 'eu-west-w1') as InstallingNode;
     await page.getByRole('button', { name: 'Cordon' }).click();
     await waitFor('eu-west-w1 cordoned', async () => (await alice.ok<{ cordoned: boolean }>(`/api/v1/nodes/${node.id}`)).cordoned);
     await page.getByRole('button', { name: 'Enable' }).click();

@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { chooseVersionsToPrune, DEFAULT_KEEP_VERSIONS } from '../../domain/component-prune.js';
-import { type ComponentAction, type InstallRecord, planComponentInstalls } from '../../domain/install-plan.js';
+import { type ComponentAction, type InstallRecord, planComponentInstalls, REBOOT_CLASS_KINDS } from '../../domain/install-plan.js';
 import type { DesiredComponent, InstallReport } from '../../domain/protocol.js';
 import { downloadArtifact } from './download.js';
 import { UNSUPERVISED_REASON } from './agent-installer.js';
@@ -36,6 +36,8 @@ export interface ComponentReconcilerOptions {
   agentInstaller?: Installer;
   /** Installs artifacts of kind `operator`; only an agent that runs an operator replica has one (absent: refused). */
   operatorInstaller?: Installer;
+  /** Installs artifacts of kind `os-image` into the node's A/B slots (absent: refused). */
+  osImageInstaller?: Installer;
   /**
    * Versions of each component kept on disk once an install is done (default 2: the current and
    * the previous one); older version dirs are removed, never current nor a rollback's version.
@@ -113,6 +115,26 @@ export class ComponentReconciler {
    */
   reconcile(desired?: Record<string, DesiredComponent>): Promise<void> {
     if (desired) this.desired = desired;
+    return this.run();
+  }
+
+  /**
+   * At agent start, before the operator is reached: finishes (assesses, reboots again or falls
+   * back) what reboot-class installs left, so boot assessment never waits for the operator.
+   */
+  recoverBoot(): Promise<void> {
+    if (this.running) return this.running;
+    this.running = (async () => {
+      try {
+        await this.pass((action) => REBOOT_CLASS_KINDS.includes(kindOf(action)));
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  private run(): Promise<void> {
     if (this.running) {
       this.again = true;
       return this.running;
@@ -130,7 +152,7 @@ export class ComponentReconciler {
     return this.running;
   }
 
-  private async pass(): Promise<void> {
+  private async pass(only?: (action: ComponentAction) => boolean): Promise<void> {
     if (!this.leftoversEnded) {
       // A step the previous (killed) process left running must not go on changing the node
       // while this one reverts or assesses again: end it before anything else.
@@ -140,7 +162,8 @@ export class ComponentReconciler {
         if (pid !== undefined) this.options.log.warn({ pid, pid_file: file }, 'ended an installer step left running by a previous agent process');
       }
     }
-    const actions = planComponentInstalls({ desired: this.desired, installed: this.installedVersions(), records: this.journal.installs, now: this.clock() });
+    const planned = planComponentInstalls({ desired: this.desired, installed: this.installedVersions(), records: this.journal.installs, now: this.clock() });
+    const actions = only ? planned.filter(only) : planned;
     for (const action of actions) {
       try {
         await this.execute(action);
@@ -150,7 +173,7 @@ export class ComponentReconciler {
         this.options.log.error({ err: error, component: action.component }, 'component install step failed');
       }
     }
-    this.pruneSettled();
+    if (!only) this.pruneSettled();
   }
 
   /**
@@ -217,7 +240,24 @@ export class ComponentReconciler {
   }
 
   private async install(component: string, desired: DesiredComponent, previous: string | null, interrupted: number): Promise<void> {
-    const record = this.save(this.newRecord(component, desired, previous, interrupted));
+    const installer = this.installerFor(desired.kind);
+    const fresh = this.newRecord(component, desired, previous, interrupted);
+    if (installer?.isStaged?.(this.context(fresh))) {
+      // Pre-staged already (downloaded, verified, placed): only the switch is left. The
+      // signature is checked again: the trusted keys may have changed since.
+      const refusal = refusalReason(component, desired, desired.sha256, this.options.trust);
+      if (refusal) {
+        this.save({ ...fresh, phase: 'failed', reason: refusal });
+        return;
+      }
+      if (desired.prestage) {
+        this.save({ ...fresh, phase: 'staged' });
+        return;
+      }
+      const record = this.save({ ...fresh, phase: 'installing' });
+      return this.activateAndAssess(record, installer);
+    }
+    const record = this.save(fresh);
     const file = this.layout.downloadFile(component, desired.version);
     let sha256: string;
     try {
@@ -235,7 +275,6 @@ export class ComponentReconciler {
       return;
     }
     this.save({ ...record, phase: 'verifying' });
-    const installer = this.installerFor(desired.kind);
     const refusal = refusalReason(component, desired, sha256, this.options.trust) ?? (installer ? undefined : this.missingInstaller(desired.kind));
     if (refusal) {
       rmSync(file, { force: true });
@@ -252,7 +291,16 @@ export class ComponentReconciler {
     } finally {
       rmSync(file, { force: true });
     }
-    const failed = await installer!.activate(this.context(record));
+    if (desired.prestage) {
+      // Pre-staging: placed, nothing switched; the install itself comes with the next request.
+      this.save({ ...record, phase: 'staged' });
+      return;
+    }
+    return this.activateAndAssess(record, installer!);
+  }
+
+  private async activateAndAssess(record: InstallRecord, installer: Installer): Promise<void> {
+    const failed = await installer.activate(this.context(record));
     if (failed) return this.revert(record, failed);
     // Interruptions of the download do not count against the new version's assessment.
     await this.assess({ ...record, interrupted: 0 });
@@ -285,12 +333,14 @@ export class ComponentReconciler {
   private installerFor(kind: InstallRecord['kind']): Installer | undefined {
     if (kind === 'agent') return this.options.agentInstaller;
     if (kind === 'operator') return this.options.operatorInstaller;
+    if (kind === 'os-image') return this.options.osImageInstaller;
     return installerFor(kind);
   }
 
   private missingInstaller(kind: InstallRecord['kind']): string {
     if (kind === 'agent') return UNSUPERVISED_REASON;
     if (kind === 'operator') return NO_OPERATOR_REPLICA_REASON;
+    if (kind === 'os-image') return 'artifact kind "os-image" needs A/B boot slots, which this agent does not keep';
     return `artifact kind "${kind}" cannot be installed by this agent`;
   }
 
@@ -304,6 +354,7 @@ export class ComponentReconciler {
       healthDeadlineMs: this.options.healthDeadlineMs ?? 30_000,
       scriptDeadlineMs: this.options.scriptDeadlineMs ?? 600_000,
       keepPrevious: record.keep_previous === true,
+      sha256: record.sha256,
     };
   }
 
@@ -319,4 +370,8 @@ export class ComponentReconciler {
     }
     return saved;
   }
+}
+
+function kindOf(action: ComponentAction) {
+  return 'record' in action ? action.record.kind : action.desired.kind;
 }

@@ -16,6 +16,8 @@ export interface InstallContext {
   scriptDeadlineMs: number;
   /** Blue-green: the running version keeps running beside the new one (only the operator installer does this). */
   keepPrevious: boolean;
+  /** The artifact's digest (what a pre-staged image is matched by). */
+  sha256?: string;
 }
 
 /**
@@ -25,6 +27,11 @@ export interface InstallContext {
 export interface Installer {
   /** Puts the downloaded artifact into the version dir (default: unpack the .tar.gz). */
   place?(ctx: InstallContext, downloaded: string): Promise<void>;
+  /**
+   * The artifact is placed already (pre-staged, DESIGN.md §12): the install goes straight to
+   * `activate`, without downloading it again. Absent: never.
+   */
+  isStaged?(ctx: InstallContext): boolean;
   activate(ctx: InstallContext): Promise<string | undefined>;
   assess(ctx: InstallContext): Promise<string | undefined>;
   revert(ctx: InstallContext): Promise<string | undefined>;

@@ -1,6 +1,6 @@
 // What the supervisor does when its agent process ended: a pure decision over the exit and
 // the counters, so the numbers below are tested without processes.
-import { EXIT_RESTART } from './switch-record.js';
+import { EXIT_REBOOT, EXIT_RESTART } from './switch-record.js';
 
 /** Exits in a row of a version being assessed before it is reverted (issue 3: "three times in a row"). */
 export const MAX_PENDING_EXITS = 3;
@@ -45,6 +45,8 @@ export function decideAfterExit(exit: AgentExit, counters: Counters): NextStep {
   if (exit.deadlineExpired && exit.stillPending) {
     return { kind: 'revert', counters: fresh, reason: `agent ${exit.version} was not proven healthy within ${Math.round(exit.deadlineMs / 1000)} s (no heartbeat acknowledged by the operator); back on ${back}` };
   }
+  // A simulated reboot is not a crash, not even of an agent version being assessed.
+  if (exit.code === EXIT_REBOOT) return { kind: 'restart', delayMs: 0, counters: { crashes: 0, pendingExits: counters.pendingExits }, note: 'agent rebooted the node (simulated)' };
   if (exit.code === EXIT_RESTART) return { kind: 'restart', delayMs: 0, counters: fresh, note: 'agent asked to be restarted on `current`' };
   const pendingExits = exit.stillPending ? counters.pendingExits + 1 : 0;
   if (pendingExits >= MAX_PENDING_EXITS) {

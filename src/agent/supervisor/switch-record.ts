@@ -22,6 +22,12 @@ export const AGENT_COMPONENT = 'node-agent';
 /** Exit code of an agent asking its supervisor to start `current` now (EX_TEMPFAIL, no backoff). */
 export const EXIT_RESTART = 75;
 
+/**
+ * Exit code of an agent performing a simulated reboot (`--reboot-command exit`, the local fleet):
+ * the supervisor starts the agent again at once, like a node coming back from a reboot.
+ */
+export const EXIT_REBOOT = 76;
+
 /** Set by the supervisor in the agent's environment: the supervisor's PID. */
 export const SUPERVISOR_PID_ENV = 'DRYDOCK_SUPERVISOR_PID';
 /** Set by the supervisor: the version dir the agent was started from (`components/node-agent/<dir>`). */

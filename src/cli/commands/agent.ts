@@ -9,6 +9,8 @@ import { action, DEFAULT_OPERATOR_URL, parseIntOption } from '../context.js';
 import { durationOption } from './operator.js';
 import { readTrustedKeys } from '../trusted-keys.js';
 import { exitWithParent } from '../../parent-watchdog.js';
+import { DEFAULT_REBOOT_COMMAND } from '../../agent/components/reboot.js';
+import { DEFAULT_BOOT_TRIES } from '../../domain/boot-slots.js';
 
 function parseLabels(value: string, previous: Record<string, string> = {}): Record<string, string> {
   const labels = { ...previous };
@@ -44,6 +46,8 @@ export function registerAgentCommand(program: Command): void {
     .option('--allow-unsigned', 'DEVELOPMENT ONLY: install component artifacts that carry no signature', false)
     .option('--component-health-deadline <duration>', "deadline of a component's health check", '30s')
     .option('--keep-versions <n>', 'versions of each component kept on disk after an install is done (current and previous; never a version a rollback needs)', '2')
+    .option('--boot-tries <n>', 'boots a new os-image slot gets to pass its required.d checks before the node falls back to the previous slot', String(DEFAULT_BOOT_TRIES))
+    .option('--reboot-command <command>', 'how the node reboots into a new os-image slot (`exit`: simulated, the agent exits and its supervisor starts it again)', DEFAULT_REBOOT_COMMAND)
     .addOption(
       new Option('--vm-accel <accel>', 'accelerator of vm workloads: auto boots a KVM probe and falls back to TCG (software) when the guest does not run')
         .choices(['auto', 'kvm', 'tcg'])
@@ -90,6 +94,8 @@ export function registerAgentCommand(program: Command): void {
           allowUnsigned: opts.allowUnsigned === true,
           componentHealthDeadlineMs: durationOption(opts.componentHealthDeadline, '--component-health-deadline'),
           keepVersions: keepVersionsOption(opts.keepVersions),
+          bootTries: bootTriesOption(opts.bootTries),
+          rebootCommand: opts.rebootCommand,
           vmAccel: opts.vmAccel,
           vmMigrationBandwidthBytes: migrationBandwidth(opts.vmMigrationBandwidth),
           ...(supervisor ? { supervisor } : {}),
@@ -140,5 +146,11 @@ function migrationBandwidth(value: string): number {
 function keepVersionsOption(value: string): number {
   const n = parseIntOption(value, '--keep-versions');
   if (n < 1) throw new Error(`--keep-versions must be at least 1, got "${value}"`);
+  return n;
+}
+
+function bootTriesOption(value: string): number {
+  const n = parseIntOption(value, '--boot-tries');
+  if (n < 1 || n > 100) throw new Error(`--boot-tries must be between 1 and 100, got "${value}"`);
   return n;
 }

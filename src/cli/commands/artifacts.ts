@@ -20,6 +20,8 @@ const columns: [string, (a: ArtifactView) => unknown][] = [
   ['SIZE', (a) => a.size],
   ['SIGNED', (a) => (a.key_id ? `key ${a.key_id}` : a.signature ? 'yes' : 'no')],
   ['DISRUPTIVE', (a) => a.disruptive],
+  // Older operators send no `reboot`: false.
+  ['REBOOT', (a) => a.reboot ?? false],
   ['ID', (a) => a.id],
 ];
 
@@ -126,20 +128,21 @@ export function registerSetVersionCommand(node: Command): void {
     .description('set the version of a component the node should run (its agent installs it): COMPONENT VERSION or COMPONENT@VERSION')
     .option('--force', 'a disruptive component although the node still hosts instances')
     .option('--rollback', 'an explicit rollback: the only way a lower version is installed')
+    .option('--prestage', 'only download, verify and stage it (os-image: into the inactive slot); set the version again without it to install')
     .option('--json', 'machine-readable output')
     .action(
-      action(async (nodeId: string, componentArg: string, versionArg: string | undefined, opts: { force?: boolean; rollback?: boolean; json?: boolean }, command: Command) => {
+      action(async (nodeId: string, componentArg: string, versionArg: string | undefined, opts: { force?: boolean; rollback?: boolean; prestage?: boolean; json?: boolean }, command: Command) => {
         const ref = versionArg === undefined ? parseComponentRef(componentArg) : { component: componentArg, version: versionArg };
         if (!ref) throw new Error(`name the version: COMPONENT VERSION or COMPONENT@VERSION (like node-agent@2.0.0), got "${componentArg}"`);
         const { component, version } = ref;
         if (!isSemver(version)) throw new Error(`VERSION must be a semantic version like 1.2.3, got "${version}"`);
         const result = await clientFor(command).put<{ hostname: string; component: string; version: string; previous_version: string | null; rollback: boolean }>(
           `/api/v1/nodes/${enc(nodeId)}/components/${enc(component)}`,
-          { version, ...(opts.force ? { force: true } : {}), ...(opts.rollback ? { rollback: true } : {}) },
+          { version, ...(opts.force ? { force: true } : {}), ...(opts.rollback ? { rollback: true } : {}), ...(opts.prestage ? { prestage: true } : {}) },
         );
         if (opts.json) return printJson(result);
         const from = result.previous_version ? ` (from ${result.previous_version})` : '';
-        process.stdout.write(`${result.hostname}: ${result.component} → ${result.version}${from}${result.rollback ? ', as a rollback' : ''}\n`);
+        process.stdout.write(`${result.hostname}: ${result.component} → ${result.version}${from}${result.rollback ? ', as a rollback' : ''}${opts.prestage ? ', pre-staged only' : ''}\n`);
       }),
     );
 }

@@ -38,6 +38,22 @@ function componentVersions(components: Record<string, string> | undefined): stri
   return entries.length === 0 ? '-' : entries.map(([name, version]) => `${name}@${version}`).join(',');
 }
 
+/**
+ * The A/B SLOTS block of `node show`:
+ *   A/B SLOTS
+ *   a  1.0.0  active
+ *   b  2.0.0  next (2 tries left)
+ */
+export function slotLines(slots: NonNullable<NodeView['slots']>): string[] {
+  const line = (name: 'a' | 'b') => {
+    const marks = [slots.active === name ? 'active' : '', slots.next === name && slots.next !== slots.active ? `next${slots.tries_left > 0 ? ` (${slots.tries_left} tries left)` : ''}` : '']
+      .filter(Boolean)
+      .join(', ');
+    return `${name}  ${slots[name].version ?? '(original image)'}${marks ? `  ${marks}` : ''}`;
+  };
+  return ['A/B SLOTS', line('a'), line('b')];
+}
+
 /** Follows a drain until it completes (0), or fails / is blocked / runs out of time (non-zero). */
 async function waitForDrain(client: ApiClient, nodeId: string, json: boolean): Promise<void> {
   let last = '';
@@ -84,6 +100,7 @@ export function registerFleetCommands(program: Command): void {
         printRows([view], nodeColumns, false, '');
         process.stdout.write(`\ncomponents: ${componentVersions(view.components).replaceAll(',', ' ')}\n`);
         if (view.drain) process.stdout.write(`\ndrain: ${view.drain.state} — ${view.drain.message} (deadline ${view.drain.deadline})\n`);
+        if (view.slots) process.stdout.write(`\n${slotLines(view.slots).join('\n')}\n`);
       }),
     );
   node

@@ -31,9 +31,11 @@ export const RECONCILED_ROLLOUT_STATUSES: readonly RolloutStatus[] = ACTIVE_ROLL
 // pre_node_hooks / post_node_hooks: the node's preNode hooks run (after cordon and drain, before
 // the install) and its postNode hooks (after the health gate, before enable); only when the spec
 // has some (hooks.ts).
-export const TASK_STATES = ['pending', 'cordoned', 'draining', 'pre_node_hooks', 'installing', 'verifying', 'post_node_hooks', 'done', 'failed', 'rolled_back', 'skipped'] as const;
+// staging: a reboot-class component (an OS image) is downloaded and staged into the node's
+// inactive slot while the node still serves, before the cordon (DESIGN.md §12).
+export const TASK_STATES = ['pending', 'staging', 'cordoned', 'draining', 'pre_node_hooks', 'installing', 'verifying', 'post_node_hooks', 'done', 'failed', 'rolled_back', 'skipped'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
-export const IN_FLIGHT: readonly TaskState[] = ['cordoned', 'draining', 'pre_node_hooks', 'installing', 'verifying', 'post_node_hooks'];
+export const IN_FLIGHT: readonly TaskState[] = ['staging', 'cordoned', 'draining', 'pre_node_hooks', 'installing', 'verifying', 'post_node_hooks'];
 export const TERMINAL: readonly TaskState[] = ['done', 'failed', 'rolled_back', 'skipped'];
 
 /** One node inside a rollout. Its id is `${rolloutId}/${nodeId}`: a retried step is the same step. */
@@ -87,6 +89,11 @@ export interface Rollout {
   trafficSwitchedAt: Date | null;
   /** Blue-green: when the old replicas were told to stop (after it, a rollback reinstalls them). */
   previousRetiredAt: Date | null;
+  /**
+   * Target components whose artifact reboots the node (an OS image): staged on each node before
+   * its cordon. Read from the artifacts by the reconciler (absent: none).
+   */
+  prestage?: readonly string[];
 }
 
 /** What the rollout needs to know about a node, as of the snapshot. */
@@ -122,6 +129,8 @@ export type NodeCommand =
       downgrade?: true;
       /** Blue-green: the new version starts beside the running one, which keeps running (absent: it replaces it). */
       keepPrevious?: true;
+      /** Download and stage it only (a reboot-class image, before the drain); the install is asked for again after. */
+      prestage?: true;
     }
   /** Blue-green: the version a node kept running beside the new one stops. */
   | { kind: 'retire_previous'; nodeId: string; component: string }

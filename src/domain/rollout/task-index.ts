@@ -6,7 +6,7 @@ import { IN_FLIGHT, type RolloutTask, TASK_STATES, TERMINAL, type TaskState } fr
  * literals costs ~4 ns. Checked against model.ts's lists when this module loads.
  */
 export const isInFlight = (s: TaskState): boolean =>
-  s === 'cordoned' || s === 'draining' || s === 'installing' || s === 'verifying' || s === 'pre_node_hooks' || s === 'post_node_hooks';
+  s === 'cordoned' || s === 'draining' || s === 'installing' || s === 'verifying' || s === 'pre_node_hooks' || s === 'post_node_hooks' || s === 'staging';
 export const isTerminal = (s: TaskState): boolean => s === 'done' || s === 'failed' || s === 'rolled_back' || s === 'skipped';
 for (const s of TASK_STATES) {
   if (isInFlight(s) !== IN_FLIGHT.includes(s) || isTerminal(s) !== TERMINAL.includes(s)) throw new Error(`task-index.ts: isInFlight/isTerminal disagree with model.ts on ${s}`);

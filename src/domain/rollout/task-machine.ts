@@ -153,13 +153,24 @@ export function startTask(rollout: Rollout, task: RolloutTask, node: NodeFacts |
       ...(isDowngrade(rollout, task, currentInstall(rollout, task).install) ? { downgrade: true, from_version: task.fromVersion } : {}),
     },
   };
-  if (rollout.drainMode === 'none') return { ...toInstall(rollout, task, now), events: [event] };
-  const cordonedByUs = !(node?.cordoned ?? false);
-  return {
-    changes: move('cordoned', now, { cordonedByUs }),
-    commands: cordonedByUs ? [{ kind: 'cordon', nodeId: task.nodeId }] : [],
-    events: [event],
-  };
+  // A reboot-class image is staged first, while the node still serves: its drain is then as short as the reboot.
+  const staging = toStage(rollout, task, node);
+  if (staging.length > 0) return { changes: move('staging', now), commands: staging.map((i) => ({ ...setVersion(rollout, task, i), prestage: true as const })), events: [event] };
+  return { ...drainOrInstall(rollout, task, node, now), events: [event] };
+}
+
+/** The installs of a forward task whose artifact reboots the node and which the node does not run yet. */
+function toStage(rollout: Rollout, task: RolloutTask, node: NodeFacts): TaskInstall[] {
+  if (task.direction !== 'forward' || !rollout.prestage || rollout.prestage.length === 0) return [];
+  const staged = new Set(rollout.prestage);
+  return taskInstalls(rollout, task).filter((i) => staged.has(i.component) && i.version !== null && (factsFor(rollout, node, i.component).version ?? null) !== i.version);
+}
+
+/** A task begins its node's work: cordon first when the node will be drained, else install at once. */
+function drainOrInstall(rollout: Rollout, task: RolloutTask, node: NodeFacts, now: Date): Pick<TaskStep, 'changes' | 'commands'> {
+  if (rollout.drainMode === 'none') return toInstall(rollout, task, now);
+  const cordonedByUs = !node.cordoned;
+  return { changes: move('cordoned', now, { cordonedByUs }), commands: cordonedByUs ? [{ kind: 'cordon', nodeId: task.nodeId }] : [] };
 }
 
 function fail(task: RolloutTask, now: Date, reason: string): TaskStep {
@@ -176,6 +187,20 @@ export function advanceTask(rollout: Rollout, task: RolloutTask, node: NodeFacts
   if (!node) return fail(task, now, 'node no longer exists');
 
   switch (task.state) {
+    case 'staging': {
+      // Each image the task staged: reported `staged` (or already running) since it was asked for.
+      let waiting = false;
+      for (const i of toStage(rollout, task, node)) {
+        const install = factsFor(rollout, node, i.component).install;
+        const fresh = install?.version === i.version && install.at.getTime() >= task.stateSince.getTime() ? install : undefined;
+        if (fresh?.phase === 'failed' && !isRetriedByAgent(fresh)) return fail(task, now, `pre-staging ${i.component} ${i.version} failed${fresh.reason ? `: ${fresh.reason}` : ''}`);
+        if (fresh?.phase !== 'staged' && fresh?.phase !== 'done') waiting = true;
+      }
+      if (!waiting) return { ...drainOrInstall(rollout, task, node, now), events: [] };
+      if (age > spec.strategy.health.timeout) return fail(task, now, `pre-staging did not finish within ${spec.strategy.health.timeout / 1000} s`);
+      return none();
+    }
+
     case 'cordoned':
       if (rollout.drainMode === 'migrate') {
         return {

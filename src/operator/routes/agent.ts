@@ -85,6 +85,7 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
       instances: body.instances,
       observedGeneration: body.generation,
       ...(body.installs ? { installs: body.installs } : {}),
+      ...(body.slots ? { slots: body.slots } : {}),
       ...(credentialHash ? { credentialHash } : {}),
     };
     let generation = await ctx.heartbeats.add(record);

@@ -16,6 +16,7 @@ import { ArtifactListQuery, ArtifactUploadQuery, ArtifactView, IdParam } from '.
 import { TextBody } from '../response-views.js';
 import { EVENT, type EventKind } from '../../domain/events.js';
 import { parseComponentRef } from '../../domain/artifact-ref.js';
+import { REBOOT_CLASS_KINDS } from '../../domain/install-plan.js';
 
 /** 2 GiB: room for OS images; the bytes stream to Postgres, so the limit is about storage, not memory. */
 export const MAX_ARTIFACT_BYTES = 2 * 1024 ** 3;
@@ -71,6 +72,11 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
     async (req, reply) => {
       const q = req.query;
       if (!isStream(req.body)) throw errors.unsupportedUpload(req.headers['content-type'] ?? '');
+      // Only an OS image reboots its node (into an A/B slot), and it always does: the agent's
+      // slots are how it is installed.
+      const reboot = REBOOT_CLASS_KINDS.includes(q.kind);
+      if (q.reboot === true && !reboot) throw errors.rebootNotOsImage(q.kind);
+      if (q.reboot === false && reboot) throw errors.osImageAlwaysReboots(q.kind);
       let key: ReturnType<typeof publicKeyFromPem> | undefined;
       if (q.public_key !== undefined) {
         try {
@@ -99,12 +105,13 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
             signature: q.signature ?? null,
             keyId: signerId,
             disruptive,
+            reboot,
             createdBy: actorOf(req),
           });
           const stored = result.artifact;
           if (!result.created) {
             // Publishing again is harmless only when it is the very same artifact.
-            if (stored.sha256 !== staged.sha256 || stored.kind !== q.kind || stored.disruptive !== disruptive) {
+            if (stored.sha256 !== staged.sha256 || stored.kind !== q.kind || stored.disruptive !== disruptive || stored.reboot !== reboot) {
               throw errors.artifactVersionExists(q.component, q.version, stored.sha256, staged.sha256);
             }
             return result;
@@ -113,7 +120,7 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
             {
               kind: EVENT.artifact.published,
               actor: actorOf(req),
-              data: { artifact_id: stored.id, component: stored.component, version: stored.version, kind: stored.kind, sha256: stored.sha256, size: stored.size, signed: stored.signature !== null, key_id: stored.key_id },
+              data: { artifact_id: stored.id, component: stored.component, version: stored.version, kind: stored.kind, sha256: stored.sha256, size: stored.size, signed: stored.signature !== null, key_id: stored.key_id, reboot: stored.reboot },
             },
           ]);
           return result;

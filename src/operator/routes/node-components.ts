@@ -27,15 +27,16 @@ export async function nodeComponentRoutes(base: FastifyInstance, ctx: OperatorCo
     async (req) => {
       const node = await mustFindNode(ctx, req.params.id);
       const { component } = req.params;
-      const { version, force = false, rollback = false } = req.body;
+      const { version, force = false, rollback = false, prestage = false } = req.body;
       const artifact = await findArtifactByVersion(ctx.db, component, version);
       if (!artifact) throw errors.componentVersionNotFound(component, version);
       if (artifact.lifecycle === 'archived') throw errors.artifactArchived(component, version);
       // Installing a disruptive component stops what runs on the node: it must be empty first.
-      if (artifact.disruptive && node.active_instances > 0 && !force) throw errors.nodeNotDrained(node.hostname, component, node.active_instances);
+      // Pre-staging stops nothing: only the install itself waits for the drain.
+      if (artifact.disruptive && node.active_instances > 0 && !force && !prestage) throw errors.nodeNotDrained(node.hostname, component, node.active_instances);
 
       const current = await findNodeComponent(ctx.db, node.id, component);
-      const unchanged = current?.version === version && current.rollback === rollback && current.force === force;
+      const unchanged = current?.version === version && current.rollback === rollback && current.force === force && current.prestage === prestage;
       if (!unchanged) {
         const running = node.components[component];
         // The version a rollback returns to: what the node runs now, or what it was to return to before.
@@ -43,14 +44,14 @@ export async function nodeComponentRoutes(base: FastifyInstance, ctx: OperatorCo
         await ctx.db.transaction(async (tx) => {
           const lifecycle = await lockArtifact(tx, artifact.id, 'share');
           if (lifecycle === undefined || lifecycle === 'archived') throw errors.artifactArchived(component, version);
-          await setNodeComponent(tx, { nodeId: node.id, component, version, artifactId: artifact.id, previousVersion, rollback, force, updatedBy: actorOf(req) });
+          await setNodeComponent(tx, { nodeId: node.id, component, version, artifactId: artifact.id, previousVersion, rollback, force, prestage, updatedBy: actorOf(req) });
           await bumpGenerations(tx, [node.id]);
           await appendEvents(tx, [
             {
               kind: EVENT.node.component_version_set,
               actor: actorOf(req),
               nodeId: node.id,
-              data: { hostname: node.hostname, component, version, artifact_id: artifact.id, previous_version: previousVersion, rollback, force },
+              data: { hostname: node.hostname, component, version, artifact_id: artifact.id, previous_version: previousVersion, rollback, force, ...(prestage ? { prestage: true as const } : {}) },
             },
           ]);
         });

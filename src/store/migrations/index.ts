@@ -20,7 +20,9 @@ import controlPlaneRollouts from './0016_control_plane_rollouts.pre.sql';
 import drainModePrunedVersions from './0017_drain_mode_pruned_versions.pre.sql';
 import blueGreen from './0018_blue_green.pre.sql';
 import applyAndDecommission from './0019_apply_and_decommission.pre.sql';
+import osImageSlots from './0021_os_image_slots.pre.sql';
 import rolloutTargets from './0022_rollout_targets.pre.sql';
+import taskStaging from './0023_task_staging.pre.sql';
 
 export interface Migration {
   version: number;
@@ -55,7 +57,9 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0017_drain_mode_pruned_versions.pre.sql', drainModePrunedVersions),
   migration('0018_blue_green.pre.sql', blueGreen),
   migration('0019_apply_and_decommission.pre.sql', applyAndDecommission),
+  migration('0021_os_image_slots.pre.sql', osImageSlots),
   migration('0022_rollout_targets.pre.sql', rolloutTargets),
+  migration('0023_task_staging.pre.sql', taskStaging),
   ...drillMigrations(),
 ];
 

@@ -14,7 +14,9 @@ export interface NodeView {
   agent_version: string | null;
   last_heartbeat_at: string | null;
   drain: { state: string; message: string; blocked_by: string[]; deadline: string } | null;
-  installs: { component: string; version: string; phase: string; reason: string | null; received_at: string; slot?: string }[];
+  installs: { component: string; version: string; phase: string; reason: string | null; received_at: string }[];
+  /** The A/B boot slots of its os-image, as its agent last reported them (null: none). */
+  slots?: { a: { version: string | null }; b: { version: string | null }; active: 'a' | 'b'; next: 'a' | 'b'; tries_left: number } | null;
   labels: Record<string, string>;
 }
 

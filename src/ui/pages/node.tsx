@@ -1,4 +1,4 @@
-// One node: state, components, instances, installs (with A/B slots when reported), recent events,
+// One node: state, components, A/B boot slots (when its agent reports them), installs, instances, recent events,
 // and the cordon / drain / enable buttons for operators.
 import { get, post, query, type Session, can } from '../api.js';
 import { Action, ago, Badge, Loading, useData } from '../kit.js';
@@ -58,6 +58,7 @@ export function NodePage({ id, session }: { id: string; session: Session }) {
                   ))}
                 </tbody>
               </table>
+              {n.slots && <BootSlots slots={n.slots} />}
               <h2>Installs</h2>
               <table>
                 <thead>
@@ -65,7 +66,6 @@ export function NodePage({ id, session }: { id: string; session: Session }) {
                     <th>component</th>
                     <th>version</th>
                     <th>phase</th>
-                    <th>slot</th>
                     <th>reason</th>
                     <th>reported</th>
                   </tr>
@@ -78,7 +78,6 @@ export function NodePage({ id, session }: { id: string; session: Session }) {
                       <td>
                         <Badge value={i.phase} />
                       </td>
-                      <td>{i.slot ?? '—'}</td>
                       <td>{i.reason ?? ''}</td>
                       <td>{ago(i.received_at)}</td>
                     </tr>
@@ -146,5 +145,36 @@ export function EventList({ events }: { events: DrydockEvent[] }) {
         ))}
       </tbody>
     </table>
+  );
+}
+
+/** The os-image's A/B slots: which one booted, which one the next boot uses, and its tries left. */
+function BootSlots({ slots }: { slots: NonNullable<NodeView['slots']> }) {
+  const marks = (name: 'a' | 'b') =>
+    [slots.active === name ? 'active' : '', slots.next === name && slots.next !== slots.active ? `next boot${slots.tries_left > 0 ? ` (${slots.tries_left} tries left)` : ''}` : '']
+      .filter(Boolean)
+      .join(', ');
+  return (
+    <>
+      <h2>A/B boot slots</h2>
+      <table data-testid="boot-slots">
+        <thead>
+          <tr>
+            <th>slot</th>
+            <th>image version</th>
+            <th>state</th>
+          </tr>
+        </thead>
+        <tbody>
+          {(['a', 'b'] as const).map((name) => (
+            <tr data-slot={name}>
+              <td>{name}</td>
+              <td>{slots[name].version ?? '(original image)'}</td>
+              <td>{marks(name)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </>
   );
 }
