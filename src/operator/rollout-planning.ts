@@ -1,7 +1,4 @@
 import { ACTIVE_ROLLOUT_STATUSES, type RolloutTask } from '../domain/rollout/model.js';
-import type { RolloutPlan } from '../domain/rollout/plan.js';
-import type { PreflightReport } from '../domain/rollout/preflight.js';
-import type { AppliedPolicy } from '../domain/rollout/policy.js';
 import { parseRolloutSpec, type RolloutSpec, rolloutTargets, type SpecIssue } from '../domain/rollout/spec.js';
 import { findArtifactByVersion, listArtifacts } from '../store/artifacts.js';
 import { listCompatRules } from '../store/compat.js';
@@ -15,21 +12,14 @@ import { nodesInActiveRollouts } from '../store/rollouts.js';
 import { listPolicies } from '../store/policies.js';
 import { openQuarantine } from '../store/quarantine.js';
 import { planInWorker, renderPlanInWorker } from './plan-client.js';
-import type { PlanFacts } from './plan-compute.js';
+import type { PlanFacts, PlanOutcome } from './plan-compute.js';
 
-export interface PlannedRollout {
-  /** The effective spec: the one given, strengthened by every covering policy (domain/rollout/policy.ts). */
-  spec: RolloutSpec;
-  /** The policies that covered this rollout and what each required. */
-  policies: AppliedPolicy[];
-  plan: RolloutPlan;
-  preflight: PreflightReport;
-  disruptive: boolean;
-  /** The target component's version on each target node now (rollback returns there). */
-  fromVersions: Map<string, string | undefined>;
-  /** Several targets: each target node's versions of the other target components now. */
-  otherFromVersions?: Map<string, Record<string, string | null>>;
-}
+/**
+ * A planned rollout, as the plan worker answers it (plan-compute.ts PlanOutcome): the effective
+ * spec (strengthened by every covering policy), the policies, plan, preflight, and each target
+ * node's versions now (what a rollback returns to).
+ */
+export type PlannedRollout = Omit<Extract<PlanOutcome, { ok: true }>, 'ok'>;
 
 /**
  * The dry run against the fleet as it is: validate the spec, plan batches and moves, run every
