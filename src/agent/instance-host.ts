@@ -18,6 +18,8 @@ interface Hosted {
   message?: string;
   /** When the probe whose answer `healthy` holds was sent: an older probe's late answer is ignored. */
   probedAt?: number;
+  /** A live migration out of this instance in flight: true once its guest runs on the target. */
+  outgoing?: Promise<boolean>;
 }
 
 export interface InstanceHostOptions {
@@ -153,7 +155,10 @@ export class InstanceHost {
       if (started.vm) proc.vm = started.vm;
       if (started.healthPath) proc.healthPath = started.healthPath;
       const hosted: Hosted = { proc, phase: 'starting', healthy: false, exited: started.exited, restarts };
-      void started.exited.then((why) => {
+      void started.exited.then(async (why) => {
+        // A source quits at the switchover, sometimes before its migration's outcome is in: an
+        // exit while the guest is moving out is a crash only if the guest did not arrive.
+        if (hosted.outgoing && (await hosted.outgoing)) return;
         if (this.hosted.get(instance.id) === hosted && hosted.phase !== 'stopping' && hosted.phase !== 'migrated') this.crashed(hosted, why);
       });
       this.hosted.set(instance.id, hosted);
@@ -237,18 +242,21 @@ export class InstanceHost {
     const deadlineMs = Math.max(1000, (deadline ? Date.parse(deadline) : Date.now() + 600_000) - Date.now());
     this.report(hosted, { ...base, state: 'transferring' });
     this.options.log.info({ instance: hosted.proc.id, migration: migrationId, address }, 'live migration: transferring');
-    driver
-      .migrateOut(hosted.proc, address, { downtimeLimitMs, deadlineMs })
-      .then((stats) => {
+    hosted.outgoing = driver.migrateOut(hosted.proc, address, { downtimeLimitMs, deadlineMs }).then(
+      (stats) => {
         hosted.phase = 'migrated';
         hosted.healthy = false;
         this.options.log.info({ instance: hosted.proc.id, migration: migrationId, ...stats }, 'live migration: completed, source quit');
         this.report(hosted, { ...base, state: 'completed', ...stats });
-      })
-      .catch((error: unknown) => {
+        return true;
+      },
+      (error: unknown) => {
         this.options.log.warn({ err: error, instance: hosted.proc.id, migration: migrationId }, 'live migration failed; the guest keeps running here');
         this.report(hosted, { ...base, state: 'failed', reason: (error as Error).message });
-      });
+        hosted.outgoing = undefined;
+        return false;
+      },
+    );
   }
 
   private stop(id: string): void {
@@ -306,6 +314,7 @@ export class InstanceHost {
       const driver = this.driverOf(hosted.proc);
       if (!driver) continue;
       if (!hosted.exited && !driver.isAlive(hosted.proc)) {
+        if (hosted.outgoing) continue; // quit at the switchover: the migration's outcome decides
         this.crashed(hosted, 'exited');
         continue;
       }

@@ -97,6 +97,12 @@ export interface MigrationDecision {
   stats?: MigrationStats;
   /** Withdraw the target instance: the move failed and the source keeps running. */
   stopTarget: boolean;
+  /**
+   * Withdraw the source instance too: the guest was lost. Its source quit at the switchover and
+   * its target died before taking over, so neither side holds it; the deployment's replica
+   * count boots a new one elsewhere. Present only when true.
+   */
+  stopSource?: true;
   /** Nodes whose desired state changed with this decision (their agents are told at once). */
   wake: string[];
   event: { kind: MigrationEventKind; data: Record<string, unknown> } | null;
@@ -136,6 +142,11 @@ export function decideMigration(m: InstanceMigration, facts: MigrationFacts, now
     wake: [m.sourceNodeId, m.targetNodeId],
     event: { kind: 'migration.failed', data: failedData(m, reason) },
   });
+  /** After the transfer the target held the only copy of the guest: losing it loses the guest. */
+  const lost = (why: string): MigrationDecision => {
+    const reason = `the guest was lost: ${why} after the transfer completed, and the source had quit at the switchover`;
+    return { ...fail(reason), stopSource: true, event: { kind: 'migration.failed', data: { ...failedData(m, reason), guest_lost: true } } };
+  };
 
   // The target took over (the fleet reconciler published it once healthy): done, whatever the mode.
   if (target && target.desired === 'running' && target.published) {
@@ -154,11 +165,12 @@ export function decideMigration(m: InstanceMigration, facts: MigrationFacts, now
   // reason (its agent restarted, the deadline) is usually the cause, the target's the effect.
   const sourceReport = m.mode === 'live' ? reportOf(source, m.id, 'source') : null;
   if (sourceReport?.state === 'failed') return fail(`the transfer failed: ${sourceReport.reason ?? 'no reason given'}`);
-  if (target.status === 'failed') return fail(`the target instance failed${target.report?.reason ? `: ${target.report.reason}` : ''}`);
+  const transferred = m.mode === 'live' && (sourceReport?.state === 'completed' || m.state === 'switching');
+  const targetFailed = `the target instance failed${target.report?.reason ? `: ${target.report.reason}` : ''}`;
+  if (target.status === 'failed') return transferred ? lost(targetFailed) : fail(targetFailed);
   if (m.mode === 'restart') return null; // the fleet reconciler times a replacement out
 
-  if (target.nodeStatus === 'down') return fail('the target node went down');
-  const transferred = sourceReport?.state === 'completed' || m.state === 'switching';
+  if (target.nodeStatus === 'down') return transferred ? lost('the target node went down') : fail('the target node went down');
   // Once transferred, the target holds the only copy of the guest: no deadline withdraws it. It
   // takes over when its agent reports it serving (the fleet reconciler publishes it).
   if (!transferred && now.getTime() > m.deadlineAt.getTime()) return fail(`not completed by its deadline (${m.deadlineAt.toISOString()})`);

@@ -99,8 +99,12 @@ export class MigrationReconciler {
       if (!(await applyMigrationDecision(tx, migration, decision))) return { open: true, touched: [] as string[], ended: undefined };
       const touched = [...decision.wake];
       const events: NewEvent[] = [];
-      if (decision.stopTarget) {
-        for (const s of await stopInstances(tx, [{ instanceId: migration.targetInstanceId, restartOnEnable: false }])) {
+      const withdraw = [
+        ...(decision.stopTarget ? [migration.targetInstanceId] : []),
+        ...(decision.stopSource ? [migration.instanceId] : []),
+      ];
+      if (withdraw.length > 0) {
+        for (const s of await stopInstances(tx, withdraw.map((instanceId) => ({ instanceId, restartOnEnable: false })))) {
           touched.push(s.node_id);
           if (s.was_published) {
             events.push({ kind: 'instance.withdrawn', actor: 'reconciler', nodeId: s.node_id, instanceId: s.id, data: { deployment_id: s.deployment_id } });

@@ -94,6 +94,27 @@ describe('decideMigration: a live move', () => {
     expect(decideMigration({ ...m, state: 'transferring' }, facts, late)).toMatchObject({ state: 'switching', stopTarget: false });
   });
 
+  it('after the transfer, a target that dies or whose node goes down loses the guest: both sides are withdrawn', () => {
+    // The source quit at the switchover: retrying the move from it would wait for a guest that
+    // no longer runs anywhere, and its endpoint would stay published.
+    const facts = (t: MigrationSide) => ({ source: side({ status: 'stopped', healthy: false, report: completed }), target: t });
+    for (const [state, t, why] of [
+      ['transferring', target({ status: 'failed', report: { ...ready, state: 'failed', reason: 'QEMU exited' } }), /the target instance failed: QEMU exited/],
+      ['switching', target({ status: 'failed' }), /the target instance failed/],
+      ['switching', target({ nodeStatus: 'down' }), /the target node went down/],
+    ] as const) {
+      const d = decideMigration(migration({ state, targetAddress: 'a' }), facts(t), now);
+      expect(d, state).toMatchObject({ state: 'failed', stopTarget: true, stopSource: true, event: { kind: 'migration.failed', data: { guest_lost: true } } });
+      expect(d?.reason).toMatch(why);
+      expect(d?.reason).toMatch(/^the guest was lost: .* after the transfer completed, and the source had quit at the switchover$/);
+    }
+    // Before the transfer the source still runs the guest: only the target goes.
+    const before = decideMigration(migration({ state: 'transferring', targetAddress: 'a' }), { source: side(), target: target({ status: 'failed' }) }, now);
+    expect(before).toMatchObject({ state: 'failed', stopTarget: true });
+    expect(before).not.toHaveProperty('stopSource');
+    expect(before?.event?.data).not.toHaveProperty('guest_lost');
+  });
+
   it('ignores a report about another migration of the same instance', () => {
     const old: MigrationReport = { migration_id: 'm0', role: 'source', state: 'failed', reason: 'earlier' };
     expect(decideMigration(migration({ state: 'target_ready', targetAddress: 'a' }), { source: side({ report: old }), target: target() }, now)).toBeNull();
@@ -139,8 +160,8 @@ describe('desiredMigrationFor', () => {
 });
 
 // Invariants (DESIGN.md §8, §10): whatever the facts, a decision never leaves a terminal state,
-// never moves backwards, fails only by withdrawing the target (the source is never stopped by it),
-// and completes only when the target serves.
+// never moves backwards, fails by withdrawing the target (the source only once it handed its guest
+// over, so that no copy of the guest runs anywhere), and completes only when the target serves.
 const ORDER = new Map(MIGRATION_STATES.map((s, i) => [s, i]));
 const reportArb = fc.option(
   fc.record({
@@ -167,7 +188,7 @@ const sideArb = fc.option(
 );
 
 describe('decideMigration invariants', () => {
-  it('moves forward only, fails by withdrawing the target only, completes only when the target serves', () => {
+  it('moves forward only, fails by withdrawing the target (and the source only once it handed the guest over), completes only when the target serves', () => {
     fc.assert(
       fc.property(
         fc.constantFrom(...MIGRATION_STATES),
@@ -183,7 +204,10 @@ describe('decideMigration invariants', () => {
           const forward = d.state === 'failed' || d.state === 'completed' || (ORDER.get(d.state) as number) > (ORDER.get(state) as number);
           const completesRightly = d.state !== 'completed' || (target?.desired === 'running' && target.published);
           const stopsRightly = !d.stopTarget || (d.state === 'failed' && target?.desired === 'running');
-          return forward && completesRightly && stopsRightly;
+          // The source is withdrawn only when it no longer holds the guest: it handed it over.
+          const handedOver = mode === 'live' && (state === 'switching' || (source?.report?.role === 'source' && source.report.migration_id === 'm1' && source.report.state === 'completed'));
+          const keepsSource = d.stopSource === undefined || (d.state === 'failed' && handedOver);
+          return forward && completesRightly && stopsRightly && keepsSource;
         },
       ),
       { numRuns: 2000 },

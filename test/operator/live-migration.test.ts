@@ -165,6 +165,42 @@ describe(`operator live migration on ${TEST_ENGINE}`, () => {
     expect((await desiredOn(source, moving.id))?.migration).toBeUndefined();
   });
 
+  it('a target that dies after the transfer lost the guest: both sides are withdrawn and a new replica is placed', async () => {
+    const serving = (await instancesOf('vmweb')).filter((i) => i.published && i.desired === 'running');
+    const moving = serving[0] as InstanceView;
+    const source = nodeOf(moving.node_id);
+    const started = await api.post<{ migration_id: string; replacement_id: string }>(`/api/v1/instances/${moving.id}/migrate`, {});
+    expect(started.status).toBe(202);
+    const { migration_id: id, replacement_id: replacement } = started.body;
+    const target = nodeOf(((await migrationsOf(moving.id)).find((m) => m.id === id) as MigrationView).target_node_id);
+    target.report({ id: replacement, status: 'starting', healthy: false, pid: 5, port: ++port, migration: { migration_id: id, role: 'target', state: 'ready', address: 'tcp:127.0.0.1:6666' } });
+    await target.heartbeat();
+    await waitFor('target_ready', async () => (await migrationsOf(moving.id)).find((m) => m.id === id)?.state === 'target_ready');
+    // The source handed the guest over and quit; then the target's QEMU died before it served.
+    source.report({ id: moving.id, status: 'stopped', healthy: false, pid: null, port: null, migration: { migration_id: id, role: 'source', state: 'completed', total_ms: 900, downtime_ms: 40, transferred_bytes: 9e7 } });
+    await source.heartbeat();
+    await waitFor('switching', async () => (await migrationsOf(moving.id)).find((m) => m.id === id)?.state === 'switching');
+    target.report({ id: replacement, status: 'failed', healthy: false, pid: null, port: null, message: 'QEMU exited' });
+    await target.heartbeat();
+    const failed = await waitFor('failed', async () => (await migrationsOf(moving.id)).find((m) => m.id === id && m.state === 'failed'));
+    expect(failed.reason).toMatch(/^the guest was lost: the target instance failed.* after the transfer completed/);
+    const event = (await api.ok<EventRow[]>('/api/v1/events?after=0&kind_prefix=migration.failed')).find((e) => e.data.migration_id === id);
+    expect(event?.data).toMatchObject({ guest_lost: true, from_state: 'switching' });
+    // Neither side stays published or wanted, so no endpoint points at a guest that is gone and
+    // no later move waits for a source that no longer runs one.
+    for (const gone of [moving.id, replacement]) {
+      expect(await api.ok<InstanceView>(`/api/v1/instances/${gone}`).catch(() => null), gone).toSatisfy(
+        (row: InstanceView | null) => row === null || (row.desired === 'stopped' && row.published === false),
+      );
+    }
+    expect((await api.ok<{ instance_id: string }[]>('/api/v1/deployments/vmweb/endpoints')).map((e) => e.instance_id)).not.toContain(moving.id);
+    const fresh = await waitFor('a new replica placed', async () =>
+      (await instancesOf('vmweb')).find((i) => i.desired === 'running' && i.id !== moving.id && i.id !== replacement && !serving.some((s) => s.id === i.id)),
+    );
+    expect(fresh).toMatchObject({ desired: 'running' });
+    expect(await count(`SELECT count(*)::int AS n FROM instance_migrations WHERE instance_id = '${moving.id}' AND state IN ('preparing', 'target_ready', 'transferring', 'switching')`)).toBe(0);
+  });
+
   it('refuses a live move of a process workload and bad list filters with a clear 4xx', async () => {
     expect((await api.post('/api/v1/deployments', { name: 'proc', replicas: 1, workload: { command: 'sleep' } })).status).toBe(201);
     const [instance] = await waitFor('proc placed', async () => {
