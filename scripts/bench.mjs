@@ -8,6 +8,7 @@ import { commonOptions } from './esbuild-options.mjs';
 const root = new URL('..', import.meta.url).pathname;
 const [name = 'heartbeats', ...args] = process.argv.slice(2);
 const outfile = join(root, 'dist/bench', `${name}.mjs`);
-await build({ ...commonOptions, entryPoints: [join(root, 'bench', `${name}.ts`)], outfile, define: { DRYDOCK_VERSION: '"bench"' } });
+// playwright-core (the browser bench) stays external: it loads its own files at run time.
+await build({ ...commonOptions, external: [...commonOptions.external, 'playwright-core'], entryPoints: [join(root, 'bench', `${name}.ts`)], outfile, define: { DRYDOCK_VERSION: '"bench"' } });
 const result = spawnSync(process.execPath, [outfile, ...args], { stdio: 'inherit', cwd: root });
 process.exit(result.status ?? 1);

@@ -31,6 +31,7 @@ import { operatorRoutes } from './routes/operators.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { sessionPrincipal, uiSessionRoutes } from './ui-session.js';
 import { uiRoutes } from './ui-static.js';
+import { registerCompression } from './compression.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -136,6 +137,7 @@ export async function buildOperatorApp(ctx: OperatorContext, limits: HttpLimits 
   });
 
   registerInputGuard(app);
+  registerCompression(app);
   guardBodyRate(app.server, limits);
 
   app.addHook('onResponse', async (req, reply) => {

@@ -102,6 +102,7 @@ export const ROUTE_ERRORS: Record<string, readonly ErrorCode[]> = {
   getHealthReady: [],
   getMetrics: [],
   listNodes: [],
+  getFleetSummary: [],
   getNode: ['NODE_NOT_FOUND'],
   listNodeInstances: ['NODE_NOT_FOUND'],
   cordonNode: ['NODE_NOT_FOUND'],

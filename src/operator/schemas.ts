@@ -121,9 +121,43 @@ export const MigrateBody = z
   .nullable()
   .optional();
 
-export const NodeListQuery = z.object({
+/** Filters of the node list and the fleet summary. */
+export const NodeFilterQuery = z.object({
   region: z.string().max(63).optional(),
   status: z.enum(NODE_STATUSES).optional(),
+  role: z.string().max(63).optional(),
+  version: z
+    .string()
+    .max(200)
+    .regex(/^[^@]+@.+$/, 'component@version, e.g. node-agent@1.0.0')
+    .optional()
+    .describe('component@version: nodes reporting that component at that version'),
+});
+
+/** Largest page of GET /api/v1/nodes?limit=. */
+export const NODE_PAGE_MAX = 1000;
+
+export const NodeListQuery = NodeFilterQuery.extend({
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(NODE_PAGE_MAX)
+    .optional()
+    .describe(`a page of at most this many nodes (1-${NODE_PAGE_MAX}), in the list's order (region, hostname); default every node`),
+  offset: z.coerce.number().int().min(0).max(1_000_000).optional().describe('skip this many nodes first (with limit: the page after); default 0'),
+});
+
+export const FleetSummaryView = z.object({
+  nodes: z.number().int(),
+  ready: z.number().int(),
+  down: z.number().int(),
+  cordoned: z.number().int(),
+  draining: z.number().int(),
+  instances: z.number().int().describe('active instances on these nodes'),
+  regions: z.array(z.object({ region: z.string(), nodes: z.number().int() })),
+  roles: z.array(z.string()).describe('every role in the fleet (not narrowed by the filter)'),
+  versions: z.array(z.string()).describe('every component@version in the fleet (not narrowed by the filter)'),
 });
 
 export const InstanceListQuery = z.object({

@@ -2,6 +2,7 @@
 // `/` there. The files hold no data, so they are open; every datum comes from the API with the
 // session cookie (isOpenPath lets /ui/ through). A Content-Security-Policy keeps the page from talking to any other host.
 import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
@@ -20,12 +21,16 @@ export function uiDir(): string | undefined {
   return candidates.find((dir): dir is string => dir !== undefined && existsSync(`${dir}/index.html`));
 }
 
+/** A built asset whose name carries its content's hash (scripts/build-ui.mjs), or its pre-compressed sibling. */
+const HASHED_ASSET = /^app\.[0-9a-f]{12}\.(js|css)(\.br|\.gz)?$/;
+
 const CSP = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 export async function uiRoutes(app: FastifyInstance): Promise<void> {
   const root = uiDir();
-  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/ui/'));
-  app.get('/ui', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/ui/'));
+  // Relative redirects: behind a prefix (the edge's /d/drydock/) they stay under it.
+  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('ui/'));
+  app.get('/ui', { schema: { hide: true } }, async (_req, reply) => reply.redirect('ui/'));
   if (!root) {
     app.get('/ui/*', { schema: { hide: true } }, async () => {
       throw new ApiError(404, 'UI_NOT_BUILT', 'the dashboard is not built; run `npm run build` (it writes dist/ui)');
@@ -35,10 +40,15 @@ export async function uiRoutes(app: FastifyInstance): Promise<void> {
   await app.register(fastifyStatic, {
     root,
     prefix: '/ui/',
-    // Asset names are fixed (app.js, app.css): revalidate so an upgraded operator serves its own.
     cacheControl: false,
-    setHeaders: (reply) => {
-      void reply.header('cache-control', 'no-cache').header('content-security-policy', CSP).header('x-content-type-options', 'nosniff');
+    // The build writes .br and .gz beside each file: sent to browsers that accept them.
+    preCompressed: true,
+    setHeaders: (reply, path) => {
+      // app.<hash>.js / .css never change under their name: a browser keeps them and asks again
+      // for nothing. index.html names them, so it is revalidated (ETag) on every load: an upgraded
+      // operator's page loads its own assets.
+      const cache = HASHED_ASSET.test(basename(path)) ? 'public, max-age=31536000, immutable' : 'no-cache';
+      void reply.header('cache-control', cache).header('content-security-policy', CSP).header('x-content-type-options', 'nosniff');
     },
   });
 }

@@ -72,13 +72,70 @@ const NODE_VIEW = `
       SELECT count(*) AS active FROM instances WHERE node_id = n.id AND status <> 'stopped'
     ) a ON true`;
 
-export async function listNodes(db: Db, filter: { region?: string; status?: string } = {}): Promise<NodeView[]> {
+export interface NodeListFilter {
+  region?: string | undefined;
+  status?: string | undefined;
+  role?: string | undefined;
+  /** `component@version`: nodes that report that component at that version. */
+  version?: string | undefined;
+  /** A page of the list (in its order: region, hostname); without `limit`, every node from `offset`. */
+  limit?: number | undefined;
+  offset?: number | undefined;
+}
+
+/** The WHERE of a node list or summary (parameters $1..$4), over `nodes n`. */
+const NODE_FILTER = `($1::text IS NULL OR n.region = $1) AND ($2::text IS NULL OR n.status = $2) AND ($3::text IS NULL OR n.role = $3)
+   AND ($4::text IS NULL OR n.components ->> split_part($4, '@', 1) = substr($4, length(split_part($4, '@', 1)) + 2))`;
+const filterValues = (f: NodeListFilter) => [f.region ?? null, f.status ?? null, f.role ?? null, f.version ?? null];
+
+export async function listNodes(db: Db, filter: NodeListFilter = {}): Promise<NodeView[]> {
+  // The page's ids first, then the view of those nodes only: the per-node subqueries (installs,
+  // instance counts) run for the page, not for every node the sort passes over.
   return db.query<NodeView>(
     `${NODE_VIEW}
-      WHERE ($1::text IS NULL OR n.region = $1) AND ($2::text IS NULL OR n.status = $2)
+      WHERE n.id IN (SELECT n.id FROM nodes n WHERE ${NODE_FILTER} ORDER BY n.region, n.hostname LIMIT $5 OFFSET $6)
       ORDER BY n.region, n.hostname`,
-    [filter.region ?? null, filter.status ?? null],
+    [...filterValues(filter), filter.limit ?? null, filter.offset ?? 0],
   );
+}
+
+/** Counts over the fleet (or the nodes a filter selects), for a view that needs no rows. */
+export interface FleetSummary {
+  nodes: number;
+  ready: number;
+  down: number;
+  cordoned: number;
+  draining: number;
+  /** Instances counted as on the nodes (active_instances summed). */
+  instances: number;
+  regions: { region: string; nodes: number }[];
+  /** Every role and `component@version` the fleet has (the filters' choices; not narrowed by the filter). */
+  roles: string[];
+  versions: string[];
+}
+
+export async function fleetSummary(db: Db, filter: NodeListFilter = {}): Promise<FleetSummary> {
+  const [counts] = await db.query<Omit<FleetSummary, 'roles' | 'versions'>>(
+    `SELECT count(*)::int AS nodes,
+            count(*) FILTER (WHERE n.status = 'ready')::int AS ready,
+            count(*) FILTER (WHERE n.status = 'down')::int AS down,
+            count(*) FILTER (WHERE n.cordoned)::int AS cordoned,
+            count(*) FILTER (WHERE d.state IN ('running', 'blocked'))::int AS draining,
+            coalesce(sum(a.active), 0)::int AS instances,
+            coalesce((SELECT json_agg(json_build_object('region', r.region, 'nodes', r.nodes) ORDER BY r.region)
+                        FROM (SELECT n2.region, count(*)::int AS nodes FROM nodes n2
+                               WHERE ${NODE_FILTER.replaceAll('n.', 'n2.')} GROUP BY n2.region) r), '[]') AS regions
+       FROM nodes n
+       LEFT JOIN drains d ON d.node_id = n.id
+       LEFT JOIN LATERAL (SELECT count(*) AS active FROM instances WHERE node_id = n.id AND status <> 'stopped') a ON true
+      WHERE ${NODE_FILTER}`,
+    filterValues(filter),
+  );
+  const [choices] = await db.query<{ roles: string[]; versions: string[] }>(
+    `SELECT coalesce((SELECT array_agg(DISTINCT role ORDER BY role) FROM nodes), '{}') AS roles,
+            coalesce((SELECT array_agg(DISTINCT c.key || '@' || c.value ORDER BY c.key || '@' || c.value) FROM nodes, jsonb_each_text(nodes.components) c), '{}') AS versions`,
+  );
+  return { ...(counts as Omit<FleetSummary, 'roles' | 'versions'>), roles: choices?.roles ?? [], versions: choices?.versions ?? [] };
 }
 
 /** Finds a node by id or by hostname (the CLI accepts either). */

@@ -45,11 +45,20 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   }
 }
 
+/**
+ * The URL of an API path (`/api/v1/…`), relative to the page: the dashboard is always at
+ * `<operator>/ui/`, so `../api/v1/…` reaches the operator that served it, at the root of its host
+ * or under a prefix such as the edge's `/d/drydock/`.
+ */
+export function apiUrl(path: string): string {
+  return path.startsWith('/') ? `..${path}` : path;
+}
+
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (method !== 'GET' && csrfToken) headers['x-csrf-token'] = csrfToken;
-  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
+  const response = await fetch(apiUrl(path), { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
   if (response.status === 204) return undefined as T;
   const data = (await response.json().catch(() => null)) as { error?: { code: string; message: string } } | null;
   // The session ended (logout elsewhere, expiry): the app goes back to its login form.

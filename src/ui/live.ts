@@ -5,7 +5,7 @@
 // last event id it delivered, so nothing committed meanwhile is missed.
 import { createParser } from 'eventsource-parser';
 import { useEffect, useRef } from 'preact/hooks';
-import { get } from './api.js';
+import { apiUrl, get } from './api.js';
 
 export interface DrydockEvent {
   id: number;
@@ -29,7 +29,7 @@ async function follow(signal: AbortSignal): Promise<void> {
   let after = newest?.id ?? 0;
   while (!signal.aborted) {
     try {
-      const response = await fetch(`/api/v1/events/stream?after=${after}`, { signal, credentials: 'same-origin', headers: { accept: 'text/event-stream' } });
+      const response = await fetch(apiUrl(`/api/v1/events/stream?after=${after}`), { signal, credentials: 'same-origin', headers: { accept: 'text/event-stream' } });
       if (!response.ok || !response.body) throw new Error(`stream answered ${response.status}`);
       const parser = createParser({
         onEvent(message) {

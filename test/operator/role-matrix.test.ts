@@ -34,6 +34,7 @@ const MATRIX: Record<string, Need> = {
   'GET /metrics': 'open',
 
   'GET /api/v1/nodes': 'viewer',
+  'GET /api/v1/fleet/summary': 'viewer',
   'GET /api/v1/nodes/:id': 'viewer',
   'GET /api/v1/nodes/:id/instances': 'viewer',
   'GET /api/v1/nodes/:id/components': 'viewer',

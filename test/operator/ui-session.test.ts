@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningOperator } from '../../src/operator/server.js';
 import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
@@ -136,13 +137,41 @@ describe(`dashboard sessions on ${TEST_ENGINE}`, () => {
   it('serves the dashboard at /ui/ (open, with a same-origin Content-Security-Policy) and redirects / there', async () => {
     const root = await fetch(`${op.url}/`, { redirect: 'manual' });
     expect(root.status).toBe(302);
-    expect(root.headers.get('location')).toBe('/ui/');
+    // Relative, so it stays under a prefix (the edge's /d/drydock/): `/` → `/ui/`, `/ui` → `/ui/`.
+    expect(root.headers.get('location')).toBe('ui/');
+    const bare = await fetch(`${op.url}/ui`, { redirect: 'manual' });
+    expect(bare.status).toBe(302);
+    expect(new URL(bare.headers.get('location') as string, `${op.url}/ui`).pathname).toBe('/ui/');
+    expect(new URL(root.headers.get('location') as string, `${op.url}/`).pathname).toBe('/ui/');
     const page = await fetch(`${op.url}/ui/`);
     expect(page.status).toBe(200);
     expect(page.headers.get('content-security-policy')).toContain("connect-src 'self'");
-    expect(await page.text()).toContain('<script type="module" src="app.js">');
-    const script = await fetch(`${op.url}/ui/app.js`);
+    // index.html is revalidated on every load; the assets it names carry their content's hash
+    // and are kept by the browser for good.
+    expect(page.headers.get('cache-control')).toBe('no-cache');
+    // (undici's request, not fetch: fetch turns a request with If-None-Match into no-cache.)
+    const first = await request(`${op.url}/ui/`, { headers: { 'accept-encoding': 'br' } });
+    await first.body.dump();
+    const etag = first.headers.etag;
+    expect(etag).toBeTruthy();
+    const again = await request(`${op.url}/ui/`, { headers: { 'if-none-match': etag as string, 'accept-encoding': 'br' } });
+    await again.body.dump();
+    expect(again.statusCode).toBe(304);
+    const html = await page.text();
+    const scriptName = /<script type="module" src="(app\.[0-9a-f]{12}\.js)">/.exec(html)?.[1];
+    const styleName = /<link rel="stylesheet" href="(app\.[0-9a-f]{12}\.css)"/.exec(html)?.[1];
+    expect(scriptName).toBeDefined();
+    expect(styleName).toBeDefined();
+    const script = await fetch(`${op.url}/ui/${scriptName}`, { headers: { 'accept-encoding': 'br' } });
     expect(script.status).toBe(200);
     expect(script.headers.get('content-type')).toMatch(/javascript/);
+    expect(script.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    expect(script.headers.get('content-security-policy')).toContain("connect-src 'self'");
+    // Pre-compressed by the build, sent to a client that accepts it (fetch decodes it again).
+    expect(script.headers.get('content-encoding')).toBe('br');
+    expect(await script.text()).toContain('drydock');
+    const style = await fetch(`${op.url}/ui/${styleName}`, { headers: { 'accept-encoding': 'gzip' } });
+    expect(style.headers.get('content-encoding')).toBe('gzip');
+    expect(style.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
   });
 });

@@ -61,9 +61,10 @@ describe(`the fleet page with ${NODES} nodes`, () => {
     for (let run = 0; run < 5; run++) {
       await page.reload();
       await page.waitForFunction((n) => document.querySelectorAll('tr[data-node]').length === n, NODES, { polling: 'raf', timeout: 30_000 });
+      // The list comes in pages (the first screen, then the rest): its last part counts.
       const { total, nodesAnswered } = await page.evaluate(() => {
-        const nodes = performance.getEntriesByType('resource').find((e) => e.name.endsWith('/api/v1/nodes')) as PerformanceResourceTiming | undefined;
-        return { total: performance.now(), nodesAnswered: nodes?.responseEnd ?? 0 };
+        const parts = (performance.getEntriesByType('resource') as PerformanceResourceTiming[]).filter((e) => new URL(e.name).pathname === '/api/v1/nodes');
+        return { total: performance.now(), nodesAnswered: Math.max(0, ...parts.map((e) => e.responseEnd)) };
       });
       totals.push(Math.round(total));
       renders.push(Math.round(total - nodesAnswered));

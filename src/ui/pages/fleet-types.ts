@@ -20,6 +20,19 @@ export interface NodeView {
   labels: Record<string, string>;
 }
 
+/** GET /api/v1/fleet/summary: counts without rows, and the filters' choices. */
+export interface FleetSummary {
+  nodes: number;
+  ready: number;
+  down: number;
+  cordoned: number;
+  draining: number;
+  instances: number;
+  regions: { region: string; nodes: number }[];
+  roles: string[];
+  versions: string[];
+}
+
 export function versionsOf(node: NodeView): string[] {
   return Object.entries(node.components).map(([c, v]) => `${c}@${v}`);
 }
