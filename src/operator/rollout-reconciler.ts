@@ -64,6 +64,8 @@ export class RolloutReconciler {
   private readonly immediate = new Map<string, number>();
   /** The last fleet wait said for each rollout (decision.waitingFor), so a repeat is not another event. */
   private readonly waitReasons = new Map<string, string>();
+  /** Per rollout, its target components whose artifact reboots the node: an artifact's `reboot` never changes, so read once. */
+  private readonly rebootClass = new Map<string, string[]>();
   /** The last failure of each rollout's schema step (`id/phase`), so a repeat is not another event. */
   private readonly schemaFailures = new Map<string, string>();
   /** preRollout / postRollout hooks this process runs (as leader). */
@@ -210,7 +212,11 @@ export class RolloutReconciler {
           ? { rules: [], running: new Map(), operatorVersions: await liveReplicaVersions(tx, REPLICA_STALE_AFTER_MS) }
           : undefined;
       // Target components whose artifact reboots the node: staged before each node's cordon.
-      const prestage = await rebootClassTargets(tx, rolloutTargets(spec));
+      let prestage = this.rebootClass.get(id);
+      if (!prestage) {
+        prestage = await rebootClassTargets(tx, rolloutTargets(spec));
+        this.rebootClass.set(id, prestage);
+      }
       const rollout = prestage.length > 0 ? { ...loaded.rollout, prestage } : loaded.rollout;
       const decision = decideRollout(rollout, loaded.tasks, facts, now, unavailable, (runId) => hookRuns.get(runId), compat);
       // A wait on the fleet is said once per reason (an event), not on every pass.
@@ -239,6 +245,7 @@ export class RolloutReconciler {
     // Started once their runs are committed as running and owned by this process.
     for (const run of operatorRuns) this.hooks.start(run);
     if (active) this.remember(id, nodeIds);
+    else this.rebootClass.delete(id);
     if (touched.length > 0) {
       this.waiters.wake(touched);
       // A drain is the fleet's work; a cordon, an install or an enable only changes the node's
