@@ -39,6 +39,8 @@ export interface AgentOptions {
   heartbeatIntervalMs: number;
   /** Wait between the operator withdrawing an instance and stopping it, for routers to catch up (default 1 s). */
   drainDelayMs: number;
+  /** Failed health probes in a row before a serving instance counts as unhealthy (default 3). */
+  probeFailureThreshold?: number;
   /** SIGTERM → SIGKILL grace when stopping an instance (default 10 s). */
   stopGraceMs: number;
   version: string;
@@ -142,6 +144,7 @@ export class Agent {
           }),
         },
         drainDelayMs: options.drainDelayMs,
+        ...(options.probeFailureThreshold !== undefined ? { probeFailureThreshold: options.probeFailureThreshold } : {}),
         stopGraceMs: options.stopGraceMs,
         metrics: this.metrics,
         log: options.log,

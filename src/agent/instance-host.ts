@@ -18,6 +18,8 @@ interface Hosted {
   message?: string;
   /** When the probe whose answer `healthy` holds was sent: an older probe's late answer is ignored. */
   probedAt?: number;
+  /** Failed probes in a row since the last one that passed. */
+  failedProbes?: number;
   /** A live migration out of this instance in flight: true once its guest runs on the target. */
   outgoing?: Promise<boolean>;
 }
@@ -35,6 +37,12 @@ export interface InstanceHostOptions {
   persist: (processes: Record<string, HostedProcess>) => void;
   /** Something a heartbeat should report changed (started, stopped, health flipped, a migration moved). */
   onChange: () => void;
+  /**
+   * Failed probes in a row before a healthy instance counts as unhealthy (Kubernetes'
+   * failureThreshold, default 3): one slow answer from a busy guest does not withdraw an endpoint.
+   * An exit is noticed at once whatever this says.
+   */
+  probeFailureThreshold?: number;
 }
 
 const MAX_BACKOFF_MS = 30_000;
@@ -81,7 +89,8 @@ export class InstanceHost {
           })
           .catch((error: unknown) => failed(`the source agent restarted during the transfer: ${(error as Error).message}`));
       }
-      if (!alive && proc.migration?.role === 'source' && proc.migration.state === 'completed') hosted.phase = 'migrated';
+      // A source that handed its guest over stays `migrated`, its QEMU (if alive) holding it paused.
+      if (proc.migration?.role === 'source' && proc.migration.state === 'completed') hosted.phase = 'migrated';
     }
   }
 
@@ -96,10 +105,13 @@ export class InstanceHost {
   /** Starts what is wanted and not running, stops what runs and is not wanted, moves what is told to move. */
   async converge(desired: readonly DesiredInstance[]): Promise<void> {
     this.desired = desired;
-    const plan = planConvergence(desired, new Map([...this.hosted].map(([id, h]) => [id, h.phase])));
+    const handedOver = new Map<string, string>();
+    for (const [id, h] of this.hosted) if (h.phase === 'migrated' && h.proc.migration?.role === 'source') handedOver.set(id, h.proc.migration.migration_id);
+    const plan = planConvergence(desired, new Map([...this.hosted].map(([id, h]) => [id, h.phase])), handedOver);
     for (const id of plan.stop) this.stop(id);
     for (const instance of plan.start) await this.start(instance);
-    let changed = plan.start.length + plan.stop.length > 0;
+    for (const id of plan.resume) this.resumeHandedOver(this.hosted.get(id) as Hosted);
+    let changed = plan.start.length + plan.stop.length + plan.resume.length > 0;
     for (const want of desired) {
       const hosted = this.hosted.get(want.id);
       if (!hosted) continue;
@@ -259,6 +271,31 @@ export class InstanceHost {
     );
   }
 
+  /**
+   * The target of a completed move died before taking over (the operator failed the move and
+   * still wants the instance here): resume the guest this QEMU kept paused. When that cannot
+   * be done (the QEMU is gone), it is a crash: restarted as a fresh boot.
+   */
+  private resumeHandedOver(hosted: Hosted): void {
+    const from = hosted.proc.migration?.migration_id;
+    hosted.phase = 'starting';
+    hosted.healthy = false;
+    hosted.outgoing = undefined;
+    delete hosted.proc.migration;
+    this.persist();
+    const driver = this.driverOf(hosted.proc)?.live;
+    const resumed = driver && this.driverOf(hosted.proc)?.isAlive(hosted.proc) ? driver.resume(hosted.proc) : Promise.reject(new Error('its QEMU has quit'));
+    resumed.then(
+      () => {
+        this.options.log.warn({ instance: hosted.proc.id, migration: from }, 'live migration: the target failed before taking over; resumed the guest here');
+        this.options.onChange();
+      },
+      (error: unknown) => {
+        if (hosted.phase === 'starting') this.crashed(hosted, `could not resume the guest after migration ${from} failed: ${(error as Error).message}`);
+      },
+    );
+  }
+
   private stop(id: string): void {
     const hosted = this.hosted.get(id);
     if (!hosted) return;
@@ -326,6 +363,9 @@ export class InstanceHost {
           // arrival probe saw it serve: the newer answer stands.
           if (sentAt < (hosted.probedAt ?? 0)) return;
           hosted.probedAt = sentAt;
+          hosted.failedProbes = healthy ? 0 : (hosted.failedProbes ?? 0) + 1;
+          // A serving instance stays serving until enough probes in a row failed.
+          if (!healthy && hosted.healthy && hosted.failedProbes < (this.options.probeFailureThreshold ?? 3)) return;
           const changed = healthy !== hosted.healthy;
           hosted.healthy = healthy;
           if (healthy) hosted.phase = 'running';
@@ -345,13 +385,21 @@ export class InstanceHost {
     return this.desired.some((d) => d.id === id && d.desired === 'running');
   }
 
+  /**
+   * A source that handed its guest over is `starting` while its QEMU holds the guest paused (it
+   * may yet resume it: a drain must not count the node empty), `stopped` once that QEMU is gone.
+   */
+  private migratedStatus(h: Hosted): 'starting' | 'stopped' {
+    return this.driverOf(h.proc)?.isAlive(h.proc) ? 'starting' : 'stopped';
+  }
+
   /** What the heartbeat reports; a desired-stopped instance this node no longer has is `stopped`. */
   actual(): ActualInstance[] {
     const report: ActualInstance[] = [];
     for (const [id, h] of this.hosted) {
       report.push({
         id,
-        status: h.phase === 'backoff' ? 'failed' : h.phase === 'migrated' ? 'stopped' : h.phase,
+        status: h.phase === 'backoff' ? 'failed' : h.phase === 'migrated' ? this.migratedStatus(h) : h.phase,
         healthy: h.phase === 'running' && h.healthy,
         pid: h.proc.pid || null,
         port: h.proc.port || null,

@@ -43,7 +43,7 @@ export const EVENT_CATALOG = {
   'migration.target_ready': 'The target of a live migration is listening for the guest; the source is told to transfer it.',
   'migration.switching': "A live migration's transfer completed: the guest runs on the target, the source QEMU quit; the target takes over as endpoint.",
   'migration.completed': 'A move finished: the target instance took over (with the transfer\'s total, downtime and bytes for a live one).',
-  'migration.failed': 'A move failed (target died or refused, transfer failed, deadline, a side went down); the source keeps running and the target is withdrawn. With guest_lost the target died after the source had quit: both are withdrawn and a new replica boots elsewhere.',
+  'migration.failed': 'A move failed (target died or refused, transfer failed, deadline, a side went down); the source keeps running and the target is withdrawn. With source_resumes the target died after the transfer and the source, which held the guest paused, resumes it; with guest_lost the source no longer held it either: both are withdrawn and a new replica boots elsewhere.',
   'deployment.created': 'A deployment was created.',
   'deployment.updated': 'A deployment was applied with a changed spec (replicas, min_available); `changes` lists each field that moved.',
   'deployment.deletion_requested': 'A person deleted a deployment: its instances are withdrawn and stopped, then the deployment is removed.',
@@ -147,7 +147,7 @@ export interface EventData {
   'migration.target_ready': MigrationEventData & { address: string };
   'migration.switching': MigrationEventData & Partial<MigrationStats>;
   'migration.completed': MigrationEventData & Partial<MigrationStats>;
-  'migration.failed': MigrationEventData & { from_state: MigrationState; reason: string; guest_lost?: true };
+  'migration.failed': MigrationEventData & { from_state: MigrationState; reason: string; guest_lost?: true; source_resumes?: true };
   'deployment.created': { deployment_id: string; name: string; replicas: number };
   'deployment.updated': { deployment_id: string; name: string; changes: Record<string, { from: unknown; to: unknown }> };
   'deployment.deletion_requested': { deployment_id: string; name: string; instances: number };

@@ -167,7 +167,16 @@ export function decideMigration(m: InstanceMigration, facts: MigrationFacts, now
   if (sourceReport?.state === 'failed') return fail(`the transfer failed: ${sourceReport.reason ?? 'no reason given'}`);
   const transferred = m.mode === 'live' && (sourceReport?.state === 'completed' || m.state === 'switching');
   const targetFailed = `the target instance failed${target.report?.reason ? `: ${target.report.reason}` : ''}`;
-  if (target.status === 'failed') return transferred ? lost(targetFailed) : fail(targetFailed);
+  if (target.status === 'failed') {
+    if (!transferred) return fail(targetFailed);
+    // The source holds the guest paused as it handed it over (its agent reports it `starting`)
+    // unless its QEMU has quit: then it resumes there, else the guest is lost.
+    if (source && source.desired === 'running' && source.status !== 'stopped' && source.nodeStatus !== 'down') {
+      const reason = `${targetFailed} after the transfer completed: the guest resumes on the source, which held it paused`;
+      return { ...fail(reason), event: { kind: 'migration.failed', data: { ...failedData(m, reason), source_resumes: true } } };
+    }
+    return lost(targetFailed);
+  }
   if (m.mode === 'restart') return null; // the fleet reconciler times a replacement out
 
   if (target.nodeStatus === 'down') return transferred ? lost('the target node went down') : fail('the target node went down');

@@ -115,6 +115,17 @@ describe('decideMigration: a live move', () => {
     expect(before?.event?.data).not.toHaveProperty('guest_lost');
   });
 
+  it('after the transfer, a target that dies while the source holds the guest paused: the source resumes it', () => {
+    // The source agent reports a handed-over guest it still holds as `starting`.
+    const holding = side({ status: 'starting', healthy: false, report: completed });
+    const d = decideMigration(migration({ state: 'switching', targetAddress: 'a' }), { source: holding, target: target({ status: 'failed' }) }, now);
+    expect(d).toMatchObject({ state: 'failed', stopTarget: true, event: { kind: 'migration.failed', data: { source_resumes: true } } });
+    expect(d).not.toHaveProperty('stopSource');
+    expect(d?.reason).toBe('the target instance failed after the transfer completed: the guest resumes on the source, which held it paused');
+    // Not from a source on a node that went down: nobody there to resume it.
+    expect(decideMigration(migration({ state: 'switching' }), { source: { ...holding, nodeStatus: 'down' }, target: target({ status: 'failed' }) }, now)).toMatchObject({ stopSource: true });
+  });
+
   it('ignores a report about another migration of the same instance', () => {
     const old: MigrationReport = { migration_id: 'm0', role: 'source', state: 'failed', reason: 'earlier' };
     expect(decideMigration(migration({ state: 'target_ready', targetAddress: 'a' }), { source: side({ report: old }), target: target() }, now)).toBeNull();

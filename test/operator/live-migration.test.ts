@@ -165,6 +165,40 @@ describe(`operator live migration on ${TEST_ENGINE}`, () => {
     expect((await desiredOn(source, moving.id))?.migration).toBeUndefined();
   });
 
+  it('a target that dies after the transfer while the source holds the guest paused: the source keeps it and is told to resume', async () => {
+    const serving = (await instancesOf('vmweb')).filter((i) => i.published && i.desired === 'running');
+    const moving = serving[0] as InstanceView;
+    const source = nodeOf(moving.node_id);
+    const started = await api.post<{ migration_id: string; replacement_id: string }>(`/api/v1/instances/${moving.id}/migrate`, {});
+    expect(started.status).toBe(202);
+    const { migration_id: id, replacement_id: replacement } = started.body;
+    const target = nodeOf(((await migrationsOf(moving.id)).find((m) => m.id === id) as MigrationView).target_node_id);
+    target.report({ id: replacement, status: 'starting', healthy: false, pid: 6, port: ++port, migration: { migration_id: id, role: 'target', state: 'ready', address: 'tcp:127.0.0.1:6667' } });
+    await target.heartbeat();
+    await waitFor('target_ready', async () => (await migrationsOf(moving.id)).find((m) => m.id === id)?.state === 'target_ready');
+    // Handed over; its QEMU keeps the guest paused (reported `starting`) until told what became of the move.
+    const completed = { migration_id: id, role: 'source' as const, state: 'completed' as const, total_ms: 800, downtime_ms: 30, transferred_bytes: 9e7 };
+    source.report({ id: moving.id, status: 'starting', healthy: false, pid: 7, port: 11, migration: completed });
+    await source.heartbeat();
+    await waitFor('switching', async () => (await migrationsOf(moving.id)).find((m) => m.id === id)?.state === 'switching');
+    expect((await desiredOn(source, moving.id))?.migration).toMatchObject({ id, role: 'source' });
+    target.report({ id: replacement, status: 'failed', healthy: false, pid: null, port: null, message: 'QEMU exited' });
+    await target.heartbeat();
+    const failed = await waitFor('failed', async () => (await migrationsOf(moving.id)).find((m) => m.id === id && m.state === 'failed'));
+    expect(failed.reason).toMatch(/after the transfer completed: the guest resumes on the source/);
+    const event = (await api.ok<EventRow[]>('/api/v1/events?after=0&kind_prefix=migration.failed')).find((e) => e.data.migration_id === id);
+    expect(event?.data).toMatchObject({ source_resumes: true });
+    expect(event?.data).not.toHaveProperty('guest_lost');
+    // The source is still wanted, with no move: its agent resumes the guest, and it serves again.
+    const want = await desiredOn(source, moving.id);
+    expect(want).toMatchObject({ desired: 'running' });
+    expect(want?.migration).toBeUndefined();
+    source.report({ id: moving.id, status: 'running', healthy: true, pid: 7, port: 11 });
+    await source.heartbeat();
+    await waitFor('the source serving again', async () => (await api.ok<{ instance_id: string }[]>('/api/v1/deployments/vmweb/endpoints')).some((e) => e.instance_id === moving.id));
+    expect((await instancesOf('vmweb')).filter((i) => i.desired === 'running').map((i) => i.id).sort()).toEqual(serving.map((i) => i.id).sort());
+  });
+
   it('a target that dies after the transfer lost the guest: both sides are withdrawn and a new replica is placed', async () => {
     const serving = (await instancesOf('vmweb')).filter((i) => i.published && i.desired === 'running');
     const moving = serving[0] as InstanceView;

@@ -119,6 +119,28 @@ describe('QemuVm (real QEMU, TCG)', () => {
     expect(source.isAlive()).toBe(false);
   });
 
+  it('resumes the handed-over guest on the source when the target dies after the switchover', async () => {
+    const source = await startVm();
+    await waitHealthy(source);
+    const before = await guestStatus(source);
+    const target = await startVm({ incoming: true });
+    const uri = await target.prepareIncoming(await freePort());
+    await source.migrateOut(uri, { deadlineMs: 60_000 });
+    expect(await source.status()).toBe('postmigrate');
+    // Paused here and refusing connections at once: nothing waits on it.
+    await source.closeHostForward();
+    await expect(fetch(`http://127.0.0.1:${source.hostPort}/healthz`, { signal: AbortSignal.timeout(2000) })).rejects.toThrow();
+    process.kill(target.pid, 'SIGKILL');
+    await source.resumeAfterMigration(image.imageJson.guest_port);
+    expect(await source.status()).toBe('running');
+    await waitHealthy(source);
+    const after = await guestStatus(source);
+    expect(after.boot_id).toBe(before.boot_id);
+    expect(after.requests).toBeGreaterThan(before.requests);
+    // Only a source holding a handed-over guest resumes.
+    await expect(source.resumeAfterMigration(image.imageJson.guest_port)).rejects.toThrow(/is running, not a source holding a migrated guest/);
+  });
+
   it('keeps the source running when the target dies mid-transfer', async () => {
     const source = await startVm();
     await waitHealthy(source);

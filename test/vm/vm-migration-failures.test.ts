@@ -66,7 +66,8 @@ describe('vm driver: failed live migrations keep the guest', () => {
 
   beforeAll(async () => {
     const image = await ensureGuestImage();
-    fleet = await startTestFleet('vm-fail');
+    // A long grace: one test holds a target agent stopped (SIGSTOP) for the length of a transfer.
+    fleet = await startTestFleet('vm-fail', ['--heartbeat-grace', '60s']);
     const keys = generateSigningKeyPair();
     const keyFile = join(fleet.dir, 'signing.pub');
     writeFileSync(keyFile, keys.publicPem);
@@ -122,6 +123,33 @@ describe('vm driver: failed live migrations keep the guest', () => {
     const after = await guestStatus(instance.url as string);
     expect(after.boot_id).toBe(before.boot_id);
     await serving();
+  });
+
+  it('the target QEMU killed after the switchover, before it took over: the source resumes the guest it held paused', async () => {
+    const { instance, before, migrationId, targetHost } = await startMove();
+    const move = await client().get<MigrationView>(`/api/v1/migrations/${migrationId}`);
+    const targetPid = (await client().get<InstanceView>(`/api/v1/instances/${move.target_instance_id}`)).pid as number;
+    // The target agent cannot report the guest's arrival while it is stopped: the transfer
+    // completes (QEMU to QEMU), the source hands the guest over, and the target dies first.
+    const targetAgent = fleet.processes.get(targetHost)?.pid as number;
+    process.kill(targetAgent, 'SIGSTOP');
+    try {
+      await waitFor('the source to hand the guest over', async () => ((await client().get<MigrationView>(`/api/v1/migrations/${migrationId}`)).state === 'switching' ? true : undefined), 90_000);
+      // Paused on the source, its port closed: a request there is refused at once.
+      await expect(fetch(instance.url as string, { signal: AbortSignal.timeout(3000) })).rejects.toThrow();
+      process.kill(targetPid, 'SIGKILL');
+    } finally {
+      process.kill(targetAgent, 'SIGCONT');
+    }
+    const failed = await ended(migrationId);
+    expect(failed).toMatchObject({ state: 'failed' });
+    expect(failed.reason).toMatch(/after the transfer completed: the guest resumes on the source/);
+    // The same QEMU and the same guest, serving again where it was.
+    const resumed = await serving();
+    expect(resumed).toMatchObject({ id: instance.id, pid: instance.pid });
+    const after = await guestStatus(instance.url as string);
+    expect(after.boot_id).toBe(before.boot_id);
+    expect(after.requests).toBeGreaterThan(before.requests);
   });
 
   it('the target agent killed -9 mid-transfer: the transfer completes, the restarted agent adopts the guest', async () => {

@@ -44,14 +44,17 @@ export interface LiveMigrationDriver {
   /** Start the instance waiting for an incoming migration; `address` is where the source sends it. */
   startIncoming(instance: DesiredInstance): Promise<StartedInstance & { address: string }>;
   /**
-   * Transfer the running instance to `address`. On success the source is gone at once (its open
-   * connections reset rather than hang) and the stats are returned; on failure it keeps running.
+   * Transfer the running instance to `address`. On success the stats are returned and the source
+   * holds the guest paused as handed over, refusing new connections, until it is stopped (the
+   * target took over) or resumed (the target died first); on failure it keeps running.
    */
   migrateOut(proc: HostedProcess, address: string, options: { downtimeLimitMs: number; deadlineMs: number }): Promise<LiveMigrationStats>;
+  /** Resume a guest handed over by `migrateOut` whose target died before taking over; throws when it cannot. */
+  resume(proc: HostedProcess): Promise<void>;
   /**
    * A transfer a previous agent started and nobody watched since (found on adoption): when it
-   * completed, the source is quit and the stats returned (the guest lives on the target); when it
-   * is still in flight it is cancelled and the source keeps running (null).
+   * completed, the stats are returned and the source holds the guest paused as `migrateOut`
+   * leaves it; when it is still in flight it is cancelled and the source keeps running (null).
    */
   settleUnwatched(proc: HostedProcess): Promise<LiveMigrationStats | null>;
 }

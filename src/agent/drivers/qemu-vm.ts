@@ -347,6 +347,33 @@ export class QemuVm {
   }
 
   /** QMP `quit`, then wait for the process to end; SIGKILL when it has not after `graceMs` (default 5000). */
+  /**
+   * After a completed migration out (`postmigrate`): stop accepting connections on the guest's
+   * host port, so new requests are refused at once (a router retries them elsewhere) instead of
+   * waiting on a guest that is paused here and runs on the target. The VM stays resumable.
+   */
+  async closeHostForward(): Promise<void> {
+    await this.hmp(`hostfwd_remove n0 tcp:127.0.0.1:${this.rec.hostPort}`);
+  }
+
+  /**
+   * The target of a completed migration died before the guest served there: resume the guest
+   * here, from the state it was handed over in, and accept connections again. Only from
+   * `postmigrate` (anything else is not a source holding a handed-over guest).
+   */
+  async resumeAfterMigration(guestPort: number): Promise<void> {
+    const status = await this.status();
+    if (status !== 'postmigrate') throw new MigrationError('failed', `${this.rec.id} is ${status}, not a source holding a migrated guest`);
+    await this.qmp.execute('cont');
+    await this.hmp(`hostfwd_add n0 tcp:127.0.0.1:${this.rec.hostPort}-:${guestPort}`);
+  }
+
+  /** A human-monitor command (hostfwd has no QMP equivalent); QEMU reports its errors as text. */
+  private async hmp(commandLine: string): Promise<void> {
+    const output = await this.qmp.execute<string>('human-monitor-command', { 'command-line': commandLine });
+    if (typeof output === 'string' && /could not|invalid|error|not found/i.test(output)) throw new Error(`${commandLine}: ${output.trim()}`);
+  }
+
   async quit(graceMs = 5000): Promise<void> {
     await this.qmp.execute('quit').catch(() => undefined); // QEMU may close the socket before replying.
     if (await this.waitForExit(graceMs)) return;

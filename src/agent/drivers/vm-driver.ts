@@ -202,7 +202,9 @@ export class VmDriver implements InstanceDriver, LiveMigrationDriver {
     const vm = await this.connect(proc).catch(() => null);
     this.vms.delete(proc.id);
     if (vm) {
-      await vm.powerdown(graceMs);
+      // A migrated source holds a paused guest that cannot hear the power button: quit it.
+      if ((await vm.status().catch(() => null)) === 'postmigrate') await vm.quit(2000);
+      else await vm.powerdown(graceMs);
     } else if (this.isAlive(proc)) {
       // No QMP (socket gone): QEMU quits on SIGTERM; SIGKILL if it does not.
       process.kill(proc.pid, 'SIGTERM');
@@ -224,11 +226,19 @@ export class VmDriver implements InstanceDriver, LiveMigrationDriver {
       deadlineMs: options.deadlineMs,
       ...(this.options.migrationBandwidthBytes ? { maxBandwidthBytes: this.options.migrationBandwidthBytes } : {}),
     });
-    // The guest runs on the target now: quit at once, so connections still open here reset
-    // (and the edge retries them elsewhere) instead of hanging on a paused guest.
-    this.vms.delete(proc.id);
-    await vm.quit(2000).catch((error: unknown) => this.options.log.warn({ err: error, instance: proc.id }, 'source QEMU did not quit after migrating'));
+    // The guest runs on the target now. This QEMU keeps it paused as it was handed over, so it
+    // can resume here if the target dies before taking over (libvirt's confirm step), and is
+    // quit once the operator withdraws it. New connections are refused at once meanwhile (the
+    // edge retries them elsewhere); one still open here resets when it quits or answers on resume.
+    await vm.closeHostForward().catch((error: unknown) => this.options.log.warn({ err: error, instance: proc.id }, 'could not close the migrated source\'s port'));
     return { total_ms: stats.total_ms, downtime_ms: stats.downtime_ms, transferred_bytes: stats.transferred_bytes };
+  }
+
+  async resume(proc: HostedProcess): Promise<void> {
+    const vm = await this.connect(proc);
+    if (!vm) throw new Error('the source VM is gone');
+    if (proc.workload.driver !== 'vm') throw new Error('the vm driver resumes vm workloads only');
+    await vm.resumeAfterMigration(proc.workload.guest_port);
   }
 
   async settleUnwatched(proc: HostedProcess): Promise<LiveMigrationStats | null> {
@@ -236,8 +246,7 @@ export class VmDriver implements InstanceDriver, LiveMigrationDriver {
     if (!vm) return null;
     const stats = await vm.settleUnwatchedMigration();
     if (!stats) return null;
-    this.vms.delete(proc.id);
-    await vm.quit(2000).catch((error: unknown) => this.options.log.warn({ err: error, instance: proc.id }, 'source QEMU did not quit after migrating'));
+    await vm.closeHostForward().catch((error: unknown) => this.options.log.warn({ err: error, instance: proc.id }, 'could not close the migrated source\'s port'));
     return { total_ms: stats.total_ms, downtime_ms: stats.downtime_ms, transferred_bytes: stats.transferred_bytes };
   }
 }

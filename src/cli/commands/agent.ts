@@ -41,6 +41,7 @@ export function registerAgentCommand(program: Command): void {
     .option('--data-dir <dir>', 'agent state, instance logs', './.drydock-agent')
     .option('--heartbeat-interval <duration>', 'time between heartbeats', '2s')
     .option('--drain-delay <duration>', 'wait between an endpoint being withdrawn and its instance being stopped', '1s')
+    .option('--health-failure-threshold <n>', 'failed health probes in a row (one a second) before a serving instance counts as unhealthy', '3')
     .option('--stop-grace <duration>', 'SIGTERM to SIGKILL grace when stopping an instance', '10s')
     .option('--trusted-key <file>', 'ed25519 public key (PEM) whose artifact signatures are accepted (repeatable)', collect)
     .option('--allow-unsigned', 'DEVELOPMENT ONLY: install component artifacts that carry no signature', false)
@@ -88,6 +89,7 @@ export function registerAgentCommand(program: Command): void {
           dataDir: resolve(opts.dataDir),
           heartbeatIntervalMs: durationOption(opts.heartbeatInterval, '--heartbeat-interval'),
           drainDelayMs: durationOption(opts.drainDelay, '--drain-delay'),
+          probeFailureThreshold: failureThresholdOption(opts.healthFailureThreshold),
           stopGraceMs: durationOption(opts.stopGrace, '--stop-grace'),
           version: DRYDOCK_VERSION,
           trustedKeys,
@@ -146,6 +148,12 @@ function migrationBandwidth(value: string): number {
 function keepVersionsOption(value: string): number {
   const n = parseIntOption(value, '--keep-versions');
   if (n < 1) throw new Error(`--keep-versions must be at least 1, got "${value}"`);
+  return n;
+}
+
+function failureThresholdOption(value: string): number {
+  const n = parseIntOption(value, '--health-failure-threshold');
+  if (n < 1 || n > 100) throw new Error(`--health-failure-threshold must be between 1 and 100, got "${value}"`);
   return n;
 }
 
