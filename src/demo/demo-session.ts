@@ -33,12 +33,18 @@ export function writeSpec(dir: string, name: string, body: Record<string, unknow
  * escaped the recorded PIDs. Resolves to the PIDs still running after all that (none, normally).
  * SIGINT and SIGTERM stop the demo the same way and exit 130.
  */
-export function demoStopper(fleet: LocalFleet, dir: string, say: (line?: string) => void, before: () => Promise<void> = async () => {}): () => Promise<number[]> {
+export function demoStopper(
+  fleet: LocalFleet,
+  dir: string,
+  say: (line?: string) => void,
+  before: () => Promise<void> = async () => {},
+  what = 'edge, agents, instances, operator',
+): () => Promise<number[]> {
   let stopping: Promise<number[]> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       await before();
-      say('\nstopping the demo fleet (edge, agents, instances, operator)...');
+      say(`\nstopping the demo fleet (${what})...`);
       await fleet.stop();
       const left = processesMentioning(dir);
       if (left.length > 0) {

@@ -42,7 +42,7 @@ export async function runOsImageDemo(options: OsImageDemoOptions): Promise<OsIma
   const hooksFile = (hostname: string) => join(hooksDir, `${hostname}.log`);
   const { file: tokensFile, tokens } = writeTokens(dir, () => randomBytes(24).toString('base64url'));
   const fleet = new LocalFleet({ bin: options.bin, dir, token: tokens.alice });
-  const shutdown = demoStopper(fleet, dir, say);
+  const shutdown = demoStopper(fleet, dir, say, async () => {}, 'supervisors, agents, operator');
   const started = Date.now();
   const tty = process.stdout.isTTY === true;
 
@@ -62,7 +62,15 @@ export async function runOsImageDemo(options: OsImageDemoOptions): Promise<OsIma
         '--token', tokens.agents, '--trusted-key', join(dir, 'keys', 'drydock-signing.pub'), '--heartbeat-interval', '1s', '--boot-tries', String(BOOT_TRIES),
       ]);
     }
-    await fleet.waitForNodes(hosts.length, 60_000);
+    // The images are published while the agents start (each is a `drydock artifacts publish` as a user would run it).
+    const images = join(dir, 'images');
+    const key = join(dir, 'keys', 'drydock-signing.key');
+    const published = Promise.all([
+      writeOsImage(images, '1.0.0').then((file) => publishArtifact(alice, key, { component: 'os', version: '1.0.0', kind: 'os-image', file, live: true })),
+      writeOsImage(images, '2.0.0').then((file) => publishArtifact(alice, key, { component: 'os', version: '2.0.0', kind: 'os-image', file, live: false })),
+      writeOsImage(images, '2.0.1', { fail: BROKEN_CHECK }).then((file) => publishArtifact(alice, key, { component: 'os', version: '2.0.1', kind: 'os-image', file, live: false })),
+    ]);
+    await fleet.waitForNodes(hosts.length, 90_000);
     say(`✓ ${hosts.length} supervised agents in ${options.regions.join(', ')} (--reboot-command exit: a reboot is the agent exiting and its supervisor starting it again; --boot-tries ${BOOT_TRIES})`);
     const rebootsNow = () => new Map(hosts.map(({ hostname }) => [hostname, simulatedReboots(fleet.processes.get(hostname)?.log ?? '')]));
     const since = (before: Map<string, number>) => {
@@ -70,16 +78,14 @@ export async function runOsImageDemo(options: OsImageDemoOptions): Promise<OsIma
       return new Map(hosts.map(({ hostname }) => [hostname, (now.get(hostname) ?? 0) - (before.get(hostname) ?? 0)]));
     };
 
-    say('\n── publish signed os images (kind os-image: reboot: true; a .tar.gz of `version` and `required.d/` boot checks)');
-    const images = join(dir, 'images');
-    const key = join(dir, 'keys', 'drydock-signing.key');
-    say(`  ${await publishArtifact(alice, key, { component: 'os', version: '1.0.0', kind: 'os-image', file: await writeOsImage(images, '1.0.0'), live: true })}`);
-    say(`  ${await publishArtifact(alice, key, { component: 'os', version: '2.0.0', kind: 'os-image', file: await writeOsImage(images, '2.0.0'), live: false })}`);
-    say(`  ${await publishArtifact(alice, key, { component: 'os', version: '2.0.1', kind: 'os-image', file: await writeOsImage(images, '2.0.1', { fail: BROKEN_CHECK }), live: false })}  ← its boot check fails`);
+    say('\n── signed os images (kind os-image: reboot: true; a .tar.gz of `version` and `required.d/` boot checks)');
+    const [first, second, bad] = await published;
+    say(`  ${first}\n  ${second}\n  ${bad}  ← its boot check fails`);
 
     say('\n── provision: every node installs os 1.0.0 (one reboot each)');
     const beforeProvision = rebootsNow();
-    await Promise.all(hosts.map(({ hostname }) => alice(['node', 'set-version', hostname, 'os', '1.0.0'])));
+    // What `drydock node set-version NODE os 1.0.0` does, for every node at once.
+    await Promise.all(hosts.map(({ hostname }) => client.request('PUT', `/api/v1/nodes/${encodeURIComponent(hostname)}/components/os`, { version: '1.0.0' })));
     await waitFor(
       'every node on os 1.0.0',
       async () => {
@@ -97,7 +103,8 @@ export async function runOsImageDemo(options: OsImageDemoOptions): Promise<OsIma
     };
     const strategy = {
       order: 'rolling',
-      batch: { size: 1 },
+      // One node per region at a time: two batches of two on the default fleet.
+      batch: { size: options.regions.length },
       maxUnavailablePerRegion: 1,
       drain: { mode: 'migrate', timeout: '1m' },
       health: { timeout: '90s', minHealthyTime: '1s' },
