@@ -70,6 +70,8 @@ export async function runOsImageDemo(options: OsImageDemoOptions): Promise<OsIma
       writeOsImage(images, '2.0.0').then((file) => publishArtifact(alice, key, { component: 'os', version: '2.0.0', kind: 'os-image', file, live: false })),
       writeOsImage(images, '2.0.1', { fail: BROKEN_CHECK }).then((file) => publishArtifact(alice, key, { component: 'os', version: '2.0.1', kind: 'os-image', file, live: false })),
     ]);
+    // Awaited below; a failure before then (the agents never came up) must not go unhandled.
+    published.catch(() => {});
     await fleet.waitForNodes(hosts.length, 90_000);
     say(`✓ ${hosts.length} supervised agents in ${options.regions.join(', ')} (--reboot-command exit: a reboot is the agent exiting and its supervisor starting it again; --boot-tries ${BOOT_TRIES})`);
     const rebootsNow = () => new Map(hosts.map(({ hostname }) => [hostname, simulatedReboots(fleet.processes.get(hostname)?.log ?? '')]));
