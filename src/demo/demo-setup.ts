@@ -75,3 +75,14 @@ export async function cli(bin: string, operatorUrl: string, token: string, args:
     throw new Error(`drydock ${args.join(' ')} failed: ${e.stderr?.trim() || e.message}`);
   }
 }
+
+/**
+ * Publishes `file` as `component` `version` through the CLI (`run`: a user's `drydock`), signed
+ * with `key`, blesses it and, when `live`, promotes it; returns what it published, for the demo's output.
+ */
+export async function publishArtifact(run: (args: string[]) => Promise<string>, key: string, a: { component: string; version: string; kind: string; file: string; live: boolean }): Promise<string> {
+  const id = (await run(['artifacts', 'publish', '--component', a.component, '--version', a.version, '--kind', a.kind, '--file', a.file, '--key', key])).trim();
+  await run(['artifacts', 'bless', id]);
+  if (a.live) await run(['artifacts', 'promote', id]);
+  return `${a.component} ${a.version} (${a.kind}) ${a.live ? 'live' : 'blessed'}`;
+}

@@ -1,16 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { stringify } from 'yaml';
 import type { ApiClient } from '../api-client.js';
 import { watchRollout } from '../cli/rollout-watch.js';
 import { freePort } from '../agent/drivers/process-driver.js';
-import { parseListen } from '../listen-address.js';
 import type { DeploymentView } from '../store/deployments.js';
 import { buildReport, type DemoReport, printReport } from './demo-report.js';
-import { cli, writeBinaryComponent, writeBundles, writeTokens } from './demo-setup.js';
-import { endProcesses, processesMentioning } from './leftovers.js';
+import { cli, publishArtifact, writeBinaryComponent, writeBundles, writeTokens } from './demo-setup.js';
+import { assertPortFree, demoStopper, writeSpec } from './demo-session.js';
 import { LocalFleet, waitFor } from './local-fleet.js';
 import { TrafficGenerator } from './traffic.js';
 import { agentAccel, checkGuests, type GuestRecord, processReport, recordGuests } from './vm-report.js';
@@ -62,32 +59,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const fleet = new LocalFleet({ bin: options.bin, dir, token: tokens.alice });
   let traffic: TrafficGenerator | undefined;
   let recorder: NodeJS.Timeout | undefined;
-  /** Directories every process the demo starts names on its command line (checked after the stop). */
-  const demoProcesses = () => processesMentioning(dir);
-  /** Resolves to the PIDs of demo processes still running after the stop (none, normally). */
-  let stopping: Promise<number[]> | undefined;
-  const shutdown = () => {
-    stopping ??= (async () => {
-      clearInterval(recorder);
-      await traffic?.stop();
-      say('\nstopping the demo fleet (edge, agents, instances, operator)...');
-      await fleet.stop();
-      // Every process the demo started names its run dir: whatever is still there escaped the
-      // recorded PIDs (a QEMU started after the last look, a KVM probe cut short).
-      const left = demoProcesses();
-      if (left.length > 0) {
-        say(`! ${left.length} demo process(es) outlived the stop (pids ${left.join(', ')}); ending them`);
-        await endProcesses(left);
-      }
-      const stillThere = demoProcesses();
-      say(stillThere.length === 0 ? 'all demo processes stopped.' : `! demo processes still running after the stop: pids ${stillThere.join(', ')}`);
-      return stillThere;
-    })();
-    return stopping;
-  };
-  const onSignal = () => void shutdown().finally(() => process.exit(130));
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const shutdown = demoStopper(fleet, dir, say, async () => {
+    clearInterval(recorder);
+    await traffic?.stop();
+  });
   const started = Date.now();
 
   try {
@@ -115,12 +90,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     await alice(['keys', 'generate', '--out', join(dir, 'keys')]);
     const publicKey = join(dir, 'keys', 'drydock-signing.pub');
     /** Signs with the demo's key (the one agents trust), uploads, blesses; says what it published. */
-    const publish = async (component: string, version: string, kind: string, file: string, live: boolean) => {
-      const id = (await alice(['artifacts', 'publish', '--component', component, '--version', version, '--kind', kind, '--file', file, '--key', join(dir, 'keys', 'drydock-signing.key')])).trim();
-      await alice(['artifacts', 'bless', id]);
-      if (live) await alice(['artifacts', 'promote', id]);
-      return `${component} ${version} (${kind}) ${live ? 'live' : 'blessed'}`;
-    };
+    const publish = (component: string, version: string, kind: string, file: string, live: boolean) =>
+      publishArtifact(alice, join(dir, 'keys', 'drydock-signing.key'), { component, version, kind, file, live });
     const hostnames = options.regions.flatMap((region) => Array.from({ length: options.nodesPerRegion }, (_, i) => ({ region, hostname: `${region}-worker-${i + 1}` })));
     for (const { region, hostname } of hostnames) {
       const dataDir = join(dir, 'agents', hostname);
@@ -263,28 +234,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   }
 }
 
-/** Fails early and clearly when the operator's address is taken (a second demo, another service). */
-async function assertPortFree(listen: string): Promise<void> {
-  const { host, port } = parseListen(listen, 8080);
-  await new Promise<void>((resolvePromise, reject) => {
-    const probe = createServer();
-    probe.once('error', () => reject(new Error(`${host}:${port} is in use; pick another address with --listen (npm start -- --listen 127.0.0.1:18080)`)));
-    probe.listen(port, host, () => probe.close(() => resolvePromise()));
-  });
-}
-
 /** The demo's first line about its workloads: VMs and where their image came from, or the one fallback line. */
 function describeWorkloads(workloads: DemoWorkloads, cacheDir: string): string {
   if (workloads.driver === 'process') return fallbackLine(workloads) ?? '✓ deployments run as processes (--workloads process)';
   const { imageJson } = workloads.image;
   const how = workloads.built ? `built in ${(workloads.buildMs / 1000).toFixed(1)} s into ${cacheDir}` : `reused from ${workloads.image.dir}`;
   return `✓ VMs: QEMU ${workloads.qemuVersion}, guest image ${imageJson.name} ${imageJson.version} (${how})`;
-}
-
-function writeSpec(dir: string, name: string, body: Record<string, unknown>): string {
-  const file = join(dir, `${name}.yaml`);
-  writeFileSync(file, stringify({ name, ...body }));
-  return file;
 }
 
 /** Where the dashboard is and the tokens that log in to it (the demo's tokens are made per run). */

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/api-client.js';
 import { isSameProcessAlive } from '../../src/agent/drivers/process-driver.js';
 import { isAlive, type LocalFleet, waitFor } from '../../src/demo/local-fleet.js';
+import { simulatedReboots } from '../../src/demo/simulated-reboots.js';
 import type { BootSlotsState } from '../../src/domain/boot-slots.js';
 import type { BootSlotsReport, InstallReport } from '../../src/domain/protocol.js';
 import { signArtifact } from '../../src/signing.js';
@@ -82,10 +83,7 @@ describe('os-image A/B slots under the supervisor', () => {
   }
 
   /** Simulated reboots so far: the supervisor logs each agent exit with its code (76: EXIT_REBOOT). */
-  function reboots(): number {
-    const log = readFileSync(fleet.processes.get('supervisor')!.log, 'utf8');
-    return log.split('\n').filter((line) => line.includes('"msg":"agent exited"') && line.includes('"code":76')).length;
-  }
+  const reboots = () => simulatedReboots(fleet.processes.get('supervisor')!.log);
 
   const checkRuns = (version: string) => (existsSync(checksLog) ? readFileSync(checksLog, 'utf8').split('\n').filter((l) => l === `check ${version}`).length : 0);
 

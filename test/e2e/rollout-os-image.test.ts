@@ -1,10 +1,11 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { create as createTar } from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/api-client.js';
 import { isSameProcessAlive } from '../../src/agent/drivers/process-driver.js';
 import { type LocalFleet, waitFor } from '../../src/demo/local-fleet.js';
+import { writeOsImage } from '../../src/demo/os-images.js';
+import { simulatedReboots } from '../../src/demo/simulated-reboots.js';
 import type { BootSlotsReport } from '../../src/domain/protocol.js';
 import { signArtifact } from '../../src/signing.js';
 import type { EventRow } from '../../src/store/events.js';
@@ -40,10 +41,7 @@ describe('an OS image and a binary in one drain per node, each node rebooted onc
   const dataDir = (host: string) => join(dir, 'agents', host);
 
   /** Simulated reboots of a node so far: its supervisor logs each agent exit with code 76. */
-  function reboots(host: string): number {
-    const log = readFileSync(fleet.processes.get(host)!.log, 'utf8');
-    return log.split('\n').filter((line) => line.includes('"msg":"agent exited"') && line.includes('"code":76')).length;
-  }
+  const reboots = (host: string) => simulatedReboots(fleet.processes.get(host)!.log);
 
   function noteAgentPids(): void {
     for (const host of HOSTS) {
@@ -66,18 +64,6 @@ describe('an OS image and a binary in one drain per node, each node rebooted onc
     await api.post(`/api/v1/artifacts/${(JSON.parse(text) as { id: string }).id}/bless`);
   }
 
-  /** A real OS image: a .tar.gz with `version` and a boot check that passes. */
-  async function buildImage(version: string): Promise<string> {
-    const src = mkdtempSync(join(dir, 'image-'));
-    writeFileSync(join(src, 'version'), `${version}\n`);
-    mkdirSync(join(src, 'required.d'));
-    writeFileSync(join(src, 'required.d', '10-boot'), OK);
-    chmodSync(join(src, 'required.d', '10-boot'), 0o755);
-    const file = join(dir, `os-${version}.tar.gz`);
-    await createTar({ gzip: true, file, cwd: src, portable: true }, readdirSync(src));
-    return file;
-  }
-
   beforeAll(async () => {
     writeFileSync(join(dir, 'drydock-signing.pub'), publisher.publicPem);
     fleet = await startTestFleet('rollout-os-image', ['--heartbeat-grace', '10s', '--heartbeat-interval', '1s']);
@@ -86,7 +72,7 @@ describe('an OS image and a binary in one drain per node, each node rebooted onc
       fleet.startSupervisedAgent(host, 'us-east', BUNDLE, ['--heartbeat-interval', '1s', '--trusted-key', join(dir, 'drydock-signing.pub'), '--boot-tries', '3'], '30s', dataDir(host));
     }
     await fleet.waitForNodes(3, 60_000);
-    for (const v of ['1.0.0', '2.0.0']) await publish('os', v, 'os-image', await buildImage(v));
+    for (const v of ['1.0.0', '2.0.0']) await publish('os', v, 'os-image', await writeOsImage(dir, v));
     for (const v of ['1.0.0', '2.0.0']) await publish('web', v, 'binary', await buildArchive(dir, { 'web-server': `web ${v}`, health: OK }));
     for (const n of await nodes()) {
       await api.request('PUT', `/api/v1/nodes/${n.id}/components/os`, { version: '1.0.0' });

@@ -4,18 +4,34 @@ import { type Command, Option } from 'commander';
 import { runExampleApp } from '../../demo/example-app.js';
 import { runDemo } from '../../demo/run-demo.js';
 import { runControlPlaneDemo } from '../../demo/run-control-plane-demo.js';
+import { OS_IMAGE_DEMO_SIZE, runOsImageDemo } from '../../demo/run-os-image-demo.js';
 import { DEMO_SIZES, WORKLOAD_MODES, type WorkloadsMode } from '../../demo/vm-workloads.js';
 import { action, parseIntOption } from '../context.js';
 import { defaultVmCacheDir } from './vm.js';
 
+/** What `drydock demo --scenario` runs. */
+export const DEMO_SCENARIOS = ['upgrade', 'control-plane', 'os-image'] as const;
+type Scenario = (typeof DEMO_SCENARIOS)[number];
+const DEFAULT_SIZE = { regions: ['us-east', 'eu-west', 'ap-south'], nodesPerRegion: 3 };
+
 export function registerDemoCommands(program: Command): void {
   program
     .command('demo')
-    .description('the main job on one machine: a fleet upgraded under live traffic, a bad version caught and rolled back')
+    .description('the main job on one machine: a fleet upgraded under live traffic, a bad version caught and rolled back (other scenarios: --scenario)')
+    .addOption(
+      new Option(
+        '--scenario <name>',
+        'upgrade: the fleet upgraded under live traffic, a bad agent build caught and rolled back; ' +
+          'control-plane: the same as --control-plane; ' +
+          'os-image: an OS image rolled across the fleet with preNode and postNode hooks and one (simulated) reboot per node, then an image whose boot checks fail: each node that gets it falls back to its previous slot by itself after 3 tries and the breaker trips',
+      )
+        .choices(DEMO_SCENARIOS)
+        .default('upgrade'),
+    )
     .option('--listen <host:port>', 'operator address', '127.0.0.1:8080')
     .option('--dir <dir>', 'where each demo run keeps its state and logs (a fresh subdirectory per run)', './.drydock/demo')
-    .option('--regions <list>', 'comma-separated regions', 'us-east,eu-west,ap-south')
-    .option('--nodes-per-region <n>', 'agents per region', '3')
+    .option('--regions <list>', `comma-separated regions (default ${DEFAULT_SIZE.regions.join(',')}; os-image: ${OS_IMAGE_DEMO_SIZE.regions.join(',')})`)
+    .option('--nodes-per-region <n>', `agents per region (default ${DEFAULT_SIZE.nodesPerRegion}; os-image: ${OS_IMAGE_DEMO_SIZE.nodesPerRegion})`)
     .option('--deployments <n>', `example deployments, at most 8 (default ${DEMO_SIZES.process.deployments}; ${DEMO_SIZES.vm.deployments} when they run as VMs)`)
     .option('--replicas <n>', `replicas of each example deployment (default ${DEMO_SIZES.process.replicas}; ${DEMO_SIZES.vm.replicas} when they run as VMs)`)
     .option('--rate <n>', `requests per second the traffic generator sends through the edge (default ${DEMO_SIZES.process.rate}; ${DEMO_SIZES.vm.rate} to VMs)`)
@@ -31,13 +47,22 @@ export function registerDemoCommands(program: Command): void {
     .option('--approve-in-ui', "wait for the upgrade to be approved in the dashboard (as bob) instead of by bob's CLI")
     .action(
       action(async (opts) => {
-        if (opts.controlPlane) {
+        const scenario = opts.scenario as Scenario;
+        if (opts.controlPlane && scenario !== 'upgrade' && scenario !== 'control-plane') throw new Error(`--control-plane is the control-plane scenario; it cannot be combined with --scenario ${scenario}`);
+        const size = scenario === 'os-image' ? OS_IMAGE_DEMO_SIZE : DEFAULT_SIZE;
+        const regions = opts.regions === undefined ? size.regions : String(opts.regions).split(',').filter(Boolean);
+        const nodesPerRegion = opts.nodesPerRegion === undefined ? size.nodesPerRegion : parseIntOption(opts.nodesPerRegion, '--nodes-per-region');
+        if (scenario === 'os-image') {
+          await runOsImageDemo({ bin: fileURLToPath(import.meta.url), listen: opts.listen, dir: opts.dir, regions, nodesPerRegion, exit: opts.exit ?? false, reportFile: opts.report });
+          return;
+        }
+        if (opts.controlPlane || scenario === 'control-plane') {
           const report = await runControlPlaneDemo({
             bin: fileURLToPath(import.meta.url),
             dir: opts.dir,
             databaseUrl: process.env.DATABASE_URL,
-            regions: String(opts.regions).split(',').filter(Boolean),
-            perRegion: parseIntOption(opts.nodesPerRegion, '--nodes-per-region'),
+            regions,
+            perRegion: nodesPerRegion,
             reportFile: opts.report,
           });
           if (report.status !== 'completed') process.exitCode = 1;
@@ -50,8 +75,8 @@ export function registerDemoCommands(program: Command): void {
           bin: fileURLToPath(import.meta.url),
           listen: opts.listen,
           dir: opts.dir,
-          regions: String(opts.regions).split(',').filter(Boolean),
-          nodesPerRegion: parseIntOption(opts.nodesPerRegion, '--nodes-per-region'),
+          regions,
+          nodesPerRegion,
           deployments: deployments === undefined ? undefined : Math.min(8, Math.max(1, deployments)),
           replicas: optionalInt(opts.replicas, '--replicas'),
           rate: opts.rate === undefined ? undefined : Math.max(1, parseIntOption(opts.rate, '--rate')),
