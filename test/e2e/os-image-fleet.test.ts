@@ -339,8 +339,14 @@ describe('OS image fleet: two components in one drain, hooks once, fallback with
         install: got.includes(n.hostname) ? ['reverted', true] : null,
       });
     }
-    // The nodes that never got it never checked or rebooted.
-    for (const host of HOSTS.filter((h) => !got.includes(h))) expect({ host, reboots: reboots(host) - (before.get(host) ?? 0) }).toEqual({ host, reboots: 0 });
+    // A failed node goes back to its old version (the one it already runs: no install, no
+    // reboot) and is enabled again; the nodes that never got the image never rebooted.
+    await waitFor('the failed nodes enabled again', async () => {
+      const list = await nodes();
+      return got.every((h) => list.find((n) => n.hostname === h)?.cordoned === false) ? true : undefined;
+    }, 60_000);
+    for (const host of HOSTS) expect({ host, reboots: reboots(host) - (before.get(host) ?? 0) }).toEqual({ host, reboots: got.includes(host) ? 4 : 0 });
+    for (const host of got) expect(slotsOnDisk(dataDir(host)).slots[slotsOnDisk(dataDir(host)).active]).toMatchObject({ version: '2.0.0', blessed: true });
     await api.post(`/api/v1/rollouts/${created.id}/abort`);
   }, 420_000);
 });
