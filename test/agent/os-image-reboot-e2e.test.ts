@@ -1,17 +1,16 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { create as createTar } from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/api-client.js';
 import { isSameProcessAlive } from '../../src/agent/drivers/process-driver.js';
 import { isAlive, type LocalFleet, waitFor } from '../../src/demo/local-fleet.js';
-import { simulatedReboots } from '../../src/demo/simulated-reboots.js';
-import type { BootSlotsState } from '../../src/domain/boot-slots.js';
 import type { BootSlotsReport, InstallReport } from '../../src/domain/protocol.js';
 import { signArtifact } from '../../src/signing.js';
 import type { InstanceView } from '../../src/store/instances.js';
 import type { NodeView } from '../../src/store/nodes.js';
+import { buildOsImage, installRecord, slotsOnDisk as slotsOf, supervisedAgentPid } from '../support/os-image-fleet.js';
+import { simulatedReboots } from '../../src/demo/simulated-reboots.js';
 import { BUNDLE, startTestFleet } from '../support/processes.js';
 import { publisher, sha256File, tempDir } from './artifact-fixtures.js';
 
@@ -73,13 +72,9 @@ describe('os-image A/B slots under the supervisor', () => {
   });
 
   function noteAgentPid(): number | undefined {
-    try {
-      const pid = (JSON.parse(readFileSync(join(agentDir, 'supervisor.json'), 'utf8')) as { agent_pid?: number }).agent_pid;
-      if (pid) agentPids.add(pid);
-      return pid;
-    } catch {
-      return undefined;
-    }
+    const pid = supervisedAgentPid(agentDir);
+    if (pid) agentPids.add(pid);
+    return pid;
   }
 
   /** Simulated reboots so far: the supervisor logs each agent exit with its code (76: EXIT_REBOOT). */
@@ -89,20 +84,13 @@ describe('os-image A/B slots under the supervisor', () => {
 
   /** A real OS image: a .tar.gz with `version` and one boot check that records its run. */
   async function buildImage(version: string, check: 'pass' | 'fail-after-gate' | 'pass-after-gate'): Promise<string> {
-    const src = mkdtempSync(join(dir, 'image-'));
-    writeFileSync(join(src, 'version'), `${version}\n`);
-    mkdirSync(join(src, 'required.d'));
     const body =
       check === 'pass'
         ? `echo "check $DRYDOCK_VERSION" >> '${checksLog}'\nexit 0\n`
         : check === 'pass-after-gate'
           ? `echo "check $DRYDOCK_VERSION" >> '${checksLog}'\nwhile [ ! -f '${gate}-${version}' ]; do sleep 0.1; done\nexit 0\n`
           : `echo "check $DRYDOCK_VERSION" >> '${checksLog}'\nwhile [ ! -f '${gate}' ]; do sleep 0.1; done\necho "kernel panic (simulated)" >&2\nexit 1\n`;
-    writeFileSync(join(src, 'required.d', '10-boot'), `#!/bin/sh\n${body}`);
-    chmodSync(join(src, 'required.d', '10-boot'), 0o755);
-    const file = join(dir, `os-${version}.tar.gz`);
-    await createTar({ gzip: true, file, cwd: src, portable: true }, readdirSync(src));
-    return file;
+    return buildOsImage(dir, version, `#!/bin/sh\n${body}`);
   }
 
   async function publishImage(version: string, file: string): Promise<{ kind: string; reboot: boolean }> {
@@ -128,9 +116,8 @@ describe('os-image A/B slots under the supervisor', () => {
     );
   }
 
-  const slotsOnDisk = () => JSON.parse(readFileSync(join(agentDir, 'slots', 'state.json'), 'utf8')) as BootSlotsState;
-  const journalOf = () =>
-    (JSON.parse(readFileSync(join(agentDir, 'components', 'journal.json'), 'utf8')) as { installs: Record<string, { version: string; phase: string; reason?: string }> }).installs.os;
+  const slotsOnDisk = () => slotsOf(agentDir);
+  const journalOf = () => installRecord(agentDir, 'os');
 
   it('publishes os images with reboot on, and refuses reboot for any other kind or without it for an os image', async () => {
     const artifact = await publishImage('1.0.0', await buildImage('1.0.0', 'pass'));

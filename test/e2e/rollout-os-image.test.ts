@@ -4,13 +4,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/api-client.js';
 import { isSameProcessAlive } from '../../src/agent/drivers/process-driver.js';
 import { type LocalFleet, waitFor } from '../../src/demo/local-fleet.js';
-import { writeOsImage } from '../../src/demo/os-images.js';
-import { simulatedReboots } from '../../src/demo/simulated-reboots.js';
 import type { BootSlotsReport } from '../../src/domain/protocol.js';
-import { signArtifact } from '../../src/signing.js';
 import type { EventRow } from '../../src/store/events.js';
 import type { NodeView } from '../../src/store/nodes.js';
-import { buildArchive, publisher, sha256File, tempDir } from '../agent/artifact-fixtures.js';
+import { buildArchive, publisher, tempDir } from '../agent/artifact-fixtures.js';
+import { buildOsImage, PASSING_CHECK, publishSigned, supervisedAgentPid } from '../support/os-image-fleet.js';
+import { simulatedReboots } from '../../src/demo/simulated-reboots.js';
 import { BUNDLE, startTestFleet } from '../support/processes.js';
 
 // An OS image and a binary in one rollout, with real processes (issue 12, DESIGN.md §12): three
@@ -21,7 +20,6 @@ import { BUNDLE, startTestFleet } from '../support/processes.js';
 // web, runs preNode and postNode once each, and enables it again.
 
 const HOSTS = ['os-worker-1', 'os-worker-2', 'os-worker-3'] as const;
-const OK = '#!/bin/sh\nexit 0\n';
 
 type NodeDetail = NodeView & { slots: BootSlotsReport | null };
 interface RolloutDetail {
@@ -40,28 +38,13 @@ describe('an OS image and a binary in one drain per node, each node rebooted onc
   const nodes = () => api.get<NodeView[]>('/api/v1/nodes');
   const dataDir = (host: string) => join(dir, 'agents', host);
 
-  /** Simulated reboots of a node so far: its supervisor logs each agent exit with code 76. */
   const reboots = (host: string) => simulatedReboots(fleet.processes.get(host)!.log);
 
   function noteAgentPids(): void {
     for (const host of HOSTS) {
-      try {
-        const pid = (JSON.parse(readFileSync(join(dataDir(host), 'supervisor.json'), 'utf8')) as { agent_pid?: number }).agent_pid;
-        if (pid) agentPids.add(pid);
-      } catch {
-        // Not started yet.
-      }
+      const pid = supervisedAgentPid(dataDir(host));
+      if (pid) agentPids.add(pid);
     }
-  }
-
-  async function publish(component: string, version: string, kind: 'os-image' | 'binary', file: string): Promise<void> {
-    const sha256 = sha256File(file);
-    const signature = signArtifact(publisher.privatePem, { component, version, kind, sha256 });
-    const query = new URLSearchParams({ component, version, kind, signature, public_key: publisher.publicPem });
-    const response = await fetch(`${fleet.operatorUrl}/api/v1/artifacts?${query}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: readFileSync(file) });
-    const text = await response.text();
-    expect(response.status, text).toBe(201);
-    await api.post(`/api/v1/artifacts/${(JSON.parse(text) as { id: string }).id}/bless`);
   }
 
   beforeAll(async () => {
@@ -72,8 +55,8 @@ describe('an OS image and a binary in one drain per node, each node rebooted onc
       fleet.startSupervisedAgent(host, 'us-east', BUNDLE, ['--heartbeat-interval', '1s', '--trusted-key', join(dir, 'drydock-signing.pub'), '--boot-tries', '3'], '30s', dataDir(host));
     }
     await fleet.waitForNodes(3, 60_000);
-    for (const v of ['1.0.0', '2.0.0']) await publish('os', v, 'os-image', await writeOsImage(dir, v));
-    for (const v of ['1.0.0', '2.0.0']) await publish('web', v, 'binary', await buildArchive(dir, { 'web-server': `web ${v}`, health: OK }));
+    for (const v of ['1.0.0', '2.0.0']) await publishSigned(fleet.operatorUrl, api, 'os', v, 'os-image', await buildOsImage(dir, v));
+    for (const v of ['1.0.0', '2.0.0']) await publishSigned(fleet.operatorUrl, api, 'web', v, 'binary', await buildArchive(dir, { 'web-server': `web ${v}`, health: PASSING_CHECK }));
     for (const n of await nodes()) {
       await api.request('PUT', `/api/v1/nodes/${n.id}/components/os`, { version: '1.0.0' });
       await api.request('PUT', `/api/v1/nodes/${n.id}/components/web`, { version: '1.0.0' });
