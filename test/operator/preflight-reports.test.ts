@@ -67,6 +67,7 @@ describe(`preflight volume and backup checks fed by reports on ${TEST_ENGINE}`, 
     expect(reported.status).toBe(200);
     expect(reported.body.volume).toEqual({ replicas: 3, healthy_replicas: 1 });
     expect(reported.body.volume_expires_at).not.toBeNull();
+    expect(reported.body.volume_source).toBe('api');
     expect(await check('volume-last-replica')).toMatchObject({ status: 'fail', objects: [onTarget.id] });
     await api.request('PUT', `/api/v1/instances/${onTarget.id}/volume`, { replicas: 3, healthy_replicas: 2 });
     expect(await check('volume-last-replica')).toMatchObject({ status: 'pass' });
