@@ -348,6 +348,22 @@ export class InstanceHost {
   }
 
   /**
+   * Reads every running instance's workload status once. The agent calls it before its first
+   * heartbeat, so a restarted agent does not report adopted instances without the volume and
+   * activity they reported before (which would clear them until the next tick).
+   */
+  async readWorkloadStatuses(): Promise<void> {
+    const reads: Promise<void>[] = [];
+    for (const hosted of this.hosted.values()) {
+      const driver = this.driverOf(hosted.proc);
+      if ((hosted.phase === 'running' || hosted.phase === 'starting') && driver?.readWorkloadStatus) {
+        reads.push(this.readWorkloadStatus(hosted, driver.readWorkloadStatus.bind(driver)));
+      }
+    }
+    await Promise.all(reads);
+  }
+
+  /**
    * The workload's report of its volume and activity, for the heartbeat. A status that cannot be
    * used (not JSON, too large, out of shape) is ignored with one warning and the last good report
    * stands: a workload caught mid-write must not look, for one tick, as if its backup had ended.

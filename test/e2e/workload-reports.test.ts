@@ -148,5 +148,37 @@ describe('workloads report their volume and activity through their agent, and pr
     expect(await check('backup-in-progress')).toMatchObject({ status: 'pass' });
   });
 
+  it('a restarted agent adopts the workload and goes on reporting its backup, never clearing it meanwhile', async () => {
+    await report('{"activity": "backup"}');
+    await waitFor('the agent to report the backup', async () => ((await view()).activity === 'backup' ? true : undefined), 15_000);
+    const pid = (await view()).pid;
+    // Sample what preflight reads through the whole restart: it must never lose the backup.
+    const seen = new Set<string | null>();
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        seen.add((await view()).activity);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    const restartedAt = Date.now();
+    await fleet.stopProcess(HOST);
+    fleet.startAgent(HOST, 'us-east', ['--max-instances', '4', '--heartbeat-interval', '1s']);
+    await waitFor('the new agent to heartbeat', async () => {
+      const [node] = await api.get<{ last_heartbeat_at: string | null }[]>('/api/v1/nodes');
+      return node?.last_heartbeat_at && Date.parse(node.last_heartbeat_at) > restartedAt + 500 && agentLog().includes('adopted running instance') ? true : undefined;
+    }, 30_000);
+    await waitFor('three more heartbeats', async () => {
+      const [node] = await api.get<{ last_heartbeat_at: string | null }[]>('/api/v1/nodes');
+      return node?.last_heartbeat_at && Date.parse(node.last_heartbeat_at) > Date.now() - 500 ? true : undefined;
+    }, 10_000);
+    sampling = false;
+    await sampler;
+    expect([...seen]).toEqual(['backup']);
+    expect(await view()).toMatchObject({ pid, activity: 'backup', activity_source: 'agent' });
+    await report('');
+    await waitFor('the agent to clear it', async () => ((await view()).activity === null ? true : undefined), 15_000);
+  }, 90_000);
+
   const agentLog = () => readFileSync(join(fleet.dir, `${HOST}.log`), 'utf8');
 });
