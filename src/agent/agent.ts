@@ -270,6 +270,8 @@ export class Agent {
     if (this.stopped) return;
     // An install the previous process left half done is finished or undone before anything else.
     this.componentsDone = this.components.reconcile().catch((error) => this.options.log.error({ err: error }, 'component recovery failed'));
+    // Adopted instances' volume and activity before the first heartbeat (instance-host.ts).
+    await this.instances.readWorkloadStatuses();
     this.loop('heartbeat', () => this.heartbeat(), this.options.heartbeatIntervalMs);
     this.loop('supervise', () => this.instances.supervise(), 1000);
     const replica = this.operatorReplica;

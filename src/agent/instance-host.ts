@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { type LocalPhase, planConvergence } from '../domain/agent-converge.js';
 import type { MigrationReport } from '../domain/instance-migration.js';
 import type { ActualInstance, DesiredInstance } from '../domain/protocol.js';
+import { sameWorkloadReport, type WorkloadReport } from '../domain/workload-report.js';
 import type { InstanceDriver } from './drivers/instance-driver.js';
 import type { AgentMetrics } from './metrics.js';
 import type { HostedProcess } from './state-file.js';
@@ -22,6 +23,10 @@ interface Hosted {
   failedProbes?: number;
   /** A live migration out of this instance in flight: true once its guest runs on the target. */
   outgoing?: Promise<boolean>;
+  /** What the workload last reported of its data (volume, activity); reported while it runs. */
+  workload?: WorkloadReport;
+  /** Why its last status could not be used (warned once per distinct problem). */
+  statusProblem?: string;
 }
 
 export interface InstanceHostOptions {
@@ -166,6 +171,7 @@ export class InstanceHost {
       Object.assign(proc, { pid: started.pid, port: started.port, procStart: started.procStart });
       if (started.vm) proc.vm = started.vm;
       if (started.healthPath) proc.healthPath = started.healthPath;
+      if (started.statusPath) proc.statusPath = started.statusPath;
       const hosted: Hosted = { proc, phase: 'starting', healthy: false, exited: started.exited, restarts };
       void started.exited.then(async (why) => {
         // A source quits at the switchover, sometimes before its migration's outcome is in: an
@@ -222,6 +228,7 @@ export class InstanceHost {
     hosted.phase = 'backoff';
     hosted.healthy = false;
     hosted.exited = undefined;
+    hosted.workload = undefined;
     hosted.restarts++;
     this.options.metrics.instanceRestarts.inc();
     const target = hosted.proc.migration?.role === 'target' ? hosted.proc.migration : undefined;
@@ -355,6 +362,7 @@ export class InstanceHost {
         this.crashed(hosted, 'exited');
         continue;
       }
+      if (driver.readWorkloadStatus) probes.push(this.readWorkloadStatus(hosted, driver.readWorkloadStatus.bind(driver)));
       const sentAt = performance.now();
       probes.push(
         driver.probe(hosted.proc, 900).then((healthy) => {
@@ -377,6 +385,43 @@ export class InstanceHost {
     for (const [id, hosted] of this.hosted) {
       if (hosted.phase === 'stopped' && !this.desired?.some((d) => d.id === id)) this.hosted.delete(id);
     }
+  }
+
+  /**
+   * Reads every running instance's workload status once. The agent calls it before its first
+   * heartbeat, so a restarted agent does not report adopted instances without the volume and
+   * activity they reported before (which would clear them until the next tick).
+   */
+  async readWorkloadStatuses(): Promise<void> {
+    const reads: Promise<void>[] = [];
+    for (const hosted of this.hosted.values()) {
+      const driver = this.driverOf(hosted.proc);
+      if ((hosted.phase === 'running' || hosted.phase === 'starting') && driver?.readWorkloadStatus) {
+        reads.push(this.readWorkloadStatus(hosted, driver.readWorkloadStatus.bind(driver)));
+      }
+    }
+    await Promise.all(reads);
+  }
+
+  /**
+   * The workload's report of its volume and activity, for the heartbeat. A status that cannot be
+   * used (not JSON, too large, out of shape) is ignored with one warning and the last good report
+   * stands: a workload caught mid-write must not look, for one tick, as if its backup had ended.
+   */
+  private async readWorkloadStatus(hosted: Hosted, read: NonNullable<InstanceDriver['readWorkloadStatus']>): Promise<void> {
+    const status = await read(hosted.proc).catch((error: unknown) => ({ ok: false as const, problem: (error as Error).message }));
+    if (!status || (hosted.phase !== 'running' && hosted.phase !== 'starting')) return;
+    if (!status.ok) {
+      if (status.problem !== hosted.statusProblem) {
+        this.options.log.warn({ instance: hosted.proc.id, problem: status.problem }, 'ignored the workload status (volume, activity): it cannot be used; the last good one stands');
+      }
+      hosted.statusProblem = status.problem;
+      return;
+    }
+    hosted.statusProblem = undefined;
+    if (sameWorkloadReport(hosted.workload, status.report)) return;
+    hosted.workload = status.report;
+    this.options.onChange();
   }
 
   /** Until the first desired state arrives, adopted instances are assumed wanted. */
@@ -405,6 +450,7 @@ export class InstanceHost {
         port: h.proc.port || null,
         ...(h.message && h.phase === 'backoff' ? { message: h.message } : {}),
         ...(h.proc.migration ? { migration: h.proc.migration } : {}),
+        ...(h.phase === 'running' || h.phase === 'starting' ? h.workload : {}),
       });
     }
     for (const want of this.desired ?? []) {

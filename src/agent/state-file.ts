@@ -19,6 +19,8 @@ export interface HostedProcess {
   vm?: VmRecord;
   /** Where health is probed when the driver knows (a VM image's health path). */
   healthPath?: string;
+  /** Where the workload's status JSON (volume, activity) is read, when the driver knows one (a VM image's status path). */
+  statusPath?: string;
   /** This instance's side of a live migration, as last reported (kept across agent restarts). */
   migration?: MigrationReport;
 }

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import type { DesiredMigration } from './instance-migration.js';
 import { INSTANCE_STATUSES, NODE_ROLES, type Workload } from './types.js';
+import { ActivitySchema, VolumeSchema } from './workload-report.js';
 
 /** Bumped when the wire format changes incompatibly; the operator accepts its own and the previous. */
 export const PROTOCOL_VERSION = 1;
@@ -75,6 +76,13 @@ export const ActualInstanceSchema = z.object({
     })
     .strict()
     .optional(),
+  /**
+   * What the workload reports of its data (domain/workload-report.ts), shaped as the PUT
+   * …/volume and …/activity routes take it. Absent: it reports none, and a value the agent
+   * reported before is cleared (one set through those routes stays until it expires).
+   */
+  volume: VolumeSchema.optional(),
+  activity: ActivitySchema.optional(),
 });
 export type ActualInstance = z.infer<typeof ActualInstanceSchema>;
 

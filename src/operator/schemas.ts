@@ -17,6 +17,7 @@ import {
   RegisterRequestSchema,
 } from '../domain/protocol.js';
 import { isSemver } from '../domain/semver.js';
+import { ActivitySchema } from '../domain/workload-report.js';
 import { NODE_ROLES, NODE_STATUSES } from '../domain/types.js';
 
 // The bounds live with the agent protocol, which is defined in the domain (one definition).
@@ -101,7 +102,7 @@ export const VolumeReportBody = z
 
 export const ActivityReportBody = z
   .object({
-    activity: z.enum(['backup', 'snapshot', 'restore']).describe('what runs on the instance data now'),
+    activity: ActivitySchema.describe('what runs on the instance data now'),
     expires_in: Duration.optional().describe('the report stops counting after this; default 1h'),
   })
   .strict();

@@ -1,6 +1,13 @@
 import type { DesiredInstance } from '../domain/protocol.js';
 import type { Db } from './db.js';
 
+/**
+ * Who set an instance's volume or activity: `api` (PUT …/volume, …/activity, with an expiry) or
+ * `agent` (the workload's own report in its heartbeat). An unexpired `api` value wins; an agent
+ * reporting nothing clears only what it set (store/nodes.ts writeHeartbeats).
+ */
+export type ReportSource = 'api' | 'agent';
+
 export type InstanceView = {
   id: string;
   deployment_id: string;
@@ -20,12 +27,18 @@ export type InstanceView = {
   port: number | null;
   url: string | null;
   message: string | null;
-  /** What a storage system last reported (PUT …/volume), while it has not expired. */
+  /**
+   * The volume's replica health, while it holds: set by a storage system (PUT …/volume, until it
+   * expires) or reported by the instance's agent (in its heartbeats, while it repeats it).
+   */
   volume: { replicas: number; healthy_replicas: number } | null;
   volume_expires_at: string | null;
-  /** What a backup system last reported (PUT …/activity), while it has not expired. */
+  /** Who set `volume` (null: nobody). */
+  volume_source: ReportSource | null;
+  /** A backup, snapshot or restore running on the instance's data, from the API or the agent as `volume`. */
   activity: string | null;
   activity_expires_at: string | null;
+  activity_source: ReportSource | null;
   created_at: string;
   updated_at: string;
 };
@@ -40,8 +53,10 @@ const INSTANCE_VIEW = `
          i.message,
          CASE WHEN i.volume_expires_at IS NULL OR i.volume_expires_at > now() THEN i.volume END AS volume,
          CASE WHEN i.volume_expires_at > now() THEN to_char(i.volume_expires_at AT TIME ZONE 'UTC', ${ISO}) END AS volume_expires_at,
+         CASE WHEN i.volume_expires_at IS NULL OR i.volume_expires_at > now() THEN i.volume_source END AS volume_source,
          CASE WHEN i.activity_expires_at IS NULL OR i.activity_expires_at > now() THEN i.activity END AS activity,
          CASE WHEN i.activity_expires_at > now() THEN to_char(i.activity_expires_at AT TIME ZONE 'UTC', ${ISO}) END AS activity_expires_at,
+         CASE WHEN i.activity_expires_at IS NULL OR i.activity_expires_at > now() THEN i.activity_source END AS activity_source,
          to_char(i.created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
          to_char(i.updated_at AT TIME ZONE 'UTC', ${ISO}) AS updated_at
     FROM instances i
@@ -172,7 +187,8 @@ export async function desiredInstancesForNode(db: Db, nodeId: string): Promise<D
 
 /**
  * A storage system's report of an instance's volume (replicas healthy of total), good until
- * `expiresInMs` from now; null clears it. Returns false when there is no such instance.
+ * `expiresInMs` from now; null clears it (whoever set it: an agent that still reports one sets
+ * it again at its next heartbeat). Returns false when there is no such instance.
  */
 export async function reportVolume(
   db: Db,
@@ -182,7 +198,7 @@ export async function reportVolume(
 ): Promise<boolean> {
   const rows = await db.query(
     `UPDATE instances SET volume = $2::jsonb, volume_expires_at = CASE WHEN $2::jsonb IS NULL THEN NULL ELSE now() + $3 * interval '1 millisecond' END,
-            updated_at = now()
+            volume_source = CASE WHEN $2::jsonb IS NULL THEN NULL ELSE 'api' END, updated_at = now()
       WHERE id = $1 RETURNING id`,
     [id, volume === null ? null : JSON.stringify(volume), expiresInMs],
   );
@@ -193,7 +209,7 @@ export async function reportVolume(
 export async function reportActivity(db: Db, id: string, activity: string | null, expiresInMs: number): Promise<boolean> {
   const rows = await db.query(
     `UPDATE instances SET activity = $2, activity_expires_at = CASE WHEN $2::text IS NULL THEN NULL ELSE now() + $3 * interval '1 millisecond' END,
-            updated_at = now()
+            activity_source = CASE WHEN $2::text IS NULL THEN NULL ELSE 'api' END, updated_at = now()
       WHERE id = $1 RETURNING id`,
     [id, activity, expiresInMs],
   );

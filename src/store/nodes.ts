@@ -229,7 +229,7 @@ export interface HeartbeatOutcome {
   written: Map<string, number>;
   /**
    * Nodes whose reported state changed something a reconciler decides from: an instance's
-   * status/health/pid/port/message, components, agent version, an install report, or the node
+   * status/health/pid/port/message/volume/activity, components, agent version, an install report, or the node
    * coming back from `down` (rollouts follow all of it). A heartbeat that repeats the last one
    * is in neither set.
    */
@@ -313,16 +313,36 @@ export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[])
     // An instance asked to stop leaves its node's desired state once it reports `stopped`
     // (desiredInstancesForNode): that is a change of desired state, so the generation moves
     // with it and a reply cached by generation never lists it again.
+    // A workload's volume and activity (domain/workload-report.ts): what the agent reports
+    // replaces what it reported before, and an agent that stops reporting one clears it. A value
+    // a storage or backup system set through the API (`api`) wins while it has not expired: the
+    // agent neither overwrites nor clears it (`held`); once expired, the agent's report takes over.
     const instances = await tx.query<{ node_id: string; left_desired: boolean }>(
-      `UPDATE instances i SET status = r.status, healthy = r.healthy, pid = r.pid, port = r.port,
-              message = r.message, migration_report = r.migration, updated_at = now()
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int[], $6::int[], $7::text[], $8::jsonb[])
-              AS r(id, node_id, status, healthy, pid, port, message, migration),
-              (SELECT id, status FROM instances WHERE id = ANY($1::text[])) AS before
-        WHERE i.id = r.id AND i.node_id = r.node_id AND before.id = i.id
-          AND (i.status, i.healthy, i.pid, i.port, i.message, i.migration_report)
-              IS DISTINCT FROM (r.status, r.healthy, r.pid, r.port, r.message, r.migration)
-        RETURNING i.node_id, (i.desired = 'stopped' AND r.status = 'stopped' AND before.status <> 'stopped') AS left_desired`,
+      `UPDATE instances i SET status = n.status, healthy = n.healthy, pid = n.pid, port = n.port,
+              message = n.message, migration_report = n.migration,
+              volume = n.volume, volume_source = n.volume_source, volume_expires_at = n.volume_expires_at,
+              activity = n.activity, activity_source = n.activity_source, activity_expires_at = n.activity_expires_at,
+              updated_at = now()
+         FROM (SELECT r.id, r.status, r.healthy, r.pid, r.port, r.message, r.migration, b.status AS before_status,
+                      CASE WHEN held.volume THEN b.volume ELSE r.volume END AS volume,
+                      CASE WHEN held.volume THEN b.volume_source WHEN r.volume IS NOT NULL THEN 'agent' END AS volume_source,
+                      CASE WHEN held.volume THEN b.volume_expires_at END AS volume_expires_at,
+                      CASE WHEN held.activity THEN b.activity ELSE r.activity END AS activity,
+                      CASE WHEN held.activity THEN b.activity_source WHEN r.activity IS NOT NULL THEN 'agent' END AS activity_source,
+                      CASE WHEN held.activity THEN b.activity_expires_at END AS activity_expires_at
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int[], $6::int[], $7::text[], $8::jsonb[], $9::jsonb[], $10::text[])
+                      AS r(id, node_id, status, healthy, pid, port, message, migration, volume, activity)
+                 JOIN instances b ON b.id = r.id AND b.node_id = r.node_id
+                 CROSS JOIN LATERAL (
+                   SELECT b.volume_source IS NOT DISTINCT FROM 'api' AND (b.volume_expires_at IS NULL OR b.volume_expires_at > now()) AS volume,
+                          b.activity_source IS NOT DISTINCT FROM 'api' AND (b.activity_expires_at IS NULL OR b.activity_expires_at > now()) AS activity
+                 ) AS held) AS n
+        WHERE i.id = n.id
+          AND (i.status, i.healthy, i.pid, i.port, i.message, i.migration_report,
+               i.volume, i.volume_source, i.volume_expires_at, i.activity, i.activity_source, i.activity_expires_at)
+              IS DISTINCT FROM (n.status, n.healthy, n.pid, n.port, n.message, n.migration,
+               n.volume, n.volume_source, n.volume_expires_at, n.activity, n.activity_source, n.activity_expires_at)
+        RETURNING i.node_id, (i.desired = 'stopped' AND n.status = 'stopped' AND n.before_status <> 'stopped') AS left_desired`,
       [
         reports.map((r) => r.id),
         reports.map((r) => r.nodeId),
@@ -332,6 +352,8 @@ export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[])
         reports.map((r) => r.port),
         reports.map((r) => r.message ?? null),
         reports.map((r) => (r.migration ? JSON.stringify(r.migration) : null)),
+        reports.map((r) => (r.volume ? JSON.stringify({ replicas: r.volume.replicas, healthy_replicas: r.volume.healthy_replicas }) : null)),
+        reports.map((r) => r.activity ?? null),
       ],
     );
     for (const i of instances) {

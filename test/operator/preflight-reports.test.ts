@@ -21,6 +21,7 @@ describe(`preflight volume and backup checks fed by reports on ${TEST_ENGINE}`, 
   let op: RunningOperator;
   let api: ApiClient;
   let onTarget: InstanceView;
+  let pf1: FakeNode;
   const keys = generateSigningKeyPair();
   const spec = {
     name: 'pf',
@@ -55,6 +56,7 @@ describe(`preflight volume and backup checks fed by reports on ${TEST_ENGINE}`, 
     for (const i of placed) nodes.find((n) => n.id === i.node_id)?.runHealthy(i.id, ++port);
     for (const n of nodes) await n.heartbeat();
     onTarget = placed.find((i) => i.hostname === 'pf-1') as InstanceView;
+    pf1 = nodes[0] as FakeNode;
   });
   afterAll(async () => {
     await op?.close();
@@ -67,6 +69,7 @@ describe(`preflight volume and backup checks fed by reports on ${TEST_ENGINE}`, 
     expect(reported.status).toBe(200);
     expect(reported.body.volume).toEqual({ replicas: 3, healthy_replicas: 1 });
     expect(reported.body.volume_expires_at).not.toBeNull();
+    expect(reported.body.volume_source).toBe('api');
     expect(await check('volume-last-replica')).toMatchObject({ status: 'fail', objects: [onTarget.id] });
     await api.request('PUT', `/api/v1/instances/${onTarget.id}/volume`, { replicas: 3, healthy_replicas: 2 });
     expect(await check('volume-last-replica')).toMatchObject({ status: 'pass' });
@@ -98,5 +101,34 @@ describe(`preflight volume and backup checks fed by reports on ${TEST_ENGINE}`, 
     expectApiError(await api.request('PUT', '/api/v1/instances/nope/activity', { activity: 'backup' }), 404, 'INSTANCE_NOT_FOUND');
     expectApiError(await api.request('DELETE', '/api/v1/instances/nope/volume'), 404, 'INSTANCE_NOT_FOUND');
     expect(await rows()).toEqual(before);
+  });
+
+  it("takes volume and activity from the agent's heartbeat, and refuses an out-of-shape one whole", async () => {
+    const entry = { id: onTarget.id, status: 'running' as const, healthy: true, pid: 20_100, port: 43_100 };
+    pf1.report({ ...entry, volume: { replicas: 3, healthy_replicas: 1 }, activity: 'backup' });
+    await pf1.heartbeat();
+    expect(await api.ok<InstanceView>(`/api/v1/instances/${onTarget.id}`)).toMatchObject({
+      volume: { replicas: 3, healthy_replicas: 1 },
+      volume_source: 'agent',
+      volume_expires_at: null,
+      activity: 'backup',
+      activity_source: 'agent',
+    });
+    expect(await check('volume-last-replica')).toMatchObject({ status: 'fail', objects: [onTarget.id] });
+    expect(await check('backup-in-progress')).toMatchObject({ status: 'fail', objects: [onTarget.id] });
+
+    const before = await rows();
+    const heartbeat = (instance: Record<string, unknown>) =>
+      api.post('/api/v1/agent/heartbeat', { node_id: pf1.id, agent_version: 'test', protocol_version: 1, components: {}, instances: [instance], generation: 0 }, { headers: { 'x-drydock-node-credential': pf1.credential } });
+    for (const bad of [{ volume: { replicas: 2, healthy_replicas: 3 } }, { volume: { replicas: 3, healthy_replicas: 1, zone: 'a' } }, { volume: { replicas_total: 3, replicas_healthy: 1 } }, { activity: 'defrag' }, { activity: { kind: 'backup' } }]) {
+      expectApiError(await heartbeat({ ...entry, ...bad }), 400, 'VALIDATION_FAILED');
+    }
+    expect(await rows()).toEqual(before);
+
+    pf1.report(entry);
+    await pf1.heartbeat();
+    expect(await api.ok<InstanceView>(`/api/v1/instances/${onTarget.id}`)).toMatchObject({ volume: null, volume_source: null, activity: null, activity_source: null });
+    expect(await check('volume-last-replica')).toMatchObject({ status: 'pass' });
+    expect(await check('backup-in-progress')).toMatchObject({ status: 'pass' });
   });
 });

@@ -1,4 +1,5 @@
 import type { DesiredInstance } from '../../domain/protocol.js';
+import type { ParsedWorkloadStatus } from '../../domain/workload-report.js';
 import type { HostedProcess } from '../state-file.js';
 
 /** What a driver started: enough to find it again (persisted in the agent's state file) and to notice its end. */
@@ -11,6 +12,8 @@ export interface StartedInstance {
   vm?: HostedProcess['vm'];
   /** The path health is probed at, when the driver knows better than the workload (a VM image's). */
   healthPath?: string;
+  /** Where the workload answers its status JSON (volume, activity), when it has one (a VM image's status path). */
+  statusPath?: string;
   /** Resolves when the instance's process is gone. */
   exited: Promise<string>;
 }
@@ -36,6 +39,12 @@ export interface InstanceDriver {
   stop(proc: HostedProcess, graceMs: number): Promise<void>;
   /** One health probe: true only on an HTTP 2xx within the timeout. */
   probe(proc: HostedProcess, timeoutMs: number): Promise<boolean>;
+  /**
+   * The workload's own report of its data (volume, activity; domain/workload-report.ts), read at
+   * the supervision tick. Undefined: it could not be read just now (keep the last one). A
+   * workload that writes none reports `{ ok: true, report: {} }`.
+   */
+  readWorkloadStatus?(proc: HostedProcess): Promise<ParsedWorkloadStatus | undefined>;
   /** Live migration, for drivers that can (the `vm` driver); absent otherwise. */
   readonly live?: LiveMigrationDriver;
 }

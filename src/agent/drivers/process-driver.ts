@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { DesiredInstance } from '../../domain/protocol.js';
+import { type ParsedWorkloadStatus, parseWorkloadStatus, WORKLOAD_STATUS_MAX_BYTES } from '../../domain/workload-report.js';
 import type { ProcessWorkload } from '../../domain/types.js';
 import type { HostedProcess } from '../state-file.js';
 import type { InstanceDriver, StartedInstance } from './instance-driver.js';
@@ -61,15 +63,27 @@ export interface StartedProcess {
 }
 
 /**
+ * Where a process instance may report its volume and activity (DRYDOCK_STATUS_FILE): beside its
+ * log, in the agent's data dir.
+ */
+export function statusFilePath(logDir: string, instanceId: string): string {
+  return join(logDir, `${instanceId}.status.json`);
+}
+
+/**
  * The `process` driver: each instance is a real child process in its own process group
  * (detached), so it outlives the agent and a stop can signal the whole group. Output goes
- * to `<logDir>/<instance>.log`. The workload sees only PATH, HOME, its own env and PORT:
- * the agent's environment (which may hold tokens) is not passed on.
+ * to `<logDir>/<instance>.log`. The workload sees only PATH, HOME, its own env, PORT and
+ * DRYDOCK_STATUS_FILE: the agent's environment (which may hold tokens) is not passed on. A
+ * status file left by an earlier run of the instance is removed first: a new process reports
+ * afresh.
  */
 export async function startProcess(instanceId: string, deployment: string, workload: ProcessWorkload, logDir: string): Promise<StartedProcess> {
   mkdirSync(logDir, { recursive: true });
   const port = await freePort();
   const log = openSync(join(logDir, `${instanceId}.log`), 'a');
+  const statusFile = statusFilePath(logDir, instanceId);
+  rmSync(statusFile, { force: true });
   try {
     const child = spawn(workload.command, workload.args ?? [], {
       detached: true,
@@ -81,6 +95,7 @@ export async function startProcess(instanceId: string, deployment: string, workl
         PORT: String(port),
         DRYDOCK_INSTANCE_ID: instanceId,
         DRYDOCK_DEPLOYMENT: deployment,
+        DRYDOCK_STATUS_FILE: statusFile,
       },
     });
     const pid = await new Promise<number>((resolve, reject) => {
@@ -130,6 +145,35 @@ export async function probeHealth(port: number, path: string, timeoutMs: number)
   }
 }
 
+/**
+ * A process instance's status file: none is an empty report; more than
+ * WORKLOAD_STATUS_MAX_BYTES is not read past that bound (and refused).
+ */
+export async function readStatusFile(path: string): Promise<ParsedWorkloadStatus> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { ok: true, report: {} };
+    return { ok: false, problem: `unreadable (${(error as Error).message})` };
+  }
+  try {
+    const buffer = Buffer.alloc(WORKLOAD_STATUS_MAX_BYTES + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    if (length > WORKLOAD_STATUS_MAX_BYTES) return { ok: false, problem: `larger than ${WORKLOAD_STATUS_MAX_BYTES} bytes` };
+    return parseWorkloadStatus(buffer.subarray(0, length).toString('utf8'));
+  } catch (error) {
+    return { ok: false, problem: `unreadable (${(error as Error).message})` };
+  } finally {
+    await handle.close();
+  }
+}
+
 /** The `process` driver behind the InstanceDriver seam: behaviour as before the seam existed. */
 export class ProcessDriver implements InstanceDriver {
   readonly name = 'process';
@@ -153,5 +197,9 @@ export class ProcessDriver implements InstanceDriver {
 
   probe(proc: HostedProcess, timeoutMs: number): Promise<boolean> {
     return probeHealth(proc.port, proc.workload.health_path ?? '/', timeoutMs);
+  }
+
+  readWorkloadStatus(proc: HostedProcess): Promise<ParsedWorkloadStatus> {
+    return readStatusFile(statusFilePath(this.logDir, proc.id));
   }
 }

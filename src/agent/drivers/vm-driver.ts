@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 import type { DesiredInstance, DesiredVmImage } from '../../domain/protocol.js';
 import type { VmWorkload } from '../../domain/types.js';
 import { parseImageJson, readVmImageArchive, type VmImageJson } from '../../vm/vm-image-archive.js';
+import { guestWorkloadStatus } from '../../vm/guest-status.js';
+import type { ParsedWorkloadStatus } from '../../domain/workload-report.js';
 import { downloadArtifact } from '../components/download.js';
 import { refusalReason, type TrustPolicy } from '../components/verify.js';
 import type { HostedProcess } from '../state-file.js';
@@ -33,6 +35,13 @@ export interface VmDriverOptions {
 /** A unix socket address holds a path of at most 107 bytes (sun_path is 108 with its NUL). */
 const UNIX_SOCKET_PATH_MAX = 107;
 
+/**
+ * A guest's status is read at most this often (5 s), not at every 1 s supervision tick: each read
+ * is a request the guest serves (the reference guest forks a shell for it), and a volume or a
+ * backup changes over minutes.
+ */
+const VM_STATUS_INTERVAL_MS = 5000;
+
 /** How long a target waits for its incoming guest (a move's default deadline). */
 const INCOMING_WAIT_MS = 10 * 60_000;
 
@@ -55,6 +64,8 @@ export class VmDriver implements InstanceDriver, LiveMigrationDriver {
   /** QMP connections of the VMs this agent started or adopted, by instance id. */
   private readonly vms = new Map<string, QemuVm>();
   private runtime: string | undefined;
+  /** When each guest's status was last read (ms since the epoch). */
+  private readonly statusReadAt = new Map<string, number>();
 
   constructor(private readonly options: VmDriverOptions) {}
 
@@ -109,6 +120,7 @@ export class VmDriver implements InstanceDriver, LiveMigrationDriver {
       procStart: record.procStart,
       vm: record,
       healthPath: workload.health_path ?? image.json.health_path,
+      statusPath: image.json.status_path,
       exited: vm.exited.then(() => 'QEMU exited'),
     };
   }
@@ -201,6 +213,7 @@ export class VmDriver implements InstanceDriver, LiveMigrationDriver {
   async stop(proc: HostedProcess, graceMs: number): Promise<void> {
     const vm = await this.connect(proc).catch(() => null);
     this.vms.delete(proc.id);
+    this.statusReadAt.delete(proc.id);
     if (vm) {
       // A migrated source holds a paused guest that cannot hear the power button: quit it.
       if ((await vm.status().catch(() => null)) === 'postmigrate') await vm.quit(2000);
@@ -216,6 +229,14 @@ export class VmDriver implements InstanceDriver, LiveMigrationDriver {
 
   probe(proc: HostedProcess, timeoutMs: number): Promise<boolean> {
     return probeHttp(`http://127.0.0.1:${proc.port}${proc.healthPath ?? proc.workload.health_path ?? '/'}`, timeoutMs);
+  }
+
+  async readWorkloadStatus(proc: HostedProcess): Promise<ParsedWorkloadStatus | undefined> {
+    if (!proc.statusPath) return { ok: true, report: {} };
+    const now = Date.now();
+    if (now - (this.statusReadAt.get(proc.id) ?? 0) < VM_STATUS_INTERVAL_MS) return undefined;
+    this.statusReadAt.set(proc.id, now);
+    return guestWorkloadStatus(`http://127.0.0.1:${proc.port}${proc.statusPath}`, 900);
   }
 
   async migrateOut(proc: HostedProcess, address: string, options: { downtimeLimitMs: number; deadlineMs: number }): Promise<LiveMigrationStats> {

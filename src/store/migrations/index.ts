@@ -23,6 +23,7 @@ import applyAndDecommission from './0019_apply_and_decommission.pre.sql';
 import osImageSlots from './0021_os_image_slots.pre.sql';
 import rolloutTargets from './0022_rollout_targets.pre.sql';
 import taskStaging from './0023_task_staging.pre.sql';
+import instanceReportSource from './0026_instance_report_source.pre.sql';
 
 export interface Migration {
   version: number;
@@ -60,6 +61,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0021_os_image_slots.pre.sql', osImageSlots),
   migration('0022_rollout_targets.pre.sql', rolloutTargets),
   migration('0023_task_staging.pre.sql', taskStaging),
+  migration('0026_instance_report_source.pre.sql', instanceReportSource),
   ...drillMigrations(),
 ];
 
