@@ -48,7 +48,7 @@ export const EVENT_CATALOG = {
   'deployment.updated': 'A deployment was applied with a changed spec (replicas, min_available); `changes` lists each field that moved.',
   'deployment.deletion_requested': 'A person deleted a deployment: its instances are withdrawn and stopped, then the deployment is removed.',
   'deployment.deleted': 'A deleted deployment has no instance left and is gone (its name is free again).',
-  'artifact.published': 'An artifact was uploaded (as a draft).',
+  'artifact.published': 'An artifact was uploaded, or an os-image published by reference to an OCI registry (as a draft).',
   'artifact.blessed': 'An artifact moved from draft to blessed.',
   'artifact.promoted': 'An artifact became the live version of its component.',
   'artifact.demoted': 'A live artifact stepped back to blessed because another version of its component was promoted.',
@@ -152,7 +152,7 @@ export interface EventData {
   'deployment.updated': { deployment_id: string; name: string; changes: Record<string, { from: unknown; to: unknown }> };
   'deployment.deletion_requested': { deployment_id: string; name: string; instances: number };
   'deployment.deleted': { deployment_id: string; name: string };
-  'artifact.published': { artifact_id: string; component: string; version: string; kind: string; sha256: string; size: number; signed: boolean; key_id: string | null };
+  'artifact.published': { artifact_id: string; component: string; version: string; kind: string; sha256: string; size: number; signed: boolean; key_id: string | null; reboot?: boolean; ref?: string };
   'artifact.blessed': LifecycleEventData;
   'artifact.promoted': LifecycleEventData;
   'artifact.archived': LifecycleEventData;

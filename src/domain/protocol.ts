@@ -107,6 +107,12 @@ export interface DesiredComponent {
   signature: string | null;
   /** Path on the operator to download the bytes from (streamed). */
   url: string;
+  /**
+   * An os-image published by reference (`oci://HOST[:PORT]/REPO:TAG`): the agent fetches the
+   * image from that registry instead of `url`, and checks it against `sha256` all the same.
+   * Absent: the bytes are on the operator.
+   */
+  ref?: string;
   /** True only when the operator asks for an explicit rollback: the only way a downgrade is installed. */
   rollback: boolean;
   disruptive: boolean;

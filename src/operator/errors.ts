@@ -86,6 +86,11 @@ export const errors = {
     new ApiError(400, 'REBOOT_NOT_OS_IMAGE', `reboot=true is only for artifacts of kind os-image (an OS image booted from an A/B slot), not ${kind}`, { kind }),
   osImageAlwaysReboots: (kind: string) =>
     new ApiError(400, 'OS_IMAGE_ALWAYS_REBOOTS', `an ${kind} is installed by a reboot into the node's other A/B slot: leave reboot out (or true)`, { kind }),
+  ociRefInvalid: (reason: string) => new ApiError(400, 'OCI_REF_INVALID', `${reason}; nothing was stored`, {}),
+  ociRefNotOsImage: (kind: string) =>
+    new ApiError(400, 'OCI_REF_NOT_OS_IMAGE', `only an os-image may be published by reference (ref=oci://…), not ${kind}; upload the file as the body instead`, { kind }),
+  ociRefWithBody: () =>
+    new ApiError(400, 'OCI_REF_WITH_BODY', 'send either ref (the image stays in its registry) or the file as the body, not both; nothing was stored'),
   artifactEmpty: () => new ApiError(400, 'ARTIFACT_EMPTY', 'the upload has no bytes; send the artifact file as the request body'),
   artifactTooLarge: (limit: number) =>
     new ApiError(413, 'ARTIFACT_TOO_LARGE', `artifacts are limited to ${limit} bytes; nothing was stored`, { limit }),

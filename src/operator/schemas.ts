@@ -251,11 +251,20 @@ export const ArtifactUploadQuery = z
     sha256: z.string().regex(/^[0-9a-f]{64}$/, 'lowercase hex sha256').optional().describe('refuse the upload unless the bytes hash to this'),
     signature: Base64Signature.optional().describe('ed25519 signature of the artifact; needs public_key'),
     public_key: z.string().max(1000).optional().describe('PEM of the key that signed it; the signature is checked against it'),
+    ref: z
+      .string()
+      .max(1000)
+      .optional()
+      .describe('an os-image published by reference, `oci://HOST[:PORT]/REPO:TAG` or `…/REPO@sha256:…`, with no body: sha256 is the digest of the image blob the agent fetches from that registry and checks'),
   })
   .strict()
   .refine((q) => (q.signature === undefined) === (q.public_key === undefined), {
     message: 'send signature and public_key together (or neither, for an unsigned draft)',
     path: ['signature'],
+  })
+  .refine((q) => q.ref === undefined || q.sha256 !== undefined, {
+    message: 'a ref needs the sha256 of the image blob it names: that digest is what is signed and what the agent checks',
+    path: ['sha256'],
   });
 
 export const ArtifactListQuery = z.object({ component: ComponentName.optional() });
@@ -271,6 +280,7 @@ export const ArtifactView = z.looseObject({
   key_id: z.string().nullable(),
   disruptive: z.boolean(),
   reboot: z.boolean(),
+  ref: z.string().nullable().describe('an os-image published by reference (oci://…): its bytes stay in that registry (size 0); null: uploaded'),
   lifecycle: z.enum(ARTIFACT_LIFECYCLES),
 });
 

@@ -14,6 +14,8 @@ export type ArtifactView = {
   disruptive: boolean;
   /** Installing it reboots the node into an A/B slot (kind os-image only). */
   reboot: boolean;
+  /** An os-image published by reference: `oci://HOST[:PORT]/REPO:TAG`, its bytes in that registry (size 0 here); null: uploaded. */
+  ref: string | null;
   lifecycle: ArtifactLifecycle;
   /** The breaker rolled this version back and nobody has cleared it yet (store/quarantine.ts). */
   quarantined: boolean;
@@ -34,12 +36,14 @@ export interface NewArtifact {
   disruptive: boolean;
   /** True for kind os-image, false for every other (absent: so). */
   reboot?: boolean;
+  /** An os-image published by reference (no blob stored); absent: uploaded. */
+  ref?: string | null;
   createdBy: string;
 }
 
 const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 const ARTIFACT_VIEW = `
-  SELECT id, component, version, kind, sha256, size::float8 AS size, signature, key_id, disruptive, reboot, lifecycle, created_by,
+  SELECT id, component, version, kind, sha256, size::float8 AS size, signature, key_id, disruptive, reboot, ref, lifecycle, created_by,
          ${iso('created_at')} AS created_at, ${iso('updated_at')} AS updated_at,
          EXISTS (SELECT 1 FROM quarantine q WHERE q.component = artifacts.component AND q.version = artifacts.version AND q.cleared_at IS NULL) AS quarantined
     FROM artifacts`;
@@ -51,10 +55,10 @@ const ARTIFACT_VIEW = `
  */
 export async function insertArtifact(tx: Db, a: NewArtifact): Promise<{ artifact: ArtifactView; created: boolean }> {
   const inserted = await tx.query<{ id: string }>(
-    `INSERT INTO artifacts (id, component, version, kind, sha256, size, signature, key_id, disruptive, reboot, created_by)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    `INSERT INTO artifacts (id, component, version, kind, sha256, size, signature, key_id, disruptive, reboot, created_by, ref)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
      ON CONFLICT (component, version) DO NOTHING RETURNING id`,
-    [a.id, a.component, a.version, a.kind, a.sha256, a.size, a.signature, a.keyId, a.disruptive, a.reboot ?? a.kind === 'os-image', a.createdBy],
+    [a.id, a.component, a.version, a.kind, a.sha256, a.size, a.signature, a.keyId, a.disruptive, a.reboot ?? a.kind === 'os-image', a.createdBy, a.ref ?? null],
   );
   const artifact = await findArtifactByVersion(tx, a.component, a.version);
   if (!artifact) throw new Error(`artifact ${a.component} ${a.version} vanished after insert`);

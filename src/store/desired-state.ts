@@ -66,20 +66,21 @@ export async function loadDesiredStates(db: Db, nodeIds: readonly string[]): Pro
     result.get(nodeId)?.instances.push(desired);
   }
   // Same as desiredComponentsForNode, whose download URL the agent gateway serves.
-  const components = await db.query<Omit<DesiredComponent, 'url'> & { node_id: string; component: string }>(
-    `SELECT c.node_id, c.component, c.version, a.id AS artifact_id, a.kind, a.sha256, a.size::float8 AS size, a.signature,
+  const components = await db.query<Omit<DesiredComponent, 'url' | 'ref'> & { node_id: string; component: string; ref: string | null }>(
+    `SELECT c.node_id, c.component, c.version, a.id AS artifact_id, a.kind, a.sha256, a.size::float8 AS size, a.signature, a.ref,
             c.rollback, a.disruptive, c.previous_version, c.keep_previous, c.prestage,
             to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') AS request_id
        FROM node_components c JOIN artifacts a ON a.id = c.artifact_id
       WHERE c.node_id = ANY($1::text[]) ORDER BY c.node_id, c.component`,
     [found],
   );
-  for (const { node_id: nodeId, component, keep_previous: keepPrevious, prestage, ...desired } of components) {
+  for (const { node_id: nodeId, component, keep_previous: keepPrevious, prestage, ref, ...desired } of components) {
     const state = result.get(nodeId);
     if (!state) continue;
     state.components[component] = {
       ...desired,
       url: artifactUrl(desired.artifact_id, nodeId),
+      ...(ref === null ? {} : { ref }),
       // Said only when true: absent means false to every agent, old ones included.
       ...(keepPrevious ? { keep_previous: true } : {}),
       ...(prestage ? { prestage: true } : {}),

@@ -70,8 +70,8 @@ export async function retirePreviousComponent(tx: Db, nodeId: string, component:
 
 /** The desired components of a node, with what its agent needs to fetch and verify each. */
 export async function desiredComponentsForNode(db: Db, nodeId: string): Promise<Record<string, DesiredComponent>> {
-  const rows = await db.query<Omit<DesiredComponent, 'url'> & { component: string }>(
-    `SELECT c.component, c.version, a.id AS artifact_id, a.kind, a.sha256, a.size::float8 AS size, a.signature,
+  const rows = await db.query<Omit<DesiredComponent, 'url' | 'ref'> & { component: string; ref: string | null }>(
+    `SELECT c.component, c.version, a.id AS artifact_id, a.kind, a.sha256, a.size::float8 AS size, a.signature, a.ref,
             c.rollback, a.disruptive, c.previous_version, c.keep_previous, c.prestage,
             to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') AS request_id
        FROM node_components c JOIN artifacts a ON a.id = c.artifact_id
@@ -81,11 +81,12 @@ export async function desiredComponentsForNode(db: Db, nodeId: string): Promise<
   // The agent gateway's download route: it serves only what is in this node's desired state,
   // to the holder of this node's credential (DESIGN.md §9). Node ids come from agents, so encode.
   return Object.fromEntries(
-    rows.map(({ component, keep_previous: keepPrevious, prestage, ...desired }) => [
+    rows.map(({ component, keep_previous: keepPrevious, prestage, ref, ...desired }) => [
       component,
       {
         ...desired,
         url: `/api/v1/agent/artifacts/${encodeURIComponent(desired.artifact_id)}/blob?node_id=${encodeURIComponent(nodeId)}`,
+        ...(ref === null ? {} : { ref }),
         ...(keepPrevious ? { keep_previous: true } : {}),
         ...(prestage ? { prestage: true } : {}),
       },

@@ -4,7 +4,9 @@ import type { Logger } from 'pino';
 import { chooseVersionsToPrune, DEFAULT_KEEP_VERSIONS } from '../../domain/component-prune.js';
 import { type ComponentAction, type InstallRecord, planComponentInstalls, REBOOT_CLASS_KINDS } from '../../domain/install-plan.js';
 import type { DesiredComponent, InstallReport } from '../../domain/protocol.js';
-import { downloadArtifact } from './download.js';
+import { type Downloaded, downloadArtifact } from './download.js';
+import { downloadOciImage, OciRefusal } from './oci-download.js';
+import { parseOciRef } from '../../domain/oci-ref.js';
 import { UNSUPERVISED_REASON } from './agent-installer.js';
 import { type InstallContext, type Installer, installerFor } from './installers.js';
 import { type InstallJournal, readJournal, writeJournal } from './journal.js';
@@ -261,15 +263,12 @@ export class ComponentReconciler {
     const file = this.layout.downloadFile(component, desired.version);
     let sha256: string;
     try {
-      ({ sha256 } = await downloadArtifact({
-        url: `${this.options.operatorUrl.replace(/\/+$/, '')}${desired.url}`,
-        token: this.options.token,
-        nodeCredential: this.options.nodeCredential?.(),
-        file,
-        maxBytes: desired.size,
-        timeoutMs: this.options.downloadTimeoutMs,
-      }));
+      ({ sha256 } = await this.download(desired, file));
     } catch (error) {
+      if (error instanceof OciRefusal) {
+        this.save({ ...record, phase: 'failed', reason: `registry refused: ${error.message}` });
+        return;
+      }
       const retryAt = new Date(this.clock().getTime() + (this.options.downloadRetryMs ?? 30_000)).toISOString();
       this.save({ ...record, phase: 'failed', reason: `download failed: ${(error as Error).message}`, retry_at: retryAt });
       return;
@@ -297,6 +296,23 @@ export class ComponentReconciler {
       return;
     }
     return this.activateAndAssess(record, installer!);
+  }
+
+  /** The bytes from the operator, or (an os-image published by reference) from its OCI registry. */
+  private download(desired: DesiredComponent, file: string): Promise<Downloaded> {
+    if (desired.ref !== undefined) {
+      const parsed = parseOciRef(desired.ref);
+      if (!parsed.ok) throw new OciRefusal(parsed.reason);
+      return downloadOciImage({ ref: parsed.ref, file, timeoutMs: this.options.downloadTimeoutMs });
+    }
+    return downloadArtifact({
+      url: `${this.options.operatorUrl.replace(/\/+$/, '')}${desired.url}`,
+      token: this.options.token,
+      nodeCredential: this.options.nodeCredential?.(),
+      file,
+      maxBytes: desired.size,
+      timeoutMs: this.options.downloadTimeoutMs,
+    });
   }
 
   private async activateAndAssess(record: InstallRecord, installer: Installer): Promise<void> {

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -17,6 +18,9 @@ import { TextBody } from '../response-views.js';
 import { EVENT, type EventKind } from '../../domain/events.js';
 import { parseComponentRef } from '../../domain/artifact-ref.js';
 import { REBOOT_CLASS_KINDS } from '../../domain/install-plan.js';
+import { parseOciRef } from '../../domain/oci-ref.js';
+import type { ArtifactKind } from '../../domain/protocol.js';
+import type { Db } from '../../store/db.js';
 
 /** 2 GiB: room for OS images; the bytes stream to Postgres, so the limit is about storage, not memory. */
 export const MAX_ARTIFACT_BYTES = 2 * 1024 ** 3;
@@ -38,6 +42,7 @@ async function mustFindArtifact(ctx: OperatorContext, id: string) {
  */
 export async function sendArtifactBlob(ctx: OperatorContext, reply: FastifyReply, id: string): Promise<FastifyReply> {
   const artifact = await mustFindArtifact(ctx, id);
+  if (artifact.ref !== null) throw errors.artifactNotFound(artifact.id, `it was published by reference: its bytes are in the registry at ${artifact.ref}`);
   const blob = await findBlob(ctx.db, artifact.sha256);
   if (!blob) throw errors.artifactNotFound(artifact.id, 'its bytes are gone; publish it again');
   return reply
@@ -49,6 +54,83 @@ export async function sendArtifactBlob(ctx: OperatorContext, reply: FastifyReply
 
 function isStream(body: unknown): body is Readable {
   return typeof body === 'object' && body !== null && typeof (body as Readable).pipe === 'function' && Symbol.asyncIterator in body;
+}
+
+/** Whether the request carries bytes (a declared length above 0, or a chunked body). */
+function hasBody(headers: { 'content-length'?: string | undefined; 'transfer-encoding'?: string | undefined }): boolean {
+  return headers['transfer-encoding'] !== undefined || Number(headers['content-length'] ?? 0) > 0;
+}
+
+type Claim = { component: string; version: string; kind: ArtifactKind; sha256: string };
+
+/**
+ * An os-image published by reference (issue 12, item 1): no bytes come, the image stays in its
+ * OCI registry; the signature covers the same fields as an upload's, `sha256` being the digest
+ * of the image blob the agent fetches and checks. Everything is checked before anything is stored.
+ */
+async function publishByRef(
+  ctx: OperatorContext,
+  actor: string,
+  q: { component: string; version: string; kind: ArtifactKind; sha256: string; ref: string; signature?: string | undefined; disruptive?: boolean | undefined },
+  opts: { key: KeyObject | undefined; reboot: boolean; hasBody: boolean },
+): Promise<{ artifact: ArtifactViewRow; created: boolean }> {
+  if (q.kind !== 'os-image') throw errors.ociRefNotOsImage(q.kind);
+  if (opts.hasBody) throw errors.ociRefWithBody();
+  const parsed = parseOciRef(q.ref);
+  if (!parsed.ok) throw errors.ociRefInvalid(parsed.reason);
+  const claim = { component: q.component, version: q.version, kind: q.kind, sha256: q.sha256 };
+  if (opts.key && q.signature && !verifyArtifact([opts.key], q.signature, claim)) throw errors.signatureInvalid(keyId(opts.key));
+  return ctx.db.transaction((tx) =>
+    storeArtifact(tx, ctx, actor, { claim, size: 0, ref: q.ref, signature: q.signature ?? null, key: opts.key, disruptive: q.disruptive ?? false, reboot: opts.reboot }),
+  );
+}
+
+/** Inserts the artifact and its `artifact.published` event; publishing the very same artifact again is a no-op. */
+async function storeArtifact(
+  tx: Db,
+  ctx: OperatorContext,
+  actor: string,
+  a: { claim: Claim; size: number; ref: string | null; signature: string | null; key: KeyObject | undefined; disruptive: boolean; reboot: boolean },
+): Promise<{ artifact: ArtifactViewRow; created: boolean }> {
+  const { claim, disruptive, reboot, ref } = a;
+  const result = await insertArtifact(tx, {
+    id: ctx.newId(),
+    ...claim,
+    size: a.size,
+    signature: a.signature,
+    keyId: a.key ? keyId(a.key) : null,
+    disruptive,
+    reboot,
+    ref,
+    createdBy: actor,
+  });
+  const stored = result.artifact;
+  if (!result.created) {
+    // Publishing again is harmless only when it is the very same artifact.
+    if (stored.sha256 !== claim.sha256 || stored.kind !== claim.kind || stored.disruptive !== disruptive || stored.reboot !== reboot || stored.ref !== ref) {
+      throw errors.artifactVersionExists(claim.component, claim.version, stored.sha256, claim.sha256);
+    }
+    return result;
+  }
+  await appendEvents(tx, [
+    {
+      kind: EVENT.artifact.published,
+      actor,
+      data: {
+        artifact_id: stored.id,
+        component: stored.component,
+        version: stored.version,
+        kind: stored.kind,
+        sha256: stored.sha256,
+        size: stored.size,
+        signed: stored.signature !== null,
+        key_id: stored.key_id,
+        reboot: stored.reboot,
+        ...(stored.ref === null ? {} : { ref: stored.ref }),
+      },
+    },
+  ]);
+  return result;
 }
 
 export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext): Promise<void> {
@@ -65,13 +147,12 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
         tags,
         operationId: 'publishArtifact',
         querystring: ArtifactUploadQuery,
-        summary: 'Publish an artifact: metadata in the query, the file as an application/octet-stream body (streamed)',
+        summary: 'Publish an artifact: metadata in the query, the file as an application/octet-stream body (streamed); or an os-image by reference (ref=oci://…, sha256, no body)',
         response: { 200: ArtifactView, 201: ArtifactView },
       },
     },
     async (req, reply) => {
       const q = req.query;
-      if (!isStream(req.body)) throw errors.unsupportedUpload(req.headers['content-type'] ?? '');
       // Only an OS image reboots its node (into an A/B slot), and it always does: the agent's
       // slots are how it is installed.
       const reboot = REBOOT_CLASS_KINDS.includes(q.kind);
@@ -85,6 +166,11 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
           throw errors.badPublicKey((error as Error).message, error);
         }
       }
+      if (q.ref !== undefined) {
+        const outcome = await publishByRef(ctx, actorOf(req), { ...q, ref: q.ref, sha256: q.sha256 ?? '' }, { key, reboot, hasBody: hasBody(req.headers) });
+        return reply.code(outcome.created ? 201 : 200).send(outcome.artifact);
+      }
+      if (!isStream(req.body)) throw errors.unsupportedUpload(req.headers['content-type'] ?? '');
       const staged = await stageBlob(ctx.db, req.body, { maxBytes: MAX_ARTIFACT_BYTES }).catch((error: unknown) => {
         throw error instanceof BlobTooLargeError ? errors.artifactTooLarge(error.limit) : error;
       });
@@ -93,37 +179,10 @@ export async function artifactRoutes(base: FastifyInstance, ctx: OperatorContext
         if (staged.size === 0) throw errors.artifactEmpty();
         if (q.sha256 !== undefined && q.sha256 !== staged.sha256) throw errors.digestMismatch(q.sha256, staged.sha256);
         const claim = { component: q.component, version: q.version, kind: q.kind, sha256: staged.sha256 };
-        const signerId = key ? keyId(key) : null;
-        if (key && q.signature && !verifyArtifact([key], q.signature, claim)) throw errors.signatureInvalid(signerId ?? '');
-        const disruptive = q.disruptive ?? false;
+        if (key && q.signature && !verifyArtifact([key], q.signature, claim)) throw errors.signatureInvalid(keyId(key));
         outcome = await ctx.db.transaction(async (tx) => {
           await commitBlob(tx, staged);
-          const result = await insertArtifact(tx, {
-            id: ctx.newId(),
-            ...claim,
-            size: staged.size,
-            signature: q.signature ?? null,
-            keyId: signerId,
-            disruptive,
-            reboot,
-            createdBy: actorOf(req),
-          });
-          const stored = result.artifact;
-          if (!result.created) {
-            // Publishing again is harmless only when it is the very same artifact.
-            if (stored.sha256 !== staged.sha256 || stored.kind !== q.kind || stored.disruptive !== disruptive || stored.reboot !== reboot) {
-              throw errors.artifactVersionExists(q.component, q.version, stored.sha256, staged.sha256);
-            }
-            return result;
-          }
-          await appendEvents(tx, [
-            {
-              kind: EVENT.artifact.published,
-              actor: actorOf(req),
-              data: { artifact_id: stored.id, component: stored.component, version: stored.version, kind: stored.kind, sha256: stored.sha256, size: stored.size, signed: stored.signature !== null, key_id: stored.key_id, reboot: stored.reboot },
-            },
-          ]);
-          return result;
+          return storeArtifact(tx, ctx, actorOf(req), { claim, size: staged.size, ref: null, signature: q.signature ?? null, key, disruptive: q.disruptive ?? false, reboot });
         });
       } finally {
         // Before replying: a client that sees the answer sees no leftover staged chunks.

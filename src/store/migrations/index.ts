@@ -24,6 +24,7 @@ import osImageSlots from './0021_os_image_slots.pre.sql';
 import rolloutTargets from './0022_rollout_targets.pre.sql';
 import taskStaging from './0023_task_staging.pre.sql';
 import instanceReportSource from './0026_instance_report_source.pre.sql';
+import artifactOciRef from './0027_artifact_oci_ref.pre.sql';
 
 export interface Migration {
   version: number;
@@ -62,6 +63,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration('0022_rollout_targets.pre.sql', rolloutTargets),
   migration('0023_task_staging.pre.sql', taskStaging),
   migration('0026_instance_report_source.pre.sql', instanceReportSource),
+  migration('0027_artifact_oci_ref.pre.sql', artifactOciRef),
   ...drillMigrations(),
 ];
 
