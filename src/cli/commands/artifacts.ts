@@ -36,7 +36,9 @@ interface PublishOptions {
   component: string;
   version: string;
   kind: string;
-  file: string;
+  file?: string;
+  ref?: string;
+  sha256?: string;
   key?: string;
   disruptive?: boolean;
   json?: boolean;
@@ -46,11 +48,13 @@ export function registerArtifactCommands(program: Command): void {
   const artifacts = program.command('artifacts').description('publish and manage signed artifacts');
   artifacts
     .command('publish')
-    .description('hash and sign a file locally, upload it (streamed), print the artifact id')
+    .description('hash and sign a file locally, upload it (streamed), print the artifact id; or publish an os-image by OCI reference (--ref, --sha256)')
     .requiredOption('--component <name>', 'component the artifact installs, e.g. node-agent')
     .requiredOption('--version <semver>', 'its version, e.g. 2.0.0')
     .requiredOption('--kind <kind>', `one of ${ARTIFACT_KINDS.join(', ')}`)
-    .requiredOption('--file <path>', 'the artifact file')
+    .option('--file <path>', 'the artifact file')
+    .option('--ref <oci-ref>', 'instead of --file, an os-image in an OCI registry: oci://HOST[:PORT]/REPO:TAG or …/REPO@sha256:…')
+    .option('--sha256 <hex>', 'with --ref: the sha256 of the image blob the reference names (what is signed, and what the agent checks)')
     .option('--key <keyfile>', 'private signing key (drydock keys generate); without it the artifact is an unsigned draft')
     .option('--disruptive', 'installing it stops instances: nodes must be drained first')
     .option('--json', 'machine-readable output')
@@ -58,22 +62,32 @@ export function registerArtifactCommands(program: Command): void {
       action(async (opts: PublishOptions, command: Command) => {
         if (!isSemver(opts.version)) throw new Error(`--version must be a semantic version like 1.2.3, got "${opts.version}"`);
         if (!(ARTIFACT_KINDS as readonly string[]).includes(opts.kind)) throw new Error(`--kind must be one of ${ARTIFACT_KINDS.join(', ')}, got "${opts.kind}"`);
-        const size = statSync(opts.file).size;
-        const sha256 = await sha256OfFile(opts.file);
+        if ((opts.file === undefined) === (opts.ref === undefined)) throw new Error('give either --file (upload it) or --ref (an os-image in an OCI registry), one of them');
+        if (opts.ref !== undefined && !/^[0-9a-f]{64}$/.test(opts.sha256 ?? '')) throw new Error('--ref needs --sha256: the 64 lowercase hex digits of the image blob it names');
+        if (opts.file !== undefined && opts.sha256 !== undefined) throw new Error('--sha256 goes with --ref; a file is hashed here');
+        const sha256 = opts.file === undefined ? (opts.sha256 as string) : await sha256OfFile(opts.file);
         const query = new URLSearchParams({ component: opts.component, version: opts.version, kind: opts.kind, sha256 });
+        if (opts.ref !== undefined) query.set('ref', opts.ref);
         if (opts.disruptive) query.set('disruptive', 'true');
         if (opts.key) {
           const privatePem = readFileSync(opts.key, 'utf8');
           query.set('signature', signArtifact(privatePem, { component: opts.component, version: opts.version, kind: opts.kind as ArtifactKind, sha256 }));
           query.set('public_key', createPublicKey(privatePem).export({ format: 'pem', type: 'spki' }).toString());
         }
-        const body = fileBodyStream(opts.file);
-        // Large files take a while on a slow link: allow a minute plus a second per MB.
-        const timeoutMs = 60_000 + Math.ceil(size / 1_000_000) * 1000;
-        const artifact = await clientFor(command).upload<ArtifactView>(`/api/v1/artifacts?${query}`, body, { timeoutMs });
+        let artifact: ArtifactView;
+        if (opts.file === undefined) {
+          // By reference: no body, the image stays in its registry.
+          artifact = await clientFor(command).request<ArtifactView>('POST', `/api/v1/artifacts?${query}`);
+        } else {
+          const size = statSync(opts.file).size;
+          // Large files take a while on a slow link: allow a minute plus a second per MB.
+          const timeoutMs = 60_000 + Math.ceil(size / 1_000_000) * 1000;
+          artifact = await clientFor(command).upload<ArtifactView>(`/api/v1/artifacts?${query}`, fileBodyStream(opts.file), { timeoutMs });
+        }
         if (opts.json) return printJson(artifact);
         process.stdout.write(`${artifact.id}\n`);
-        process.stderr.write(`published ${artifact.component} ${artifact.version} (${artifact.kind}, ${artifact.size} bytes, sha256 ${artifact.sha256}, ${artifact.lifecycle})\n`);
+        const what = artifact.ref ? `by reference ${artifact.ref}` : `${artifact.size} bytes`;
+        process.stderr.write(`published ${artifact.component} ${artifact.version} (${artifact.kind}, ${what}, sha256 ${artifact.sha256}, ${artifact.lifecycle})\n`);
       }),
     );
 
@@ -98,6 +112,7 @@ export function registerArtifactCommands(program: Command): void {
         const artifact = await clientFor(command).get<ArtifactView>(`/api/v1/artifacts/${enc(id)}`);
         if (opts.json) return printJson(artifact);
         printRows([artifact], columns, false, '');
+        if (artifact.ref) process.stdout.write(`\nref: ${artifact.ref}`);
         process.stdout.write(`\nsha256: ${artifact.sha256}\nsigned by: ${artifact.key_id ?? '-'}\ncreated: ${artifact.created_at} by ${artifact.created_by}\n`);
       }),
     );
