@@ -265,7 +265,7 @@ export class InstanceHost {
       (stats) => {
         hosted.phase = 'migrated';
         hosted.healthy = false;
-        this.options.log.info({ instance: hosted.proc.id, migration: migrationId, ...stats }, 'live migration: completed, source quit');
+        this.options.log.info({ instance: hosted.proc.id, migration: migrationId, ...stats }, 'live migration: completed; the guest stays paused here until the target takes over');
         this.report(hosted, { ...base, state: 'completed', ...stats });
         return true;
       },
