@@ -165,7 +165,8 @@ describe(`operator live migration on ${TEST_ENGINE}`, () => {
     expect((await desiredOn(source, moving.id))?.migration).toBeUndefined();
   });
 
-  it('a target that dies after the transfer while the source holds the guest paused: the source keeps it and is told to resume', async () => {
+  /** A manual live move of a serving vmweb instance, up to the target listening (its QEMU waits for the guest). */
+  async function manualMoveToTargetReady() {
     const serving = (await instancesOf('vmweb')).filter((i) => i.published && i.desired === 'running');
     const moving = serving[0] as InstanceView;
     const source = nodeOf(moving.node_id);
@@ -173,9 +174,14 @@ describe(`operator live migration on ${TEST_ENGINE}`, () => {
     expect(started.status).toBe(202);
     const { migration_id: id, replacement_id: replacement } = started.body;
     const target = nodeOf(((await migrationsOf(moving.id)).find((m) => m.id === id) as MigrationView).target_node_id);
-    target.report({ id: replacement, status: 'starting', healthy: false, pid: 6, port: ++port, migration: { migration_id: id, role: 'target', state: 'ready', address: 'tcp:127.0.0.1:6667' } });
+    target.report({ id: replacement, status: 'starting', healthy: false, pid: 5, port: ++port, migration: { migration_id: id, role: 'target', state: 'ready', address: `tcp:127.0.0.1:${port + 1000}` } });
     await target.heartbeat();
     await waitFor('target_ready', async () => (await migrationsOf(moving.id)).find((m) => m.id === id)?.state === 'target_ready');
+    return { serving, moving, source, id, replacement, target };
+  }
+
+  it('a target that dies after the transfer while the source holds the guest paused: the source keeps it and is told to resume', async () => {
+    const { serving, moving, source, id, replacement, target } = await manualMoveToTargetReady();
     // Handed over; its QEMU keeps the guest paused (reported `starting`) until told what became of the move.
     const completed = { migration_id: id, role: 'source' as const, state: 'completed' as const, total_ms: 800, downtime_ms: 30, transferred_bytes: 9e7 };
     source.report({ id: moving.id, status: 'starting', healthy: false, pid: 7, port: 11, migration: completed });
@@ -200,16 +206,7 @@ describe(`operator live migration on ${TEST_ENGINE}`, () => {
   });
 
   it('a target that dies after the transfer lost the guest: both sides are withdrawn and a new replica is placed', async () => {
-    const serving = (await instancesOf('vmweb')).filter((i) => i.published && i.desired === 'running');
-    const moving = serving[0] as InstanceView;
-    const source = nodeOf(moving.node_id);
-    const started = await api.post<{ migration_id: string; replacement_id: string }>(`/api/v1/instances/${moving.id}/migrate`, {});
-    expect(started.status).toBe(202);
-    const { migration_id: id, replacement_id: replacement } = started.body;
-    const target = nodeOf(((await migrationsOf(moving.id)).find((m) => m.id === id) as MigrationView).target_node_id);
-    target.report({ id: replacement, status: 'starting', healthy: false, pid: 5, port: ++port, migration: { migration_id: id, role: 'target', state: 'ready', address: 'tcp:127.0.0.1:6666' } });
-    await target.heartbeat();
-    await waitFor('target_ready', async () => (await migrationsOf(moving.id)).find((m) => m.id === id)?.state === 'target_ready');
+    const { serving, moving, source, id, replacement, target } = await manualMoveToTargetReady();
     // The source handed the guest over and quit; then the target's QEMU died before it served.
     source.report({ id: moving.id, status: 'stopped', healthy: false, pid: null, port: null, migration: { migration_id: id, role: 'source', state: 'completed', total_ms: 900, downtime_ms: 40, transferred_bytes: 9e7 } });
     await source.heartbeat();
