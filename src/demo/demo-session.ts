@@ -62,3 +62,26 @@ export function demoStopper(
   process.once('SIGTERM', onSignal);
   return stop;
 }
+
+/**
+ * The end of a demo run: the report written where `--report` asked, and with `--exit` every demo
+ * process stopped (an error naming any still running). True when the demo ended here; false when
+ * the fleet keeps running for the person to try things.
+ */
+export async function finishDemo(
+  report: unknown,
+  options: { reportFile?: string | undefined; exit?: boolean | undefined },
+  shutdown: () => Promise<number[]>,
+  dir: string,
+  say: (line: string) => void,
+): Promise<boolean> {
+  if (options.reportFile) {
+    writeFileSync(options.reportFile, `${JSON.stringify(report, null, 2)}\n`);
+    say(`report written to ${options.reportFile}`);
+  }
+  if (!options.exit) return false;
+  const left = await shutdown();
+  if (left.length > 0) throw new Error(`demo processes still running after the stop: pids ${left.join(', ')}; see ${dir}`);
+  return true;
+}
+

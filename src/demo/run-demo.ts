@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ApiClient } from '../api-client.js';
 import { watchRollout } from '../cli/rollout-watch.js';
@@ -7,7 +7,7 @@ import { freePort } from '../agent/drivers/process-driver.js';
 import type { DeploymentView } from '../store/deployments.js';
 import { buildReport, type DemoReport, printReport } from './demo-report.js';
 import { cli, publishArtifact, writeBinaryComponent, writeBundles, writeTokens } from './demo-setup.js';
-import { assertPortFree, demoStopper, writeSpec } from './demo-session.js';
+import { assertPortFree, demoStopper, finishDemo, writeSpec } from './demo-session.js';
 import { LocalFleet, waitFor } from './local-fleet.js';
 import { TrafficGenerator } from './traffic.js';
 import { agentAccel, checkGuests, type GuestRecord, processReport, recordGuests } from './vm-report.js';
@@ -210,15 +210,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     const report = await buildReport(client, stats, Date.now() - started, vms, created.id);
     say('');
     printReport(report, say);
-    if (options.reportFile) {
-      writeFileSync(options.reportFile, `${JSON.stringify(report, null, 2)}\n`);
-      say(`report written to ${options.reportFile}`);
-    }
-    if (options.exit) {
-      const left = await shutdown();
-      if (left.length > 0) throw new Error(`demo processes still running after the stop: pids ${left.join(', ')}; see ${dir}`);
-      return report;
-    }
+    if (await finishDemo(report, options, shutdown, dir, say)) return report;
     say('\nThe fleet keeps running. Try:');
     say(`  curl -s ${edge}/d/web/${vm ? 'status' : ''}`);
     say(`  curl -s ${url}/health ; curl -s ${url}/metrics | grep ^drydock_nodes`);

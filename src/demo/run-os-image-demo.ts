@@ -5,12 +5,12 @@
 // whose boot checks fail: every node that gets it tries it 3 times and boots its previous slot
 // again by itself, and the breaker trips. The report says per node what happened.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { watchRollout } from '../cli/rollout-watch.js';
 import type { NodeView } from '../store/nodes.js';
 import { cli, publishArtifact, writeTokens } from './demo-setup.js';
-import { assertPortFree, demoStopper, writeSpec } from './demo-session.js';
+import { assertPortFree, demoStopper, finishDemo, writeSpec } from './demo-session.js';
 import { LocalFleet, waitFor } from './local-fleet.js';
 import { buildOsImageReport, type OsImageDemoReport, printOsImageReport, type RebootCounts } from './os-image-report.js';
 import { writeOsImage } from './os-images.js';
@@ -148,15 +148,7 @@ export async function runOsImageDemo(options: OsImageDemoOptions): Promise<OsIma
     const report = await buildOsImageReport(client, { runDir: dir, elapsedMs: Date.now() - started, rolloutIds: [upgrade.id, broken.id], reboots, hooksFile });
     say('');
     printOsImageReport(report, say);
-    if (options.reportFile) {
-      writeFileSync(options.reportFile, `${JSON.stringify(report, null, 2)}\n`);
-      say(`report written to ${options.reportFile}`);
-    }
-    if (options.exit) {
-      const left = await shutdown();
-      if (left.length > 0) throw new Error(`demo processes still running after the stop: pids ${left.join(', ')}; see ${dir}`);
-      return report;
-    }
+    if (await finishDemo(report, options, shutdown, dir, say)) return report;
     say('\nThe fleet keeps running. Try:');
     say(`  DRYDOCK_URL=${url} DRYDOCK_TOKEN=${tokens.alice} node bin/drydock.mjs node show ${hosts[0]?.hostname ?? ''}`);
     say(`  DRYDOCK_URL=${url} DRYDOCK_TOKEN=${tokens.alice} node bin/drydock.mjs events --kind node.reverted`);
