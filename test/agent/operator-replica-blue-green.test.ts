@@ -113,7 +113,8 @@ describe('the operator replica, blue-green', () => {
       url: `http://${primary}`,
       current: '1.0.0',
     });
-    expect(isAlive(newPid)).toBe(false);
+    // Stopped (the replica waited for it); the pid goes once this process has reaped its child.
+    await waitFor('the new replica reaped', async () => (isAlive(newPid) ? undefined : true), 10_000);
     expect(await versionAt(alt)).toBeUndefined();
 
     // Forward again, then retired: only the new version runs, on the second address.
@@ -121,7 +122,7 @@ describe('the operator replica, blue-green', () => {
     await proven(adopted, '2.0.0');
     await adopted.supervise({ version: '2.0.0', keepPrevious: false });
     expect({ running: adopted.runningVersion, previous: adopted.previousVersion, url: adopted.url }).toEqual({ running: '2.0.0', previous: undefined, url: `http://${alt}` });
-    expect(isAlive(oldPid)).toBe(false);
+    await waitFor('the old replica reaped', async () => (isAlive(oldPid) ? undefined : true), 10_000);
     expect(await versionAt(primary)).toBeUndefined();
 
     // The next blue-green starts on the first address again (the two swap roles).

@@ -189,7 +189,8 @@ describe('OS image fleet: two components in one drain, hooks once, fallback with
     const pids = [one.pid, two.pid].filter((pid): pid is number => typeof pid === 'number');
     expect(pids).toHaveLength(2);
     await waitFor('the db instance processes to end', async () => (pids.some((pid) => isSameProcessAlive(pid, null)) ? undefined : true), 60_000);
-    expect(await api.get<InstanceView[]>('/api/v1/instances')).toEqual([]);
+    // Their rows go once their agents report them stopped (the next heartbeat).
+    await waitFor('the db instance rows to go', async () => ((await api.get<InstanceView[]>('/api/v1/instances')).length === 0 ? true : undefined), 30_000);
   }, 180_000);
 
   it('os-image then web on six nodes: one drain and one reboot per node, preNode and postNode once each in order, even with an agent killed -9 mid-hook', async () => {
