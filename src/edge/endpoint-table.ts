@@ -39,8 +39,6 @@ export class EndpointTable {
   private readonly withdrawn = new Map<string, number>();
   /** The requests in `waitForEndpoint`: each looks again after every change of the table. */
   private readonly waiters = new Set<Waiter>();
-  /** Told the URLs that stopped being healthy endpoints of any deployment (refresh or withdrawal). */
-  private readonly goneListeners = new Set<(urls: ReadonlySet<string>) => void>();
   lastRefreshAt: Date | undefined;
 
   constructor(
@@ -106,26 +104,6 @@ export class EndpointTable {
     return Object.fromEntries([...this.byDeployment].map(([name, list]) => [name, list.filter((e) => e.healthy).map((e) => e.url)]));
   }
 
-  /** `listener` hears of every endpoint URL that leaves the table or turns unhealthy there. */
-  onGone(listener: (urls: ReadonlySet<string>) => void): void {
-    this.goneListeners.add(listener);
-  }
-
-  private healthyUrls(): Set<string> {
-    const urls = new Set<string>();
-    for (const list of this.byDeployment.values()) for (const e of list) if (e.healthy) urls.add(e.url);
-    return urls;
-  }
-
-  /** Replaces the table through `update`, then tells the listeners which healthy URLs it lost. */
-  private replace(update: () => void): void {
-    const before = this.healthyUrls();
-    update();
-    const after = this.healthyUrls();
-    const gone = new Set([...before].filter((url) => !after.has(url)));
-    if (gone.size > 0) for (const listener of this.goneListeners) listener(gone);
-  }
-
   async start(): Promise<void> {
     await this.refresh();
     void this.follow();
@@ -162,9 +140,7 @@ export class EndpointTable {
           }),
         );
         next.set(OPERATORS_ROUTE, await this.fetchReplicas(client));
-        this.replace(() => {
-          this.byDeployment = next;
-        });
+        this.byDeployment = next;
         this.lastRefreshAt = new Date();
         this.changed();
       } catch (error) {
@@ -197,7 +173,7 @@ export class EndpointTable {
     const client = this.control.current();
     try {
       const list = await this.fetchReplicas(client);
-      this.replace(() => this.byDeployment.set(OPERATORS_ROUTE, list));
+      this.byDeployment.set(OPERATORS_ROUTE, list);
       this.changed();
     } catch (error) {
       this.control.failed();
@@ -215,9 +191,7 @@ export class EndpointTable {
     this.withdrawn.set(instanceId, now);
     // A withdrawn instance never serves again (a new incarnation gets a new id); forget old ones.
     for (const [id, at] of this.withdrawn) if (now - at > 10 * 60_000) this.withdrawn.delete(id);
-    this.replace(() => {
-      for (const [name, list] of this.byDeployment) this.byDeployment.set(name, list.filter((e) => e.instance_id !== instanceId));
-    });
+    for (const [name, list] of this.byDeployment) this.byDeployment.set(name, list.filter((e) => e.instance_id !== instanceId));
   }
 
   private async follow(): Promise<void> {

@@ -10,12 +10,9 @@ import type { EdgeMetrics } from './metrics.js';
  *   response body: ECONNRESET, "socket hang up", a premature close after part or all of the
  *   response headers (a live-migrated VM's QEMU quitting at switchover looks like this).
  * - `timeout`: no response within `upstreamTimeoutMs`.
- * - `withdrawn`: the endpoint left the edge's table (unhealthy, withdrawn) before it answered:
- *   the attempt is cut rather than left waiting on it (a live-migrated VM's source holds its
- *   guest paused until the target takes over: its open requests would wait until it quits).
  * - `bad_response`: the endpoint answered something that is not HTTP/1.1.
  */
-export type FailureReason = 'connect' | 'reset' | 'timeout' | 'withdrawn' | 'bad_response';
+export type FailureReason = 'connect' | 'reset' | 'timeout' | 'bad_response';
 
 export interface AttemptFailure {
   reason: FailureReason;
@@ -33,14 +30,11 @@ export interface Attempt {
   agent: Agent;
   timeoutMs: number;
   metrics: EdgeMetrics;
-  /** Aborted when the endpoint leaves the table: a request still waiting for its answer fails `withdrawn`. */
-  signal?: AbortSignal;
 }
 
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'];
 
 class UpstreamTimeout extends Error {}
-class EndpointWithdrawn extends Error {}
 
 /**
  * Methods the edge may send twice: GET, HEAD and OPTIONS are safe, DELETE is idempotent (RFC 9110
@@ -58,7 +52,6 @@ export function isReplayable(req: IncomingMessage): boolean {
 
 function failureReason(error: Error, connected: boolean): FailureReason {
   if (error instanceof UpstreamTimeout) return 'timeout';
-  if (error instanceof EndpointWithdrawn) return 'withdrawn';
   if (!connected) return 'connect';
   if (String((error as NodeJS.ErrnoException).code ?? '').startsWith('HPE_')) return 'bad_response';
   return 'reset';
@@ -138,12 +131,6 @@ export function forwardAttempt(attempt: Attempt): Promise<AttemptFailure | undef
       up.on('error', (error) => (state === 'committed' ? res.destroy() : fail(error)));
     });
     upstream.on('timeout', () => upstream.destroy(new UpstreamTimeout(`no response within ${attempt.timeoutMs} ms`)));
-    const onWithdrawn = () => {
-      if (state === 'waiting') upstream.destroy(new EndpointWithdrawn('the endpoint left the table before it answered'));
-    };
-    if (attempt.signal?.aborted) queueMicrotask(onWithdrawn);
-    else attempt.signal?.addEventListener('abort', onWithdrawn, { once: true });
-    upstream.once('close', () => attempt.signal?.removeEventListener('abort', onWithdrawn));
     // A response already complete (one without a body: HEAD, 204, 304) is delivered by its 'end'
     // even if the connection fails right after, say on bytes the endpoint sent past its end.
     upstream.on('error', (error) => (response?.complete ? undefined : fail(error)));

@@ -79,18 +79,11 @@ export class EdgeRouter {
   private readonly control: ControlPlaneClients;
   private server: Server | undefined;
   private readonly upstreamAgent = new Agent({ keepAlive: true, maxSockets: 256 });
-  /** Attempts waiting for an answer, by endpoint URL: cut when their endpoint leaves the table. */
-  private readonly inFlight = new Map<string, Set<AbortController>>();
   url = '';
 
   constructor(private readonly options: EdgeOptions) {
     this.control = new ControlPlaneClients(options.operatorUrls, options.token);
     this.endpoints = new EndpointTable(this.control, options.log);
-    // An endpoint that stopped serving (unhealthy, withdrawn) may still hold requests open, e.g.
-    // a live-migrated source keeping its guest paused: those are retried elsewhere now.
-    this.endpoints.onGone((urls) => {
-      for (const url of urls) for (const attempt of this.inFlight.get(url) ?? []) attempt.abort();
-    });
   }
 
   async start(): Promise<string> {
@@ -205,10 +198,6 @@ export class EdgeRouter {
 
   /** One attempt on `base`; a failure is counted and logged here, and returned for the retry decision. */
   private async forward(req: IncomingMessage, res: ServerResponse, deployment: string, base: string, path: string): Promise<AttemptFailure | undefined> {
-    // Cut when `base` leaves the table before it answers (see the constructor).
-    const withdrawn = new AbortController();
-    const open = this.inFlight.get(base) ?? new Set<AbortController>();
-    this.inFlight.set(base, open.add(withdrawn));
     const failure = await forwardAttempt({
       req,
       res,
@@ -217,10 +206,6 @@ export class EdgeRouter {
       agent: this.upstreamAgent,
       timeoutMs: this.options.upstreamTimeoutMs ?? 30_000,
       metrics: this.metrics,
-      signal: withdrawn.signal,
-    }).finally(() => {
-      open.delete(withdrawn);
-      if (open.size === 0 && this.inFlight.get(base) === open) this.inFlight.delete(base);
     });
     if (failure) {
       this.metrics.errors.inc({ deployment, reason: failure.reason });

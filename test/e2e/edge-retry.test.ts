@@ -297,44 +297,6 @@ describe('drydock edge: one retry on another endpoint when an upstream dies at s
     expect(await retries('timeout')).toBe(before + 1);
   });
 
-  it('GET: an upstream holding the request open leaves the table (unhealthy): the attempt is cut and retried on the other one, long before the upstream timeout', async () => {
-    // An edge with the default 30 s upstream timeout: only the withdrawal can end the wait in time.
-    const patient = new EdgeRouter({ listen: '127.0.0.1:0', operatorUrls: [op.url], log: pino({ level: 'silent' }) });
-    await patient.start();
-    try {
-      scenario.reset([() => {}]);
-      const api = new ApiClient(op.url);
-      const instances = await api.ok<InstanceView[]>('/api/v1/instances');
-      const pending = send(`${patient.url}/d/web/orders`, 'GET');
-      await waitFor('the request held open by an upstream', async () => scenario.arrivals.length === 1);
-      const held = scenario.arrivals[0]?.upstream as string;
-      const port = upstreams[held === 'a' ? 0 : 1]?.port as number;
-      const instance = instances.find((i) => i.port === port) as InstanceView;
-      const node = nodes.find((n) => n.id === instance.node_id) as FakeNode;
-      // Its agent reports it unhealthy; the edge's table loses it at its next refresh.
-      node.report({ id: instance.id, status: 'running', healthy: false, pid: 1, port });
-      await node.heartbeat();
-      await waitFor('the operator to take it out of the endpoints', async () =>
-        !(await api.ok<{ instance_id: string; healthy: boolean }[]>(`/api/v1/deployments/${instance.deployment_id}/endpoints`)).some((e) => e.instance_id === instance.id && e.healthy),
-      );
-      await patient.endpoints.refresh();
-      const response = await pending; // rejects after 5 s if the attempt was left waiting
-      const [, second] = arrivedAt('GET');
-      expect(second).not.toBe(held);
-      expect(response).toEqual({ status: 200, body: JSON.stringify({ served_by: second }), outcome: 'complete' });
-      const metrics = await (await fetch(`${patient.url}/metrics`)).text();
-      expect(counterValue(metrics, 'drydock_edge_retries_total', { deployment: 'web', reason: 'withdrawn' })).toBe(1);
-      node.runHealthy(instance.id, port);
-      await node.heartbeat();
-      await waitFor('both upstreams back in the table', async () => {
-        await edge.endpoints.refresh();
-        return edge.endpoints.snapshot().web?.length === 2;
-      });
-    } finally {
-      await patient.stop();
-    }
-  });
-
   // Last: it stops upstream a for good.
   it('POST and GET: an endpoint that refuses connections never got the request, so even a POST goes to the other one, body intact', async () => {
     const [refusing] = upstreams;
