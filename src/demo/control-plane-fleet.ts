@@ -11,6 +11,7 @@ import { ApiClient } from '../api-client.js';
 import { OPERATORS_ROUTE } from '../domain/protocol.js';
 import { generateSigningKeyPair, signArtifact } from '../signing.js';
 import type { ReplicaView } from '../store/operator-replicas.js';
+import { fixedPorts } from './fixed-ports.js';
 import { isAlive, LocalFleet, waitFor } from './local-fleet.js';
 import { type DrillMigration, stampBundle } from './stamp.js';
 
@@ -101,14 +102,17 @@ export class ControlPlaneFleet {
 
   /** Starts the edge, then every control-plane agent with its replica on 1.0.0; waits for all of them. */
   async start(): Promise<void> {
+    // Both addresses of every replica from outside the ephemeral range: the second one is bound
+    // only by a blue-green rollout, long after the fleet's own connections began (fixed-ports.ts).
+    const ports = await fixedPorts(this.options.regions.length * this.options.perRegion * 2, Math.random);
     for (const region of this.options.regions) {
       for (let i = 1; i <= this.options.perRegion; i++) {
         const hostname = `${region}-cp-${i}`;
         this.nodes.push({
           hostname,
           region,
-          listen: `127.0.0.1:${await freePort()}`,
-          altListen: `127.0.0.1:${await freePort()}`,
+          listen: `127.0.0.1:${ports.shift()}`,
+          altListen: `127.0.0.1:${ports.shift()}`,
           dataDir: join(this.options.dir, 'agents', hostname),
         });
       }

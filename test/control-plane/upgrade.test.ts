@@ -61,7 +61,9 @@ describe('the control plane upgrades itself', () => {
     const stopped = await cp?.stop();
     for (const pid of stopped ?? []) replicaPids.add(pid);
     const left = [...replicaPids, ...(cp?.fleet.spawnedPids ?? [])].filter(isAlive);
-    rmSync(dir, { recursive: true, force: true });
+    // DRYDOCK_KEEP_TEST_DIR=1 keeps the agents' and replicas' logs for a look after a failure.
+    if (process.env.DRYDOCK_KEEP_TEST_DIR) console.log(`kept ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
     await db?.drop();
     expect(left).toEqual([]);
   }, 120_000);
@@ -195,6 +197,12 @@ describe('the control plane upgrades itself', () => {
     );
   }
 
+  /** A rollout's events as lines, for a failed expectation's message. */
+  async function story(id: string): Promise<string> {
+    const log = await events(id).catch(() => [] as EventRow[]);
+    return log.map((e) => `${e.at.slice(11, 23)} ${e.kind} ${e.data.hostname ?? ''} ${JSON.stringify(e.data)}`).join('\n');
+  }
+
   /** The versions answering through the edge, in order, with each change of version once. */
   const changes = (samples: readonly ServingSample[]) => samples.map((s) => s.version).filter((v, i, all) => i === 0 || all[i - 1] !== v);
   /** For a failed assertion: each change of the answering version and the rollout's events, in time order. */
@@ -229,7 +237,7 @@ describe('the control plane upgrades itself', () => {
     await sampler.stop();
     await serving.stop();
 
-    expect({ status: done.status, tasks: done.tasks.filter((t) => t.state !== 'done') }).toEqual({ status: 'completed', tasks: [] });
+    expect({ status: done.status, tasks: done.tasks.filter((t) => t.state !== 'done') }, await story(created.id)).toEqual({ status: 'completed', tasks: [] });
     expect({ failed: load.stats.failed, errors: load.stats.errors.slice(0, 5) }).toEqual({ failed: 0, errors: [] });
     // The old replicas kept serving until the switch: no region ever had fewer than 3 ready.
     for (const region of REGIONS) expect(sampler.minReady.get(region), region).toBeGreaterThanOrEqual(3);

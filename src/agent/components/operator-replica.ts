@@ -303,10 +303,12 @@ export class OperatorReplica {
     let last = 'it never answered /health';
     while (Date.now() < untilMs) {
       if (stopping()) throw new Error('agent stopping during the operator assessment');
-      if (this.runningVersion !== version) last = `the replica process of ${version} exited`;
+      const exited = this.runningVersion !== version;
+      if (exited) last = `the replica process of ${version} exited`;
       const health = await this.health();
       if (health) {
-        if (health.version !== version) last = `it reports version ${health.version}`;
+        // Its process gone and yet an answer: another process holds the address.
+        if (health.version !== version) last = exited ? `the replica process of ${version} exited and another process answers at ${this.url} (version ${health.version}): is the address taken?` : `it reports version ${health.version}`;
         else if (!health.ready) last = `not ready: ${health.reason}`;
         else if (!health.registered) last = 'ready but not registered in the replica registry';
         else return undefined;
