@@ -40,6 +40,22 @@ function atBlueGreenEnd(rollout: Rollout, tasks: readonly RolloutTask[]): boolea
 
 /** Wait before a failed schema step is tried again. */
 const SCHEMA_RETRY_MS = 5_000;
+/** Decisions of one rollout in one transaction while each moves something (see reconcile). */
+const STEPS_PER_PASS = 5;
+
+/** What the decisions of one pass did. */
+interface PassOutcome {
+  touched: string[];
+  active: boolean;
+  nodeIds: string[];
+  wake: number | null;
+  drains: string[];
+  operatorRuns: OperatorHookRun[];
+  schema?: { phase: SchemaPhase; component: string; version: string } | undefined;
+  /** Whether the decision wrote anything. */
+  changed: boolean;
+}
+
 /** Passes at once in a row before a rollout waits a tick (see reconcileKey). */
 const MAX_IMMEDIATE = 20;
 
@@ -189,58 +205,29 @@ export class RolloutReconciler {
   /**
    * One pass of one rollout. Returns undefined when it is no longer one the reconciler drives,
    * else when it wants to be looked at again (ms; null: no timed wait of its own).
+   *
+   * A step that moved something is followed by the next at once, in the same fenced transaction
+   * (up to STEPS_PER_PASS): a step that waits for no report — cordoned → draining, installing →
+   * verifying → healthy since now, a batch after a pause of 0 — is decided from the first step's
+   * writes instead of a queued pass later, which would wait for the database behind the fleet
+   * passes the same change woke (issue 9 goal 6). Deciding is idempotent, so the loop ends at the
+   * first step that changes nothing.
    */
   private async reconcile(id: string, term: number): Promise<number | null | undefined> {
     const { touched, active, nodeIds, wake, drains, operatorRuns, schema } = await this.db.transaction(async (tx) => {
       await assertTerm(tx, RECONCILER_LEASE, this.lease.holder, term);
-      const loaded = await loadRollout(tx, id, { lock: true });
-      const none: OperatorHookRun[] = [];
-      if (!loaded || !RECONCILED_ROLLOUT_STATUSES.includes(loaded.rollout.status)) return { touched: [], active: false, nodeIds: [], wake: null, drains: [], operatorRuns: none };
-      const { spec } = loaded.rollout;
-      const nodeIds = loaded.tasks.map((t) => t.nodeId);
-      const component = loaded.rollout.spec.target.component;
-      const facts = await loadNodeFacts(tx, nodeIds, component, rolloutTargets(spec).map((t) => t.component));
-      const fromVersions = loaded.tasks.map((t) => t.fromVersion).filter((v): v is string => v !== null);
-      const unavailable = await loadUnavailableVersions(tx, component, fromVersions);
-      const { now } = await readClock(tx);
-      const hookRuns = await loadHookRunFacts(tx, id, (runId) => this.hooks.isRunning(runId));
-      // At a batch boundary the matrix is checked again against what runs now (a few small reads, once per batch).
-      // A control-plane rollout also counts the region's ready replicas before it stops more of them.
-      const compat = atBatchBoundary(loaded.rollout, loaded.tasks)
-        ? await loadCompatFacts(tx, REPLICA_STALE_AFTER_MS, { readyReplicas: component === OPERATOR_COMPONENT && spec.strategy.minAvailablePerRegion !== undefined })
-        : atBlueGreenEnd(loaded.rollout, loaded.tasks)
-          ? { rules: [], running: new Map(), operatorVersions: await liveReplicaVersions(tx, REPLICA_STALE_AFTER_MS) }
-          : undefined;
-      // Target components whose artifact reboots the node: staged before each node's cordon.
-      let prestage = this.rebootClass.get(id);
-      if (!prestage) {
-        prestage = await rebootClassTargets(tx, rolloutTargets(spec));
-        this.rebootClass.set(id, prestage);
+      const all: PassOutcome = { touched: [], active: false, nodeIds: [], wake: null, drains: [], operatorRuns: [], changed: false };
+      for (let i = 0; i < STEPS_PER_PASS; i++) {
+        const step = await this.step(tx, id);
+        all.touched.push(...step.touched);
+        all.drains.push(...step.drains);
+        all.operatorRuns.push(...step.operatorRuns);
+        Object.assign(all, { active: step.active, nodeIds: step.nodeIds, wake: step.wake, schema: step.schema });
+        // An operator hook run starts only once this transaction commits: until then the next
+        // step would find it neither running here nor anywhere, so the queue passes again after.
+        if (!step.changed || !step.active || step.schema || step.operatorRuns.length > 0) return all;
       }
-      const rollout = prestage.length > 0 ? { ...loaded.rollout, prestage } : loaded.rollout;
-      const decision = decideRollout(rollout, loaded.tasks, facts, now, unavailable, (runId) => hookRuns.get(runId), compat);
-      // A wait on the fleet is said once per reason (an event), not on every pass.
-      if (decision.waitingFor && this.waitReasons.get(id) !== decision.waitingFor) {
-        this.waitReasons.set(id, decision.waitingFor);
-        decision.events.push({ kind: 'rollout.waiting_for_replicas', data: { batch: loaded.rollout.currentBatch + 1, reason: decision.waitingFor } });
-      } else if (!decision.waitingFor) this.waitReasons.delete(id);
-      const hookActions = decision.hooks ?? [];
-      const changed = decision.tasks.length + decision.commands.length + decision.events.length + Object.keys(decision.rollout).length + hookActions.length;
-      const status = decision.rollout.status ?? loaded.rollout.status;
-      const stillActive = RECONCILED_ROLLOUT_STATUSES.includes(status);
-      const tasks = loaded.tasks.map((t) => ({ ...t, ...decision.tasks.find((c) => c.id === t.id)?.changes }));
-      const waits = [decision.requeueAfterMs, untilHealthyLongEnough(loaded.rollout, tasks, now)].filter((w): w is number => typeof w === 'number');
-      const wake = waits.length > 0 ? Math.min(...waits) : null;
-      const schema = decision.schema ? { phase: decision.schema, component: spec.target.component, version: spec.target.version } : undefined;
-      if (changed === 0) return { touched: [], active: stillActive, nodeIds, wake, drains: [], operatorRuns: none, schema };
-      const drains = decision.commands.filter((c) => c.kind === 'drain' || c.kind === 'restart_instances').map((c) => c.nodeId);
-      // A pass that moved something is followed by another at once: a step that waits for no
-      // report (cordoned → draining, a batch after a pause of 0) happens now, not a tick later.
-      // Deciding is idempotent, so the extra pass only finds nothing to do once it settles.
-      const touched = await applyRolloutDecision(tx, loaded.rollout, loaded.tasks, decision);
-      // Hook runs asked for or given up on, in the same fenced transaction as the task moves.
-      const hooks = await applyHookActions(tx, hookActions, this.lease.holder);
-      return { touched: [...new Set([...touched, ...hooks.nodes])], active: stillActive, nodeIds, wake: 0, drains, operatorRuns: hooks.operatorRuns, schema };
+      return all;
     });
     // Started once their runs are committed as running and owned by this process.
     for (const run of operatorRuns) this.hooks.start(run);
@@ -256,5 +243,54 @@ export class RolloutReconciler {
     }
     if (schema) return this.schemaStep(id, term, schema);
     return active ? wake : undefined;
+  }
+
+  /** One decision of one rollout and its writes, in the caller's fenced transaction. */
+  private async step(tx: Db, id: string): Promise<PassOutcome> {
+    const loaded = await loadRollout(tx, id, { lock: true });
+    const none: OperatorHookRun[] = [];
+    if (!loaded || !RECONCILED_ROLLOUT_STATUSES.includes(loaded.rollout.status)) return { touched: [], active: false, nodeIds: [], wake: null, drains: [], operatorRuns: none, changed: false };
+    const { spec } = loaded.rollout;
+    const nodeIds = loaded.tasks.map((t) => t.nodeId);
+    const component = loaded.rollout.spec.target.component;
+    const facts = await loadNodeFacts(tx, nodeIds, component, rolloutTargets(spec).map((t) => t.component));
+    const fromVersions = loaded.tasks.map((t) => t.fromVersion).filter((v): v is string => v !== null);
+    const unavailable = await loadUnavailableVersions(tx, component, fromVersions);
+    const { now } = await readClock(tx);
+    const hookRuns = await loadHookRunFacts(tx, id, (runId) => this.hooks.isRunning(runId));
+    // At a batch boundary the matrix is checked again against what runs now (a few small reads, once per batch).
+    // A control-plane rollout also counts the region's ready replicas before it stops more of them.
+    const compat = atBatchBoundary(loaded.rollout, loaded.tasks)
+      ? await loadCompatFacts(tx, REPLICA_STALE_AFTER_MS, { readyReplicas: component === OPERATOR_COMPONENT && spec.strategy.minAvailablePerRegion !== undefined })
+      : atBlueGreenEnd(loaded.rollout, loaded.tasks)
+        ? { rules: [], running: new Map(), operatorVersions: await liveReplicaVersions(tx, REPLICA_STALE_AFTER_MS) }
+        : undefined;
+    // Target components whose artifact reboots the node: staged before each node's cordon.
+    let prestage = this.rebootClass.get(id);
+    if (!prestage) {
+      prestage = await rebootClassTargets(tx, rolloutTargets(spec));
+      this.rebootClass.set(id, prestage);
+    }
+    const rollout = prestage.length > 0 ? { ...loaded.rollout, prestage } : loaded.rollout;
+    const decision = decideRollout(rollout, loaded.tasks, facts, now, unavailable, (runId) => hookRuns.get(runId), compat);
+    // A wait on the fleet is said once per reason (an event), not on every pass.
+    if (decision.waitingFor && this.waitReasons.get(id) !== decision.waitingFor) {
+      this.waitReasons.set(id, decision.waitingFor);
+      decision.events.push({ kind: 'rollout.waiting_for_replicas', data: { batch: loaded.rollout.currentBatch + 1, reason: decision.waitingFor } });
+    } else if (!decision.waitingFor) this.waitReasons.delete(id);
+    const hookActions = decision.hooks ?? [];
+    const changed = decision.tasks.length + decision.commands.length + decision.events.length + Object.keys(decision.rollout).length + hookActions.length;
+    const status = decision.rollout.status ?? loaded.rollout.status;
+    const stillActive = RECONCILED_ROLLOUT_STATUSES.includes(status);
+    const tasks = loaded.tasks.map((t) => ({ ...t, ...decision.tasks.find((c) => c.id === t.id)?.changes }));
+    const waits = [decision.requeueAfterMs, untilHealthyLongEnough(loaded.rollout, tasks, now)].filter((w): w is number => typeof w === 'number');
+    const wake = waits.length > 0 ? Math.min(...waits) : null;
+    const schema = decision.schema ? { phase: decision.schema, component: spec.target.component, version: spec.target.version } : undefined;
+    if (changed === 0) return { touched: [], active: stillActive, nodeIds, wake, drains: [], operatorRuns: none, schema, changed: false };
+    const drains = decision.commands.filter((c) => c.kind === 'drain' || c.kind === 'restart_instances').map((c) => c.nodeId);
+    const touched = await applyRolloutDecision(tx, loaded.rollout, loaded.tasks, decision);
+    // Hook runs asked for or given up on, in the same fenced transaction as the task moves.
+    const hooks = await applyHookActions(tx, hookActions, this.lease.holder);
+    return { touched: [...new Set([...touched, ...hooks.nodes])], active: stillActive, nodeIds, wake: 0, drains, operatorRuns: hooks.operatorRuns, schema, changed: true };
   }
 }
