@@ -7,7 +7,7 @@
 // writes bench/results/heartbeats-http.json.
 //
 //   npm run bench:heartbeats-http -- --nodes 10000 [--interval 2s] [--duration 60s] [--longpolls 100]
-//                                    [--postgres postgres://postgres@127.0.0.1:5432/postgres]
+//                                    [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--profile DIR]
 //
 // With --postgres a fresh database is created on that server (and dropped afterwards); without
 // it the operator runs on the embedded engine in a temp dir. The generator runs in this process
@@ -35,6 +35,8 @@ const { values } = parseArgs({
     sockets: { type: 'string', default: '64' },
     longpolls: { type: 'string', default: '100' },
     postgres: { type: 'string' },
+    /** Write the operator's CPU profiles (main thread and the embedded engine's worker) into this directory. */
+    profile: { type: 'string' },
     out: { type: 'string', default: 'bench/results/heartbeats-http.json' },
   },
 });
@@ -71,7 +73,8 @@ const base = `http://127.0.0.1:${port}`;
 const operatorArgs = ['operator', '--listen', `127.0.0.1:${port}`, '--tokens', join(dir, 'tokens.yaml'), '--heartbeat-interval', values.interval, '--heartbeat-grace', '10s'];
 if (databaseUrl) operatorArgs.push('--database-url', databaseUrl);
 else operatorArgs.push('--data-dir', join(dir, 'data'));
-const operator: ChildProcess = spawn(process.execPath, [bundle, ...operatorArgs], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, DRYDOCK_LOG_FORMAT: 'json' } });
+const nodeArgs = values.profile ? ['--cpu-prof', '--cpu-prof-dir', resolve(values.profile)] : [];
+const operator: ChildProcess = spawn(process.execPath, [...nodeArgs, bundle, ...operatorArgs], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, DRYDOCK_LOG_FORMAT: 'json' } });
 let operatorStderr = '';
 operator.stderr?.on('data', (chunk: Buffer) => {
   operatorStderr = (operatorStderr + chunk.toString()).slice(-4000);
@@ -86,8 +89,10 @@ const pollAgent = new http.Agent({ keepAlive: true, maxSockets: Number(values.lo
 
 async function cleanup() {
   operator.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 500));
-  if (operator.exitCode === null) operator.kill('SIGKILL');
+  // A profile is written when the process exits by itself: give it the time to.
+  const graceMs = values.profile ? 15_000 : 500;
+  for (let waited = 0; operator.exitCode === null && operator.signalCode === null && waited < graceMs; waited += 100) await new Promise((r) => setTimeout(r, 100));
+  if (operator.exitCode === null && operator.signalCode === null) operator.kill('SIGKILL');
   agent.destroy();
   pollAgent.destroy();
   rmSync(dir, { recursive: true, force: true });

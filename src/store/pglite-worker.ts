@@ -8,6 +8,7 @@
 // single-file bundle is started again as that worker, so the gate below must stop the rest of
 // the bundle (the CLI) from running in the worker: serving never returns, and the thread ends
 // with process.exit once the database is closed.
+import { writeFileSync } from 'node:fs';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
 import { loadEmbeddedEngine } from './embedded-engine.js';
@@ -50,6 +51,9 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
   let closing = false;
 
   const reply = (message: PgliteReply, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
+  const stats = statementStats(process.env.DRYDOCK_PGLITE_STATS);
+  /** Per open transaction: when it began and its first statement (what the stats file calls it). */
+  const opened = new Map<number, { at: number; first?: string }>();
 
   async function handle(request: PgliteRequest): Promise<void> {
     try {
@@ -57,7 +61,13 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
         case 'query': {
           const runner = request.tx === undefined ? pool : transactions.get(request.tx);
           if (!runner) throw new Error(`transaction ${request.tx} is not open in the embedded database`);
+          const started = performance.now();
           const result = await runner.query(request.text, request.values);
+          if (stats) {
+            stats.add(request.tx === undefined ? 'statement' : 'in transaction', request.text, performance.now() - started);
+            const tx = request.tx === undefined ? undefined : opened.get(request.tx);
+            if (tx && tx.first === undefined) tx.first = request.text;
+          }
           // Several statements in one text give one result each and no `rows` (as PoolDb did:
           // migrations run that way and read nothing back).
           const rows = (result as Partial<pg.QueryResult>).rows as Record<string, unknown>[] | undefined;
@@ -77,6 +87,7 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
           }
           const tx = nextTx++;
           transactions.set(tx, client);
+          if (stats) opened.set(tx, { at: performance.now() });
           reply({ id: request.id, tx });
           return;
         }
@@ -85,6 +96,9 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
           const client = transactions.get(request.tx);
           if (!client) throw new Error(`transaction ${request.tx} is not open in the embedded database`);
           transactions.delete(request.tx);
+          const began = opened.get(request.tx);
+          opened.delete(request.tx);
+          if (stats && began) stats.add('transaction held', began.first ?? '(empty)', performance.now() - began.at);
           try {
             await client.query(request.op === 'commit' ? 'COMMIT' : 'ROLLBACK');
             release(client);
@@ -116,6 +130,33 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
   port.on('message', (request: PgliteRequest) => void handle(request));
   reply({ id: 0, ready: true });
   return new Promise<never>(() => {});
+}
+
+/**
+ * DRYDOCK_PGLITE_STATS=FILE (a diagnostic, off by default): every 5 s the worker writes, per
+ * statement text, how often it ran and its total and longest time (a statement outside a
+ * transaction includes its wait for the one session), and how long each kind of transaction
+ * held the session (named by its first statement), longest total first.
+ */
+function statementStats(file: string | undefined) {
+  if (!file) return undefined;
+  const table = new Map<string, { kind: string; text: string; count: number; totalMs: number; maxMs: number }>();
+  const timer = setInterval(() => {
+    const rows = [...table.values()].sort((a, b) => b.totalMs - a.totalMs);
+    writeFileSync(file, JSON.stringify(rows.map((r) => ({ ...r, totalMs: Math.round(r.totalMs), maxMs: Math.round(r.maxMs) })), null, 1));
+  }, 5_000);
+  timer.unref();
+  return {
+    add(kind: string, sql: string, ms: number) {
+      const text = sql.replace(/\s+/g, ' ').slice(0, 160);
+      const key = `${kind}|${text}`;
+      const row = table.get(key) ?? { kind, text, count: 0, totalMs: 0, maxMs: 0 };
+      row.count += 1;
+      row.totalMs += ms;
+      row.maxMs = Math.max(row.maxMs, ms);
+      table.set(key, row);
+    },
+  };
 }
 
 /** Ends this worker thread (not the process). The caller sees it as the worker's exit code. */

@@ -3,12 +3,17 @@
 // transactions that nothing else interleaves into, SQLSTATE codes on errors — and add what the
 // worker is for: the caller's event loop keeps running while a heavy query does. They run on
 // both engines; on a Postgres server they check the adapters agree.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sqlState } from '../../src/store/db.js';
+import { openDb } from '../../src/store/open.js';
 import { createTestDb, type TestDb } from '../support/db.js';
 
-// The worker is opt-in (src/store/open.ts says why): this file opens the embedded engine in it.
-// Each test file runs in a process of its own, so this reaches no other file.
+// The worker is the default (src/store/open.ts); this file says so anyway, so an opt-out in the
+// environment (DRYDOCK_PGLITE_WORKER=0) cannot make it test the other thread. Each test file
+// runs in a process of its own, so this reaches no other file.
 process.env.DRYDOCK_PGLITE_WORKER = '1';
 
 let t: TestDb;
@@ -148,5 +153,29 @@ describe('the embedded engine behind the Db seam', () => {
     }
     // In the caller's own thread the query blocked every timer: at most one tick, when it ended.
     expect(ticksDuringQuery).toBeGreaterThanOrEqual(5);
+  });
+
+  it('runs in the caller’s thread with DRYDOCK_PGLITE_WORKER=0 (the opt-out): the same query stops the timers', async () => {
+    // The embedded engine on either suite's run (the server engine has no thread to choose).
+    const dataDir = mkdtempSync(join(tmpdir(), 'drydock-test-main-thread-'));
+    process.env.DRYDOCK_PGLITE_WORKER = '0';
+    const main = await openDb({ dataDir }).finally(() => {
+      process.env.DRYDOCK_PGLITE_WORKER = '1';
+    });
+    let ticks = 0;
+    const timer = setInterval(() => {
+      ticks += 1;
+    }, 20);
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      const before = ticks;
+      const [row] = await main.query<{ n: string }>(`SELECT count(*) AS n FROM generate_series(1, 5000) a, generate_series(1, 1000) b WHERE (a + b) % 7 = 0`);
+      expect(row?.n).toBe('714286');
+      expect(ticks - before).toBeLessThanOrEqual(1);
+    } finally {
+      clearInterval(timer);
+      await main.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
