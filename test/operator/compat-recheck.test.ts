@@ -3,11 +3,10 @@
 // rollout before that batch, with an event naming the rule; resumed once the rule is lifted, it
 // completes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningOperator } from '../../src/operator/server.js';
-import { SignedPublisher } from '../support/signed-artifacts.js';
-import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
-import { InstallingNode } from '../support/installing-node.js';
-import { ApiClient, startTestOperator, waitFor } from '../support/operator.js';
+import { TEST_ENGINE, type TestDb } from '../support/db.js';
+import { type InstallingFleet, startInstallingFleet, stopInstallingFleet } from '../support/installing-fleet.js';
+import type { InstallingNode } from '../support/installing-node.js';
+import { type ApiClient, waitFor } from '../support/operator.js';
 
 interface RolloutDetail {
   id: string;
@@ -17,30 +16,18 @@ interface RolloutDetail {
 }
 
 describe(`compatibility re-checked before each batch on ${TEST_ENGINE}`, () => {
+  let fleet: InstallingFleet | undefined;
   let t: TestDb;
-  let op: RunningOperator;
   let api: ApiClient;
-  const nodes: InstallingNode[] = [];
-
-  const publisher = new SignedPublisher(() => op.url, () => api);
-  const publish = (version: string) => publisher.publish(version);
+  let nodes: InstallingNode[];
 
   beforeAll(async () => {
-    t = await createTestDb();
-    op = await startTestOperator(t.db);
-    api = new ApiClient(op.url);
-    for (const version of ['1.0.0', '2.0.0']) await publish(version);
-    for (const hostname of ['cc-1', 'cc-2']) {
-      const n = await InstallingNode.register(api, hostname, { web: '1.0.0', sidecar: '1.0.0' });
-      n.start();
-      nodes.push(n);
-    }
+    fleet = await startInstallingFleet({ versions: ['1.0.0', '2.0.0'], hostnames: ['cc-1', 'cc-2'], components: { web: '1.0.0', sidecar: '1.0.0' } });
+    ({ t, api, nodes } = fleet);
   });
 
   afterAll(async () => {
-    for (const n of nodes) await n.stop();
-    await op?.close();
-    await t?.cleanup();
+    await stopInstallingFleet(fleet);
   });
 
   it('pauses before the batch a new rule forbids, and goes on once it is lifted', async () => {

@@ -4,10 +4,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningOperator } from '../../src/operator/server.js';
 import type { EventRow } from '../../src/store/events.js';
-import { SignedPublisher } from '../support/signed-artifacts.js';
-import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
-import { InstallingNode } from '../support/installing-node.js';
-import { ApiClient, startTestOperator, waitFor } from '../support/operator.js';
+import { TEST_ENGINE, type TestDb } from '../support/db.js';
+import { type InstallingFleet, startInstallingFleet, stopInstallingFleet } from '../support/installing-fleet.js';
+import { type ApiClient, waitFor } from '../support/operator.js';
 
 function sample(text: string, series: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
@@ -15,31 +14,18 @@ function sample(text: string, series: string): number {
 }
 
 describe(`rollout metrics on ${TEST_ENGINE}`, () => {
+  let fleet: InstallingFleet | undefined;
   let t: TestDb;
   let op: RunningOperator;
   let api: ApiClient;
-  const nodes: InstallingNode[] = [];
   const scrape = async () => (await api.get<string>('/metrics')).text;
 
-  const publisher = new SignedPublisher(() => op.url, () => api);
-  const publish = (version: string) => publisher.publish(version);
-
   beforeAll(async () => {
-    t = await createTestDb();
-    op = await startTestOperator(t.db);
-    api = new ApiClient(op.url);
-    for (const version of ['1.0.0', '2.0.0']) await publish(version);
-    for (const hostname of ['mr-1', 'mr-2', 'mr-3']) {
-      const n = await InstallingNode.register(api, hostname, { web: '1.0.0' });
-      n.broken.add('2.0.0');
-      n.start();
-      nodes.push(n);
-    }
+    fleet = await startInstallingFleet({ versions: ['1.0.0', '2.0.0'], hostnames: ['mr-1', 'mr-2', 'mr-3'], components: { web: '1.0.0' }, broken: ['2.0.0'] });
+    ({ t, op, api } = fleet);
   });
   afterAll(async () => {
-    for (const n of nodes) await n.stop();
-    await op?.close();
-    await t?.cleanup();
+    await stopInstallingFleet(fleet);
   });
 
   it('a failing rollout: breaker trips, a decision is pending, and the counters agree with the event log', async () => {

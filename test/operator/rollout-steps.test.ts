@@ -3,12 +3,11 @@
 // else the change woke. Cordon → drain start, and install done → verifying → healthy since: one
 // transaction each (their rows and events carry the same database time).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningOperator } from '../../src/operator/server.js';
 import type { EventRow } from '../../src/store/events.js';
-import { SignedPublisher } from '../support/signed-artifacts.js';
-import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
-import { InstallingNode } from '../support/installing-node.js';
-import { ApiClient, startTestOperator, waitFor } from '../support/operator.js';
+import { TEST_ENGINE, type TestDb } from '../support/db.js';
+import { type InstallingFleet, startInstallingFleet, stopInstallingFleet } from '../support/installing-fleet.js';
+import type { InstallingNode } from '../support/installing-node.js';
+import { type ApiClient, waitFor } from '../support/operator.js';
 
 interface TaskRow {
   state: string;
@@ -17,28 +16,18 @@ interface TaskRow {
 }
 
 describe(`rollout steps that wait for no report on ${TEST_ENGINE}`, () => {
+  let fleet: InstallingFleet | undefined;
   let t: TestDb;
-  let op: RunningOperator;
   let api: ApiClient;
-  const nodes: InstallingNode[] = [];
-  const publisher = new SignedPublisher(() => op.url, () => api);
+  let nodes: InstallingNode[];
 
   beforeAll(async () => {
-    t = await createTestDb();
-    op = await startTestOperator(t.db);
-    api = new ApiClient(op.url);
-    for (const version of ['1.0.0', '2.0.0']) await publisher.publish(version);
-    for (const hostname of ['st-1', 'st-2']) {
-      const n = await InstallingNode.register(api, hostname, { web: '1.0.0' });
-      n.start();
-      nodes.push(n);
-    }
+    fleet = await startInstallingFleet({ versions: ['1.0.0', '2.0.0'], hostnames: ['st-1', 'st-2'], components: { web: '1.0.0' } });
+    ({ t, api, nodes } = fleet);
   });
 
   afterAll(async () => {
-    for (const n of nodes) await n.stop();
-    await op?.close();
-    await t?.cleanup();
+    await stopInstallingFleet(fleet);
   });
 
   it('cordons and starts the drain in one transaction, and starts the health clock with the move to verifying', async () => {
