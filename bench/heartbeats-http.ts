@@ -35,7 +35,7 @@ const { values } = parseArgs({
     sockets: { type: 'string', default: '64' },
     longpolls: { type: 'string', default: '100' },
     postgres: { type: 'string' },
-    /** Write the operator's CPU profiles (main thread and the embedded engine's worker) into this directory. */
+    /** Write the operator's CPU profile (its main thread, where HTTP is served) into this directory. */
     profile: { type: 'string' },
     out: { type: 'string', default: 'bench/results/heartbeats-http.json' },
   },

@@ -225,9 +225,10 @@ export class RolloutReconciler {
         Object.assign(all, { active: step.active, nodeIds: step.nodeIds, wake: step.wake, schema: step.schema });
         // An operator hook run starts only once this transaction commits: until then the next
         // step would find it neither running here nor anywhere, so the queue passes again after.
-        if (!step.changed || !step.active || step.schema || step.operatorRuns.length > 0) return all;
+        if (!step.changed || !step.active || step.schema || step.operatorRuns.length > 0) break;
       }
-      return all;
+      // Several steps touch the same nodes: each is woken once.
+      return { ...all, touched: [...new Set(all.touched)], drains: [...new Set(all.drains)] };
     });
     // Started once their runs are committed as running and owned by this process.
     for (const run of operatorRuns) this.hooks.start(run);
