@@ -8,7 +8,9 @@ import { EVENT } from './events.js';
  *
  * 1. what the operator has heard: a heartbeat that reached the operator but is not committed yet
  *    counts from its arrival, and silence is measured only up to the arrival of the oldest such
- *    heartbeat (everything older is in the snapshot);
+ *    heartbeat (everything older is in the snapshot); an agent sends its next heartbeat an
+ *    interval after the reply to its last one, so a node whose heartbeat the operator has not
+ *    answered yet is not silent at all, and one that was answered is silent from the reply;
  * 2. when the operator could not hear: before it took the lease, and while its heartbeat writes
  *    were backlogged or its passes stalled (deaf periods): silence then is not the node's;
  * 3. how much of the node's region went silent at once: when a large share did, the operator
@@ -34,6 +36,10 @@ export interface HearingFacts {
   heardUntil?: Date;
   /** Arrival of heartbeats received and not committed yet, by node. */
   pending?: ReadonlyMap<string, Date>;
+  /** Nodes with a heartbeat written (credential accepted) and not answered yet: they wait on the operator. */
+  unanswered?: ReadonlySet<string>;
+  /** When the operator last answered a written heartbeat, by node: the agent's next one is timed from then. */
+  answeredAt?: ReadonlyMap<string, Date>;
   /** The operator has listened since then, as leader (default: forever). */
   listeningSince?: Date;
   /** Periods since then when it could not hear (see `nextHearing`); silence inside them is not the node's. */
@@ -127,7 +133,9 @@ export function decideLiveness(
     const derived = deriveNodeStatus({ cordoned: node.cordoned, lastHeartbeatAt: last }, drainsByNode.get(node.id), now, graceMs);
     status.set(node.id, derived);
     if (node.status === 'down') continue;
-    const silence = ownSilence(node, last);
+    // Waiting for the operator's reply a live node is not silent, and after it its silence counts
+    // from the reply: the wait was the operator's.
+    const silence = hearing.unanswered?.has(node.id) ? 0 : ownSilence(node, later(last, hearing.answeredAt?.get(node.id)));
     // Nodes that stopped within half a grace of each other went silent "at once": counting them
     // before they pass the grace lets the first of them be held too, not marked down alone.
     if (silence > graceMs / 2) region.silent++;

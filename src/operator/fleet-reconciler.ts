@@ -24,10 +24,12 @@ export interface FleetReconcilerOptions extends FleetOptions {
   resyncIntervalMs?: number;
 }
 
-/** Heartbeats received and not committed yet, on this process's monotonic clock (HeartbeatBuffer.uncommitted). */
+/** Heartbeats received and not committed yet, on this process's monotonic clock, and nodes waiting for a reply (HeartbeatBuffer.uncommitted). */
 export interface UncommittedHeartbeats {
   oldest: number | undefined;
   byNode: ReadonlyMap<string, number>;
+  unanswered?: ReadonlySet<string>;
+  answeredAt?: ReadonlyMap<string, number>;
 }
 
 const LIVENESS_KEY = 'fleet';
@@ -186,6 +188,7 @@ export class FleetReconciler {
     // Taken before the snapshot: whatever arrived earlier than its oldest entry is committed
     // by then, so it is in the snapshot (heardUntil below).
     const backlog = this.heartbeatBacklog();
+    const backlogAt = performance.now();
     let loaded;
     try {
       loaded = await loadLivenessSnapshot(this.db, { graceMs: this.options.heartbeatGraceMs, touched, all });
@@ -214,8 +217,15 @@ export class FleetReconciler {
     );
     const options = { ...this.options, regionSilence: this.options.regionSilence ?? DEFAULT_REGION_SILENCE };
     const decision = reconcileLiveness(snapshot, now, options, {
-      heardUntil: backlog.oldest === undefined ? now : onDbClock(backlog.oldest),
+      // A heartbeat that arrived after the backlog was taken may commit after the snapshot was
+      // read: what the snapshot holds is complete only up to then (or to the oldest uncommitted).
+      heardUntil: onDbClock(Math.min(backlogAt, backlog.oldest ?? backlogAt)),
       pending: new Map([...backlog.byNode].map(([id, at]) => [id, onDbClock(at)])),
+      unanswered: backlog.unanswered ?? new Set(),
+      answeredAt: new Map(snapshot.nodes.flatMap((n) => {
+        const at = backlog.answeredAt?.get(n.id);
+        return at === undefined ? [] : [[n.id, onDbClock(at)] as const];
+      })),
       listeningSince: hearing.listeningSince,
       deaf: hearing.deaf,
       conditions: this.conditions,

@@ -12,6 +12,8 @@ const BAD_RECORD_CLASSES = new Set(['22', '23', '54']);
 
 /** 40P01 deadlock detected, 40001 serialization failure: the transaction lost a race, not the data. */
 const RETRYABLE = new Set(['40P01', '40001']);
+/** How long the time of a heartbeat's reply is kept (10 min). */
+const REPLY_MEMORY_MS = 10 * 60_000;
 /** Tries of one batch before its callers get the error (default 3). */
 const MAX_WRITE_ATTEMPTS = 3;
 
@@ -43,6 +45,11 @@ export class HeartbeatBuffer {
   /** Batches being written: received, not committed yet (the liveness guard reads them). */
   private readonly inFlight = new Set<Pending[]>();
   private timer: NodeJS.Timeout | undefined;
+  /** Written heartbeats whose reply is being prepared, by node (how many). */
+  private readonly replying = new Map<string, number>();
+  /** When each node's last written heartbeat was answered (performance.now() ms). */
+  private readonly replied = new Map<string, number>();
+  private prunedAt = performance.now();
   /** windowMs 0: a write loop is running (or about to); what arrives joins its next batch. */
   private pumping = false;
 
@@ -106,11 +113,30 @@ export class HeartbeatBuffer {
   }
 
   /**
+   * Runs `reply` for a heartbeat of `nodeId` that was written. Until it settles the node waits on
+   * the operator (an agent sends its next heartbeat after the reply), so the liveness guard does
+   * not count that wait as the node's silence (`unanswered` below).
+   */
+  async answering<T>(nodeId: string, reply: () => Promise<T>): Promise<T> {
+    this.replying.set(nodeId, (this.replying.get(nodeId) ?? 0) + 1);
+    try {
+      return await reply();
+    } finally {
+      this.replied.set(nodeId, performance.now());
+      const left = (this.replying.get(nodeId) ?? 1) - 1;
+      if (left > 0) this.replying.set(nodeId, left);
+      else this.replying.delete(nodeId);
+    }
+  }
+
+  /**
    * Heartbeats received and not committed yet: the newest arrival per node and the oldest of
    * all (performance.now() ms; undefined: none). A node is never marked down for time its
-   * heartbeat spent here (liveness-guard.ts).
+   * heartbeat spent here (liveness-guard.ts). `unanswered`: nodes whose written heartbeat has
+   * no reply yet (see `answering`); `answeredAt`: when each node's last one was answered.
    */
-  uncommitted(): { oldest: number | undefined; byNode: Map<string, number> } {
+  uncommitted(): { oldest: number | undefined; byNode: Map<string, number>; unanswered: Set<string>; answeredAt: ReadonlyMap<string, number> } {
+    this.forgetOldReplies();
     const byNode = new Map<string, number>();
     let oldest: number | undefined;
     for (const batch of [this.pending.values(), ...this.inFlight]) {
@@ -121,7 +147,15 @@ export class HeartbeatBuffer {
         if (at > (byNode.get(record.nodeId) ?? Number.NEGATIVE_INFINITY)) byNode.set(record.nodeId, at);
       }
     }
-    return { oldest, byNode };
+    return { oldest, byNode, unanswered: new Set(this.replying.keys()), answeredAt: this.replied };
+  }
+
+  /** A reply older than this says nothing a node's stored heartbeat does not (it heartbeats again an interval later). */
+  private forgetOldReplies(): void {
+    const now = performance.now();
+    if (now - this.prunedAt < REPLY_MEMORY_MS) return;
+    this.prunedAt = now;
+    for (const [id, at] of this.replied) if (now - at > REPLY_MEMORY_MS) this.replied.delete(id);
   }
 
   /**

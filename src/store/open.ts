@@ -8,7 +8,7 @@ import { openPgliteWorkerDb } from './pglite-db.js';
 export const DEFAULT_DATA_DIR = './.drydock';
 
 export interface OpenDbOptions {
-  /** Where the embedded engine runs (default `main`, or `worker` with DRYDOCK_PGLITE_WORKER=1). */
+  /** Where the embedded engine runs (default `worker`, or `main` with DRYDOCK_PGLITE_WORKER=0). */
   embeddedThread?: 'main' | 'worker';
   /** A Postgres server; when absent the embedded engine is used. */
   databaseUrl?: string | undefined;
@@ -26,17 +26,15 @@ export interface OpenDbOptions {
 }
 
 /**
- * Where the embedded engine runs: `main` (this thread, the default) or `worker` (its own thread,
- * with DRYDOCK_PGLITE_WORKER=1). PGlite runs Postgres on the thread that calls it: on `main` a
+ * Where the embedded engine runs: `worker` (its own thread, the default) or `main` (this thread,
+ * with DRYDOCK_PGLITE_WORKER=0). PGlite runs Postgres on the thread that calls it: on `main` a
  * heavy query stops HTTP and timers for its whole duration. Measured with 2,000 nodes every 2 s
  * (bench:heartbeats-http, 2 cores, quiet): on `main` 511 heartbeats/s of 1,000, p99 16 s and 5,000
  * false node.down; in the worker 999/s, heartbeat p99 177-270 ms, API p99 84-101 ms, none down.
- * It is not the default yet: with it, liveness-overload.test.ts's stall test (run alone) marked
- * every node down in 2 runs of 6, against 0 of 5 on `main` — the liveness guard's ordering
- * assumption does not hold there yet. The worker also costs about 170 MiB of RSS.
+ * The worker costs about 170 MiB of RSS (a second V8 heap with the bundle).
  */
 function defaultEmbeddedThread(): 'main' | 'worker' {
-  return process.env.DRYDOCK_PGLITE_WORKER === '1' ? 'worker' : 'main';
+  return process.env.DRYDOCK_PGLITE_WORKER === '0' ? 'main' : 'worker';
 }
 
 export async function openDb(options: OpenDbOptions = {}): Promise<Db> {

@@ -94,6 +94,22 @@ describe("the operator's own hearing", () => {
     expect(actions.nodeStatus).toEqual([{ nodeId: 'n2', status: 'ready' }]);
   });
 
+  it('does not blame a node waiting for its reply: an unanswered heartbeat holds it, with one event, and brings no down node up', () => {
+    const nodes = [node('n1', 'us-east', 12_000), node('n2', 'us-east', 12_000), node('n3', 'eu-west', 12_000, { status: 'down' })];
+    const actions = decide(nodes, { unanswered: new Set(['n1', 'n3']) });
+    expect(actions.nodeStatus).toEqual([{ nodeId: 'n2', status: 'down' }]);
+    expect(kinds(actions)).toEqual(['node.down', LIVENESS_EVENTS.operatorHeld]);
+    expect(actions.events[1]?.data).toMatchObject({ condition: 'operator', held: 1 });
+  });
+
+  it('counts silence from the reply to the last heartbeat: an agent times its next one from there', () => {
+    // Heartbeat 12 s ago, answered 3 s ago (the operator took 9 s to reply): 3 s of the node's own silence.
+    const nodes = [node('n1', 'us-east', 12_000), node('n2', 'us-east', 12_000)];
+    const actions = decide(nodes, { answeredAt: new Map([['n1', ago(3_000)], ['n2', ago(11_000)]]) });
+    expect(downs(actions)).toEqual(['n2']);
+    expect(kinds(actions)).toEqual(['node.down', LIVENESS_EVENTS.operatorHeld]);
+  });
+
   it('measures silence only up to what it has heard: a backlog holds nodes, with one event', () => {
     // The oldest uncommitted heartbeat arrived 4 s ago: the node's silence is 8 s of what was heard, not 12.
     const nodes = [node('n1', 'us-east', 12_000)];
@@ -151,6 +167,8 @@ const fleetArb = fc.record({
       status: fc.constantFrom(...NODE_STATUSES),
       ageMs: fc.option(fc.integer({ min: 0, max: 4 * GRACE }), { nil: null, freq: 8 }),
       pendingAgeMs: fc.option(fc.integer({ min: 0, max: 2 * GRACE }), { nil: null, freq: 1 }),
+      unanswered: fc.constantFrom(false, false, false, true),
+      answeredAgeMs: fc.option(fc.integer({ min: 0, max: 2 * GRACE }), { nil: null, freq: 1 }),
     }),
     { maxLength: 14 },
   ),
@@ -169,6 +187,8 @@ function build(raw: RawFleet) {
   const hearing: HearingFacts = {
     heardUntil: ago(raw.heardLagMs),
     pending,
+    unanswered: new Set(raw.nodes.flatMap((r, k) => (r.unanswered ? [`n${k}`] : []))),
+    answeredAt: new Map(raw.nodes.flatMap((r, k) => (r.answeredAgeMs === null ? [] : [[`n${k}`, ago(r.answeredAgeMs)] as const]))),
     ...(raw.listeningForMs === null ? {} : { listeningSince: ago(raw.listeningForMs) }),
     ...(raw.deaf === null ? {} : { deaf: [{ from: ago(raw.deaf.startAgoMs), to: ago(Math.max(0, raw.deaf.startAgoMs - raw.deaf.lengthMs)) }] }),
   };
@@ -182,8 +202,13 @@ const last = (n: FleetNode, hearing: HearingFacts): number | null => {
 };
 /** The silence the operator can blame on the node, written out from the rule's statement. */
 const ownSilence = (n: FleetNode, hearing: HearingFacts): number => {
+  if (hearing.unanswered?.has(n.id)) return 0;
   const heard = (hearing.heardUntil ?? NOW).getTime();
-  const since = Math.max(last(n, hearing) ?? Number.NEGATIVE_INFINITY, hearing.listeningSince?.getTime() ?? Number.NEGATIVE_INFINITY);
+  const since = Math.max(
+    last(n, hearing) ?? Number.NEGATIVE_INFINITY,
+    hearing.answeredAt?.get(n.id)?.getTime() ?? Number.NEGATIVE_INFINITY,
+    hearing.listeningSince?.getTime() ?? Number.NEGATIVE_INFINITY,
+  );
   // Time the operator could not hear does not count: subtract the deaf periods inside [since, heard].
   const deaf = (hearing.deaf ?? []).reduce((sum, p) => sum + Math.max(0, Math.min(heard, p.to.getTime()) - Math.max(since, p.from.getTime())), 0);
   return heard - since - deaf;

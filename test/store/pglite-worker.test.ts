@@ -11,8 +11,9 @@ import { sqlState } from '../../src/store/db.js';
 import { openDb } from '../../src/store/open.js';
 import { createTestDb, type TestDb } from '../support/db.js';
 
-// The worker is opt-in (src/store/open.ts says why): this file opens the embedded engine in it.
-// Each test file runs in a process of its own, so this reaches no other file.
+// The worker is the default (src/store/open.ts); this file says so anyway, so an opt-out in the
+// environment (DRYDOCK_PGLITE_WORKER=0) cannot make it test the other thread. Each test file
+// runs in a process of its own, so this reaches no other file.
 process.env.DRYDOCK_PGLITE_WORKER = '1';
 
 let t: TestDb;
@@ -154,7 +155,7 @@ describe('the embedded engine behind the Db seam', () => {
     expect(ticksDuringQuery).toBeGreaterThanOrEqual(5);
   });
 
-  it('runs in the caller’s thread with DRYDOCK_PGLITE_WORKER=0 (the default): the same query stops the timers', async () => {
+  it('runs in the caller’s thread with DRYDOCK_PGLITE_WORKER=0 (the opt-out): the same query stops the timers', async () => {
     // The embedded engine on either suite's run (the server engine has no thread to choose).
     const dataDir = mkdtempSync(join(tmpdir(), 'drydock-test-main-thread-'));
     process.env.DRYDOCK_PGLITE_WORKER = '0';

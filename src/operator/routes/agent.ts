@@ -99,20 +99,24 @@ export async function agentRoutes(base: FastifyInstance, ctx: OperatorContext): 
     if (generation === undefined) throw await unknownNode(body.node_id);
     if (credentialHash) ctx.credentials.confirm(body.node_id, credentialHash);
     ctx.metrics.heartbeats.inc();
-    // Hook runs (rare: only while a node's hooks run): recorded after the heartbeat proved the
-    // node, each step once; a finished run leaves the desired state and its rollout looks again.
-    if (body.hooks && body.hooks.length > 0) {
-      const recorded = await recordHookReports(ctx.db, body.node_id, body.hooks);
-      for (const rolloutId of recorded.rollouts) ctx.rollouts.wake(rolloutId);
-      if (recorded.desiredChanged) {
-        ctx.waiters.wake([body.node_id]);
-        const current = await ctx.desired.current(body.node_id);
-        if (current) return current;
+    const written = generation;
+    // Until this reply is sent the agent waits on the operator: that is not its silence.
+    return ctx.heartbeats.answering(body.node_id, async () => {
+      // Hook runs (rare: only while a node's hooks run): recorded after the heartbeat proved the
+      // node, each step once; a finished run leaves the desired state and its rollout looks again.
+      if (body.hooks && body.hooks.length > 0) {
+        const recorded = await recordHookReports(ctx.db, body.node_id, body.hooks);
+        for (const rolloutId of recorded.rollouts) ctx.rollouts.wake(rolloutId);
+        if (recorded.desiredChanged) {
+          ctx.waiters.wake([body.node_id]);
+          const current = await ctx.desired.current(body.node_id);
+          if (current) return current;
+        }
       }
-    }
-    const desired = await ctx.desired.atLeast(body.node_id, generation);
-    if (!desired) throw await unknownNode(body.node_id);
-    return desired;
+      const desired = await ctx.desired.atLeast(body.node_id, written);
+      if (!desired) throw await unknownNode(body.node_id);
+      return desired;
+    });
   });
 
   // Long-poll: held open until the node's desired generation moves past `after`.
