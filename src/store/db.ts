@@ -10,8 +10,17 @@ export interface Db {
   readonly engine: 'postgres' | 'pglite';
   query<R = Record<string, unknown>>(text: string, values?: readonly unknown[]): Promise<R[]>;
   /** Runs `work` in one transaction; a throw rolls it back. Nested calls join the outer one. */
-  transaction<T>(work: (tx: Db) => Promise<T>): Promise<T>;
+  transaction<T>(work: (tx: Db) => Promise<T>, options?: TransactionOptions): Promise<T>;
   close(): Promise<void>;
+}
+
+export interface TransactionOptions {
+  /**
+   * Ahead of the other work waiting for the embedded engine's one session (the heartbeat batch:
+   * a node's liveness and its agent's reply wait for it). A server engine, with a session per
+   * caller, has nothing to reorder and ignores it.
+   */
+  urgent?: boolean;
 }
 
 class ClientDb implements Db {

@@ -369,7 +369,9 @@ export async function writeHeartbeats(db: Db, batch: readonly HeartbeatRecord[])
       for (const b of bumped) outcome.written.set(b.id, Number(b.generation));
     }
     return outcome;
-  });
+    // Urgent: on the embedded engine's one session the batch goes before reconciler reads that
+    // wait for it, since every agent's reply and every node's liveness wait for this commit.
+  }, { urgent: true });
 }
 
 export async function setCordoned(tx: Db, nodeId: string, cordoned: boolean): Promise<void> {

@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import { workerScript } from '../worker-script.js';
 import pgUtils from 'pg/lib/utils.js';
-import { ConnectionLostError, type Db, isConnectionLost } from './db.js';
+import { ConnectionLostError, type Db, isConnectionLost, type TransactionOptions } from './db.js';
 // Imported for its gate: a bundle that contains this module contains the worker too, and is
 // started again as the worker (see src/worker-script.ts).
 import './pglite-worker.js';
@@ -86,10 +86,10 @@ class PgliteWorkerDb implements Db {
     return this.run<R>(text, values, undefined);
   }
 
-  async transaction<T>(work: (tx: Db) => Promise<T>): Promise<T> {
-    // BEGIN in the worker checks out its pool's only connection: until COMMIT or ROLLBACK,
-    // every other caller's statement waits there instead of landing inside this transaction.
-    const begun = await this.request({ op: 'begin' });
+  async transaction<T>(work: (tx: Db) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    // BEGIN in the worker takes its one session: until COMMIT or ROLLBACK, every other caller's
+    // statement waits there instead of landing inside this transaction (urgent ones first).
+    const begun = await this.request({ op: 'begin', ...(options.urgent ? { urgent: true } : {}) });
     if (!('tx' in begun)) throw new Error('the embedded database did not open a transaction');
     const tx = begun.tx;
     let result: T;

@@ -13,7 +13,7 @@ export interface PgliteWorkerData {
 
 export type PgliteRequest =
   | { id: number; op: 'query'; text: string; values: unknown[]; tx?: number }
-  | { id: number; op: 'begin' }
+  | { id: number; op: 'begin'; urgent?: boolean }
   | { id: number; op: 'commit' | 'rollback'; tx: number }
   | { id: number; op: 'close' };
 

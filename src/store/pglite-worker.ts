@@ -50,6 +50,28 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
   let nextTx = 1;
   let closing = false;
 
+  // The one session, handed out here rather than in the pool's queue: a statement on its own or
+  // a transaction from BEGIN to COMMIT holds it, and when it frees, an urgent transaction (the
+  // heartbeat batch) goes before the rest, which keep their order.
+  let sessionHeld = false;
+  const waiting: { urgent: boolean; grant: () => void }[] = [];
+  const acquire = (urgent: boolean) =>
+    new Promise<void>((grant) => {
+      if (!sessionHeld) {
+        sessionHeld = true;
+        grant();
+        return;
+      }
+      const at = urgent ? waiting.findIndex((w) => !w.urgent) : -1;
+      if (at === -1) waiting.push({ urgent, grant });
+      else waiting.splice(at, 0, { urgent, grant });
+    });
+  const releaseSession = () => {
+    const next = waiting.shift();
+    if (next) next.grant();
+    else sessionHeld = false;
+  };
+
   const reply = (message: PgliteReply, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
   const stats = statementStats(process.env.DRYDOCK_PGLITE_STATS);
   /** Per open transaction: when it began and its first statement (what the stats file calls it). */
@@ -62,7 +84,13 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
           const runner = request.tx === undefined ? pool : transactions.get(request.tx);
           if (!runner) throw new Error(`transaction ${request.tx} is not open in the embedded database`);
           const started = performance.now();
-          const result = await runner.query(request.text, request.values);
+          if (request.tx === undefined) await acquire(false);
+          let result: pg.QueryResult;
+          try {
+            result = await runner.query(request.text, request.values);
+          } finally {
+            if (request.tx === undefined) releaseSession();
+          }
           if (stats) {
             stats.add(request.tx === undefined ? 'statement' : 'in transaction', request.text, performance.now() - started);
             const tx = request.tx === undefined ? undefined : opened.get(request.tx);
@@ -77,12 +105,20 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
           return;
         }
         case 'begin': {
-          const client = await pool.connect();
+          await acquire(request.urgent === true);
+          let client: pg.PoolClient;
+          try {
+            client = await pool.connect();
+          } catch (error) {
+            releaseSession();
+            throw error;
+          }
           client.on('error', ignoreError);
           try {
             await client.query('BEGIN');
           } catch (error) {
             release(client);
+            releaseSession();
             throw error;
           }
           const tx = nextTx++;
@@ -108,6 +144,8 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
             await client.query('ROLLBACK').catch(() => {});
             release(client);
             throw error;
+          } finally {
+            releaseSession();
           }
           reply({ id: request.id, done: true });
           return;

@@ -155,6 +155,35 @@ describe('the embedded engine behind the Db seam', () => {
     expect(ticksDuringQuery).toBeGreaterThanOrEqual(5);
   });
 
+  it('hands the one session to an urgent transaction (the heartbeat batch) before statements that waited longer', async () => {
+    // The embedded engine on either suite's run: a server has a session per caller and ignores it.
+    const dataDir = mkdtempSync(join(tmpdir(), 'drydock-test-urgent-'));
+    const db = await openDb({ dataDir });
+    try {
+      await db.query('CREATE TABLE turns (n serial PRIMARY KEY, who text NOT NULL)');
+      let holding!: () => void;
+      const began = new Promise<void>((r) => (holding = r));
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      const holder = db.transaction(async (tx) => {
+        await tx.query(`INSERT INTO turns (who) VALUES ('holder')`);
+        holding();
+        await released;
+      });
+      await began;
+      // Both wait for the session: the plain statement first, then the urgent transaction.
+      const plain = db.query(`INSERT INTO turns (who) VALUES ('plain')`);
+      const urgent = db.transaction((tx) => tx.query(`INSERT INTO turns (who) VALUES ('urgent')`), { urgent: true });
+      await new Promise((r) => setTimeout(r, 50));
+      release();
+      await Promise.all([holder, plain, urgent]);
+      expect((await db.query<{ who: string }>('SELECT who FROM turns ORDER BY n')).map((r) => r.who)).toEqual(['holder', 'urgent', 'plain']);
+    } finally {
+      await db.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   it('runs in the caller’s thread with DRYDOCK_PGLITE_WORKER=0 (the opt-out): the same query stops the timers', async () => {
     // The embedded engine on either suite's run (the server engine has no thread to choose).
     const dataDir = mkdtempSync(join(tmpdir(), 'drydock-test-main-thread-'));
