@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { parseDuration } from '../src/domain/duration.js';
 import { freePort } from '../src/agent/drivers/process-driver.js';
-import { CREDENTIAL_HEADER, Latencies, ProcessSampler, postJson, getJson } from './http-load.js';
+import { bucketQuantiles, CREDENTIAL_HEADER, Latencies, ProcessSampler, postJson, getJson, operatorReading } from './http-load.js';
 import { appendRun } from './results.js';
 
 const { values } = parseArgs({
@@ -252,10 +252,16 @@ try {
       await new Promise((r) => setTimeout(r, 500));
     }
   })();
+  const HEARTBEAT_ROUTE = '/api/v1/agent/heartbeat';
+  const insideBefore = (await operatorReading(agent, base, HEARTBEAT_ROUTE)).buckets;
   sampler.start();
   await Promise.all([...schedule, probe, changer]);
   const elapsed = (performance.now() - started) / 1000;
   const usage = sampler.stop();
+  // The same heartbeats as the operator timed them (arrival to reply): what is left of the
+  // client's latency is the client, the kernel and the cores the processes share.
+  const reading = await operatorReading(agent, base, HEARTBEAT_ROUTE);
+  const inside = { ...bucketQuantiles(insideBefore, reading.buckets), event_loop_delay_ms: reading.loopDelayMs };
   // Long-polls end by themselves within their wait once the run is over.
   await Promise.all(polls);
   const down = await getJson(agent, `${base}/api/v1/events?kind_prefix=node.down&limit=5000&after=${measuredAfter}`, viewerAuth);
@@ -275,6 +281,8 @@ try {
     api_ms: apiLatency.summary(),
     // From a drain/enable request being sent to the node's long-poll returning with the new generation.
     reaction_ms: reaction.summary(),
+    // Upper bounds from the operator's own histogram (drydock_http_request_duration_seconds).
+    heartbeat_inside_operator: inside,
     longpolls: watched.length,
     operator: usage,
     // node.down events during the measured phase (after the warm-up); at most 5,000 are counted.
@@ -285,7 +293,7 @@ try {
   const a = result.api_ms;
   console.log(
     `${result.engine} ${nodes} nodes every ${intervalMs} ms for ${result.duration_s} s: ${result.achieved_per_s}/s of ${result.target_per_s}/s target, ` +
-      `errors ${JSON.stringify(errors)}\n  heartbeat p50 ${h.p50} ms  p95 ${h.p95}  p99 ${h.p99}  max ${h.max}\n  other API p50 ${a.p50} ms  p95 ${a.p95}  p99 ${a.p99}  max ${a.max}\n` +
+      `errors ${JSON.stringify(errors)}\n  heartbeat p50 ${h.p50} ms  p95 ${h.p95}  p99 ${h.p99}  max ${h.max}\n  the same inside the operator (its histogram's bucket bounds): p50 ≤ ${inside.le_ms.p50} ms  p95 ≤ ${inside.le_ms.p95}  p99 ≤ ${inside.le_ms.p99}; its event loop delay p99 ${inside.event_loop_delay_ms.p99} ms, max ${inside.event_loop_delay_ms.max}\n  other API p50 ${a.p50} ms  p95 ${a.p95}  p99 ${a.p99}  max ${a.max}\n` +
       `  reaction (API write → long-poll returns, ${watched.length} long-polls, ${result.reaction_ms.count} changes) p50 ${result.reaction_ms.p50} ms  p99 ${result.reaction_ms.p99}  max ${result.reaction_ms.max}\n` +
       `  operator CPU ${usage.cpu_percent}% (of one core), RSS max ${usage.rss_max_mb} MiB; node.down events: ${falseDowns}`,
   );

@@ -98,3 +98,47 @@ export class ProcessSampler {
     return { cpu_percent: Math.round(cpu * 100), rss_max_mb: Math.round(this.rssMaxKb / 1024) };
   }
 }
+
+/**
+ * Cumulative counts of the operator's own request-duration histogram for one route (all methods
+ * and statuses), by bucket upper bound in seconds: the time a request spent inside the operator,
+ * from its arrival to its reply, without the client's side.
+ */
+function durationBuckets(metrics: string, route: string): Map<number, number> {
+  const buckets = new Map<number, number>();
+  for (const line of metrics.split('\n')) {
+    if (!line.startsWith('drydock_http_request_duration_seconds_bucket{') || !line.includes(`route="${route}"`)) continue;
+    const le = /le="([^"]+)"/.exec(line)?.[1];
+    if (le === undefined) continue;
+    const bound = le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le);
+    buckets.set(bound, (buckets.get(bound) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
+  }
+  return buckets;
+}
+
+/**
+ * What the operator's /metrics says now: the route's duration buckets (durationBuckets) and
+ * its event loop's delay p99 and max in ms since the previous scrape (prom-client resets them).
+ */
+export async function operatorReading(agent: http.Agent, base: string, route: string): Promise<{ buckets: Map<number, number>; loopDelayMs: { p99: number; max: number } }> {
+  const text = (await getJson(agent, `${base}/metrics`, {})).text;
+  const gauge = (name: string) => Math.round(1000 * Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? Number.NaN));
+  return { buckets: durationBuckets(text, route), loopDelayMs: { p99: gauge('nodejs_eventloop_lag_p99_seconds'), max: gauge('nodejs_eventloop_lag_max_seconds') } };
+}
+
+/**
+ * Between two readings of durationBuckets: the requests answered and, for each quantile,
+ * the bucket bound it falls under (in ms; an upper bound, as precise as the buckets).
+ */
+export function bucketQuantiles(before: Map<number, number>, after: Map<number, number>, quantiles = [0.5, 0.95, 0.99]): { count: number; le_ms: Record<string, number | null> } {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const counts = bounds.map((b) => (after.get(b) ?? 0) - (before.get(b) ?? 0));
+  const count = counts.at(-1) ?? 0;
+  const le_ms: Record<string, number | null> = {};
+  for (const q of quantiles) {
+    const k = counts.findIndex((c) => c >= q * count);
+    const bound = k === -1 ? undefined : bounds[k];
+    le_ms[`p${Math.round(q * 100)}`] = bound === undefined || !Number.isFinite(bound) ? null : Math.round(bound * 1000);
+  }
+  return { count, le_ms };
+}
