@@ -104,7 +104,7 @@ export class ProcessSampler {
  * and statuses), by bucket upper bound in seconds: the time a request spent inside the operator,
  * from its arrival to its reply, without the client's side.
  */
-function durationBuckets(metrics: string, route: string): Map<number, number> {
+export function durationBuckets(metrics: string, route: string): Map<number, number> {
   const buckets = new Map<number, number>();
   for (const line of metrics.split('\n')) {
     if (!line.startsWith('drydock_http_request_duration_seconds_bucket{') || !line.includes(`route="${route}"`)) continue;

@@ -1,0 +1,44 @@
+// The heartbeat bench splits the client's latency with the operator's own histogram: read here
+// from what prom-client really prints, with the operator's buckets.
+import { Histogram, Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { bucketQuantiles, durationBuckets } from '../../bench/http-load.js';
+
+const ROUTE = '/api/v1/agent/heartbeat';
+
+function histogram() {
+  const registry = new Registry();
+  const duration = new Histogram({
+    name: 'drydock_http_request_duration_seconds',
+    help: 'test',
+    labelNames: ['method', 'route', 'status_code'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [registry],
+  });
+  return { registry, duration };
+}
+
+describe('the operator-side latency of the heartbeat bench', () => {
+  it('reads one route’s buckets over every status and says which bucket each quantile falls under, between two readings', async () => {
+    const { registry, duration } = histogram();
+    // Before the measured phase: 10 slow heartbeats that must not count.
+    for (let k = 0; k < 10; k++) duration.observe({ method: 'POST', route: ROUTE, status_code: '200' }, 0.4);
+    duration.observe({ method: 'GET', route: '/health', status_code: '200' }, 0.9);
+    const before = durationBuckets(await registry.metrics(), ROUTE);
+    // Measured: 95 fast (20 ms), 4 at 80 ms, 1 refused at 200 ms (another status, the same route).
+    for (let k = 0; k < 95; k++) duration.observe({ method: 'POST', route: ROUTE, status_code: '200' }, 0.02);
+    for (let k = 0; k < 4; k++) duration.observe({ method: 'POST', route: ROUTE, status_code: '200' }, 0.08);
+    duration.observe({ method: 'POST', route: ROUTE, status_code: '401' }, 0.2);
+    const after = durationBuckets(await registry.metrics(), ROUTE);
+
+    expect(bucketQuantiles(before, after, [0.5, 0.95, 0.99, 1])).toEqual({ count: 100, le_ms: { p50: 25, p95: 25, p99: 100, p100: 250 } });
+  });
+
+  it('says null for a quantile past the last finite bucket, and counts nothing for a route never seen', async () => {
+    const { registry, duration } = histogram();
+    duration.observe({ method: 'POST', route: ROUTE, status_code: '200' }, 3);
+    const after = durationBuckets(await registry.metrics(), ROUTE);
+    expect(bucketQuantiles(new Map(), after, [0.5])).toEqual({ count: 1, le_ms: { p50: null } });
+    expect(bucketQuantiles(new Map(), durationBuckets(await registry.metrics(), '/nowhere'), [0.5])).toEqual({ count: 0, le_ms: { p50: null } });
+  });
+});
