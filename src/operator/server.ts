@@ -28,6 +28,15 @@ import type { ServerTls } from '../tls.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
 import type { RetryPolicy } from '../domain/webhooks.js';
 
+
+/**
+ * Connections the kernel may hold for the operator before it accepts them (capped by
+ * net.core.somaxconn). Node's default of 511 overflows when thousands of agents connect at once —
+ * after a failover, or 3,000 keep-alive sockets opening under bench:heartbeats-http — and the
+ * kernel then drops the handshake: the agent retries a second later, then two, then four, and its
+ * heartbeat reaches the operator too late for anyone to know it was sent.
+ */
+const LISTEN_BACKLOG = 4096;
 export interface OperatorOptions {
   /** host:port to listen on (default 127.0.0.1:8080; port 0 picks a free one). */
   listen: string;
@@ -203,7 +212,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     webhooks.onAttempt = (update) => ctx.metrics.webhookAttempt(update.state);
     await ctx.metrics.events.start();
     const app = await buildOperatorApp(ctx, resolveHttpLimits(options.http), options.tls);
-    await app.listen({ host, port });
+    await app.listen({ host, port, backlog: LISTEN_BACKLOG });
     const address = app.server.address();
     const boundPort = typeof address === 'object' && address ? address.port : port;
     const url = `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
