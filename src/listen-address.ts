@@ -1,3 +1,12 @@
+/**
+ * Connections the kernel may hold for a server of ours before it accepts them (capped by
+ * net.core.somaxconn). Node's default of 511 overflows when thousands of agents connect at once —
+ * after a failover, or 3,000 keep-alive sockets opening under bench:heartbeats-http — and the
+ * kernel then drops the handshake: the agent retries a second later, then two, then four, and its
+ * heartbeat reaches the operator too late for anyone to know it was sent.
+ */
+export const LISTEN_BACKLOG = 4096;
+
 /** Splits "host:port" (IPv6 as "[::1]:8080"); a bare port means 127.0.0.1. */
 export function parseListen(listen: string, defaultPort: number): { host: string; port: number } {
   const text = listen.trim();

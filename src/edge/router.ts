@@ -2,7 +2,7 @@ import { Agent, createServer, type IncomingMessage, type Server, type ServerResp
 import { createServer as createHttpsServer } from 'node:https';
 import type { ServerTls } from '../tls.js';
 import type { Logger } from 'pino';
-import { parseListen } from '../listen-address.js';
+import { LISTEN_BACKLOG, parseListen } from '../listen-address.js';
 import { ControlPlaneClients } from './control-plane-clients.js';
 import { EndpointTable, type EndpointWait } from './endpoint-table.js';
 import { edgeErrors, sendError } from './errors.js';
@@ -93,7 +93,7 @@ export class EdgeRouter {
     const { host, port } = parseListen(this.options.listen, 8088);
     await new Promise<void>((resolve, reject) => {
       this.server?.once('error', reject);
-      this.server?.listen(port, host, resolve);
+      this.server?.listen({ port, host, backlog: LISTEN_BACKLOG }, resolve);
     });
     const address = this.server.address();
     this.url = `${this.options.tls ? 'https' : 'http'}://${host}:${typeof address === 'object' && address ? address.port : port}`;

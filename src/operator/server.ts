@@ -22,21 +22,12 @@ import { RolloutReconciler } from './rollout-reconciler.js';
 import { MigrationReconciler } from './migration-reconciler.js';
 import { ReplicaRegistry } from './replica-registry.js';
 import { SchemaStepRunner } from './schema-steps.js';
-import { isLoopback, parseListen } from '../listen-address.js';
+import { isLoopback, LISTEN_BACKLOG, parseListen } from '../listen-address.js';
 import { OperatorMetrics } from './metrics.js';
 import type { ServerTls } from '../tls.js';
 import { WebhookDispatcher } from './webhook-dispatcher.js';
 import type { RetryPolicy } from '../domain/webhooks.js';
 
-
-/**
- * Connections the kernel may hold for the operator before it accepts them (capped by
- * net.core.somaxconn). Node's default of 511 overflows when thousands of agents connect at once —
- * after a failover, or 3,000 keep-alive sockets opening under bench:heartbeats-http — and the
- * kernel then drops the handshake: the agent retries a second later, then two, then four, and its
- * heartbeat reaches the operator too late for anyone to know it was sent.
- */
-const LISTEN_BACKLOG = 4096;
 export interface OperatorOptions {
   /** host:port to listen on (default 127.0.0.1:8080; port 0 picks a free one). */
   listen: string;
