@@ -42,6 +42,7 @@ export class OperatorMetrics {
   readonly heartbeats: Counter;
   readonly httpDuration: Histogram;
   readonly longPolls: Counter;
+  readonly planInstanceReads: Counter;
   readonly reconcileDuration: Histogram;
   readonly reconcileErrors: Counter;
   readonly migrations: Counter;
@@ -100,6 +101,12 @@ export class OperatorMetrics {
       name: 'drydock_http_long_polls_total',
       help: 'Long-polls and event streams answered, by route and status code: they last as long as they wait, so they stay out of the latency histogram.',
       labelNames: ['route', 'status_code'],
+      registers,
+    });
+    this.planInstanceReads = new Counter({
+      name: 'drydock_plan_instance_reads_total',
+      help: 'Dry runs by how they read the instances: every row (complete) or only the rows written since the plan worker last read them (incremental).',
+      labelNames: ['read'],
       registers,
     });
     this.reconcileDuration = new Histogram({

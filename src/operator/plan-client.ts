@@ -4,10 +4,11 @@ import { Worker } from 'node:worker_threads';
 import { workerScript } from '../worker-script.js';
 import type { PlannedMove } from '../domain/rollout/plan.js';
 import type { PlanFacts, PlanOutcome } from './plan-compute.js';
+import type { InstanceCacheRef } from './plan-fleet-cache.js';
 import { decodeMoves, PLAN_WORKER_MARKER, type PlanReply, type PlanRequest } from './plan-worker.js';
 
 interface Pending {
-  resolve: (outcome: PlanOutcome | RenderedPlan) => void;
+  resolve: (outcome: PlanOutcome | RenderedPlan | Stale) => void;
   reject: (error: Error) => void;
   strings: string[];
   moves: PlannedMove[];
@@ -23,24 +24,30 @@ const pending = new Map<number, Pending>();
  * moves one slice per message (MOVES_PER_SLICE), so between two slices it serves other requests.
  */
 export async function planInWorker(facts: PlanFacts): Promise<PlanOutcome> {
-  return (await ask(facts, false)) as PlanOutcome;
+  return (await ask({ facts })) as PlanOutcome;
 }
 
 /** The dry run's response body, rendered in the worker (see PlanRequest.render); a spec the policies refuse comes back as issues. */
 export type RenderedPlan = { ok: true; body: Uint8Array } | Extract<PlanOutcome, { ok: false }>;
 
-export async function renderPlanInWorker(facts: PlanFacts): Promise<RenderedPlan> {
-  return (await ask(facts, true)) as RenderedPlan;
+/** The worker could not apply the facts' instance rows to what it keeps (PlanRequest.cache): read them all and ask again. */
+export interface Stale {
+  ok: 'stale';
 }
 
-async function ask(facts: PlanFacts, render: boolean): Promise<PlanOutcome | RenderedPlan> {
+/** Renders the dry run; with `cache`, from the worker's kept instances of that fleet (plan-fleet-cache.ts). */
+export async function renderPlanInWorker(facts: PlanFacts, cache?: InstanceCacheRef): Promise<RenderedPlan | Stale> {
+  return (await ask({ facts, render: true, ...(cache ? { cache } : {}) })) as RenderedPlan | Stale;
+}
+
+async function ask(request: Omit<PlanRequest, 'id'>): Promise<PlanOutcome | RenderedPlan | Stale> {
   const thread = await planWorker();
   const id = nextId++;
-  return new Promise<PlanOutcome | RenderedPlan>((resolve, reject) => {
+  return new Promise<PlanOutcome | RenderedPlan | Stale>((resolve, reject) => {
     pending.set(id, { resolve, reject, strings: [], moves: [] });
     // Held while a plan is out, so a process with nothing else to do still waits for it.
     thread.ref();
-    thread.postMessage({ id, facts, render } satisfies PlanRequest);
+    thread.postMessage({ id, ...request } satisfies PlanRequest);
   });
 }
 
@@ -91,6 +98,12 @@ function onReply(thread: Worker, reply: PlanReply): void {
       pending.delete(reply.id);
       if (pending.size === 0) thread.unref();
       request.resolve({ ok: true, body: reply.body });
+      return;
+    }
+    case 'stale': {
+      pending.delete(reply.id);
+      if (pending.size === 0) thread.unref();
+      request.resolve({ ok: 'stale' });
       return;
     }
     case 'failed': {

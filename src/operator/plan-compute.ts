@@ -5,8 +5,9 @@ import { planRollout, type PlanDeployment, type RolloutPlan } from '../domain/ro
 import { type AppliedPolicy, type Policy, strengthenSpec } from '../domain/rollout/policy.js';
 import { type InstanceFacts, type PreflightReport, runPreflight } from '../domain/rollout/preflight.js';
 import type { RolloutSpec, SpecIssue } from '../domain/rollout/spec.js';
-import type { FleetNode, Instance } from '../domain/types.js';
+import type { FleetNode } from '../domain/types.js';
 import type { PlanSnapshotText } from '../store/plan-snapshot.js';
+import { type InstanceRow, InstanceTable } from './plan-fleet-cache.js';
 
 /** Everything a dry run decides from, as structured-clone-able data. */
 export interface PlanFacts {
@@ -47,54 +48,44 @@ export type PlanOutcome =
 
 type NodeRow = [string, string, string, FleetNode['role'], Record<string, string>, FleetNode['status'], boolean, number, number | null, string | null, Record<string, string> | null];
 type DeploymentRow = [string, string, number, number, PlanDeployment['nodeSelector']];
-type InstanceRow = [string, string, string, Instance['desired'], Instance['status'], InstanceFacts['volume'], string | null];
 
 /**
  * The fleet as the plan reads it. Instances share the id strings of their node and deployment
  * rows (a map lookup by the same string is a pointer compare) and carry only the fields the
- * plan and preflight read: at 200,000 instances that halves what the plan costs.
+ * plan and preflight read: at 200,000 instances that halves what the plan costs. `table` is the
+ * plan worker's kept copy of the instances (plan-fleet-cache.ts), the snapshot's rows already
+ * applied; without it the snapshot's rows are every instance.
  */
-export function fleetFromSnapshot(snapshot: PlanSnapshotText): {
+export function fleetFromSnapshot(
+  snapshot: PlanSnapshotText,
+  table: InstanceTable = new InstanceTable(JSON.parse(snapshot.instances.rows) as InstanceRow[], snapshot.instances.cursor),
+): {
   nodes: FleetNode[];
   deployments: PlanDeployment[];
-  instances: InstanceFacts[];
+  instances: readonly InstanceFacts[];
   versionOf: Map<string, string | undefined>;
   /** Several targets: each node's versions of the other target components. */
   othersOf: Map<string, Record<string, string>>;
 } {
   const versionOf = new Map<string, string | undefined>();
   const othersOf = new Map<string, Record<string, string>>();
-  const nodeIds = new Map<string, string>();
-  const nodes = (JSON.parse(snapshot.nodes) as NodeRow[]).map(([id, hostname, region, role, labels, status, cordoned, maxInstances, heartbeat, version, others]): FleetNode => {
+  const nodes = (JSON.parse(snapshot.nodes) as NodeRow[]).map(([given, hostname, region, role, labels, status, cordoned, maxInstances, heartbeat, version, others]): FleetNode => {
+    const id = table.intern(given);
     versionOf.set(id, version ?? undefined);
     if (others) othersOf.set(id, others);
-    nodeIds.set(id, id);
     return { id, hostname, region, role, labels, status, cordoned, maxInstances, lastHeartbeatAt: heartbeat === null ? null : new Date(heartbeat) };
   });
-  const deploymentIds = new Map<string, string>();
-  const deployments = (JSON.parse(snapshot.deployments) as DeploymentRow[]).map(([id, name, replicas, minAvailable, nodeSelector]): PlanDeployment => {
-    deploymentIds.set(id, id);
-    return { id, name, replicas, minAvailable, nodeSelector };
-  });
-  const instances = (JSON.parse(snapshot.instances) as InstanceRow[]).map(
-    ([id, deploymentId, nodeId, desired, status, volume, activity]): InstanceFacts => ({
-      id,
-      deploymentId: deploymentIds.get(deploymentId) ?? deploymentId,
-      nodeId: nodeIds.get(nodeId) ?? nodeId,
-      desired,
-      status,
-      volume,
-      activity,
-    }),
+  const deployments = (JSON.parse(snapshot.deployments) as DeploymentRow[]).map(
+    ([id, name, replicas, minAvailable, nodeSelector]): PlanDeployment => ({ id: table.intern(id), name, replicas, minAvailable, nodeSelector }),
   );
-  return { nodes, deployments, instances, versionOf, othersOf };
+  return { nodes, deployments, instances: table.factsAsOf(snapshot.instances.now), versionOf, othersOf };
 }
 
 /** Plan, strengthen the spec by the policies that cover it, and run every preflight check. */
-export function computePlan(facts: PlanFacts): PlanOutcome {
+export function computePlan(facts: PlanFacts, table?: InstanceTable): PlanOutcome {
   const given = facts.spec;
   const component = given.target.component;
-  const { nodes, deployments, instances, versionOf, othersOf } = fleetFromSnapshot(facts.snapshot);
+  const { nodes, deployments, instances, versionOf, othersOf } = fleetFromSnapshot(facts.snapshot, table);
   const others = facts.others ?? [];
   // One drain for every target: it is disruptive when any of them is.
   const disruptive = (facts.artifact?.disruptive ?? false) || others.some((o) => o.artifact?.disruptive === true);

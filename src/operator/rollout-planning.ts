@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { ACTIVE_ROLLOUT_STATUSES, type RolloutTask } from '../domain/rollout/model.js';
 import { parseRolloutSpec, type RolloutSpec, rolloutTargets, type SpecIssue } from '../domain/rollout/spec.js';
 import { findArtifactByVersion, listArtifacts } from '../store/artifacts.js';
@@ -53,11 +54,32 @@ export async function renderPlanFromStore(
   specInput: unknown,
   overrides: readonly string[],
   operatorVersion: string,
-): Promise<{ ok: true; body: Uint8Array } | { ok: false; issues: SpecIssue[] }> {
+): Promise<{ ok: true; body: Uint8Array; read: 'complete' | 'incremental' } | { ok: false; issues: SpecIssue[] }> {
   const parsed = parseRolloutSpec(specInput);
   if (!parsed.ok) return parsed;
-  return renderPlanInWorker(await loadPlanFacts(db, parsed.spec, overrides, operatorVersion, {}));
+  let fleet = fleets.get(db);
+  if (!fleet) {
+    fleet = { key: randomUUID(), cursor: undefined };
+    fleets.set(db, fleet);
+  }
+  // Only what changed since the worker's copy, then everything when that copy cannot take it.
+  for (const since of fleet.cursor === undefined ? [undefined] : [fleet.cursor, undefined]) {
+    const facts = await loadPlanFacts(db, parsed.spec, overrides, operatorVersion, since === undefined ? {} : { since });
+    const rendered = await renderPlanInWorker(facts, { key: fleet.key, base: since ?? null });
+    if (rendered.ok === 'stale') continue;
+    fleet.cursor = facts.snapshot.instances.cursor;
+    return rendered.ok ? { ...rendered, read: facts.snapshot.instances.complete ? 'complete' : 'incremental' } : rendered;
+  }
+  throw new Error('the plan worker refused a complete load of the instances');
 }
+
+/**
+ * Per database: the key of the plan worker's kept instances (plan-fleet-cache.ts) and the
+ * snapshot they were last brought up to, where the next dry run's incremental read starts.
+ * Only the dry run reads incrementally: create and approve plan inside their own transaction,
+ * from every row, as they always did (a transaction's own writes must never reach the cache).
+ */
+const fleets = new WeakMap<Db, { key: string; cursor: string | undefined }>();
 
 /** What a dry run decides from, read from the store in compact queries (plan-snapshot.ts). */
 async function loadPlanFacts(
@@ -65,11 +87,16 @@ async function loadPlanFacts(
   spec: RolloutSpec,
   overrides: readonly string[],
   operatorVersion: string,
-  options: { ignoreRolloutId?: string },
+  options: { ignoreRolloutId?: string; since?: string },
 ): Promise<PlanFacts> {
   const component = spec.target.component;
   const otherTargets = rolloutTargets(spec).slice(1);
-  const snapshot = await loadPlanSnapshot(db, component, otherTargets.map((t) => t.component));
+  const snapshot = await loadPlanSnapshot(
+    db,
+    component,
+    otherTargets.map((t) => t.component),
+    options.since === undefined ? {} : { since: options.since },
+  );
   const others = await Promise.all(
     otherTargets.map(async (t) => {
       const found = await findArtifactByVersion(db, t.component, t.version);

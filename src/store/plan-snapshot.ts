@@ -12,13 +12,45 @@ export interface PlanSnapshotText {
   nodes: string;
   /** `[[id, name, replicas, min_available, node_selector], …]` */
   deployments: string;
-  /** `[[id, deployment_id, node_id, desired, status, volume, activity], …]` */
-  instances: string;
+  instances: InstanceRowsText;
   /** Every version of every component the nodes run, by component then version. */
   running: { component: string; version: string }[];
 }
 
-export async function loadPlanSnapshot(db: Db, component: string, others: readonly string[] = []): Promise<PlanSnapshotText> {
+/**
+ * The instances, all of them or only those written since an earlier load (its `cursor`): the
+ * plan worker keeps the fleet's 200,000 instances between dry runs and applies what changed
+ * (plan-fleet-cache.ts), so a plan does not read and parse them all again (issue 9, goal 3).
+ */
+export interface InstanceRowsText {
+  /**
+   * `[[id, deployment_id, node_id, desired, status, volume, volume_expires_at (epoch ms) | null,
+   * activity, activity_expires_at (epoch ms) | null], …]` by id in byte order (COLLATE "C").
+   */
+  rows: string;
+  /** Every instance (true), or only those inserted or updated since the `since` cursor given. */
+  complete: boolean;
+  /** How many instances there are: fewer than a cache holds after applying `rows` means some were deleted. */
+  count: number;
+  /** The snapshot the rows were read in (`pg_current_snapshot()`): the `since` of the next load. */
+  cursor: string;
+  /** The database's clock at the read (epoch ms): reported volume and activity expire against it. */
+  now: number;
+}
+
+/**
+ * An incremental load is refused (everything is read instead) once this many transaction ids
+ * have been assigned since its cursor: the row filter compares 32-bit xids, which is sound well
+ * inside 2^31 of them, and rows frozen by VACUUM (after 50 million by default) stay found.
+ */
+export const FULL_RELOAD_AFTER_XIDS = 1_000_000;
+
+export async function loadPlanSnapshot(
+  db: Db,
+  component: string,
+  others: readonly string[] = [],
+  options: { since?: string } = {},
+): Promise<PlanSnapshotText> {
   // Several targets: the versions of the other target components too (null when there are none).
   const [nodes] = await db.query<{ nodes: string }>(
     `SELECT coalesce(json_agg(json_build_array(id, hostname, region, role, labels, status, cordoned, max_instances,
@@ -31,19 +63,53 @@ export async function loadPlanSnapshot(db: Db, component: string, others: readon
     `SELECT coalesce(json_agg(json_build_array(id, name, replicas, min_available, node_selector) ORDER BY id), '[]')::text AS deployments
        FROM deployments`,
   );
-  const [instances] = await db.query<{ instances: string }>(
-    `SELECT coalesce(json_agg(json_build_array(id, deployment_id, node_id, desired, status,
-              CASE WHEN volume_expires_at IS NULL OR volume_expires_at > now() THEN volume END,
-              CASE WHEN activity_expires_at IS NULL OR activity_expires_at > now() THEN activity END) ORDER BY id), '[]')::text AS instances
-       FROM instances`,
-  );
+  const instances = await loadInstanceRows(db, options.since);
   const running = await db.query<{ component: string; version: string }>(
     `SELECT DISTINCT c.key AS component, c.value AS version FROM nodes, jsonb_each_text(nodes.components) AS c ORDER BY 1, 2`,
   );
   return {
     nodes: (nodes as { nodes: string }).nodes,
     deployments: (deployments as { deployments: string }).deployments,
-    instances: (instances as { instances: string }).instances,
+    instances,
     running,
   };
+}
+
+/**
+ * The instances as one JSON text, with the snapshot it was read in, in ONE statement: its rows,
+ * count and cursor agree even in READ COMMITTED. With `since` (an earlier cursor) only rows whose
+ * creating transaction was not visible to that snapshot are read: every insert and update since
+ * has an xmin at or after the old snapshot's xmin (a superset: some rows come again unchanged).
+ * Deletions leave no row behind; `count` tells the cache to start over (plan-fleet-cache.ts).
+ * xmin is 32 bits: the distance from the old xmin is taken modulo 2^32. Everything is read
+ * instead when `since` is missing, too old (FULL_RELOAD_AFTER_XIDS) or ahead of the database
+ * (a cursor from another cluster or from before a restore).
+ */
+async function loadInstanceRows(db: Db, since: string | undefined): Promise<InstanceRowsText> {
+  const sinceXid = since === undefined ? null : cursorXmin(since);
+  const [row] = await db.query<{ cursor: string; complete: boolean; now: number; count: number; rows: string }>(
+    `WITH s AS (
+       SELECT pg_current_snapshot() AS snap, $1::bigint AS since,
+              coalesce(pg_snapshot_xmax(pg_current_snapshot())::text::bigint - $1::bigint BETWEEN 0 AND $2, false) AS partial
+     )
+     SELECT s.snap::text AS cursor, NOT s.partial AS complete, extract(epoch FROM now()) * 1000 AS now,
+            (SELECT count(*) FROM instances)::int AS count,
+            (SELECT coalesce(json_agg(json_build_array(i.id, i.deployment_id, i.node_id, i.desired, i.status,
+                      i.volume, extract(epoch FROM i.volume_expires_at) * 1000,
+                      i.activity, extract(epoch FROM i.activity_expires_at) * 1000) ORDER BY i.id COLLATE "C"), '[]')::text
+               FROM instances i
+              WHERE NOT s.partial
+                 OR (i.xmin::text::bigint - s.since % 4294967296 + 4294967296) % 4294967296 <= pg_snapshot_xmax(s.snap)::text::bigint - s.since) AS rows
+       FROM s`,
+    [sinceXid, FULL_RELOAD_AFTER_XIDS],
+  );
+  const { cursor, complete, now, count, rows } = row as { cursor: string; complete: boolean; now: number; count: number; rows: string };
+  return { cursor, complete, now: Number(now), count, rows };
+}
+
+/** The xmin of a `pg_snapshot` text (`xmin:xmax:xip,…`), the bound an incremental load reads from. */
+export function cursorXmin(cursor: string): string {
+  const xmin = cursor.split(':')[0] ?? '';
+  if (!/^[0-9]+$/.test(xmin)) throw new Error(`not a pg_snapshot cursor: ${cursor}`);
+  return xmin;
 }

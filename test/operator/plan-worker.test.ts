@@ -40,7 +40,13 @@ function factsFor({ nodes, deployments, instances }: ReturnType<typeof fleet>, s
     snapshot: {
       nodes: JSON.stringify(nodes.map((n) => [n.id, n.hostname, n.region, n.role, n.labels, n.status, n.cordoned, n.maxInstances, n.lastHeartbeatAt?.getTime() ?? null, '1.0.0'])),
       deployments: JSON.stringify(deployments.map((d) => [d.id, d.name, d.replicas, d.minAvailable, d.nodeSelector])),
-      instances: JSON.stringify(instances.map((i) => [i.id, i.deploymentId, i.nodeId, i.desired, i.status, i.id.endsWith('-1') ? { replicas: 2, healthy_replicas: 2 } : null, null])),
+      instances: {
+        rows: JSON.stringify(instances.map((i) => [i.id, i.deploymentId, i.nodeId, i.desired, i.status, i.id.endsWith('-1') ? { replicas: 2, healthy_replicas: 2 } : null, null, null, null])),
+        complete: true,
+        count: instances.length,
+        cursor: '100:100:',
+        now: Date.parse('2026-01-01T00:00:00Z'),
+      },
       running: [{ component: 'node-agent', version: '1.0.0' }],
     },
     artifact: { lifecycle: 'blessed', signed: true, disruptive: true },

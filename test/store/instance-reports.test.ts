@@ -47,8 +47,8 @@ describe(`instance volume and activity from heartbeats on ${TEST_ENGINE}`, () =>
     expect(await view()).toMatchObject({ volume: { replicas: 3, healthy_replicas: 3 }, activity: 'snapshot' });
 
     // Preflight reads what the agent reported.
-    const plan = JSON.parse((await loadPlanSnapshot(t.db, 'tool')).instances) as unknown[][];
-    expect(plan.find((i) => i[0] === 'ir-1')?.slice(5)).toEqual([{ replicas: 3, healthy_replicas: 3 }, 'snapshot']);
+    const plan = JSON.parse((await loadPlanSnapshot(t.db, 'tool')).instances.rows) as unknown[][];
+    expect(plan.find((i) => i[0] === 'ir-1')?.slice(5)).toEqual([{ replicas: 3, healthy_replicas: 3 }, null, 'snapshot', null]);
 
     const cleared = await beat([running('ir-1', 31001)]);
     expect(cleared.changed.has(node)).toBe(true);

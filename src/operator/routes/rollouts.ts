@@ -53,6 +53,7 @@ export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext)
     // Planned and rendered off this thread: `{spec, policies, plan, preflight}` as JSON bytes.
     const result = await renderPlanFromStore(ctx.db, req.body, req.query.override, ctx.version);
     if (!result.ok) throw rolloutErrors.specInvalid(result.issues);
+    ctx.metrics.planInstanceReads.inc({ read: result.read });
     // Bytes go out as they are (fastify serializes objects only): the schema documents what they hold.
     const bytes = Buffer.from(result.body.buffer, result.body.byteOffset, result.body.byteLength);
     return reply.type('application/json; charset=utf-8').send(bytes as unknown as z.infer<typeof RolloutPlanView>);

@@ -1,0 +1,97 @@
+// The dry run plans from the plan worker's kept instances, brought up to date by the rows
+// written since its last read (plan-fleet-cache.ts). Whatever the fleet did in between — scaled
+// up (rows inserted), moved on (rows updated), scaled down (rows deleted) — the dry run must
+// answer what a plan from every row answers, and name exactly the instances on the drained node.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { planFromStore } from '../../src/operator/rollout-planning.js';
+import type { RunningOperator } from '../../src/operator/server.js';
+import type { InstanceView } from '../../src/store/instances.js';
+import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
+import { FakeNode } from '../support/fake-node.js';
+import { ApiClient, startTestOperator, waitFor } from '../support/operator.js';
+
+const SPEC = {
+  name: 'pc',
+  target: { component: 'tool', version: '2.0.0' },
+  selector: { hostnames: ['pc-1'] },
+  strategy: { batch: { size: 1 }, drain: { mode: 'migrate', nonMigratable: 'stop' } },
+};
+
+describe(`the dry run from the plan worker’s kept instances on ${TEST_ENGINE}`, () => {
+  let t: TestDb;
+  let op: RunningOperator;
+  let api: ApiClient;
+  const nodes: FakeNode[] = [];
+
+  const dryRun = async () => {
+    const response = await api.post<{ plan: { moves: { instance_id: string; from_node: string }[] } }>('/api/v1/rollouts/plan', SPEC);
+    expect(response.status).toBe(200);
+    return response.body.plan;
+  };
+  /** The plan from every row, the way create plans (no kept instances). */
+  const fromEveryRow = async () => {
+    const result = await planFromStore(t.db, SPEC, [], op.ctx.version);
+    if (!result.ok) throw new Error(JSON.stringify(result.issues));
+    return JSON.parse(JSON.stringify(result.planned.plan)) as unknown;
+  };
+  const scale = async (replicas: number) => {
+    const response = await api.request('PUT', '/api/v1/deployments/web', { name: 'web', replicas, workload: { command: 'sleep' } });
+    expect([200, 201]).toContain(response.status);
+    return waitFor(`web at ${replicas} running`, async () => {
+      const list = await api.ok<InstanceView[]>('/api/v1/instances?deployment=web');
+      return list.length === replicas && list.every((i) => i.status === 'running') && list;
+    });
+  };
+  /** How many dry runs read every instance row, and how many only the rows written since (from /metrics). */
+  const reads = async () => {
+    const text = await (await fetch(`${op.url}/metrics`)).text();
+    const count = (read: string) => Number(new RegExp(`^drydock_plan_instance_reads_total\\{read="${read}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+    return { complete: count('complete'), incremental: count('incremental') };
+  };
+  const onTarget = (list: InstanceView[]) => list.filter((i) => i.hostname === 'pc-1').map((i) => i.id).sort();
+
+  beforeAll(async () => {
+    t = await createTestDb();
+    op = await startTestOperator(t.db);
+    api = new ApiClient(op.url);
+    for (const hostname of ['pc-1', 'pc-2', 'pc-3']) {
+      const node = await FakeNode.register(api, { hostname, max_instances: 8 });
+      node.followDesiredInstances = true;
+      node.startHeartbeats(100);
+      nodes.push(node);
+    }
+  });
+  afterAll(async () => {
+    for (const node of nodes) await node.stopHeartbeats();
+    await op?.close();
+    await t?.cleanup();
+  });
+
+  it('answers what a plan from every row answers after inserts, updates and deletes', async () => {
+    const three = await scale(3);
+    const first = await dryRun();
+    expect(first).toEqual(await fromEveryRow());
+    expect(await reads()).toEqual({ complete: 1, incremental: 0 });
+    expect(first.moves.map((m) => m.instance_id).sort()).toEqual(onTarget(three));
+
+    const nine = await scale(9);
+    const grown = await dryRun();
+    expect(grown).toEqual(await fromEveryRow());
+    expect(grown.moves.map((m) => m.instance_id).sort()).toEqual(onTarget(nine));
+    expect(grown.moves.length).toBeGreaterThan(first.moves.length);
+    // Rows inserted and updated: applied to the kept instances.
+    expect(await reads()).toEqual({ complete: 1, incremental: 1 });
+
+    const two = await scale(2);
+    await waitFor('stopped instances removed', async () => (await t.db.query('SELECT id FROM instances')).length === 2);
+    const shrunk = await dryRun();
+    expect(shrunk).toEqual(await fromEveryRow());
+    expect(shrunk.moves.map((m) => m.instance_id).sort()).toEqual(onTarget(two));
+    // Rows deleted: the kept instances cannot tell which, so every row was read again.
+    expect(await reads()).toEqual({ complete: 2, incremental: 1 });
+
+    // Nothing written since: the same plan again, from the kept instances.
+    expect(await dryRun()).toEqual(shrunk);
+    expect(await reads()).toEqual({ complete: 2, incremental: 2 });
+  });
+});
