@@ -3,12 +3,30 @@
 // low quality (fast, still smaller than gzip) when accepted, else gzip; small answers (under 1 KiB)
 // and anything not JSON (the event stream, /metrics, static files, which come pre-compressed) are
 // sent as they are, and so is the agent gateway (heartbeat throughput, issue 9). Compression runs on libuv's thread pool, not the event loop.
+import { pipeline, type Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { brotliCompress, constants, gzip } from 'node:zlib';
-import type { FastifyInstance } from 'fastify';
+import { brotliCompress, constants, createBrotliCompress, createGzip, gzip } from 'node:zlib';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 const brotli = promisify(brotliCompress);
 const gz = promisify(gzip);
+
+const BROTLI_QUALITY = 4;
+const GZIP_LEVEL = 6;
+
+/**
+ * A JSON answer sent as a stream (the onSend hook sees strings and buffers only): compressed on
+ * the way like the others when the client accepts it, its chunks through zlib's thread pool.
+ */
+export function compressedStream(req: FastifyRequest, reply: FastifyReply, body: Readable): Readable {
+  void reply.header('vary', 'accept-encoding');
+  const encoding = chooseEncoding(req.headers['accept-encoding']);
+  if (!encoding) return body;
+  void reply.header('content-encoding', encoding);
+  const zip = encoding === 'br' ? createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY } }) : createGzip({ level: GZIP_LEVEL });
+  // A body cut off (the plan worker failed) ends the compressed stream with the same error.
+  return pipeline(body, zip, () => {});
+}
 
 /** Answers shorter than this are not worth a compressor's time. */
 export const COMPRESS_MIN_BYTES = 1024;
@@ -45,8 +63,8 @@ export function registerCompression(app: FastifyInstance): void {
     if (!encoding) return payload;
     const compressed =
       encoding === 'br'
-        ? await brotli(body, { params: { [constants.BROTLI_PARAM_QUALITY]: 4, [constants.BROTLI_PARAM_SIZE_HINT]: body.length } })
-        : await gz(body, { level: 6 });
+        ? await brotli(body, { params: { [constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY, [constants.BROTLI_PARAM_SIZE_HINT]: body.length } })
+        : await gz(body, { level: GZIP_LEVEL });
     void reply.header('content-encoding', encoding).header('content-length', compressed.length);
     return compressed;
   });

@@ -1,5 +1,6 @@
 // The operator's side of the plan worker (plan-worker.ts): one worker thread per process,
 // started on the first plan and kept; requests are numbered, answers come back in slices.
+import { PassThrough, type Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { workerScript } from '../worker-script.js';
 import type { PlannedMove } from '../domain/rollout/plan.js';
@@ -12,6 +13,8 @@ interface Pending {
   reject: (error: Error) => void;
   strings: string[];
   moves: PlannedMove[];
+  /** A rendered body being received: its chunks go here, the first one resolved the request. */
+  body?: PassThrough;
 }
 
 let worker: Worker | undefined;
@@ -27,8 +30,11 @@ export async function planInWorker(facts: PlanFacts): Promise<PlanOutcome> {
   return (await ask({ facts })) as PlanOutcome;
 }
 
-/** The dry run's response body, rendered in the worker (see PlanRequest.render); a spec the policies refuse comes back as issues. */
-export type RenderedPlan = { ok: true; body: Uint8Array } | Extract<PlanOutcome, { ok: false }>;
+/**
+ * The dry run's response body, rendered in the worker (see PlanRequest.render) and streamed as it
+ * is (the first bytes come before the last are rendered); a spec the policies refuse comes back as issues.
+ */
+export type RenderedPlan = { ok: true; body: Readable } | Extract<PlanOutcome, { ok: false }>;
 
 /** The worker could not apply the facts' instance rows to what it keeps (PlanRequest.cache): read them all and ask again. */
 export interface Stale {
@@ -67,7 +73,9 @@ async function start(): Promise<Worker> {
     if (worker === thread) worker = undefined;
     for (const [id, request] of pending) {
       pending.delete(id);
-      request.reject(new Error(`the plan worker stopped: ${error.message}`, { cause: error }));
+      const stopped = new Error(`the plan worker stopped: ${error.message}`, { cause: error });
+      if (request.body) request.body.destroy(stopped);
+      else request.reject(stopped);
     }
   };
   thread.on('error', fail);
@@ -94,10 +102,18 @@ function onReply(thread: Worker, reply: PlanReply): void {
       request.resolve(outcome);
       return;
     }
+    case 'chunk': {
+      if (!request.body) {
+        request.body = new PassThrough();
+        request.resolve({ ok: true, body: request.body });
+      }
+      request.body.write(reply.bytes);
+      return;
+    }
     case 'rendered': {
       pending.delete(reply.id);
       if (pending.size === 0) thread.unref();
-      request.resolve({ ok: true, body: reply.body });
+      request.body?.end();
       return;
     }
     case 'stale': {
@@ -111,7 +127,9 @@ function onReply(thread: Worker, reply: PlanReply): void {
       if (pending.size === 0) thread.unref();
       const error = new Error(`planning failed: ${reply.message}`);
       if (reply.stack) error.stack = reply.stack;
-      request.reject(error);
+      // Failed while its body was on the way: the response is cut off, never completed wrong.
+      if (request.body) request.body.destroy(error);
+      else request.reject(error);
       return;
     }
   }

@@ -8,6 +8,7 @@
 // worker's entry: loaded in a worker thread whose workerData carries PLAN_WORKER_MARKER, it
 // serves plans. The single-file bundle is started again as that worker, so the gate at the end
 // stops the rest of the bundle (the CLI) from running there: serving never returns.
+import { randomUUID } from 'node:crypto';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { PlannedMove } from '../domain/rollout/plan.js';
 import { computePlan, type PlanFacts, type PlanOutcome } from './plan-compute.js';
@@ -23,8 +24,8 @@ export interface PlanRequest {
   id: number;
   facts: PlanFacts;
   /**
-   * Answer with the dry run's response body, rendered here (`rendered`): at 200,000 moves it is
-   * tens of MB of JSON, and stringifying it on the operator's thread stopped /health for as long.
+   * Answer with the dry run's response body, rendered here (`chunk`s, then `rendered`): at 200,000
+   * moves it is tens of MB of JSON, and stringifying it on the operator's thread stopped /health for as long.
    */
   render?: boolean;
   /**
@@ -49,8 +50,10 @@ export type PlanReply =
   | { id: number; kind: 'moves'; slice: MoveSlice }
   /** The outcome, its plan's `moves` left empty (they came in the slices). */
   | { id: number; kind: 'done'; outcome: PlanOutcome }
-  /** The response body of POST /rollouts/plan as UTF-8 JSON (a request with `render`). */
-  | { id: number; kind: 'rendered'; body: Uint8Array }
+  /** The next piece of the response body of POST /rollouts/plan, UTF-8 JSON (a request with `render`). */
+  | { id: number; kind: 'chunk'; bytes: Uint8Array }
+  /** The body is complete: every chunk came before this. */
+  | { id: number; kind: 'rendered' }
   | { id: number; kind: 'failed'; message: string; stack: string | undefined }
   /** The request's instance rows do not apply to what the worker keeps: read them all and ask again. */
   | { id: number; kind: 'stale' };
@@ -108,6 +111,50 @@ export function decodeMoves(slice: MoveSlice, strings: readonly string[], into: 
   }
 }
 
+/** Moves per chunk of a rendered body: about 1.8 MB of JSON, stringified in ~10 ms. */
+export const MOVES_PER_CHUNK = 10_000;
+
+/**
+ * The route's body, `{spec, policies, plan, preflight}` in the order the route always sent them,
+ * as chunks the operator's thread writes to the socket while the next ones are stringified: at
+ * 200,000 moves the body is 38 MB, and sending it after the last byte was rendered cost the
+ * dry run as long again. The moves are cut out of the whole by a token no spec can hold and
+ * rendered a slice at a time; `JSON.stringify` of the slices joins to `JSON.stringify` of all.
+ */
+export function renderBody(
+  id: number,
+  outcome: Extract<PlanOutcome, { ok: true }>,
+  post: (reply: PlanReply, transfer?: ArrayBuffer[]) => void,
+  movesPerChunk = MOVES_PER_CHUNK,
+): void {
+  const { spec, policies, plan, preflight } = outcome;
+  const token = `drydock-moves-${randomUUID()}`;
+  const marker = JSON.stringify(token);
+  const whole = JSON.stringify({ spec, policies, plan: { ...plan, moves: token }, preflight });
+  const at = whole.indexOf(marker);
+  const send = (text: string) => {
+    const bytes = ownBuffer(Buffer.from(text, 'utf8'));
+    post({ id, kind: 'chunk', bytes }, [bytes.buffer as ArrayBuffer]);
+  };
+  send(`${whole.slice(0, at)}[`);
+  const { moves } = plan;
+  for (let start = 0; start < moves.length; start += movesPerChunk) {
+    const slice = JSON.stringify(moves.slice(start, start + movesPerChunk));
+    send(`${start === 0 ? '' : ','}${slice.slice(1, -1)}`);
+  }
+  send(`]${whole.slice(at + marker.length)}`);
+  post({ id, kind: 'rendered' });
+}
+
+/**
+ * Bytes with an ArrayBuffer of their own, which moves to the operator's thread without a copy.
+ * Buffer.from gives a large buffer one of its own and encodes in about half TextEncoder's time;
+ * a small one shares Buffer's pool and is copied out.
+ */
+function ownBuffer(bytes: Buffer): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.byteLength ? bytes : Uint8Array.from(bytes);
+}
+
 /** The instances this worker keeps between requests, by fleet. */
 const kept = new InstanceCache();
 
@@ -126,13 +173,7 @@ export function answer(request: PlanRequest, post: (reply: PlanReply, transfer?:
       return;
     }
     if (request.render) {
-      // The route's body, fields in the order the route always sent them. Buffer.from encodes
-      // in about half TextEncoder's time; a large buffer has an ArrayBuffer of its own, which
-      // moves to the operator's thread without a copy (a small one shares Buffer's pool: copied).
-      const { spec, policies, plan, preflight } = outcome;
-      const encoded = Buffer.from(JSON.stringify({ spec, policies, plan, preflight }), 'utf8');
-      const body = encoded.byteOffset === 0 && encoded.buffer.byteLength === encoded.byteLength ? encoded : Uint8Array.from(encoded);
-      post({ id, kind: 'rendered', body }, [body.buffer as ArrayBuffer]);
+      renderBody(id, outcome, post);
       return;
     }
     const { strings, slices } = encodeMoves(outcome.plan.moves);

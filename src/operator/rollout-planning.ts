@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { ACTIVE_ROLLOUT_STATUSES, type RolloutTask } from '../domain/rollout/model.js';
 import { parseRolloutSpec, type RolloutSpec, rolloutTargets, type SpecIssue } from '../domain/rollout/spec.js';
 import { findArtifactByVersion, listArtifacts } from '../store/artifacts.js';
@@ -45,16 +46,17 @@ export async function planFromStore(
 }
 
 /**
- * The dry run's response body (`{spec, policies, plan, preflight}` as JSON bytes), planned and
- * rendered in the plan worker: the operator's thread neither plans nor stringifies (issue 9,
- * goal 3 — at 200,000 moves the body alone is tens of MB).
+ * The dry run's response body (`{spec, policies, plan, preflight}` as a stream of JSON bytes),
+ * planned and rendered in the plan worker: the operator's thread neither plans nor stringifies
+ * (issue 9, goal 3 — at 200,000 moves the body alone is tens of MB), and sends the first chunks
+ * while the worker renders the next.
  */
 export async function renderPlanFromStore(
   db: Db,
   specInput: unknown,
   overrides: readonly string[],
   operatorVersion: string,
-): Promise<{ ok: true; body: Uint8Array; read: 'complete' | 'incremental' } | { ok: false; issues: SpecIssue[] }> {
+): Promise<{ ok: true; body: Readable; read: 'complete' | 'incremental' } | { ok: false; issues: SpecIssue[] }> {
   const parsed = parseRolloutSpec(specInput);
   if (!parsed.ok) return parsed;
   let fleet = fleets.get(db);
@@ -91,34 +93,34 @@ async function loadPlanFacts(
 ): Promise<PlanFacts> {
   const component = spec.target.component;
   const otherTargets = rolloutTargets(spec).slice(1);
-  const snapshot = await loadPlanSnapshot(
-    db,
-    component,
-    otherTargets.map((t) => t.component),
-    options.since === undefined ? {} : { since: options.since },
-  );
-  const others = await Promise.all(
-    otherTargets.map(async (t) => {
-      const found = await findArtifactByVersion(db, t.component, t.version);
-      return { ...t, artifact: found && { lifecycle: found.lifecycle, signed: found.signature !== null, disruptive: found.disruptive || found.reboot } };
-    }),
-  );
-  const artifact = await findArtifactByVersion(db, component, spec.target.version);
-  const historyNodeSeconds = await averageNodeSeconds(db, component);
-  const policies = (await listPolicies(db)).map((p) => p.policy);
-  // Policies add approval and window rules only: the target version they are checked for is the given one.
-  const quarantined = await openQuarantine(db, component, spec.target.version);
-  const published = (await listArtifacts(db, { component })).map((a): [string, string] => [a.version, a.lifecycle as string]);
-  const active = (await nodesInActiveRollouts(db, ACTIVE_ROLLOUT_STATUSES)).filter((a) => a.rollout_id !== options.ignoreRolloutId);
-  // The control plane is a fleet too (DESIGN.md §11): the matrix is checked against every live
-  // replica's version and the database's schema, not only the replica that plans.
-  const replicas = (await listReplicas(db, REPLICA_STALE_AFTER_MS)).filter((r) => r.live);
+  // Independent reads, side by side: on a server engine each takes a session of the pool.
+  const [snapshot, others, artifact, historyNodeSeconds, policies, quarantined, published, active, replicas, migrations, compatRules] = await Promise.all([
+    loadPlanSnapshot(db, component, otherTargets.map((t) => t.component), options.since === undefined ? {} : { since: options.since }),
+    Promise.all(
+      otherTargets.map(async (t) => {
+        const found = await findArtifactByVersion(db, t.component, t.version);
+        return { ...t, artifact: found && { lifecycle: found.lifecycle, signed: found.signature !== null, disruptive: found.disruptive || found.reboot } };
+      }),
+    ),
+    findArtifactByVersion(db, component, spec.target.version),
+    averageNodeSeconds(db, component),
+    listPolicies(db).then((list) => list.map((p) => p.policy)),
+    // Policies add approval and window rules only: the target version they are checked for is the given one.
+    openQuarantine(db, component, spec.target.version),
+    listArtifacts(db, { component }).then((list) => list.map((a): [string, string] => [a.version, a.lifecycle as string])),
+    nodesInActiveRollouts(db, ACTIVE_ROLLOUT_STATUSES).then((list) => list.filter((a) => a.rollout_id !== options.ignoreRolloutId)),
+    // The control plane is a fleet too (DESIGN.md §11): the matrix is checked against every live
+    // replica's version and the database's schema, not only the replica that plans.
+    listReplicas(db, REPLICA_STALE_AFTER_MS).then((list) => list.filter((r) => r.live)),
+    appliedMigrations(db),
+    listCompatRules(db),
+  ]);
   return {
     spec,
     overrides,
     operatorVersion,
     operatorVersions: [...new Set([operatorVersion, ...replicas.map((r) => r.version)])],
-    schemaVersion: (await appliedMigrations(db)).reduce((max, m) => Math.max(max, m.version), 0),
+    schemaVersion: migrations.reduce((max, m) => Math.max(max, m.version), 0),
     snapshot,
     // A component that reboots the node disrupts whatever runs there: its nodes are drained.
     artifact: artifact && { lifecycle: artifact.lifecycle, signed: artifact.signature !== null, disruptive: artifact.disruptive || artifact.reboot },
@@ -126,7 +128,7 @@ async function loadPlanFacts(
     policies,
     published,
     activeRolloutNodes: active,
-    compatRules: await listCompatRules(db),
+    compatRules,
     quarantine: quarantined && { rolloutId: quarantined.rollout_id, reason: quarantined.reason, at: quarantined.quarantined_at, by: quarantined.quarantined_by },
     ...(others.length > 0 ? { others } : {}),
   };

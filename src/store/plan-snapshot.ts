@@ -52,21 +52,24 @@ export async function loadPlanSnapshot(
   options: { since?: string } = {},
 ): Promise<PlanSnapshotText> {
   // Several targets: the versions of the other target components too (null when there are none).
-  const [nodes] = await db.query<{ nodes: string }>(
-    `SELECT coalesce(json_agg(json_build_array(id, hostname, region, role, labels, status, cordoned, max_instances,
-              extract(epoch FROM last_heartbeat_at) * 1000, components->>$1,
-              CASE WHEN cardinality($2::text[]) > 0 THEN (SELECT coalesce(jsonb_object_agg(c.key, c.value), '{}'::jsonb) FROM jsonb_each_text(components) AS c WHERE c.key = ANY($2::text[])) END) ORDER BY id), '[]')::text AS nodes
-       FROM nodes`,
-    [component, [...others]],
-  );
-  const [deployments] = await db.query<{ deployments: string }>(
-    `SELECT coalesce(json_agg(json_build_array(id, name, replicas, min_available, node_selector) ORDER BY id), '[]')::text AS deployments
-       FROM deployments`,
-  );
-  const instances = await loadInstanceRows(db, options.since);
-  const running = await db.query<{ component: string; version: string }>(
-    `SELECT DISTINCT c.key AS component, c.value AS version FROM nodes, jsonb_each_text(nodes.components) AS c ORDER BY 1, 2`,
-  );
+  // Four independent reads, side by side (each its own session on a server engine).
+  const [[nodes], [deployments], instances, running] = await Promise.all([
+    db.query<{ nodes: string }>(
+      `SELECT coalesce(json_agg(json_build_array(id, hostname, region, role, labels, status, cordoned, max_instances,
+                extract(epoch FROM last_heartbeat_at) * 1000, components->>$1,
+                CASE WHEN cardinality($2::text[]) > 0 THEN (SELECT coalesce(jsonb_object_agg(c.key, c.value), '{}'::jsonb) FROM jsonb_each_text(components) AS c WHERE c.key = ANY($2::text[])) END) ORDER BY id), '[]')::text AS nodes
+         FROM nodes`,
+      [component, [...others]],
+    ),
+    db.query<{ deployments: string }>(
+      `SELECT coalesce(json_agg(json_build_array(id, name, replicas, min_available, node_selector) ORDER BY id), '[]')::text AS deployments
+         FROM deployments`,
+    ),
+    loadInstanceRows(db, options.since),
+    db.query<{ component: string; version: string }>(
+      `SELECT DISTINCT c.key AS component, c.value AS version FROM nodes, jsonb_each_text(nodes.components) AS c ORDER BY 1, 2`,
+    ),
+  ]);
   return {
     nodes: (nodes as { nodes: string }).nodes,
     deployments: (deployments as { deployments: string }).deployments,

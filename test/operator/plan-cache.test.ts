@@ -2,6 +2,8 @@
 // written since its last read (plan-fleet-cache.ts). Whatever the fleet did in between — scaled
 // up (rows inserted), moved on (rows updated), scaled down (rows deleted) — the dry run must
 // answer what a plan from every row answers, and name exactly the instances on the drained node.
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planFromStore } from '../../src/operator/rollout-planning.js';
 import type { RunningOperator } from '../../src/operator/server.js';
@@ -93,5 +95,28 @@ describe(`the dry run from the plan worker’s kept instances on ${TEST_ENGINE}`
     // Nothing written since: the same plan again, from the kept instances.
     expect(await dryRun()).toEqual(shrunk);
     expect(await reads()).toEqual({ complete: 2, incremental: 2 });
+  });
+
+  it('streams the body, compressed like any large answer when the client accepts it', async () => {
+    const raw = async (acceptEncoding?: string) => {
+      const answer = await request(`${op.url}/api/v1/rollouts/plan`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(acceptEncoding ? { 'accept-encoding': acceptEncoding } : {}) },
+        body: JSON.stringify(SPEC),
+      });
+      return { status: answer.statusCode, headers: answer.headers, body: Buffer.from(await answer.body.arrayBuffer()) };
+    };
+    const plain = await raw();
+    expect(plain.status).toBe(200);
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(plain.headers['content-type']).toBe('application/json; charset=utf-8');
+    const body = JSON.parse(plain.body.toString()) as { plan: { batches: { nodes: { hostname: string }[] }[] } };
+    expect(body.plan.batches.flatMap((b) => b.nodes.map((n) => n.hostname))).toEqual(['pc-1']);
+    const br = await raw('gzip, deflate, br');
+    expect(br.headers['content-encoding']).toBe('br');
+    expect(JSON.parse(brotliDecompressSync(br.body).toString())).toEqual(body);
+    const gz = await raw('gzip');
+    expect(gz.headers['content-encoding']).toBe('gzip');
+    expect(JSON.parse(gunzipSync(gz.body).toString())).toEqual(body);
   });
 });

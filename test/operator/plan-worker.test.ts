@@ -8,7 +8,7 @@ import { parseRolloutSpec } from '../../src/domain/rollout/spec.js';
 import type { Deployment, FleetNode, Instance } from '../../src/domain/types.js';
 import { planInWorker } from '../../src/operator/plan-client.js';
 import { computePlan, type PlanFacts } from '../../src/operator/plan-compute.js';
-import { decodeMoves, encodeMoves } from '../../src/operator/plan-worker.js';
+import { decodeMoves, encodeMoves, type PlanReply, renderBody } from '../../src/operator/plan-worker.js';
 import { deployment, instance, node, REGIONS } from '../domain/fixtures.js';
 
 /** A fleet of `count` nodes over the regions, 3 instances each (one stopped, one reported stopped), some pinned. */
@@ -120,6 +120,33 @@ describe('the plan worker', () => {
     expect(remote.ok && remote.policies.map((p) => p.name)).toEqual(['agents-need-approval']);
     expect(remote.ok && remote.spec.approval).toEqual({ required: true, distinctApprover: true });
     expect(JSON.stringify(remote)).toBe(JSON.stringify(computePlan(facts)));
+  });
+});
+
+describe('the rendered body', () => {
+  it('is, chunk after chunk, exactly the JSON of {spec, policies, plan, preflight}, whatever the chunk size', () => {
+    const outcome = computePlan(factsFor(fleet(40), SPEC));
+    if (!outcome.ok) throw new Error('plan refused');
+    const { spec, policies, plan, preflight } = outcome;
+    expect(plan.moves.length).toBeGreaterThan(5);
+    for (const perChunk of [1, 3, plan.moves.length, 10_000]) {
+      const replies: PlanReply[] = [];
+      renderBody(7, outcome, (reply) => replies.push(reply), perChunk);
+      expect(replies.at(-1)).toEqual({ id: 7, kind: 'rendered' });
+      const chunks = replies.slice(0, -1).map((r) => (r.kind === 'chunk' ? Buffer.from(r.bytes).toString('utf8') : `unexpected ${r.kind}`));
+      expect(chunks).toHaveLength(2 + Math.ceil(plan.moves.length / perChunk));
+      expect(chunks.join('')).toBe(JSON.stringify({ spec, policies, plan, preflight }));
+    }
+  });
+
+  it('renders a plan with no moves as an empty list', () => {
+    const outcome = computePlan(factsFor(fleet(6), { ...SPEC, strategy: { ...SPEC.strategy, drain: { mode: 'none' } } }));
+    if (!outcome.ok) throw new Error('plan refused');
+    expect(outcome.plan.moves).toEqual([]);
+    const replies: PlanReply[] = [];
+    renderBody(1, outcome, (reply) => replies.push(reply));
+    const text = replies.map((r) => (r.kind === 'chunk' ? Buffer.from(r.bytes).toString('utf8') : '')).join('');
+    expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify({ spec: outcome.spec, policies: outcome.policies, plan: outcome.plan, preflight: outcome.preflight })));
   });
 });
 

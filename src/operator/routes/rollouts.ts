@@ -10,6 +10,7 @@ import { setRolloutPolicies } from '../../store/policies.js';
 import type { OperatorContext } from '../context.js';
 import { actorOf } from '../request-actor.js';
 import { rolloutErrors } from '../rollout-errors.js';
+import { compressedStream } from '../compression.js';
 import { planFromStore, renderPlanFromStore, tasksFor } from '../rollout-planning.js';
 import { rolloutDetail, rolloutSummary } from '../rollout-view.js';
 import { listHookRuns } from '../../store/hook-runs.js';
@@ -54,9 +55,9 @@ export async function rolloutRoutes(base: FastifyInstance, ctx: OperatorContext)
     const result = await renderPlanFromStore(ctx.db, req.body, req.query.override, ctx.version);
     if (!result.ok) throw rolloutErrors.specInvalid(result.issues);
     ctx.metrics.planInstanceReads.inc({ read: result.read });
-    // Bytes go out as they are (fastify serializes objects only): the schema documents what they hold.
-    const bytes = Buffer.from(result.body.buffer, result.body.byteOffset, result.body.byteLength);
-    return reply.type('application/json; charset=utf-8').send(bytes as unknown as z.infer<typeof RolloutPlanView>);
+    // Bytes go out as they come (fastify serializes objects only): the schema documents what they hold.
+    const body = compressedStream(req, reply, result.body);
+    return reply.type('application/json; charset=utf-8').send(body as unknown as z.infer<typeof RolloutPlanView>);
   });
 
   app.post('/api/v1/rollouts', { schema: { tags, operationId: 'createRollout', body: SpecBody, querystring: OverrideQuery, summary: 'Create a rollout (after preflight)', response: { 201: RolloutDetailView } } }, async (req, reply) => {
