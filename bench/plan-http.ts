@@ -164,18 +164,39 @@ function startPoller(base: string): { start: () => void; stop: () => Promise<{ s
   };
 }
 
-function post(base: string, path: string, body: unknown): Promise<{ status: number; body: Buffer }> {
+/** POSTs and reads the whole answer; `headersMs`: when its status line and headers came (the plan streams its body after). */
+function post(base: string, path: string, body: unknown): Promise<{ status: number; body: Buffer; headersMs: number }> {
   return new Promise((resolveReply, reject) => {
     const payload = Buffer.from(JSON.stringify(body));
+    const sent = performance.now();
     const req = http.request(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
+      const headersMs = performance.now() - sent;
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolveReply({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on('end', () => resolveReply({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), headersMs }));
       res.on('error', reject);
     });
     req.on('error', reject);
     req.end(payload);
   });
+}
+
+/** The operator's /metrics: its event-loop delay max since the last scrape (prom-client resets it at each), and a counter's series. */
+async function operatorMetrics(base: string): Promise<{ loopDelayMaxMs: number; planReads: Record<string, number> }> {
+  const text = await new Promise<string>((done, fail) =>
+    http
+      .get(`${base}/metrics`, (res) => {
+        let all = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (all += c));
+        res.on('end', () => done(all));
+      })
+      .on('error', fail),
+  );
+  const max = Number(/^nodejs_eventloop_lag_max_seconds (\S+)/m.exec(text)?.[1] ?? Number.NaN);
+  const planReads: Record<string, number> = {};
+  for (const m of text.matchAll(/^drydock_plan_instance_reads_total\{read="(\w+)"\} (\d+)/gm)) planReads[m[1] as string] = Number(m[2]);
+  return { loopDelayMaxMs: Math.round(max * 10_000) / 10, planReads };
 }
 
 const percentile = (xs: number[], p: number) => {
@@ -236,9 +257,11 @@ try {
     await new Promise((r) => setTimeout(r, 200));
   }
   // The operator at rest, for comparison: whatever else it does on its own shows here too.
+  await operatorMetrics(base);
   poller.start();
   await new Promise((r) => setTimeout(r, 3000));
   const idle = await poller.stop();
+  const idleLoop = await operatorMetrics(base);
 
   const spec = {
     name: 'bench-plan-http',
@@ -251,20 +274,36 @@ try {
       drain: { mode: 'migrate' },
     },
   };
-  const measured: { first: boolean; plan_ms: number; status: number; bytes: number; moves: number; batches: number; health_max_ms: number; health_p99_ms: number; health_max_gap_ms: number; health_samples: number }[] = [];
+  const measured: {
+    first: boolean;
+    plan_ms: number;
+    headers_ms: number;
+    status: number;
+    bytes: number;
+    moves: number;
+    batches: number;
+    health_max_ms: number;
+    health_p99_ms: number;
+    health_max_gap_ms: number;
+    health_samples: number;
+    operator_loop_delay_max_ms: number;
+  }[] = [];
   // One run more than asked: the first pays for starting the plan worker and compiling its code.
   for (let run = 0; run <= runs; run++) {
+    await operatorMetrics(base);
     poller.start();
     const started = performance.now();
     const reply = await post(base, '/api/v1/rollouts/plan', spec);
     const planMs = performance.now() - started;
     const health = await poller.stop();
+    const loop = await operatorMetrics(base);
     if (reply.status !== 200) throw new Error(`plan answered ${reply.status}: ${reply.body.toString().slice(0, 500)}`);
     // Parsed only now: in process, parsing 40 MB would hold the operator's own event loop.
     const body = JSON.parse(reply.body.toString()) as { plan: { moves: unknown[]; batches: unknown[] } };
     measured.push({
       first: run === 0,
       plan_ms: Math.round(planMs),
+      headers_ms: Math.round(reply.headersMs),
       status: reply.status,
       bytes: reply.body.length,
       moves: body.plan.moves.length,
@@ -273,9 +312,12 @@ try {
       health_p99_ms: round(percentile(health.samples, 99)),
       health_max_gap_ms: round(Math.max(0, ...health.gaps)),
       health_samples: health.samples.length,
+      operator_loop_delay_max_ms: loop.loopDelayMaxMs,
     });
     const m = measured[measured.length - 1] as (typeof measured)[number];
-    console.log(`  run ${run}${m.first ? ' (first)' : ''}: plan ${m.plan_ms} ms, ${m.moves} moves in ${m.batches} batches, ${(m.bytes / 1e6).toFixed(1)} MB; /health max ${m.health_max_ms} ms (p99 ${m.health_p99_ms}, longest gap ${m.health_max_gap_ms} ms, ${m.health_samples} probes)`);
+    console.log(
+      `  run ${run}${m.first ? ' (first)' : ''}: plan ${m.plan_ms} ms (headers at ${m.headers_ms} ms), ${m.moves} moves in ${m.batches} batches, ${(m.bytes / 1e6).toFixed(1)} MB; /health max ${m.health_max_ms} ms (p99 ${m.health_p99_ms}, longest gap ${m.health_max_gap_ms} ms, ${m.health_samples} probes); operator event-loop delay max ${m.operator_loop_delay_max_ms} ms`,
+    );
     await new Promise((r) => setTimeout(r, 500));
   }
   const timed = measured.filter((m) => !m.first);
@@ -286,16 +328,27 @@ try {
     seed_s: round(seeded.seconds),
     /** The machine is shared: its 1-minute load average when the runs ended (2 cores here). */
     load_average: round(loadavg()[0] as number),
-    idle: { health_max_ms: round(Math.max(0, ...idle.samples)), health_p99_ms: round(percentile(idle.samples, 99)), health_max_gap_ms: round(Math.max(0, ...idle.gaps)), health_samples: idle.samples.length },
+    idle: {
+      health_max_ms: round(Math.max(0, ...idle.samples)),
+      health_p99_ms: round(percentile(idle.samples, 99)),
+      health_max_gap_ms: round(Math.max(0, ...idle.gaps)),
+      health_samples: idle.samples.length,
+      operator_loop_delay_max_ms: idleLoop.loopDelayMaxMs,
+    },
     plan_ms_median: median(timed.map((m) => m.plan_ms)),
     health_max_ms_during_plan: Math.max(...timed.map((m) => m.health_max_ms)),
     health_max_gap_ms_during_plan: Math.max(...timed.map((m) => m.health_max_gap_ms)),
+    operator_loop_delay_max_ms_during_plan: Math.max(...timed.map((m) => m.operator_loop_delay_max_ms)),
+    /** How the dry runs read the instances (the first reads every row; later ones what changed since). */
+    plan_instance_reads: (await operatorMetrics(base)).planReads,
     runs: measured,
   };
   const out = resolve(values.out);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`plan over HTTP: ${nodeCount} nodes, ${seeded.instances} instances: median ${report.plan_ms_median} ms of ${runs} run(s) after the first; /health max ${report.health_max_ms_during_plan} ms during plans (longest gap ${report.health_max_gap_ms_during_plan} ms; at rest max ${report.idle.health_max_ms} ms); load average ${report.load_average}; wrote ${values.out}`);
+  console.log(
+    `plan over HTTP: ${nodeCount} nodes, ${seeded.instances} instances: median ${report.plan_ms_median} ms of ${runs} run(s) after the first; /health max ${report.health_max_ms_during_plan} ms during plans (longest gap ${report.health_max_gap_ms_during_plan} ms; at rest max ${report.idle.health_max_ms} ms); operator event-loop delay max ${report.operator_loop_delay_max_ms_during_plan} ms during plans (${report.idle.operator_loop_delay_max_ms} ms at rest); instance reads ${JSON.stringify(report.plan_instance_reads)}; load average ${report.load_average}; wrote ${values.out}`,
+  );
 } finally {
   await poller.close();
   await stopOperator();

@@ -61,15 +61,17 @@ export async function renderPlanFromStore(
   if (!parsed.ok) return parsed;
   let fleet = fleets.get(db);
   if (!fleet) {
-    fleet = { key: randomUUID(), cursor: undefined };
+    fleet = { key: randomUUID(), cursor: undefined, completeAt: 0 };
     fleets.set(db, fleet);
   }
   // Only what changed since the worker's copy, then everything when that copy cannot take it.
-  for (const since of fleet.cursor === undefined ? [undefined] : [fleet.cursor, undefined]) {
+  const due = Date.now() - fleet.completeAt >= COMPLETE_READ_EVERY_MS;
+  for (const since of fleet.cursor === undefined || due ? [undefined] : [fleet.cursor, undefined]) {
     const facts = await loadPlanFacts(db, parsed.spec, overrides, operatorVersion, since === undefined ? {} : { since });
     const rendered = await renderPlanInWorker(facts, { key: fleet.key, base: since ?? null });
     if (rendered.ok === 'stale') continue;
     fleet.cursor = facts.snapshot.instances.cursor;
+    if (facts.snapshot.instances.complete) fleet.completeAt = Date.now();
     return rendered.ok ? { ...rendered, read: facts.snapshot.instances.complete ? 'complete' : 'incremental' } : rendered;
   }
   throw new Error('the plan worker refused a complete load of the instances');
@@ -81,7 +83,15 @@ export async function renderPlanFromStore(
  * Only the dry run reads incrementally: create and approve plan inside their own transaction,
  * from every row, as they always did (a transaction's own writes must never reach the cache).
  */
-const fleets = new WeakMap<Db, { key: string; cursor: string | undefined }>();
+const fleets = new WeakMap<Db, { key: string; cursor: string | undefined; completeAt: number }>();
+
+/**
+ * Every row is read again at least this often, whatever the cursor says: a bound on how long any
+ * change the incremental read could miss stays missed (a write in a savepoint of a transaction
+ * that was open across a dry run; drydock itself never writes in one). The fleet reconciler's
+ * full resync runs as often.
+ */
+export const COMPLETE_READ_EVERY_MS = 5 * 60_000;
 
 /** What a dry run decides from, read from the store in compact queries (plan-snapshot.ts). */
 async function loadPlanFacts(

@@ -80,39 +80,50 @@ export async function loadPlanSnapshot(
 
 /**
  * The instances as one JSON text, with the snapshot it was read in, in ONE statement: its rows,
- * count and cursor agree even in READ COMMITTED. With `since` (an earlier cursor) only rows whose
- * creating transaction was not visible to that snapshot are read: every insert and update since
- * has an xmin at or after the old snapshot's xmin (a superset: some rows come again unchanged).
- * Deletions leave no row behind; `count` tells the cache to start over (plan-fleet-cache.ts).
- * xmin is 32 bits: the distance from the old xmin is taken modulo 2^32. Everything is read
- * instead when `since` is missing, too old (FULL_RELOAD_AFTER_XIDS) or ahead of the database
- * (a cursor from another cluster or from before a restore).
+ * count and cursor agree even in READ COMMITTED. With `since` (an earlier cursor, a snapshot)
+ * only the rows that snapshot could not see are read: those inserted or updated by transactions
+ * that committed after it, whatever else the server runs. Deletions leave no row behind; `count`
+ * tells the cache to start over (plan-fleet-cache.ts).
+ *
+ * A row's xmin is a 32-bit xid. A cheap test first keeps rows whose xmin lies (modulo 2^32)
+ * between the old snapshot's xmin and the new one's xmax; those get the exact test, their xid
+ * widened to 64 bits with the epoch of the new snapshot (the one before when the 32 bits are
+ * past its xmax: the counter wrapped in between) and checked with pg_visible_in_snapshot. The
+ * exact test matters on a shared server: its xids are cluster-wide, and another database's long
+ * transaction holds every snapshot's xmin back. pg_visible_in_snapshot does not know
+ * subtransactions: a row written in a savepoint of a transaction still open when `since` was
+ * taken is missed (drydock writes in none; the operator reads every row every few minutes,
+ * rollout-planning.ts COMPLETE_READ_EVERY_MS). Everything is read instead when `since` is
+ * missing, too old (FULL_RELOAD_AFTER_XIDS) or ahead of the database (a cursor from another
+ * cluster or from before a restore).
  */
 async function loadInstanceRows(db: Db, since: string | undefined): Promise<InstanceRowsText> {
-  const sinceXid = since === undefined ? null : cursorXmin(since);
+  if (since !== undefined && !SNAPSHOT_TEXT.test(since)) throw new Error(`not a pg_snapshot cursor: ${since}`);
   const [row] = await db.query<{ cursor: string; complete: boolean; now: number; count: number; rows: string }>(
     `WITH s AS (
-       SELECT pg_current_snapshot() AS snap, $1::bigint AS since,
-              coalesce(pg_snapshot_xmax(pg_current_snapshot())::text::bigint - $1::bigint BETWEEN 0 AND $2, false) AS partial
+       SELECT pg_current_snapshot() AS snap, pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax, $1::pg_snapshot AS old,
+              pg_snapshot_xmin($1::pg_snapshot)::text::bigint AS since
+     ), f AS (
+       SELECT s.*, coalesce(s.xmax - s.since BETWEEN 0 AND $2, false) AS partial FROM s
      )
-     SELECT s.snap::text AS cursor, NOT s.partial AS complete, extract(epoch FROM now()) * 1000 AS now,
+     SELECT f.snap::text AS cursor, NOT f.partial AS complete, extract(epoch FROM now()) * 1000 AS now,
             (SELECT count(*) FROM instances)::int AS count,
             (SELECT coalesce(json_agg(json_build_array(i.id, i.deployment_id, i.node_id, i.desired, i.status,
                       i.volume, extract(epoch FROM i.volume_expires_at) * 1000,
                       i.activity, extract(epoch FROM i.activity_expires_at) * 1000) ORDER BY i.id COLLATE "C"), '[]')::text
                FROM instances i
-              WHERE NOT s.partial
-                 OR (i.xmin::text::bigint - s.since % 4294967296 + 4294967296) % 4294967296 <= pg_snapshot_xmax(s.snap)::text::bigint - s.since) AS rows
-       FROM s`,
-    [sinceXid, FULL_RELOAD_AFTER_XIDS],
+              WHERE NOT f.partial
+                 OR ((i.xmin::text::bigint - f.since % 4294967296 + 4294967296) % 4294967296 <= f.xmax - f.since
+                     AND NOT pg_visible_in_snapshot(
+                       ((f.xmax / 4294967296 - CASE WHEN i.xmin::text::bigint > f.xmax % 4294967296 THEN 1 ELSE 0 END) * 4294967296
+                         + i.xmin::text::bigint)::text::xid8,
+                       f.old))) AS rows
+       FROM f`,
+    [since ?? null, FULL_RELOAD_AFTER_XIDS],
   );
   const { cursor, complete, now, count, rows } = row as { cursor: string; complete: boolean; now: number; count: number; rows: string };
   return { cursor, complete, now: Number(now), count, rows };
 }
 
-/** The xmin of a `pg_snapshot` text (`xmin:xmax:xip,…`), the bound an incremental load reads from. */
-export function cursorXmin(cursor: string): string {
-  const xmin = cursor.split(':')[0] ?? '';
-  if (!/^[0-9]+$/.test(xmin)) throw new Error(`not a pg_snapshot cursor: ${cursor}`);
-  return xmin;
-}
+/** `xmin:xmax:xip,…` as pg_current_snapshot() writes it. */
+const SNAPSHOT_TEXT = /^[0-9]+:[0-9]+:([0-9]+(,[0-9]+)*)?$/;

@@ -8,9 +8,9 @@ import { insertInstances } from '../../src/store/instances.js';
 import { migrateUp } from '../../src/store/migrator.js';
 import { registerNode } from '../../src/store/nodes.js';
 import { openDb } from '../../src/store/open.js';
-import { cursorXmin, loadPlanSnapshot } from '../../src/store/plan-snapshot.js';
+import { loadPlanSnapshot } from '../../src/store/plan-snapshot.js';
 import type { Db } from '../../src/store/db.js';
-import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
+import { ADMIN_URL, createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
 import { createServerDb, type ServerDb } from '../support/server-db.js';
 import { registerRequest, WORKLOAD } from '../support/store-fixtures.js';
 
@@ -39,7 +39,7 @@ describe(`the instances a dry run reads on ${TEST_ENGINE}`, () => {
     expect(instances).toMatchObject({ complete: true, count: 4 });
     expect(ids(instances.rows)).toEqual(['ps-C', 'ps-a', 'ps-b', 'ps-d']);
     expect(Math.abs(instances.now - before)).toBeLessThan(60_000);
-    expect(cursorXmin(instances.cursor)).toMatch(/^[0-9]+$/);
+    expect(instances.cursor).toMatch(/^[0-9]+:[0-9]+:/);
   });
 
   it('since a cursor: only the rows inserted or updated after it, and a count that shows deletions', async () => {
@@ -68,7 +68,7 @@ describe(`the instances a dry run reads on ${TEST_ENGINE}`, () => {
   });
 
   it('refuses a cursor that is not a snapshot', async () => {
-    await expect(loadPlanSnapshot(t.db, 'tool', [], { since: 'x:1:' })).rejects.toThrow(/not a pg_snapshot cursor/);
+    for (const since of ['x:1:', '1:2', "1:2:'; DROP TABLE instances; --"]) await expect(loadPlanSnapshot(t.db, 'tool', [], { since })).rejects.toThrow(/not a pg_snapshot cursor/);
   });
 });
 
@@ -100,10 +100,30 @@ describe('the instances a dry run reads, beside another session on the Postgres 
       await other.query('COMMIT');
       const after = (await loadPlanSnapshot(db, 'tool', [], { since: taken.cursor })).instances;
       expect(after.complete).toBe(false);
-      expect(cursorXmin(taken.cursor)).not.toBe(taken.cursor.split(':')[1]);
+      expect(taken.cursor.split(':')[0]).not.toBe(taken.cursor.split(':')[1]);
       expect((JSON.parse(after.rows) as unknown[][]).find((r) => r[0] === 'ps-d')?.[4]).toBe('stopped');
     } finally {
       await other.end();
+    }
+  });
+
+  it('reads only what changed even while another database’s transaction holds every snapshot’s xmin back', async () => {
+    // xids are the cluster's: a transaction open in another database (a backup, a stuck session)
+    // makes every snapshot's xmin its xid, while rows written meanwhile are already visible.
+    const elsewhere = new pg.Client({ connectionString: ADMIN_URL });
+    await elsewhere.connect();
+    try {
+      await elsewhere.query('BEGIN');
+      await elsewhere.query('SELECT pg_current_xact_id()');
+      await db.query(`UPDATE instances SET status = 'running' WHERE id = 'ps-b'`);
+      const taken = (await loadPlanSnapshot(db, 'tool')).instances;
+      await db.query(`UPDATE instances SET status = 'running' WHERE id = 'ps-C'`);
+      const after = (await loadPlanSnapshot(db, 'tool', [], { since: taken.cursor })).instances;
+      expect(after.complete).toBe(false);
+      expect(ids(after.rows)).toEqual(['ps-C']);
+    } finally {
+      await elsewhere.query('ROLLBACK');
+      await elsewhere.end();
     }
   });
 });
