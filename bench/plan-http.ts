@@ -334,6 +334,7 @@ try {
     await new Promise((r) => setTimeout(r, 500));
   }
   const timed = measured.filter((m) => !m.first);
+  const final = await operatorMetrics(base);
   const median = (xs: number[]) => percentile(xs, 50);
   const report = {
     operator: values['in-process'] ? 'in process, fleet reconciler idle pass hourly' : `${values.bundle} (child process)`,
@@ -353,14 +354,16 @@ try {
     health_max_gap_ms_during_plan: Math.max(...timed.map((m) => m.health_max_gap_ms)),
     operator_loop_delay_max_ms_during_plan: Math.max(...timed.map((m) => m.operator_loop_delay_max_ms)),
     /** How the dry runs read the instances (the first reads every row; later ones what changed since). */
-    plan_instance_reads: (await operatorMetrics(base)).planReads,
+    plan_instance_reads: final.planReads,
+    /** The fleet reconciler's liveness passes over the run (the seeded nodes never heartbeat: every pass sees them all silent). */
+    liveness_passes: { count: final.value('drydock_reconcile_duration_seconds_count{queue="liveness"}'), mean_ms: round((1000 * final.value('drydock_reconcile_duration_seconds_sum{queue="liveness"}')) / final.value('drydock_reconcile_duration_seconds_count{queue="liveness"}')) },
     runs: measured,
   };
   const out = resolve(values.out);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
   console.log(
-    `plan over HTTP: ${nodeCount} nodes, ${seeded.instances} instances: median ${report.plan_ms_median} ms of ${runs} run(s) after the first; /health max ${report.health_max_ms_during_plan} ms during plans (longest gap ${report.health_max_gap_ms_during_plan} ms; at rest max ${report.idle.health_max_ms} ms); operator event-loop delay max ${report.operator_loop_delay_max_ms_during_plan} ms during plans (${report.idle.operator_loop_delay_max_ms} ms at rest); instance reads ${JSON.stringify(report.plan_instance_reads)}; load average ${report.load_average}; wrote ${values.out}`,
+    `plan over HTTP: ${nodeCount} nodes, ${seeded.instances} instances: median ${report.plan_ms_median} ms of ${runs} run(s) after the first; /health max ${report.health_max_ms_during_plan} ms during plans (longest gap ${report.health_max_gap_ms_during_plan} ms; at rest max ${report.idle.health_max_ms} ms); operator event-loop delay max ${report.operator_loop_delay_max_ms_during_plan} ms during plans (${report.idle.operator_loop_delay_max_ms} ms at rest); instance reads ${JSON.stringify(report.plan_instance_reads)}; liveness passes ${report.liveness_passes.count}, mean ${report.liveness_passes.mean_ms} ms; load average ${report.load_average}; wrote ${values.out}`,
   );
 } finally {
   await poller.close();

@@ -1,4 +1,4 @@
-import { decideLiveness, type HearingFacts, type RegionSilenceOptions } from './liveness-guard.js';
+import { decideLiveness, type HearingFacts, type LivenessNode, type RegionSilenceOptions } from './liveness-guard.js';
 import { loadByNode, type PlacementState, placeReplicas, placementState, planDrain } from './placement.js';
 import type { Deployment, Drain, DrainState, FleetNode, Instance, NodeStatus } from './types.js';
 import { EVENT } from './events.js';
@@ -22,7 +22,7 @@ export interface FleetSnapshot {
  * hold every node, and region silence is a share of the whole region). Absent: counted from `nodes`.
  */
 export interface LivenessSnapshot {
-  nodes: FleetNode[];
+  nodes: LivenessNode[];
   drains: Pick<Drain, 'nodeId' | 'state'>[];
   regionTotals?: ReadonlyMap<string, number>;
 }

@@ -2,6 +2,9 @@ import { deriveNodeStatus } from './node-status.js';
 import type { Drain, FleetNode, NodeStatus } from './types.js';
 import { EVENT } from './events.js';
 
+/** What liveness reads of a node: a pass over a silent region loads thousands, so no more. */
+export type LivenessNode = Pick<FleetNode, 'id' | 'hostname' | 'region' | 'status' | 'cordoned' | 'lastHeartbeatAt'>;
+
 /**
  * A node is `down` for its own silence only, never for the operator's (issue 9, goal 5). Three
  * facts beyond the node's own heartbeat decide whether a silence can be blamed on the node:
@@ -99,7 +102,7 @@ const later = (a: Date | null | undefined, b: Date | null | undefined): Date | n
  * bring a down node up (only a heartbeat does).
  */
 export function decideLiveness(
-  nodes: readonly FleetNode[],
+  nodes: readonly LivenessNode[],
   drainsByNode: ReadonlyMap<string, Pick<Drain, 'state'>>,
   now: Date,
   graceMs: number,
@@ -114,16 +117,16 @@ export function decideLiveness(
 ): LivenessDecision {
   const heard = Math.min(now.getTime(), (hearing.heardUntil ?? now).getTime());
   const status = new Map<string, NodeStatus>();
-  const asAlive = (node: FleetNode) => deriveNodeStatus({ cordoned: node.cordoned, lastHeartbeatAt: now }, drainsByNode.get(node.id), now, graceMs);
+  const asAlive = (node: LivenessNode) => deriveNodeStatus({ cordoned: node.cordoned, lastHeartbeatAt: now }, drainsByNode.get(node.id), now, graceMs);
   /** Silence the operator can blame on the node: from its last heartbeat (or from when the operator started listening) to what it has heard. */
-  const ownSilence = (node: FleetNode, last: Date | null) => {
+  const ownSilence = (node: LivenessNode, last: Date | null) => {
     const since = later(last, hearing.listeningSince);
     if (since === null) return Number.POSITIVE_INFINITY;
     return heard - since.getTime() - coveredMs(hearing.deaf ?? [], since.getTime(), heard);
   };
 
-  const operatorHeld: FleetNode[] = [];
-  const candidates: FleetNode[] = [];
+  const operatorHeld: LivenessNode[] = [];
+  const candidates: LivenessNode[] = [];
   const byRegion = new Map<string, { total: number; silent: number }>();
   for (const node of nodes) {
     const last = later(node.lastHeartbeatAt, hearing.pending?.get(node.id));
