@@ -105,6 +105,9 @@ function onReply(thread: Worker, reply: PlanReply): void {
     case 'chunk': {
       if (!request.body) {
         request.body = new PassThrough();
+        // Whoever reads the body sees an error through its own listener; one that arrives after
+        // the reader left (the client hung up) must not end the process as unhandled.
+        request.body.on('error', () => {});
         request.resolve({ ok: true, body: request.body });
       }
       request.body.write(reply.bytes);

@@ -119,4 +119,21 @@ describe(`the dry run from the plan worker’s kept instances on ${TEST_ENGINE}`
     expect(gz.headers['content-encoding']).toBe('gzip');
     expect(JSON.parse(gunzipSync(gz.body).toString())).toEqual(body);
   });
+
+  it('goes on serving after a client hangs up in the middle of the body', async () => {
+    for (let k = 0; k < 3; k++) {
+      const controller = new AbortController();
+      const answer = await request(`${op.url}/api/v1/rollouts/plan`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(SPEC),
+        signal: controller.signal,
+      });
+      expect(answer.statusCode).toBe(200);
+      controller.abort();
+      await answer.body.text().catch(() => undefined);
+    }
+    expect((await fetch(`${op.url}/health`)).status).toBe(200);
+    expect((await api.post('/api/v1/rollouts/plan', SPEC)).status).toBe(200);
+  });
 });
