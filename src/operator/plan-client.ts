@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { workerScript } from '../worker-script.js';
 import type { PlannedMove } from '../domain/rollout/plan.js';
 import type { PlanFacts, PlanOutcome } from './plan-compute.js';
-import type { InstanceCacheRef } from './plan-fleet-cache.js';
+import type { InstanceCacheRef, Refusal } from './plan-fleet-cache.js';
 import { decodeMoves, PLAN_WORKER_MARKER, type PlanReply, type PlanRequest } from './plan-worker.js';
 
 interface Pending {
@@ -36,9 +36,10 @@ export async function planInWorker(facts: PlanFacts): Promise<PlanOutcome> {
  */
 export type RenderedPlan = { ok: true; body: Readable } | Extract<PlanOutcome, { ok: false }>;
 
-/** The worker could not apply the facts' instance rows to what it keeps (PlanRequest.cache): read them all and ask again. */
+/** The worker could not apply the facts' instance rows to what it keeps (PlanRequest.cache): read again as `refusal` says and ask again. */
 export interface Stale {
   ok: 'stale';
+  refusal: Refusal;
 }
 
 /** Renders the dry run; with `cache`, from the worker's kept instances of that fleet (plan-fleet-cache.ts). */
@@ -122,7 +123,7 @@ function onReply(thread: Worker, reply: PlanReply): void {
     case 'stale': {
       pending.delete(reply.id);
       if (pending.size === 0) thread.unref();
-      request.resolve({ ok: 'stale' });
+      request.resolve({ ok: 'stale', refusal: reply.need === 'ids' ? { need: 'ids', cursor: reply.cursor } : { need: 'complete' } });
       return;
     }
     case 'failed': {

@@ -44,8 +44,8 @@ export class InstanceTable {
 
   /**
    * Applies the rows written since `cursor` (updated ones replace theirs, new ones are merged in
-   * by id). False when the table cannot be trusted afterwards: fewer instances exist than it
-   * holds, so some were deleted, and a complete load must replace it.
+   * by id). False when more instances are kept than exist (`count`): some were deleted, and
+   * `retain` with every id there is must drop them before the table can be trusted.
    */
   apply(changed: readonly InstanceRow[], count: number, cursor: string): boolean {
     const added: InstanceRow[] = [];
@@ -63,6 +63,15 @@ export class InstanceTable {
     }
     this.cursor = cursor;
     return this.rows.length === count;
+  }
+
+  /** Drops every row whose id is not in `ids` (every instance there is): what was deleted. */
+  retain(ids: readonly string[]): void {
+    const live = new Set(ids);
+    const kept = this.rows.filter((row) => live.has(row[0]));
+    if (kept.length === this.rows.length) return;
+    this.rows = kept;
+    this.reindex();
   }
 
   /** The instances as the plan reads them, each volume and activity report dropped once expired at `now`. */
@@ -122,28 +131,44 @@ export interface InstanceCacheRef {
 /** Tables kept, one per database the process plans against (tests run several operators in one process). */
 export const CACHED_FLEETS = 4;
 
+/**
+ * Why rows could not be applied: `complete` — nothing kept for this base (another base, nothing
+ * kept, a worker restarted), read every row; `ids` — applied, but instances were deleted since:
+ * read what changed since `cursor` (where the table now is) with every id there is.
+ */
+export type Refusal = { need: 'complete' } | { need: 'ids'; cursor: string };
+
 /** The worker's tables by fleet key, least recently used first. */
 export class InstanceCache {
   private readonly tables = new Map<string, InstanceTable>();
 
-  /**
-   * The table for `ref` with `instances` applied, or null when the rows cannot be applied to what
-   * is kept (another base, nothing kept, or deletions since): the caller reads every row and asks again.
-   */
-  table(ref: InstanceCacheRef, instances: InstanceRowsText): InstanceTable | null {
+  /** The table for `ref` with `instances` applied, or why it cannot be had (the caller reads again as told). */
+  table(ref: InstanceCacheRef, instances: InstanceRowsText): InstanceTable | Refusal {
     const rows = JSON.parse(instances.rows) as InstanceRow[];
     let table = this.tables.get(ref.key);
     this.tables.delete(ref.key);
     if (instances.complete) {
       table = new InstanceTable(rows, instances.cursor);
-    } else if (!table || ref.base === null || table.cursor !== ref.base || !table.apply(rows, instances.count, instances.cursor)) {
-      return null;
+    } else {
+      if (!table || ref.base === null || table.cursor !== ref.base) return { need: 'complete' };
+      const whole = table.apply(rows, instances.count, instances.cursor);
+      if (!whole && instances.ids !== undefined) table.retain(JSON.parse(instances.ids) as string[]);
+      if (table.size !== instances.count) {
+        if (instances.ids !== undefined) return { need: 'complete' };
+        // Kept at its new cursor (applying was sound): which ids were deleted is all it lacks.
+        this.keep(ref.key, table);
+        return { need: 'ids', cursor: table.cursor };
+      }
     }
-    this.tables.set(ref.key, table);
-    for (const key of this.tables.keys()) {
-      if (this.tables.size <= CACHED_FLEETS) break;
-      this.tables.delete(key);
-    }
+    this.keep(ref.key, table);
     return table;
+  }
+
+  private keep(key: string, table: InstanceTable): void {
+    this.tables.set(key, table);
+    for (const old of this.tables.keys()) {
+      if (this.tables.size <= CACHED_FLEETS) break;
+      this.tables.delete(old);
+    }
   }
 }

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { PlannedMove } from '../domain/rollout/plan.js';
 import { computePlan, type PlanFacts, type PlanOutcome } from './plan-compute.js';
-import { InstanceCache, type InstanceCacheRef } from './plan-fleet-cache.js';
+import { InstanceCache, type InstanceCacheRef, InstanceTable, type Refusal } from './plan-fleet-cache.js';
 
 /** `workerData` key that makes a module loaded in a worker thread serve plans. */
 export const PLAN_WORKER_MARKER = 'drydockPlanWorker';
@@ -56,7 +56,7 @@ export type PlanReply =
   | { id: number; kind: 'rendered' }
   | { id: number; kind: 'failed'; message: string; stack: string | undefined }
   /** The request's instance rows do not apply to what the worker keeps: read them all and ask again. */
-  | { id: number; kind: 'stale' };
+  | ({ id: number; kind: 'stale' } & Refusal);
 
 export const MOVE_FIELDS = 6;
 
@@ -163,8 +163,8 @@ export function answer(request: PlanRequest, post: (reply: PlanReply, transfer?:
   const { id } = request;
   try {
     const table = request.cache ? cache.table(request.cache, request.facts.snapshot.instances) : undefined;
-    if (table === null) {
-      post({ id, kind: 'stale' });
+    if (table !== undefined && !(table instanceof InstanceTable)) {
+      post({ id, kind: 'stale', ...table });
       return;
     }
     const outcome = computePlan(request.facts, table);

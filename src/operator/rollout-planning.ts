@@ -64,17 +64,25 @@ export async function renderPlanFromStore(
     fleet = { key: randomUUID(), cursor: undefined, completeAt: 0 };
     fleets.set(db, fleet);
   }
-  // Only what changed since the worker's copy, then everything when that copy cannot take it.
-  const due = Date.now() - fleet.completeAt >= COMPLETE_READ_EVERY_MS;
-  for (const since of fleet.cursor === undefined || due ? [undefined] : [fleet.cursor, undefined]) {
-    const facts = await loadPlanFacts(db, parsed.spec, overrides, operatorVersion, since === undefined ? {} : { since });
+  // Only what changed since the worker's copy; with every id when instances were deleted since;
+  // everything when that copy cannot take it. A complete read is never refused, so this ends.
+  let since = Date.now() - fleet.completeAt >= COMPLETE_READ_EVERY_MS ? undefined : fleet.cursor;
+  let withIds = false;
+  for (;;) {
+    const read = since === undefined ? {} : { since, withIds };
+    const facts = await loadPlanFacts(db, parsed.spec, overrides, operatorVersion, read);
     const rendered = await renderPlanInWorker(facts, { key: fleet.key, base: since ?? null });
-    if (rendered.ok === 'stale') continue;
+    if (rendered.ok === 'stale') {
+      if (since === undefined) throw new Error('the plan worker refused a complete read of the instances');
+      const { refusal } = rendered;
+      withIds = refusal.need === 'ids' && !withIds;
+      since = refusal.need === 'ids' && withIds ? refusal.cursor : undefined;
+      continue;
+    }
     fleet.cursor = facts.snapshot.instances.cursor;
     if (facts.snapshot.instances.complete) fleet.completeAt = Date.now();
     return rendered.ok ? { ...rendered, read: facts.snapshot.instances.complete ? 'complete' : 'incremental' } : rendered;
   }
-  throw new Error('the plan worker refused a complete load of the instances');
 }
 
 /**
@@ -99,13 +107,13 @@ async function loadPlanFacts(
   spec: RolloutSpec,
   overrides: readonly string[],
   operatorVersion: string,
-  options: { ignoreRolloutId?: string; since?: string },
+  options: { ignoreRolloutId?: string; since?: string; withIds?: boolean },
 ): Promise<PlanFacts> {
   const component = spec.target.component;
   const otherTargets = rolloutTargets(spec).slice(1);
   // Independent reads, side by side: on a server engine each takes a session of the pool.
   const [snapshot, others, artifact, historyNodeSeconds, policies, quarantined, published, active, replicas, migrations, compatRules] = await Promise.all([
-    loadPlanSnapshot(db, component, otherTargets.map((t) => t.component), options.since === undefined ? {} : { since: options.since }),
+    loadPlanSnapshot(db, component, otherTargets.map((t) => t.component), options.since === undefined ? {} : { since: options.since, withIds: options.withIds ?? false }),
     Promise.all(
       otherTargets.map(async (t) => {
         const found = await findArtifactByVersion(db, t.component, t.version);

@@ -24,14 +24,18 @@ export interface TransactionOptions {
 }
 
 class ClientDb implements Db {
+  /** The statement last sent: a transaction's session runs one at a time, so callers that ask side by side (Promise.all) wait their turn here, not in pg's deprecated queue. */
+  private last: Promise<unknown> = Promise.resolve();
+
   constructor(
     readonly engine: Db['engine'],
     private readonly client: pg.PoolClient,
   ) {}
 
   async query<R>(text: string, values: readonly unknown[] = []): Promise<R[]> {
-    const result = await this.client.query(text, values as unknown[]);
-    return result.rows as R[];
+    const run = this.last.then(() => this.client.query(text, values as unknown[]));
+    this.last = run.catch(() => undefined);
+    return (await run).rows as R[];
   }
 
   transaction<T>(work: (tx: Db) => Promise<T>): Promise<T> {

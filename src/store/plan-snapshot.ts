@@ -36,6 +36,8 @@ export interface InstanceRowsText {
   cursor: string;
   /** The database's clock at the read (epoch ms): reported volume and activity expire against it. */
   now: number;
+  /** Asked for (`withIds`): every instance id there is, a JSON array, so a kept copy can drop the deleted ones. */
+  ids?: string;
 }
 
 /**
@@ -49,7 +51,7 @@ export async function loadPlanSnapshot(
   db: Db,
   component: string,
   others: readonly string[] = [],
-  options: { since?: string } = {},
+  options: { since?: string; withIds?: boolean } = {},
 ): Promise<PlanSnapshotText> {
   // Several targets: the versions of the other target components too (null when there are none).
   // Four independent reads, side by side (each its own session on a server engine).
@@ -65,7 +67,7 @@ export async function loadPlanSnapshot(
       `SELECT coalesce(json_agg(json_build_array(id, name, replicas, min_available, node_selector) ORDER BY id), '[]')::text AS deployments
          FROM deployments`,
     ),
-    loadInstanceRows(db, options.since),
+    loadInstanceRows(db, options.since, options.withIds ?? false),
     db.query<{ component: string; version: string }>(
       `SELECT DISTINCT c.key AS component, c.value AS version FROM nodes, jsonb_each_text(nodes.components) AS c ORDER BY 1, 2`,
     ),
@@ -97,9 +99,9 @@ export async function loadPlanSnapshot(
  * missing, too old (FULL_RELOAD_AFTER_XIDS) or ahead of the database (a cursor from another
  * cluster or from before a restore).
  */
-async function loadInstanceRows(db: Db, since: string | undefined): Promise<InstanceRowsText> {
+async function loadInstanceRows(db: Db, since: string | undefined, withIds: boolean): Promise<InstanceRowsText> {
   if (since !== undefined && !SNAPSHOT_TEXT.test(since)) throw new Error(`not a pg_snapshot cursor: ${since}`);
-  const [row] = await db.query<{ cursor: string; complete: boolean; now: number; count: number; rows: string }>(
+  const [row] = await db.query<{ cursor: string; complete: boolean; now: number; count: number; rows: string; ids: string | null }>(
     `WITH s AS (
        SELECT pg_current_snapshot() AS snap, pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax, $1::pg_snapshot AS old,
               pg_snapshot_xmin($1::pg_snapshot)::text::bigint AS since
@@ -117,12 +119,13 @@ async function loadInstanceRows(db: Db, since: string | undefined): Promise<Inst
                      AND NOT pg_visible_in_snapshot(
                        ((f.xmax / 4294967296 - CASE WHEN i.xmin::text::bigint > f.xmax % 4294967296 THEN 1 ELSE 0 END) * 4294967296
                          + i.xmin::text::bigint)::text::xid8,
-                       f.old))) AS rows
+                       f.old))) AS rows,
+            CASE WHEN $3::boolean THEN (SELECT coalesce(json_agg(id ORDER BY id COLLATE "C"), '[]')::text FROM instances) END AS ids
        FROM f`,
-    [since ?? null, FULL_RELOAD_AFTER_XIDS],
+    [since ?? null, FULL_RELOAD_AFTER_XIDS, withIds],
   );
-  const { cursor, complete, now, count, rows } = row as { cursor: string; complete: boolean; now: number; count: number; rows: string };
-  return { cursor, complete, now: Number(now), count, rows };
+  const { cursor, complete, now, count, rows, ids } = row as { cursor: string; complete: boolean; now: number; count: number; rows: string; ids: string | null };
+  return { cursor, complete, now: Number(now), count, rows, ...(ids === null ? {} : { ids }) };
 }
 
 /** `xmin:xmax:xip,…` as pg_current_snapshot() writes it. */

@@ -3,7 +3,7 @@
 // complete read gives, or a refusal that makes the caller read everything.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { InstanceCache, type InstanceRow, InstanceTable } from '../../src/operator/plan-fleet-cache.js';
+import { InstanceCache, type InstanceRow, InstanceTable, type Refusal } from '../../src/operator/plan-fleet-cache.js';
 import type { InstanceRowsText } from '../../src/store/plan-snapshot.js';
 
 const NOW = Date.parse('2026-06-01T00:00:00Z');
@@ -12,9 +12,15 @@ function row(id: string, version: number, extra: Partial<{ node: string; volumeE
   return [id, `dep-${id.length % 3}`, extra.node ?? `node-${version % 4}`, 'running', version % 2 === 0 ? 'running' : 'pending', { replicas: 3, healthy_replicas: version % 3 }, extra.volumeExpiresAt ?? null, extra.activity ?? null, extra.activityExpiresAt ?? null];
 }
 
-function text(rows: readonly InstanceRow[], complete: boolean, count: number, cursor: string, now = NOW): InstanceRowsText {
+function text(rows: readonly InstanceRow[], complete: boolean, count: number, cursor: string, ids?: readonly string[]): InstanceRowsText {
   const sorted = [...rows].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  return { rows: JSON.stringify(sorted), complete, count, cursor, now };
+  return { rows: JSON.stringify(sorted), complete, count, cursor, now: NOW, ...(ids ? { ids: JSON.stringify([...ids].sort()) } : {}) };
+}
+
+/** The table, or fails the test with the refusal. */
+function got(answer: InstanceTable | Refusal): InstanceTable {
+  if (!(answer instanceof InstanceTable)) throw new Error(`refused: ${JSON.stringify(answer)}`);
+  return answer;
 }
 
 /** What a complete read gives for these rows (the table built from nothing else). */
@@ -26,14 +32,14 @@ const op = fc.oneof(
 );
 
 describe('the plan worker’s kept instances', () => {
-  it('apply(rows written since) equals a complete read, or refuses exactly when rows were deleted', () => {
+  it('apply(rows written since) equals a complete read; after deletions, once every id is given too', () => {
     fc.assert(
       fc.property(fc.array(fc.array(op, { maxLength: 8 }), { minLength: 1, maxLength: 6 }), fc.array(fc.boolean(), { maxLength: 50 }), (rounds, extras) => {
         const db = new Map<string, InstanceRow>();
         for (let k = 0; k < 20; k++) db.set(`i-${k}`, row(`i-${k}`, k));
         const cache = new InstanceCache();
         let cursor = 'c0';
-        expect(cache.table({ key: 'f', base: null }, text([...db.values()], true, db.size, cursor))?.factsAsOf(NOW)).toEqual(complete(db));
+        expect(got(cache.table({ key: 'f', base: null }, text([...db.values()], true, db.size, cursor))).factsAsOf(NOW)).toEqual(complete(db));
         for (const [r, round] of rounds.entries()) {
           const written = new Map<string, InstanceRow>();
           const held = new Set(db.keys());
@@ -57,13 +63,15 @@ describe('the plan worker’s kept instances', () => {
           const deleted = [...held].some((id) => !db.has(id));
           const table = cache.table({ key: 'f', base: cursor }, text([...written.values()], false, db.size, next));
           if (deleted) {
-            expect(table).toBeNull();
-            const again = cache.table({ key: 'f', base: null }, text([...db.values()], true, db.size, next));
-            expect(again?.factsAsOf(NOW)).toEqual(complete(db));
-          } else {
-            expect(table?.factsAsOf(NOW)).toEqual(complete(db));
-            expect(table?.cursor).toBe(next);
+            // Applied and kept at the new cursor; it asks for every id to drop the deleted ones.
+            expect(table).toEqual({ need: 'ids', cursor: next });
+            const again = got(cache.table({ key: 'f', base: next }, text([], false, db.size, `${next}'`, [...db.keys()])));
+            expect(again.factsAsOf(NOW)).toEqual(complete(db));
+            cursor = `${next}'`;
+            continue;
           }
+          expect(got(table as InstanceTable).factsAsOf(NOW)).toEqual(complete(db));
+          expect((table as InstanceTable).cursor).toBe(next);
           cursor = next;
         }
       }),
@@ -72,20 +80,28 @@ describe('the plan worker’s kept instances', () => {
 
   it('refuses rows read from another cursor than the one it holds, and a fleet it does not hold', () => {
     const cache = new InstanceCache();
-    expect(cache.table({ key: 'f', base: 'c0' }, text([], false, 0, 'c1'))).toBeNull();
+    expect(cache.table({ key: 'f', base: 'c0' }, text([], false, 0, 'c1'))).toEqual({ need: 'complete' });
     cache.table({ key: 'f', base: null }, text([row('a', 1)], true, 1, 'c1'));
-    expect(cache.table({ key: 'f', base: 'c0' }, text([], false, 1, 'c2'))).toBeNull();
+    expect(cache.table({ key: 'f', base: 'c0' }, text([], false, 1, 'c2'))).toEqual({ need: 'complete' });
     // Refused once, the table is gone: even its own cursor now needs a complete read.
-    expect(cache.table({ key: 'f', base: 'c1' }, text([], false, 1, 'c2'))).toBeNull();
-    expect(cache.table({ key: 'g', base: 'c1' }, text([], false, 1, 'c2'))).toBeNull();
+    expect(cache.table({ key: 'f', base: 'c1' }, text([], false, 1, 'c2'))).toEqual({ need: 'complete' });
+    expect(cache.table({ key: 'g', base: 'c1' }, text([], false, 1, 'c2'))).toEqual({ need: 'complete' });
+  });
+
+  it('asks for a complete read when the ids it was given still do not add up', () => {
+    const cache = new InstanceCache();
+    cache.table({ key: 'f', base: null }, text([row('a', 1), row('b', 2)], true, 2, 'c1'));
+    expect(cache.table({ key: 'f', base: 'c1' }, text([], false, 1, 'c2'))).toEqual({ need: 'ids', cursor: 'c2' });
+    expect(cache.table({ key: 'f', base: 'c2' }, text([], false, 1, 'c3', ['a', 'b']))).toEqual({ need: 'complete' });
+    expect(cache.table({ key: 'f', base: 'c3' }, text([], false, 1, 'c4'))).toEqual({ need: 'complete' });
   });
 
   it('keeps one table per fleet, the least recently used dropped past four', () => {
     const cache = new InstanceCache();
     for (const key of ['a', 'b', 'c', 'd', 'e']) cache.table({ key, base: null }, text([row(`${key}-1`, 1)], true, 1, `${key}0`));
-    expect(cache.table({ key: 'a', base: 'a0' }, text([], false, 1, 'a1'))).toBeNull();
-    expect(cache.table({ key: 'e', base: 'e0' }, text([], false, 1, 'e1'))?.size).toBe(1);
-    expect(cache.table({ key: 'b', base: 'b0' }, text([], false, 1, 'b1'))?.size).toBe(1);
+    expect(cache.table({ key: 'a', base: 'a0' }, text([], false, 1, 'a1'))).toEqual({ need: 'complete' });
+    expect(got(cache.table({ key: 'e', base: 'e0' }, text([], false, 1, 'e1'))).size).toBe(1);
+    expect(got(cache.table({ key: 'b', base: 'b0' }, text([], false, 1, 'b1'))).size).toBe(1);
   });
 
   it('drops a volume or activity report once it expires, with no row written', () => {

@@ -59,6 +59,11 @@ describe(`the instances a dry run reads on ${TEST_ENGINE}`, () => {
     const deleted = (await loadPlanSnapshot(t.db, 'tool', [], { since: changed.cursor })).instances;
     expect(deleted).toMatchObject({ complete: false, count: 4 });
     expect(ids(deleted.rows)).toEqual([]);
+    expect(deleted.ids).toBeUndefined();
+    // Asked for, every id there is comes along, from the same snapshot as the count.
+    const withIds = (await loadPlanSnapshot(t.db, 'tool', [], { since: changed.cursor, withIds: true })).instances;
+    expect(withIds).toMatchObject({ complete: false, count: 4 });
+    expect(JSON.parse(withIds.ids ?? 'null')).toEqual(['ps-C', 'ps-b', 'ps-d', 'ps-e']);
   });
 
   it('reads everything again from a cursor ahead of the database (another cluster, a restored backup)', async () => {
