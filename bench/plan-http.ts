@@ -9,6 +9,7 @@
 //   npm run bench:plan-http [-- --nodes 10000 --runs 3 --postgres postgres://postgres@127.0.0.1:5432/postgres]
 //                           [--profile DIR]   (the operator's CPU profiles, written when it stops)
 //                           [--in-process]    (the operator in this process, its fleet reconciler idle)
+//                           [--delete-between N]  (N instances deleted before each run: the dry run's deletion path)
 //
 // The database (`drydock_bench_plan`) is created fresh on that server and dropped afterwards.
 // On 2 cores the operator, its plan worker, Postgres and this client share the CPU.
@@ -46,6 +47,11 @@ const { values } = parseArgs({
      * reconciler's own whole-fleet loads beside it.
      */
     'in-process': { type: 'boolean', default: false },
+    /**
+     * Delete this many instances (straight in the database) before each run after the first: every
+     * dry run then finds rows gone since the plan worker's copy, as during a rollout's migrations.
+     */
+    'delete-between': { type: 'string', default: '0' },
   },
 });
 const nodeCount = Number(values.nodes);
@@ -200,6 +206,19 @@ async function operatorMetrics(base: string): Promise<{ loopDelayMaxMs: number; 
   return { loopDelayMaxMs: Math.round(max * 10_000) / 10, planReads, value };
 }
 
+const deleteBetween = Math.max(0, Number(values['delete-between']));
+
+/** Deletes `count` instances, as finished migrations do (their old rows go). */
+async function deleteInstances(count: number): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query('DELETE FROM instances WHERE id IN (SELECT id FROM instances ORDER BY random() LIMIT $1)', [count]);
+  } finally {
+    await client.end();
+  }
+}
+
 const percentile = (xs: number[], p: number) => {
   const sorted = [...xs].sort((a, b) => a - b);
   return sorted.length === 0 ? 0 : (sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number);
@@ -303,6 +322,7 @@ try {
   }[] = [];
   // One run more than asked: the first pays for starting the plan worker and compiling its code.
   for (let run = 0; run <= runs; run++) {
+    if (run > 0 && deleteBetween > 0) await deleteInstances(deleteBetween);
     await operatorMetrics(base);
     poller.start();
     const started = performance.now();
@@ -338,7 +358,7 @@ try {
   const median = (xs: number[]) => percentile(xs, 50);
   const report = {
     operator: values['in-process'] ? 'in process, fleet reconciler idle pass hourly' : `${values.bundle} (child process)`,
-    config: { nodes: nodeCount, regions: regionCount, instances: seeded.instances, deployments: seeded.deployments, max_instances_per_node: maxInstances, runs, spec },
+    config: { nodes: nodeCount, regions: regionCount, instances: seeded.instances, deployments: seeded.deployments, max_instances_per_node: maxInstances, runs, delete_between: deleteBetween, spec },
     seed_s: round(seeded.seconds),
     /** The machine is shared: its 1-minute load average when the runs ended (2 cores here). */
     load_average: round(loadavg()[0] as number),
