@@ -34,7 +34,7 @@ export async function planInWorker(facts: PlanFacts): Promise<PlanOutcome> {
  * The dry run's response body, rendered in the worker (see PlanRequest.render) and streamed as it
  * is (the first bytes come before the last are rendered); a spec the policies refuse comes back as issues.
  */
-export type RenderedPlan = { ok: true; body: Readable } | Extract<PlanOutcome, { ok: false }>;
+export type RenderedPlan = { ok: true; body: Readable; kept?: number } | Extract<PlanOutcome, { ok: false }>;
 
 /** The worker could not apply the facts' instance rows to what it keeps (PlanRequest.cache): read again as `refusal` says and ask again. */
 export interface Stale {
@@ -109,7 +109,7 @@ function onReply(thread: Worker, reply: PlanReply): void {
         // Whoever reads the body sees an error through its own listener; one that arrives after
         // the reader left (the client hung up) must not end the process as unhandled.
         request.body.on('error', () => {});
-        request.resolve({ ok: true, body: request.body });
+        request.resolve({ ok: true, body: request.body, ...(reply.kept === undefined ? {} : { kept: reply.kept }) });
       }
       request.body.write(reply.bytes);
       return;

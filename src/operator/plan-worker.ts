@@ -50,8 +50,11 @@ export type PlanReply =
   | { id: number; kind: 'moves'; slice: MoveSlice }
   /** The outcome, its plan's `moves` left empty (they came in the slices). */
   | { id: number; kind: 'done'; outcome: PlanOutcome }
-  /** The next piece of the response body of POST /rollouts/plan, UTF-8 JSON (a request with `render`). */
-  | { id: number; kind: 'chunk'; bytes: Uint8Array }
+  /**
+   * The next piece of the response body of POST /rollouts/plan, UTF-8 JSON (a request with
+   * `render`); the first says how many instances the worker keeps for the request's fleet now.
+   */
+  | { id: number; kind: 'chunk'; bytes: Uint8Array; kept?: number }
   /** The body is complete: every chunk came before this. */
   | { id: number; kind: 'rendered' }
   | { id: number; kind: 'failed'; message: string; stack: string | undefined }
@@ -126,15 +129,18 @@ export function renderBody(
   outcome: Extract<PlanOutcome, { ok: true }>,
   post: (reply: PlanReply, transfer?: ArrayBuffer[]) => void,
   movesPerChunk = MOVES_PER_CHUNK,
+  kept?: number,
 ): void {
   const { spec, policies, plan, preflight } = outcome;
   const token = `drydock-moves-${randomUUID()}`;
   const marker = JSON.stringify(token);
   const whole = JSON.stringify({ spec, policies, plan: { ...plan, moves: token }, preflight });
   const at = whole.indexOf(marker);
+  let first = true;
   const send = (text: string) => {
     const bytes = ownBuffer(Buffer.from(text, 'utf8'));
-    post({ id, kind: 'chunk', bytes }, [bytes.buffer as ArrayBuffer]);
+    post({ id, kind: 'chunk', bytes, ...(first && kept !== undefined ? { kept } : {}) }, [bytes.buffer as ArrayBuffer]);
+    first = false;
   };
   send(`${whole.slice(0, at)}[`);
   const { moves } = plan;
@@ -173,7 +179,7 @@ export function answer(request: PlanRequest, post: (reply: PlanReply, transfer?:
       return;
     }
     if (request.render) {
-      renderBody(id, outcome, post);
+      renderBody(id, outcome, post, MOVES_PER_CHUNK, table?.size);
       return;
     }
     const { strings, slices } = encodeMoves(outcome.plan.moves);

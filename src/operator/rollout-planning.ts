@@ -61,7 +61,7 @@ export async function renderPlanFromStore(
   if (!parsed.ok) return parsed;
   let fleet = fleets.get(db);
   if (!fleet) {
-    fleet = { key: randomUUID(), cursor: undefined, completeAt: 0 };
+    fleet = { key: randomUUID(), cursor: undefined, completeAt: 0, kept: undefined };
     fleets.set(db, fleet);
   }
   // Only what changed since the worker's copy; with every id when instances were deleted since;
@@ -69,7 +69,8 @@ export async function renderPlanFromStore(
   let since = Date.now() - fleet.completeAt >= COMPLETE_READ_EVERY_MS ? undefined : fleet.cursor;
   let withIds = false;
   for (;;) {
-    const read = since === undefined ? {} : { since, withIds };
+    // The worker's count rides along: fewer instances than it keeps and the ids come at once.
+    const read = since === undefined ? {} : { since, withIds, ...(fleet.kept === undefined || since !== fleet.cursor ? {} : { kept: fleet.kept }) };
     const facts = await loadPlanFacts(db, parsed.spec, overrides, operatorVersion, read);
     const rendered = await renderPlanInWorker(facts, { key: fleet.key, base: since ?? null });
     if (rendered.ok === 'stale') {
@@ -80,18 +81,20 @@ export async function renderPlanFromStore(
       continue;
     }
     fleet.cursor = facts.snapshot.instances.cursor;
+    fleet.kept = rendered.ok ? rendered.kept : undefined;
     if (facts.snapshot.instances.complete) fleet.completeAt = Date.now();
     return rendered.ok ? { ...rendered, read: facts.snapshot.instances.complete ? 'complete' : 'incremental' } : rendered;
   }
 }
 
 /**
- * Per database: the key of the plan worker's kept instances (plan-fleet-cache.ts) and the
- * snapshot they were last brought up to, where the next dry run's incremental read starts.
+ * Per database: the key of the plan worker's kept instances (plan-fleet-cache.ts), the
+ * snapshot they were last brought up to (where the next dry run's incremental read starts) and
+ * how many there were then (fewer in the database: the read brings every id along at once).
  * Only the dry run reads incrementally: create and approve plan inside their own transaction,
  * from every row, as they always did (a transaction's own writes must never reach the cache).
  */
-const fleets = new WeakMap<Db, { key: string; cursor: string | undefined; completeAt: number }>();
+const fleets = new WeakMap<Db, { key: string; cursor: string | undefined; completeAt: number; kept: number | undefined }>();
 
 /**
  * Every row is read again at least this often, whatever the cursor says: a bound on how long any
@@ -107,13 +110,13 @@ async function loadPlanFacts(
   spec: RolloutSpec,
   overrides: readonly string[],
   operatorVersion: string,
-  options: { ignoreRolloutId?: string; since?: string; withIds?: boolean },
+  options: { ignoreRolloutId?: string; since?: string; withIds?: boolean; kept?: number },
 ): Promise<PlanFacts> {
   const component = spec.target.component;
   const otherTargets = rolloutTargets(spec).slice(1);
   // Independent reads, side by side: on a server engine each takes a session of the pool.
   const [snapshot, others, artifact, historyNodeSeconds, policies, quarantined, published, active, replicas, migrations, compatRules] = await Promise.all([
-    loadPlanSnapshot(db, component, otherTargets.map((t) => t.component), options.since === undefined ? {} : { since: options.since, withIds: options.withIds ?? false }),
+    loadPlanSnapshot(db, component, otherTargets.map((t) => t.component), options.since === undefined ? {} : { since: options.since, withIds: options.withIds ?? false, ...(options.kept === undefined ? {} : { kept: options.kept }) }),
     Promise.all(
       otherTargets.map(async (t) => {
         const found = await findArtifactByVersion(db, t.component, t.version);

@@ -36,7 +36,10 @@ export interface InstanceRowsText {
   cursor: string;
   /** The database's clock at the read (epoch ms): reported volume and activity expire against it. */
   now: number;
-  /** Asked for (`withIds`): every instance id there is, a JSON array, so a kept copy can drop the deleted ones. */
+  /**
+   * Every instance id there is, a JSON array, so a kept copy can drop the deleted ones: when asked
+   * for (`withIds`), or when fewer instances exist than the copy holds (`kept`: some were deleted).
+   */
   ids?: string;
 }
 
@@ -51,7 +54,7 @@ export async function loadPlanSnapshot(
   db: Db,
   component: string,
   others: readonly string[] = [],
-  options: { since?: string; withIds?: boolean } = {},
+  options: { since?: string; withIds?: boolean; kept?: number } = {},
 ): Promise<PlanSnapshotText> {
   // Several targets: the versions of the other target components too (null when there are none).
   // Four independent reads, side by side (each its own session on a server engine).
@@ -67,7 +70,7 @@ export async function loadPlanSnapshot(
       `SELECT coalesce(json_agg(json_build_array(id, name, replicas, min_available, node_selector) ORDER BY id), '[]')::text AS deployments
          FROM deployments`,
     ),
-    loadInstanceRows(db, options.since, options.withIds ?? false),
+    loadInstanceRows(db, options.since, options.withIds ?? false, options.kept),
     db.query<{ component: string; version: string }>(
       `SELECT DISTINCT c.key AS component, c.value AS version FROM nodes, jsonb_each_text(nodes.components) AS c ORDER BY 1, 2`,
     ),
@@ -99,17 +102,16 @@ export async function loadPlanSnapshot(
  * missing, too old (FULL_RELOAD_AFTER_XIDS) or ahead of the database (a cursor from another
  * cluster or from before a restore).
  */
-async function loadInstanceRows(db: Db, since: string | undefined, withIds: boolean): Promise<InstanceRowsText> {
+async function loadInstanceRows(db: Db, since: string | undefined, withIds: boolean, kept: number | undefined): Promise<InstanceRowsText> {
   if (since !== undefined && !SNAPSHOT_TEXT.test(since)) throw new Error(`not a pg_snapshot cursor: ${since}`);
   const [row] = await db.query<{ cursor: string; complete: boolean; now: number; count: number; rows: string; ids: string | null }>(
     `WITH s AS (
        SELECT pg_current_snapshot() AS snap, pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax, $1::pg_snapshot AS old,
               pg_snapshot_xmin($1::pg_snapshot)::text::bigint AS since
      ), f AS (
-       SELECT s.*, coalesce(s.xmax - s.since BETWEEN 0 AND $2, false) AS partial FROM s
+       SELECT s.*, coalesce(s.xmax - s.since BETWEEN 0 AND $2, false) AS partial, (SELECT count(*) FROM instances)::int AS count FROM s
      )
-     SELECT f.snap::text AS cursor, NOT f.partial AS complete, extract(epoch FROM now()) * 1000 AS now,
-            (SELECT count(*) FROM instances)::int AS count,
+     SELECT f.snap::text AS cursor, NOT f.partial AS complete, extract(epoch FROM now()) * 1000 AS now, f.count,
             (SELECT coalesce(json_agg(json_build_array(i.id, i.deployment_id, i.node_id, i.desired, i.status,
                       i.volume, extract(epoch FROM i.volume_expires_at) * 1000,
                       i.activity, extract(epoch FROM i.activity_expires_at) * 1000) ORDER BY i.id COLLATE "C"), '[]')::text
@@ -120,9 +122,9 @@ async function loadInstanceRows(db: Db, since: string | undefined, withIds: bool
                        ((f.xmax / 4294967296 - CASE WHEN i.xmin::text::bigint > f.xmax % 4294967296 THEN 1 ELSE 0 END) * 4294967296
                          + i.xmin::text::bigint)::text::xid8,
                        f.old))) AS rows,
-            CASE WHEN $3::boolean THEN (SELECT coalesce(json_agg(id ORDER BY id COLLATE "C"), '[]')::text FROM instances) END AS ids
+            CASE WHEN f.partial AND ($3::boolean OR f.count < $4::int) THEN (SELECT coalesce(json_agg(id ORDER BY id COLLATE "C"), '[]')::text FROM instances) END AS ids
        FROM f`,
-    [since ?? null, FULL_RELOAD_AFTER_XIDS, withIds],
+    [since ?? null, FULL_RELOAD_AFTER_XIDS, withIds, kept ?? null],
   );
   const { cursor, complete, now, count, rows, ids } = row as { cursor: string; complete: boolean; now: number; count: number; rows: string; ids: string | null };
   return { cursor, complete, now: Number(now), count, rows, ...(ids === null ? {} : { ids }) };

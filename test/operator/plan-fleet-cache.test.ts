@@ -88,6 +88,14 @@ describe('the plan worker’s kept instances', () => {
     expect(cache.table({ key: 'g', base: 'c1' }, text([], false, 1, 'c2'))).toEqual({ need: 'complete' });
   });
 
+  it('drops deleted rows at once when the ids came with the rows', () => {
+    const cache = new InstanceCache();
+    cache.table({ key: 'f', base: null }, text([row('a', 1), row('b', 2), row('c', 3)], true, 3, 'c1'));
+    const table = got(cache.table({ key: 'f', base: 'c1' }, text([row('d', 4)], false, 3, 'c2', ['a', 'c', 'd'])));
+    expect(table.factsAsOf(NOW).map((i) => i.id)).toEqual(['a', 'c', 'd']);
+    expect(table.cursor).toBe('c2');
+  });
+
   it('asks for a complete read when the ids it was given still do not add up', () => {
     const cache = new InstanceCache();
     cache.table({ key: 'f', base: null }, text([row('a', 1), row('b', 2)], true, 2, 'c1'));

@@ -139,6 +139,16 @@ describe('the rendered body', () => {
     }
   });
 
+  it('says on its first chunk how many instances the worker keeps, and only there', () => {
+    const outcome = computePlan(factsFor(fleet(40), SPEC));
+    if (!outcome.ok) throw new Error('plan refused');
+    const replies: PlanReply[] = [];
+    renderBody(3, outcome, (reply) => replies.push(reply), 5, 120);
+    const chunks = replies.filter((r) => r.kind === 'chunk');
+    expect(chunks[0]).toMatchObject({ kept: 120 });
+    expect(chunks.slice(1).every((r) => !('kept' in r))).toBe(true);
+  });
+
   it('renders a plan with no moves as an empty list', () => {
     const outcome = computePlan(factsFor(fleet(6), { ...SPEC, strategy: { ...SPEC.strategy, drain: { mode: 'none' } } }));
     if (!outcome.ok) throw new Error('plan refused');

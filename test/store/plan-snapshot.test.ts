@@ -64,6 +64,12 @@ describe(`the instances a dry run reads on ${TEST_ENGINE}`, () => {
     const withIds = (await loadPlanSnapshot(t.db, 'tool', [], { since: changed.cursor, withIds: true })).instances;
     expect(withIds).toMatchObject({ complete: false, count: 4 });
     expect(JSON.parse(withIds.ids ?? 'null')).toEqual(['ps-C', 'ps-b', 'ps-d', 'ps-e']);
+    // Told how many a kept copy holds: fewer in the database bring the ids without asking.
+    const fewer = (await loadPlanSnapshot(t.db, 'tool', [], { since: changed.cursor, kept: 5 })).instances;
+    expect(JSON.parse(fewer.ids ?? 'null')).toEqual(['ps-C', 'ps-b', 'ps-d', 'ps-e']);
+    expect((await loadPlanSnapshot(t.db, 'tool', [], { since: changed.cursor, kept: 4 })).instances.ids).toBeUndefined();
+    // A complete read never needs them.
+    expect((await loadPlanSnapshot(t.db, 'tool', [], { withIds: true, kept: 9 })).instances.ids).toBeUndefined();
   });
 
   it('reads everything again from a cursor ahead of the database (another cluster, a restored backup)', async () => {
