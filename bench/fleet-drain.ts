@@ -15,7 +15,7 @@ import pg from 'pg';
 import { freePort } from '../src/agent/drivers/process-driver.js';
 import { migrateUp } from '../src/store/migrator.js';
 import { PoolDb } from '../src/store/db.js';
-import { getJson, postJson } from './http-load.js';
+import { getJson, postJson, waitForResync } from './http-load.js';
 import { appendRun } from './results.js';
 
 const { values } = parseArgs({
@@ -129,20 +129,7 @@ try {
     if (performance.now() - startedAt > 120_000 || operator.exitCode !== null) throw new Error(`operator did not start: ${stderr}`);
     await new Promise((r) => setTimeout(r, 200));
   }
-  // The start-up resync reconciles every deployment once; wait until its queue is empty twice in a row.
-  const metric = async (name: string) => {
-    const text = (await getJson(agent, `${base}/metrics`, {})).text;
-    const line = text.split('\n').find((l) => l.startsWith(name));
-    return line ? Number(line.split(' ').at(-1)) : Number.NaN;
-  };
-  let quiet = 0;
-  while (quiet < 2) {
-    const depth = await metric('drydock_reconcile_queue_depth{queue="deployment"}');
-    const passes = await metric('drydock_reconcile_duration_seconds_count{queue="deployment"}');
-    quiet = depth === 0 && passes >= deploymentCount ? quiet + 1 : 0;
-    if (performance.now() - startedAt > 600_000) throw new Error('the start-up resync did not settle in 10 minutes');
-    await new Promise((r) => setTimeout(r, 500));
-  }
+  await waitForResync(agent, base, deploymentCount);
   const resyncSeconds = (performance.now() - startedAt) / 1000;
   console.log(`operator up and start-up resync of ${deploymentCount} deployments settled in ${resyncSeconds.toFixed(1)} s`);
 

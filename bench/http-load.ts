@@ -122,8 +122,32 @@ export function durationBuckets(metrics: string, route: string): Map<number, num
  */
 export async function operatorReading(agent: http.Agent, base: string, route: string): Promise<{ buckets: Map<number, number>; loopDelayMs: { p99: number; max: number } }> {
   const text = (await getJson(agent, `${base}/metrics`, {})).text;
-  const gauge = (name: string) => Math.round(1000 * Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? Number.NaN));
+  const gauge = (name: string) => Math.round(1000 * metricValue(text, name));
   return { buckets: durationBuckets(text, route), loopDelayMs: { p99: gauge('nodejs_eventloop_lag_p99_seconds'), max: gauge('nodejs_eventloop_lag_max_seconds') } };
+}
+
+/** One series' value in Prometheus text (`name{labels}` exactly as written there), NaN when absent. */
+export function metricValue(metrics: string, series: string): number {
+  const line = metrics.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? Number.NaN : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+/**
+ * Waits until the operator's start-up resync, which reconciles every deployment once, is done:
+ * the deployment queue empty with at least `deployments` passes behind it, twice in a row.
+ * Returns the seconds it took; throws after `limitMs`.
+ */
+export async function waitForResync(agent: http.Agent, base: string, deployments: number, limitMs = 600_000): Promise<number> {
+  const started = performance.now();
+  for (let quiet = 0; quiet < 2; ) {
+    const text = (await getJson(agent, `${base}/metrics`, {})).text;
+    const depth = metricValue(text, 'drydock_reconcile_queue_depth{queue="deployment"}');
+    const passes = metricValue(text, 'drydock_reconcile_duration_seconds_count{queue="deployment"}');
+    quiet = depth === 0 && passes >= deployments ? quiet + 1 : 0;
+    if (performance.now() - started > limitMs) throw new Error(`the start-up resync did not settle in ${limitMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return (performance.now() - started) / 1000;
 }
 
 /**

@@ -26,6 +26,7 @@ import { freePort } from '../src/agent/drivers/process-driver.js';
 import { migrateUp } from '../src/store/migrator.js';
 import { OPERATOR_DEFAULTS, startOperator } from '../src/operator/server.js';
 import { openDb } from '../src/store/open.js';
+import { getJson, metricValue, waitForResync } from './http-load.js';
 
 const { values } = parseArgs({
   options: {
@@ -188,22 +189,13 @@ function post(base: string, path: string, body: unknown): Promise<{ status: numb
 }
 
 /** The operator's /metrics: its event-loop delay max since the last scrape (prom-client resets it at each), and a counter's series. */
+const metricsAgent = new http.Agent({ keepAlive: false });
+
 async function operatorMetrics(base: string): Promise<{ loopDelayMaxMs: number; planReads: Record<string, number>; value: (series: string) => number }> {
-  const text = await new Promise<string>((done, fail) =>
-    http
-      .get(`${base}/metrics`, (res) => {
-        let all = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (all += c));
-        res.on('end', () => done(all));
-      })
-      .on('error', fail),
-  );
-  const max = Number(/^nodejs_eventloop_lag_max_seconds (\S+)/m.exec(text)?.[1] ?? Number.NaN);
+  const text = (await getJson(metricsAgent, `${base}/metrics`, {})).text;
   const planReads: Record<string, number> = {};
   for (const m of text.matchAll(/^drydock_plan_instance_reads_total\{read="(\w+)"\} (\d+)/gm)) planReads[m[1] as string] = Number(m[2]);
-  const value = (series: string) => Number(text.split('\n').find((l) => l.startsWith(`${series} `))?.split(' ').at(-1) ?? Number.NaN);
-  return { loopDelayMaxMs: Math.round(max * 10_000) / 10, planReads, value };
+  return { loopDelayMaxMs: Math.round(metricValue(text, 'nodejs_eventloop_lag_max_seconds') * 10_000) / 10, planReads, value: (series) => metricValue(text, series) };
 }
 
 const deleteBetween = Math.max(0, Number(values['delete-between']));
@@ -278,16 +270,8 @@ try {
   }
   // The start-up resync reconciles every deployment once, loading their instances: measured
   // beside it, a plan and /health would show the resync. Wait until its queue is empty twice in a row.
-  const settling = performance.now();
-  for (let quiet = 0; quiet < 2; ) {
-    const m = await operatorMetrics(base);
-    const depth = m.value('drydock_reconcile_queue_depth{queue="deployment"}');
-    const passes = m.value('drydock_reconcile_duration_seconds_count{queue="deployment"}');
-    quiet = depth === 0 && passes >= seeded.deployments ? quiet + 1 : 0;
-    if (performance.now() - settling > 600_000) throw new Error('the start-up resync did not settle in 10 minutes');
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  console.log(`start-up resync of ${seeded.deployments} deployments settled in ${((performance.now() - settling) / 1000).toFixed(1)} s`);
+  const settled = await waitForResync(metricsAgent, base, seeded.deployments);
+  console.log(`start-up resync of ${seeded.deployments} deployments settled in ${settled.toFixed(1)} s`);
   // The operator at rest, for comparison: whatever else it does on its own shows here too.
   await operatorMetrics(base);
   poller.start();

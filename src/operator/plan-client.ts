@@ -123,7 +123,8 @@ function onReply(thread: Worker, reply: PlanReply): void {
     case 'stale': {
       pending.delete(reply.id);
       if (pending.size === 0) thread.unref();
-      request.resolve({ ok: 'stale', refusal: reply.need === 'ids' ? { need: 'ids', cursor: reply.cursor } : { need: 'complete' } });
+      const { id: _id, kind: _kind, ...refusal } = reply;
+      request.resolve({ ok: 'stale', refusal });
       return;
     }
     case 'failed': {

@@ -59,7 +59,7 @@ export class InstanceTable {
       this.reindex();
     } else if (changed.length > 0) {
       this.facts = null;
-      this.expiring = this.rows.reduce((n, row) => n + (row[6] !== null || row[8] !== null ? 1 : 0), 0);
+      this.expiring = this.rows.filter(expires).length;
     }
     this.cursor = cursor;
     return this.rows.length === count;
@@ -98,14 +98,14 @@ export class InstanceTable {
 
   private reindex(): void {
     this.position.clear();
-    this.expiring = 0;
-    this.rows.forEach((row, k) => {
-      this.position.set(row[0], k);
-      if (row[6] !== null || row[8] !== null) this.expiring++;
-    });
+    this.rows.forEach((row, k) => this.position.set(row[0], k));
+    this.expiring = this.rows.filter(expires).length;
     this.facts = null;
   }
 }
+
+/** Whether the row's volume or activity report expires (then its facts depend on the clock). */
+const expires = (row: InstanceRow): boolean => row[6] !== null || row[8] !== null;
 
 function byId(a: InstanceRow, b: InstanceRow): number {
   return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
@@ -144,14 +144,13 @@ export class InstanceCache {
 
   /** The table for `ref` with `instances` applied, or why it cannot be had (the caller reads again as told). */
   table(ref: InstanceCacheRef, instances: InstanceRowsText): InstanceTable | Refusal {
-    const rows = JSON.parse(instances.rows) as InstanceRow[];
     let table = this.tables.get(ref.key);
     this.tables.delete(ref.key);
     if (instances.complete) {
-      table = new InstanceTable(rows, instances.cursor);
+      table = new InstanceTable(JSON.parse(instances.rows) as InstanceRow[], instances.cursor);
     } else {
       if (!table || ref.base === null || table.cursor !== ref.base) return { need: 'complete' };
-      const whole = table.apply(rows, instances.count, instances.cursor);
+      const whole = table.apply(JSON.parse(instances.rows) as InstanceRow[], instances.count, instances.cursor);
       if (!whole && instances.ids !== undefined) table.retain(JSON.parse(instances.ids) as string[]);
       if (table.size !== instances.count) {
         if (instances.ids !== undefined) return { need: 'complete' };

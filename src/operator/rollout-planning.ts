@@ -76,8 +76,13 @@ export async function renderPlanFromStore(
     if (rendered.ok === 'stale') {
       if (since === undefined) throw new Error('the plan worker refused a complete read of the instances');
       const { refusal } = rendered;
-      withIds = refusal.need === 'ids' && !withIds;
-      since = refusal.need === 'ids' && withIds ? refusal.cursor : undefined;
+      if (refusal.need === 'ids' && !withIds) {
+        since = refusal.cursor;
+        withIds = true;
+      } else {
+        since = undefined;
+        withIds = false;
+      }
       continue;
     }
     fleet.cursor = facts.snapshot.instances.cursor;

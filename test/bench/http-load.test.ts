@@ -1,8 +1,8 @@
 // The heartbeat bench splits the client's latency with the operator's own histogram: read here
 // from what prom-client really prints, with the operator's buckets.
-import { Histogram, Registry } from 'prom-client';
+import { Gauge, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { bucketQuantiles, durationBuckets } from '../../bench/http-load.js';
+import { bucketQuantiles, durationBuckets, metricValue } from '../../bench/http-load.js';
 
 const ROUTE = '/api/v1/agent/heartbeat';
 
@@ -40,5 +40,19 @@ describe('the operator-side latency of the heartbeat bench', () => {
     const after = durationBuckets(await registry.metrics(), ROUTE);
     expect(bucketQuantiles(new Map(), after, [0.5])).toEqual({ count: 1, le_ms: { p50: null } });
     expect(bucketQuantiles(new Map(), durationBuckets(await registry.metrics(), '/nowhere'), [0.5])).toEqual({ count: 0, le_ms: { p50: null } });
+  });
+});
+
+describe('one series of the operator’s metrics', () => {
+  it('reads the series named exactly, labels and all, and says NaN for one that is not there', async () => {
+    const registry = new Registry();
+    const depth = new Gauge({ name: 'drydock_reconcile_queue_depth', help: 'test', labelNames: ['queue'], registers: [registry] });
+    depth.set({ queue: 'deployment' }, 3);
+    depth.set({ queue: 'deployment_x' }, 9);
+    new Gauge({ name: 'nodejs_eventloop_lag_max_seconds', help: 'test', registers: [registry] }).set(0.0421);
+    const text = await registry.metrics();
+    expect(metricValue(text, 'drydock_reconcile_queue_depth{queue="deployment"}')).toBe(3);
+    expect(metricValue(text, 'nodejs_eventloop_lag_max_seconds')).toBe(0.0421);
+    expect(metricValue(text, 'drydock_reconcile_queue_depth{queue="liveness"}')).toBeNaN();
   });
 });

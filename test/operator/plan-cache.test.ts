@@ -4,8 +4,8 @@
 // answer what a plan from every row answers, and name exactly the instances on the drained node.
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { planFromStore } from '../../src/operator/rollout-planning.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { COMPLETE_READ_EVERY_MS, planFromStore } from '../../src/operator/rollout-planning.js';
 import type { RunningOperator } from '../../src/operator/server.js';
 import type { InstanceView } from '../../src/store/instances.js';
 import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
@@ -135,5 +135,22 @@ describe(`the dry run from the plan worker’s kept instances on ${TEST_ENGINE}`
     }
     expect((await fetch(`${op.url}/health`)).status).toBe(200);
     expect((await api.post('/api/v1/rollouts/plan', SPEC)).status).toBe(200);
+  });
+
+  it('reads every row again once the last complete read is older than COMPLETE_READ_EVERY_MS, then incrementally again', async () => {
+    await dryRun();
+    const before = await reads();
+    await dryRun();
+    expect(await reads()).toEqual({ complete: before.complete, incremental: before.incremental + 1 });
+    // Only Date moves (timers stay real): the operator's clock says the last complete read is old.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + COMPLETE_READ_EVERY_MS + 1000 });
+    try {
+      await dryRun();
+      expect(await reads()).toEqual({ complete: before.complete + 1, incremental: before.incremental + 1 });
+      await dryRun();
+      expect(await reads()).toEqual({ complete: before.complete + 1, incremental: before.incremental + 2 });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
