@@ -8,13 +8,14 @@ import type pg from 'pg';
  */
 export interface Db {
   readonly engine: 'postgres' | 'pglite';
-  query<R = Record<string, unknown>>(text: string, values?: readonly unknown[]): Promise<R[]>;
+  /** One statement; on its own it is its own transaction. `options` count only outside a transaction. */
+  query<R = Record<string, unknown>>(text: string, values?: readonly unknown[], options?: SessionOptions): Promise<R[]>;
   /** Runs `work` in one transaction; a throw rolls it back. Nested calls join the outer one. */
-  transaction<T>(work: (tx: Db) => Promise<T>, options?: TransactionOptions): Promise<T>;
+  transaction<T>(work: (tx: Db) => Promise<T>, options?: SessionOptions): Promise<T>;
   close(): Promise<void>;
 }
 
-export interface TransactionOptions {
+export interface SessionOptions {
   /**
    * Ahead of the other work waiting for the embedded engine's one session (the heartbeat batch:
    * a node's liveness and its agent's reply wait for it). A server engine, with a session per

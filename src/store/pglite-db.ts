@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import { workerScript } from '../worker-script.js';
 import pgUtils from 'pg/lib/utils.js';
-import { ConnectionLostError, type Db, isConnectionLost, type TransactionOptions } from './db.js';
+import { ConnectionLostError, type Db, isConnectionLost, type SessionOptions } from './db.js';
 // Imported for its gate: a bundle that contains this module contains the worker too, and is
 // started again as the worker (see src/worker-script.ts).
 import './pglite-worker.js';
@@ -82,11 +82,11 @@ class PgliteWorkerDb implements Db {
     worker.unref();
   }
 
-  async query<R>(text: string, values: readonly unknown[] = []): Promise<R[]> {
-    return this.run<R>(text, values, undefined);
+  async query<R>(text: string, values: readonly unknown[] = [], options: SessionOptions = {}): Promise<R[]> {
+    return this.run<R>(text, values, undefined, options.urgent === true);
   }
 
-  async transaction<T>(work: (tx: Db) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+  async transaction<T>(work: (tx: Db) => Promise<T>, options: SessionOptions = {}): Promise<T> {
     // BEGIN in the worker takes its one session: until COMMIT or ROLLBACK, every other caller's
     // statement waits there instead of landing inside this transaction (urgent ones first).
     const begun = await this.request({ op: 'begin', ...(options.urgent ? { urgent: true } : {}) });
@@ -123,15 +123,15 @@ class PgliteWorkerDb implements Db {
     return this.closed;
   }
 
-  /** One statement, in the transaction `tx` or on its own. */
-  async run<R>(text: string, values: readonly unknown[], tx: number | undefined): Promise<R[]> {
+  /** One statement, in the transaction `tx` or on its own (then `urgent` as for a transaction). */
+  async run<R>(text: string, values: readonly unknown[], tx: number | undefined, urgent = false): Promise<R[]> {
     // The driver's own conversion (Date to text with the offset, arrays to array literals,
     // objects to JSON), done here as it was when the driver ran in this thread: what crosses
     // is strings, nulls and byte arrays, which structured clone carries faithfully.
     const prepared = values.map((value) => pgUtils.prepareValue(value));
     const transfer: ArrayBuffer[] = [];
     detachBytes(prepared, transfer);
-    const reply = await this.request({ op: 'query', text, values: prepared, ...(tx === undefined ? {} : { tx }) }, transfer);
+    const reply = await this.request({ op: 'query', text, values: prepared, ...(tx === undefined ? {} : { tx }), ...(urgent ? { urgent } : {}) }, transfer);
     if (!('rows' in reply)) throw new Error('the embedded database answered a query without rows');
     if (reply.bytes) for (const row of reply.rows) reviveBytes(row);
     return reply.rows as R[];

@@ -12,7 +12,8 @@ export interface PgliteWorkerData {
 }
 
 export type PgliteRequest =
-  | { id: number; op: 'query'; text: string; values: unknown[]; tx?: number }
+  /** `urgent` counts for a statement on its own (no `tx`), as for `begin`. */
+  | { id: number; op: 'query'; text: string; values: unknown[]; tx?: number; urgent?: boolean }
   | { id: number; op: 'begin'; urgent?: boolean }
   | { id: number; op: 'commit' | 'rollback'; tx: number }
   | { id: number; op: 'close' };

@@ -51,8 +51,8 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
   let closing = false;
 
   // The one session, handed out here rather than in the pool's queue: a statement on its own or
-  // a transaction from BEGIN to COMMIT holds it, and when it frees, an urgent transaction (the
-  // heartbeat batch) goes before the rest, which keep their order.
+  // a transaction from BEGIN to COMMIT holds it, and when it frees, an urgent statement or
+  // transaction (the heartbeat batch) goes before the rest, which keep their order.
   let sessionHeld = false;
   const waiting: { urgent: boolean; grant: () => void }[] = [];
   const acquire = (urgent: boolean) =>
@@ -84,7 +84,7 @@ async function serve(port: NonNullable<typeof parentPort>, pgdata: string): Prom
           const runner = request.tx === undefined ? pool : transactions.get(request.tx);
           if (!runner) throw new Error(`transaction ${request.tx} is not open in the embedded database`);
           const started = performance.now();
-          if (request.tx === undefined) await acquire(false);
+          if (request.tx === undefined) await acquire(request.urgent === true);
           let result: pg.QueryResult;
           try {
             result = await runner.query(request.text, request.values);

@@ -155,7 +155,7 @@ describe('the embedded engine behind the Db seam', () => {
     expect(ticksDuringQuery).toBeGreaterThanOrEqual(5);
   });
 
-  it('hands the one session to an urgent transaction (the heartbeat batch) before statements that waited longer', async () => {
+  it('hands the one session to an urgent transaction or statement (the heartbeat batch) before statements that waited longer', async () => {
     // The embedded engine on either suite's run: a server has a session per caller and ignores it.
     const dataDir = mkdtempSync(join(tmpdir(), 'drydock-test-urgent-'));
     const db = await openDb({ dataDir });
@@ -171,13 +171,15 @@ describe('the embedded engine behind the Db seam', () => {
         await released;
       });
       await began;
-      // Both wait for the session: the plain statement first, then the urgent transaction.
+      // All wait for the session: the plain statement first, then the urgent transaction, then
+      // an urgent statement on its own (a batch of idle nodes' heartbeats is one).
       const plain = db.query(`INSERT INTO turns (who) VALUES ('plain')`);
       const urgent = db.transaction((tx) => tx.query(`INSERT INTO turns (who) VALUES ('urgent')`), { urgent: true });
+      const urgentStatement = db.query(`INSERT INTO turns (who) VALUES ('urgent statement')`, [], { urgent: true });
       await new Promise((r) => setTimeout(r, 50));
       release();
-      await Promise.all([holder, plain, urgent]);
-      expect((await db.query<{ who: string }>('SELECT who FROM turns ORDER BY n')).map((r) => r.who)).toEqual(['holder', 'urgent', 'plain']);
+      await Promise.all([holder, plain, urgent, urgentStatement]);
+      expect((await db.query<{ who: string }>('SELECT who FROM turns ORDER BY n')).map((r) => r.who)).toEqual(['holder', 'urgent', 'urgent statement', 'plain']);
     } finally {
       await db.close();
       rmSync(dataDir, { recursive: true, force: true });
