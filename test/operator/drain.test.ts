@@ -156,4 +156,19 @@ describe(`operator drain and migrate on ${TEST_ENGINE}`, () => {
     expect(await api.ok<InstanceView>(`/api/v1/instances/${response.body.replacement_id}`)).toMatchObject({ replaces: instance.id });
     for (const node of fleet) expect(node.lastError).toBeUndefined();
   });
+  it('drains a node that hosts nothing at once: 202, nothing to move, completed', async () => {
+    const empty = await FakeNode.register(api, { hostname: 'drain-empty', region: 'eu-west' });
+    fleet.push(empty);
+    empty.startHeartbeats();
+    const drained = await api.post<NodeView>(`/api/v1/nodes/${empty.id}/drain`, {});
+    expect(drained.status).toBe(202);
+    const done = await waitFor('the empty node’s drain to complete', async () => {
+      const node = await api.ok<NodeView>(`/api/v1/nodes/${empty.id}`);
+      return node.drain?.state === 'completed' && node.status === 'cordoned' && node;
+    });
+    expect(done).toMatchObject({ status: 'cordoned', cordoned: true, draining: false, active_instances: 0 });
+    const started = (await api.ok<EventRow[]>(`/api/v1/events?after=0`)).find((e) => e.kind === 'node.drain_started' && e.node_id === empty.id);
+    expect(started?.data).toMatchObject({ moves: 0 });
+    expect((await api.post<NodeView>(`/api/v1/nodes/${empty.id}/enable`)).body).toMatchObject({ status: 'ready', cordoned: false, drain: null });
+  });
 });

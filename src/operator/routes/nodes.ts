@@ -134,12 +134,10 @@ export async function nodeRoutes(base: FastifyInstance, ctx: OperatorContext): P
       const force = req.body?.force ?? false;
       const timeoutMs = req.body?.timeout ?? ctx.settings.drainTimeoutMs;
       // A drain that cannot fit what it must move fails before it changes anything.
-      // The node's deployments and the nodes with room, not the whole fleet.
-      const snapshot = await loadScopeSnapshot(ctx.db, {
-        deploymentIds: await deploymentsOnNodes(ctx.db, [node.id]),
-        drainNodeIds: [node.id],
-        candidates: true,
-      });
+      // The node's deployments and the nodes with room, not the whole fleet; a node that hosts
+      // nothing has nothing to place, so no node with room is read (every node of a large fleet).
+      const deploymentIds = await deploymentsOnNodes(ctx.db, [node.id]);
+      const snapshot = await loadScopeSnapshot(ctx.db, { deploymentIds, drainNodeIds: [node.id], candidates: deploymentIds.length > 0 });
       const state = { ...placementState(snapshot.instances), load: new Map(snapshot.load) };
       const plan = planDrain(node.id, snapshot.nodes, snapshot.instances, new Map(snapshot.deployments.map((d) => [d.id, d])), state);
       if (plan.unplaceable.length > 0) throw errors.drainCannotFit(plan.unplaceable);
