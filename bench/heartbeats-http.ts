@@ -7,7 +7,11 @@
 // writes bench/results/heartbeats-http.json.
 //
 //   npm run bench:heartbeats-http -- --nodes 10000 [--interval 2s] [--duration 60s] [--longpolls 100]
-//                                    [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--profile DIR]
+//                                    [--instances 0] [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--profile DIR]
+//
+// With --instances N the operator places N instances per node (deployments of up to 100
+// replicas) before the measured phase, and every heartbeat reports the instances its last
+// reply asked for, as an agent does: running and healthy, or stopped once asked to stop.
 //
 // With --postgres a fresh database is created on that server (and dropped afterwards); without
 // it the operator runs on the embedded engine in a temp dir. The generator runs in this process
@@ -24,7 +28,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pg from 'pg';
 import { parseDuration } from '../src/domain/duration.js';
 import { freePort } from '../src/agent/drivers/process-driver.js';
-import { bucketQuantiles, CREDENTIAL_HEADER, Latencies, ProcessSampler, postJson, getJson, operatorReading } from './http-load.js';
+import { bucketQuantiles, CREDENTIAL_HEADER, Latencies, ProcessSampler, postJson, getJson, operatorReading, waitForResync } from './http-load.js';
 import { appendRun } from './results.js';
 
 const { values } = parseArgs({
@@ -35,6 +39,8 @@ const { values } = parseArgs({
     regions: { type: 'string', default: '3' },
     sockets: { type: 'string', default: '64' },
     longpolls: { type: 'string', default: '100' },
+    /** Instances per node (deployments of up to 100 replicas placed by the operator), reported running by every heartbeat. */
+    instances: { type: 'string', default: '0' },
     postgres: { type: 'string' },
     /** Write the operator's CPU profile (its main thread, where HTTP is served) into this directory. */
     profile: { type: 'string' },
@@ -136,22 +142,69 @@ try {
   console.log(`registered ${nodes} nodes in ${registerSeconds.toFixed(1)} s`);
 
 
+  // What each node's last reply asked it to run; its heartbeats report exactly that.
+  const desired = new Map<string, { id: string; desired: 'running' | 'stopped' }[]>();
+  const heartbeatBody = (node: (typeof registered)[number], generation: number) => ({
+    node_id: node.id, agent_version: '1.0.0', protocol_version: 1, components: { 'node-agent': '1.0.0' }, generation,
+    instances: (desired.get(node.id) ?? []).map((d, k) =>
+      d.desired === 'running' ? { id: d.id, status: 'running', healthy: true, pid: 1000 + k, port: 20_000 + k } : { id: d.id, status: 'stopped', healthy: false, pid: null, port: null },
+    ),
+  });
+  const remember = (node: (typeof registered)[number], text: string) => {
+    const reply = JSON.parse(text) as { generation: number; instances?: { id: string; desired: 'running' | 'stopped' }[] };
+    desired.set(node.id, (reply.instances ?? []).map((i) => ({ id: i.id, desired: i.desired })));
+    return reply.generation;
+  };
+  /** One heartbeat of every node, 32 at a time. */
+  const round = async () => {
+    let k = 0;
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (k < registered.length) {
+          const node = registered[k++] as (typeof registered)[number];
+          const reply = await postJson(agent, `${base}/api/v1/agent/heartbeat`, { ...agentAuth, [CREDENTIAL_HEADER]: node.credential }, heartbeatBody(node, 0));
+          if (reply.status === 200) remember(node, reply.text);
+        }
+      }),
+    );
+  };
   // Registering 10,000 nodes takes longer than the heartbeat grace, so the first ones would go
   // down before the measured phase starts: one warm-up heartbeat of every node brings all of
   // them up, and only node.down events after it count.
   const warmupStarted = performance.now();
-  let warm = 0;
-  await Promise.all(
-    Array.from({ length: 32 }, async () => {
-      while (warm < registered.length) {
-        const node = registered[warm++] as (typeof registered)[number];
-        await postJson(agent, `${base}/api/v1/agent/heartbeat`, { ...agentAuth, [CREDENTIAL_HEADER]: node.credential }, {
-          node_id: node.id, agent_version: '1.0.0', protocol_version: 1, components: { 'node-agent': '1.0.0' }, instances: [], generation: 0,
-        });
-      }
-    }),
-  );
+  await round();
   console.log(`warm-up heartbeat of every node in ${((performance.now() - warmupStarted) / 1000).toFixed(1)} s`);
+  const perNode = Number(values.instances);
+  if (perNode > 0) {
+    const placeStarted = performance.now();
+    const total = nodes * perNode;
+    const deployments = Math.ceil(total / 100);
+    let d = 0;
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (d < deployments) {
+          const n = d++;
+          const replicas = Math.min(100, total - n * 100);
+          const reply = await postJson(agent, `${base}/api/v1/deployments`, operatorAuth, { name: `bench-${n}`, replicas, workload: { command: 'sleep' } });
+          if (reply.status !== 201) throw new Error(`creating deployment bench-${n} answered ${reply.status}: ${reply.text}`);
+        }
+      }),
+    );
+    // Rounds until every instance is placed and reported healthy: a round learns what to run
+    // from its replies, the next reports it running. The measured phase starts from that steady state.
+    let healthy = 0;
+    for (let rounds = 0; healthy < total; rounds++) {
+      await round();
+      const list = JSON.parse((await getJson(agent, `${base}/api/v1/deployments`, viewerAuth)).text) as { name: string; replicas: number; healthy_instances: number }[];
+      if (rounds === 19) {
+        const short = list.filter((dep) => dep.healthy_instances < dep.replicas).map((dep) => `${dep.name} ${dep.healthy_instances}/${dep.replicas}`);
+        throw new Error(`not every instance healthy after 20 rounds of heartbeats: ${short.slice(0, 10).join(', ')}${short.length > 10 ? ', …' : ''}`);
+      }
+      healthy = list.reduce((sum, dep) => sum + dep.healthy_instances, 0);
+    }
+    await waitForResync(agent, base, deployments);
+    console.log(`placed ${total} instances (${deployments} deployments), all reported healthy in ${((performance.now() - placeStarted) / 1000).toFixed(1)} s`);
+  }
   const lastEvent = await getJson(agent, `${base}/api/v1/events?order=desc&limit=1`, viewerAuth);
   const measuredAfter = (JSON.parse(lastEvent.text) as { id: number }[])[0]?.id ?? 0;
 
@@ -169,12 +222,10 @@ try {
     const t0 = performance.now();
     sent++;
     try {
-      const reply = await postJson(agent, `${base}/api/v1/agent/heartbeat`, { ...agentAuth, [CREDENTIAL_HEADER]: node.credential }, {
-        node_id: node.id, agent_version: '1.0.0', protocol_version: 1, components: { 'node-agent': '1.0.0' }, instances: [], generation: generations.get(node.id) ?? 0,
-      });
+      const reply = await postJson(agent, `${base}/api/v1/agent/heartbeat`, { ...agentAuth, [CREDENTIAL_HEADER]: node.credential }, heartbeatBody(node, generations.get(node.id) ?? 0));
       heartbeatLatency.add(performance.now() - t0);
       if (reply.status !== 200) errors[String(reply.status)] = (errors[String(reply.status)] ?? 0) + 1;
-      else generations.set(node.id, (JSON.parse(reply.text) as { generation: number }).generation);
+      else generations.set(node.id, remember(node, reply.text));
     } catch (error) {
       heartbeatLatency.add(performance.now() - t0);
       const code = (error as NodeJS.ErrnoException).code ?? 'error';
@@ -277,6 +328,7 @@ try {
     at: new Date().toISOString(),
     engine: databaseUrl ? 'postgres' : 'pglite',
     nodes,
+    instances_per_node: perNode,
     interval_ms: intervalMs,
     duration_s: Math.round(elapsed),
     target_per_s: Math.round(nodes / (intervalMs / 1000)),
@@ -299,7 +351,7 @@ try {
   const h = result.heartbeat_ms;
   const a = result.api_ms;
   console.log(
-    `${result.engine} ${nodes} nodes every ${intervalMs} ms for ${result.duration_s} s: ${result.achieved_per_s}/s of ${result.target_per_s}/s target, ` +
+    `${result.engine} ${nodes} nodes${perNode > 0 ? ` (${perNode} instances each)` : ''} every ${intervalMs} ms for ${result.duration_s} s: ${result.achieved_per_s}/s of ${result.target_per_s}/s target, ` +
       `errors ${JSON.stringify(errors)}\n  heartbeat p50 ${h.p50} ms  p95 ${h.p95}  p99 ${h.p99}  max ${h.max}\n  the same inside the operator (its histogram's bucket bounds): p50 ≤ ${inside.le_ms.p50} ms  p95 ≤ ${inside.le_ms.p95}  p99 ≤ ${inside.le_ms.p99}; its event loop delay p99 ${inside.event_loop_delay_ms.p99} ms, max ${inside.event_loop_delay_ms.max}; the load generator's own p99 ${clientLoopDelayMs.p99} ms, max ${clientLoopDelayMs.max}\n  other API p50 ${a.p50} ms  p95 ${a.p95}  p99 ${a.p99}  max ${a.max}\n` +
       `  reaction (API write → long-poll returns, ${watched.length} long-polls, ${result.reaction_ms.count} changes) p50 ${result.reaction_ms.p50} ms  p99 ${result.reaction_ms.p99}  max ${result.reaction_ms.max}\n` +
       `  operator CPU ${usage.cpu_percent}% (of one core), RSS max ${usage.rss_max_mb} MiB; node.down events: ${falseDowns}`,
