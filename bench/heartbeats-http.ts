@@ -197,8 +197,14 @@ try {
       await round();
       const list = JSON.parse((await getJson(agent, `${base}/api/v1/deployments`, viewerAuth)).text) as { name: string; replicas: number; healthy_instances: number }[];
       if (rounds === 19) {
-        const short = list.filter((dep) => dep.healthy_instances < dep.replicas).map((dep) => `${dep.name} ${dep.healthy_instances}/${dep.replicas}`);
-        throw new Error(`not every instance healthy after 20 rounds of heartbeats: ${short.slice(0, 10).join(', ')}${short.length > 10 ? ', …' : ''}`);
+        const short = list.filter((dep) => dep.healthy_instances < dep.replicas);
+        const first = short[0] as (typeof short)[number];
+        const rows = JSON.parse((await getJson(agent, `${base}/api/v1/instances?deployment=${first.name}`, viewerAuth)).text) as { status: string }[];
+        const statuses = JSON.stringify(Object.fromEntries([...new Set(rows.map((r) => r.status))].map((st) => [st, rows.filter((r) => r.status === st).length])));
+        throw new Error(
+          `not every instance healthy after 20 rounds of heartbeats: ${short.slice(0, 10).map((dep) => `${dep.name} ${dep.healthy_instances}/${dep.replicas}`).join(', ')}${short.length > 10 ? ', …' : ''}; ` +
+            `${first.name} has ${rows.length} instance rows ${statuses}`,
+        );
       }
       healthy = list.reduce((sum, dep) => sum + dep.healthy_instances, 0);
     }

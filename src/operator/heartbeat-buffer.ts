@@ -50,8 +50,16 @@ export class HeartbeatBuffer {
   /** When each node's last written heartbeat was answered (performance.now() ms). */
   private readonly replied = new Map<string, number>();
   private prunedAt = performance.now();
-  /** windowMs 0: a write loop is running (or about to); what arrives joins its next batch. */
-  private pumping = false;
+  /**
+   * Nodes with a heartbeat in a batch being written. A newer heartbeat of such a node stays in
+   * `pending` for a later batch: a node is never in two batches at once, so its writes keep their
+   * order and two batches never wait on each other's rows.
+   */
+  private readonly writing = new Set<string>();
+  /** Batches being written now (windowMs 0: at most `writers`). */
+  private busy = 0;
+  /** windowMs 0: a pump is due on the next turn of the event loop (it gathers what arrives until then). */
+  private scheduled = false;
 
   constructor(
     private readonly db: Db,
@@ -61,10 +69,15 @@ export class HeartbeatBuffer {
      * a quiet operator adds no wait; the operator uses this).
      */
     private readonly windowMs = 50,
-    /** Write at once when this many are waiting (default 1000). */
+    /** The most heartbeats in one batch; with a window, write at once when this many are waiting (default 1000). */
     private readonly maxBatch = 1000,
     /** Told after each commit which nodes' reported state changed (never with an empty list). */
     private readonly onChanged: (nodeIds: string[], fleetNodeIds: string[]) => void = () => {},
+    /**
+     * windowMs 0: how many batches may be written at once (default 1). A server engine gives
+     * each its own session, so a batch need not wait for the commit of the one ahead of it.
+     */
+    private readonly writers = 1,
   ) {}
 
   add(record: HeartbeatRecord): Promise<number | undefined> {
@@ -80,36 +93,72 @@ export class HeartbeatBuffer {
         else for (const w of earlier.waiters) w.resolve(undefined);
       }
       this.pending.set(record.nodeId, { record, waiters });
-      if (this.pending.size >= this.maxBatch) void this.flush();
-      else if (this.windowMs > 0) this.timer ??= setTimeout(() => void this.flush(), this.windowMs);
-      else if (!this.pumping) {
-        this.pumping = true;
-        setImmediate(() => void this.pump());
+      if (this.windowMs > 0) {
+        if (this.pending.size >= this.maxBatch) void this.flush();
+        else this.timer ??= setTimeout(() => void this.flush(), this.windowMs);
+      } else if (!this.scheduled && this.busy < this.writers) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.pump();
+        });
       }
     });
   }
 
+  /**
+   * Writes up to `maxBatch` of what is pending, oldest first, but for nodes already in a batch
+   * being written (they go in a later one).
+   */
   async flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const batch = [...this.pending.values()];
-    this.pending = new Map();
+    const batch: Pending[] = [];
+    const held = new Map<string, Pending>();
+    for (const [nodeId, p] of this.pending) {
+      if (this.writing.has(nodeId) || batch.length >= this.maxBatch) held.set(nodeId, p);
+      else batch.push(p);
+    }
+    this.pending = held;
     if (batch.length === 0) return;
+    for (const p of batch) this.writing.add(p.record.nodeId);
     this.inFlight.add(batch);
     try {
       await this.write(batch);
     } finally {
       this.inFlight.delete(batch);
+      for (const p of batch) this.writing.delete(p.record.nodeId);
+      if (this.windowMs > 0 && this.pending.size > 0) this.timer ??= setTimeout(() => void this.flush(), this.windowMs);
     }
   }
 
-  /** One batch after another while heartbeats keep arriving (windowMs 0); errors reach the callers, not here. */
-  private async pump(): Promise<void> {
-    try {
-      while (this.pending.size > 0) await this.flush().catch(() => {});
-    } finally {
-      this.pumping = false;
+  /** At shutdown: writes everything pending and waits for the batches being written (at most ~1 s of waiting between writes). */
+  async drain(): Promise<void> {
+    for (let round = 0; round < 100 && (this.pending.size > 0 || this.inFlight.size > 0); round++) {
+      await this.flush().catch(() => {});
+      if (this.inFlight.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
     }
+  }
+
+  /**
+   * windowMs 0: starts batches while fewer than `writers` are being written and something pending
+   * can go; each, when written, starts the next. Errors reach the callers, not here.
+   */
+  private pump(): void {
+    while (this.busy < this.writers && this.writable()) {
+      this.busy++;
+      void this.flush()
+        .catch(() => {})
+        .finally(() => {
+          this.busy--;
+          this.pump();
+        });
+    }
+  }
+
+  private writable(): boolean {
+    for (const nodeId of this.pending.keys()) if (!this.writing.has(nodeId)) return true;
+    return false;
   }
 
   /**

@@ -165,14 +165,22 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     // Rollouts first: a task waiting for this report moves before the fleet passes it wakes take
     // the database (the embedded engine has one connection). Only instance changes and a return
     // from down cost a fleet pass; other changes (components, installs) are judged for liveness.
-    const heartbeats = new HeartbeatBuffer(db, 0, 1000, (nodeIds, fleetNodeIds) => {
-      rollouts.nodesChanged(nodeIds);
-      if (fleetNodeIds.length > 0) {
-        reconciler.nodesChanged(fleetNodeIds);
-        migrations.nodesChanged(fleetNodeIds);
-      }
-      reconciler.nodesTouched(nodeIds);
-    });
+    // Two batches at once on a server (a session each; a node is never in both), one on the
+    // embedded engine's single session.
+    const heartbeats = new HeartbeatBuffer(
+      db,
+      0,
+      1000,
+      (nodeIds, fleetNodeIds) => {
+        rollouts.nodesChanged(nodeIds);
+        if (fleetNodeIds.length > 0) {
+          reconciler.nodesChanged(fleetNodeIds);
+          migrations.nodesChanged(fleetNodeIds);
+        }
+        reconciler.nodesTouched(nodeIds);
+      },
+      db.engine === 'postgres' ? 2 : 1,
+    );
     // Liveness counts from arrival: no node is marked down for time its heartbeat waited here.
     reconciler.heartbeatBacklog = () => heartbeats.uncommitted();
     const ctx: OperatorContext = {
@@ -276,7 +284,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
         if (options.shutdownDelayMs) await new Promise((r) => setTimeout(r, options.shutdownDelayMs));
         waiters.wakeAll();
         await app.close();
-        await heartbeats.flush().catch(() => {});
+        await heartbeats.drain();
         if (ownsDb) await db.close();
       },
     };

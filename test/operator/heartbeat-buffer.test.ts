@@ -3,6 +3,7 @@
 // counts from then (an agent times its next heartbeat from the reply; liveness-guard.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HeartbeatBuffer } from '../../src/operator/heartbeat-buffer.js';
+import type { Db } from '../../src/store/db.js';
 import { registerNode } from '../../src/store/nodes.js';
 import { createTestDb, TEST_ENGINE, type TestDb } from '../support/db.js';
 import { registerRequest } from '../support/store-fixtures.js';
@@ -41,5 +42,41 @@ describe(`heartbeat buffer hearing facts on ${TEST_ENGINE}`, () => {
     await expect(buffer.answering('hb-failed', async () => Promise.reject(new Error('no desired state')))).rejects.toThrow('no desired state');
     expect(buffer.uncommitted().unanswered.size).toBe(0);
     expect(buffer.uncommitted().answeredAt.has('hb-failed')).toBe(true);
+  });
+  it('writes a second batch while the first is held, but never a node in both: its newer heartbeat waits and is the one stored', async () => {
+    const a = (await registerNode(t.db, registerRequest('hb-two-a'), 'hb-two-a')).id;
+    const b = (await registerNode(t.db, registerRequest('hb-two-b'), 'hb-two-b')).id;
+    // The real database behind a gate that holds the first write until opened.
+    let open: () => void = () => {};
+    const opened = new Promise<void>((resolve) => (open = resolve));
+    let held = false;
+    const gate = async () => {
+      if (held) return;
+      held = true;
+      await opened;
+    };
+    const gated: Db = {
+      engine: t.db.engine,
+      query: async (text, values, options) => (await gate(), t.db.query(text, values, options)),
+      transaction: async (work, options) => (await gate(), t.db.transaction(work, options)),
+      close: () => t.db.close(),
+    };
+    const buffer = new HeartbeatBuffer(gated, 0, 1000, () => {}, 2);
+    const beat = (nodeId: string, agentVersion: string) => buffer.add({ nodeId, agentVersion, protocolVersion: 1, components: {}, instances: [], arrivedAt: performance.now() });
+
+    const first = beat(a, 'a-1');
+    await new Promise((resolve) => setImmediate(resolve));
+    const newer = beat(a, 'a-2');
+    const other = beat(b, 'b-1');
+    // b's batch is written while a's first is held; a's newer heartbeat is not in it.
+    const waitUpTo = <T>(promise: Promise<T>, ms: number) => Promise.race([promise, new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), ms))]);
+    expect(await waitUpTo(other, 10_000)).toBeTypeOf('number');
+    expect(await waitUpTo(newer, 100)).toBe('waiting');
+
+    open();
+    expect(await first).toBeTypeOf('number');
+    expect(await newer).toBeTypeOf('number');
+    const rows = await t.db.query<{ id: string; agent_version: string }>('SELECT id, agent_version FROM nodes WHERE id = ANY($1::text[]) ORDER BY hostname', [[a, b]]);
+    expect(rows.map((r) => r.agent_version)).toEqual(['a-2', 'b-1']);
   });
 });
