@@ -84,13 +84,14 @@ export class LeaderLease {
   async renew(): Promise<number | null> {
     const before = this.term;
     const wasReady = this.readiness.ready;
-    this.readiness = await this.check();
-    if (this.readiness.ready !== wasReady || this.renewals === 0) {
-      const fields = { ready: this.readiness.ready, reason: this.readiness.reason };
-      if (this.readiness.ready) this.log.info(fields, 'replica ready');
+    const readiness = await this.check();
+    if (readiness.ready !== wasReady || this.renewals === 0) {
+      const fields = { ready: readiness.ready, reason: readiness.reason };
+      if (readiness.ready) this.log.info(fields, 'replica ready');
       else this.log.warn(fields, 'replica not ready: it does not lead');
     }
-    if (this.readiness.ready) {
+    if (readiness.ready) {
+      this.readiness = readiness;
       try {
         this.term = await acquireLease(this.db, RECONCILER_LEASE, this.holder, this.ttlMs);
       } catch (error) {
@@ -104,6 +105,9 @@ export class LeaderLease {
       this.term = null;
       await releaseLease(this.db, RECONCILER_LEASE, this.holder).catch((error: unknown) => this.log.warn({ err: error }, 'lease release failed'));
     }
+    // Not ready is told (readiness, /health) only once the lease is given up: a replica that
+    // says it does not lead holds no live lease row.
+    this.readiness = readiness;
     this.renewals++;
     if (before !== this.term) {
       this.log.info({ term: this.term, holder: this.holder }, this.term === null ? 'not the leader' : 'leading the reconcilers');
