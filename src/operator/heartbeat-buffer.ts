@@ -43,7 +43,7 @@ export class HeartbeatBuffer {
   /** By node: the latest report of a node wins within one batch (insertion order is arrival order). */
   private pending = new Map<string, Pending>();
   /** Batches being written: received, not committed yet (the liveness guard reads them). */
-  private readonly inFlight = new Set<Pending[]>();
+  private readonly inFlight = new Map<Pending[], Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   /** Written heartbeats whose reply is being prepared, by node (how many). */
   private readonly replying = new Map<string, number>();
@@ -122,9 +122,10 @@ export class HeartbeatBuffer {
     this.pending = held;
     if (batch.length === 0) return;
     for (const p of batch) this.writing.add(p.record.nodeId);
-    this.inFlight.add(batch);
+    const written = this.write(batch);
+    this.inFlight.set(batch, written);
     try {
-      await this.write(batch);
+      await written;
     } finally {
       this.inFlight.delete(batch);
       for (const p of batch) this.writing.delete(p.record.nodeId);
@@ -132,11 +133,14 @@ export class HeartbeatBuffer {
     }
   }
 
-  /** At shutdown: writes everything pending and waits for the batches being written (at most ~1 s of waiting between writes). */
+  /**
+   * At shutdown, when nothing arrives any more: writes everything pending, each node's newer
+   * heartbeat after the batch that holds its older one.
+   */
   async drain(): Promise<void> {
-    for (let round = 0; round < 100 && (this.pending.size > 0 || this.inFlight.size > 0); round++) {
+    while (this.pending.size > 0 || this.inFlight.size > 0) {
       await this.flush().catch(() => {});
-      if (this.inFlight.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      await Promise.allSettled(this.inFlight.values());
     }
   }
 
@@ -188,7 +192,7 @@ export class HeartbeatBuffer {
     this.forgetOldReplies();
     const byNode = new Map<string, number>();
     let oldest: number | undefined;
-    for (const batch of [this.pending.values(), ...this.inFlight]) {
+    for (const batch of [this.pending.values(), ...this.inFlight.keys()]) {
       for (const { record } of batch) {
         const at = record.arrivedAt;
         if (at === undefined) continue;

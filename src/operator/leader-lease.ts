@@ -91,7 +91,6 @@ export class LeaderLease {
       else this.log.warn(fields, 'replica not ready: it does not lead');
     }
     if (readiness.ready) {
-      this.readiness = readiness;
       try {
         this.term = await acquireLease(this.db, RECONCILER_LEASE, this.holder, this.ttlMs);
       } catch (error) {
@@ -105,8 +104,8 @@ export class LeaderLease {
       this.term = null;
       await releaseLease(this.db, RECONCILER_LEASE, this.holder).catch((error: unknown) => this.log.warn({ err: error }, 'lease release failed'));
     }
-    // Not ready is told (readiness, /health) only once the lease is given up: a replica that
-    // says it does not lead holds no live lease row.
+    // Told (readiness, /health) only once the lease is taken or given up: a replica that says it
+    // is not ready holds no live lease row.
     this.readiness = readiness;
     this.renewals++;
     if (before !== this.term) {

@@ -46,21 +46,7 @@ describe(`heartbeat buffer hearing facts on ${TEST_ENGINE}`, () => {
   it('writes a second batch while the first is held, but never a node in both: its newer heartbeat waits and is the one stored', async () => {
     const a = (await registerNode(t.db, registerRequest('hb-two-a'), 'hb-two-a')).id;
     const b = (await registerNode(t.db, registerRequest('hb-two-b'), 'hb-two-b')).id;
-    // The real database behind a gate that holds the first write until opened.
-    let open: () => void = () => {};
-    const opened = new Promise<void>((resolve) => (open = resolve));
-    let held = false;
-    const gate = async () => {
-      if (held) return;
-      held = true;
-      await opened;
-    };
-    const gated: Db = {
-      engine: t.db.engine,
-      query: async (text, values, options) => (await gate(), t.db.query(text, values, options)),
-      transaction: async (work, options) => (await gate(), t.db.transaction(work, options)),
-      close: () => t.db.close(),
-    };
+    const { db: gated, open } = gatedDb(t.db);
     const buffer = new HeartbeatBuffer(gated, 0, 1000, () => {}, 2);
     const beat = (nodeId: string, agentVersion: string) => buffer.add({ nodeId, agentVersion, protocolVersion: 1, components: {}, instances: [], arrivedAt: performance.now() });
 
@@ -79,4 +65,43 @@ describe(`heartbeat buffer hearing facts on ${TEST_ENGINE}`, () => {
     const rows = await t.db.query<{ id: string; agent_version: string }>('SELECT id, agent_version FROM nodes WHERE id = ANY($1::text[]) ORDER BY hostname', [[a, b]]);
     expect(rows.map((r) => r.agent_version)).toEqual(['a-2', 'b-1']);
   });
+
+  it('drains at shutdown what waited behind a batch being written: the node’s newer heartbeat is stored', async () => {
+    const a = (await registerNode(t.db, registerRequest('hb-drain-a'), 'hb-drain-a')).id;
+    const { db: gated, open } = gatedDb(t.db);
+    const buffer = new HeartbeatBuffer(gated, 0, 1000, () => {}, 2);
+    const beat = (agentVersion: string) => buffer.add({ nodeId: a, agentVersion, protocolVersion: 1, components: {}, instances: [], arrivedAt: performance.now() });
+    const first = beat('a-1');
+    await new Promise((resolve) => setImmediate(resolve));
+    const newer = beat('a-2');
+    const drained = buffer.drain();
+    open();
+    await drained;
+    // Stored when drain() returns (the database is closed next), not by some later write.
+    const [row] = await t.db.query<{ agent_version: string }>('SELECT agent_version FROM nodes WHERE id = $1', [a]);
+    expect(row?.agent_version).toBe('a-2');
+    expect(await first).toBeTypeOf('number');
+    expect(await newer).toBeTypeOf('number');
+  });
 });
+
+/** The real database behind a gate that holds its first write until `open` is called. */
+function gatedDb(db: Db): { db: Db; open: () => void } {
+  let open: () => void = () => {};
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  let held = false;
+  const gate = async () => {
+    if (held) return;
+    held = true;
+    await opened;
+  };
+  return {
+    db: {
+      engine: db.engine,
+      query: async (text, values, options) => (await gate(), db.query(text, values, options)),
+      transaction: async (work, options) => (await gate(), db.transaction(work, options)),
+      close: () => db.close(),
+    },
+    open,
+  };
+}
