@@ -28,7 +28,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pg from 'pg';
 import { parseDuration } from '../src/domain/duration.js';
 import { freePort } from '../src/agent/drivers/process-driver.js';
-import { bucketQuantiles, CREDENTIAL_HEADER, Latencies, ProcessSampler, postJson, getJson, operatorReading, waitForResync } from './http-load.js';
+import { bucketQuantiles, CREDENTIAL_HEADER, inParallel, Latencies, ProcessSampler, postJson, getJson, operatorReading, waitForResync } from './http-load.js';
 import { appendRun } from './results.js';
 
 const { values } = parseArgs({
@@ -123,24 +123,17 @@ try {
   // Register every node (bounded concurrency), as agents do at start.
   const registered: { id: string; credential: string; region: string }[] = [];
   const registerStarted = performance.now();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 32 }, async () => {
-      while (next < nodes) {
-        const n = next++;
-        const region = `region-${n % regions}`;
-        const reply = await postJson(agent, `${base}/api/v1/agent/register`, agentAuth, {
-          hostname: `bench-node-${n}`, region, role: 'worker', max_instances: 20, agent_version: '1.0.0', protocol_version: 1,
-        });
-        if (reply.status !== 200) throw new Error(`register answered ${reply.status}: ${reply.text}`);
-        const body = JSON.parse(reply.text) as { node_id: string; node_credential: string };
-        registered.push({ id: body.node_id, credential: body.node_credential, region });
-      }
-    }),
-  );
+  await inParallel(nodes, 32, async (n) => {
+    const region = `region-${n % regions}`;
+    const reply = await postJson(agent, `${base}/api/v1/agent/register`, agentAuth, {
+      hostname: `bench-node-${n}`, region, role: 'worker', max_instances: 20, agent_version: '1.0.0', protocol_version: 1,
+    });
+    if (reply.status !== 200) throw new Error(`register answered ${reply.status}: ${reply.text}`);
+    const body = JSON.parse(reply.text) as { node_id: string; node_credential: string };
+    registered.push({ id: body.node_id, credential: body.node_credential, region });
+  });
   const registerSeconds = (performance.now() - registerStarted) / 1000;
   console.log(`registered ${nodes} nodes in ${registerSeconds.toFixed(1)} s`);
-
 
   // What each node's last reply asked it to run; its heartbeats report exactly that.
   const desired = new Map<string, { id: string; desired: 'running' | 'stopped' }[]>();
@@ -156,18 +149,12 @@ try {
     return reply.generation;
   };
   /** One heartbeat of every node, 32 at a time. */
-  const round = async () => {
-    let k = 0;
-    await Promise.all(
-      Array.from({ length: 32 }, async () => {
-        while (k < registered.length) {
-          const node = registered[k++] as (typeof registered)[number];
-          const reply = await postJson(agent, `${base}/api/v1/agent/heartbeat`, { ...agentAuth, [CREDENTIAL_HEADER]: node.credential }, heartbeatBody(node, 0));
-          if (reply.status === 200) remember(node, reply.text);
-        }
-      }),
-    );
-  };
+  const round = () =>
+    inParallel(registered.length, 32, async (k) => {
+      const node = registered[k] as (typeof registered)[number];
+      const reply = await postJson(agent, `${base}/api/v1/agent/heartbeat`, { ...agentAuth, [CREDENTIAL_HEADER]: node.credential }, heartbeatBody(node, 0));
+      if (reply.status === 200) remember(node, reply.text);
+    });
   // Registering 10,000 nodes takes longer than the heartbeat grace, so the first ones would go
   // down before the measured phase starts: one warm-up heartbeat of every node brings all of
   // them up, and only node.down events after it count.
@@ -179,17 +166,11 @@ try {
     const placeStarted = performance.now();
     const total = nodes * perNode;
     const deployments = Math.ceil(total / 100);
-    let d = 0;
-    await Promise.all(
-      Array.from({ length: 4 }, async () => {
-        while (d < deployments) {
-          const n = d++;
-          const replicas = Math.min(100, total - n * 100);
-          const reply = await postJson(agent, `${base}/api/v1/deployments`, operatorAuth, { name: `bench-${n}`, replicas, workload: { command: 'sleep' } });
-          if (reply.status !== 201) throw new Error(`creating deployment bench-${n} answered ${reply.status}: ${reply.text}`);
-        }
-      }),
-    );
+    await inParallel(deployments, 4, async (n) => {
+      const replicas = Math.min(100, total - n * 100);
+      const reply = await postJson(agent, `${base}/api/v1/deployments`, operatorAuth, { name: `bench-${n}`, replicas, workload: { command: 'sleep' } });
+      if (reply.status !== 201) throw new Error(`creating deployment bench-${n} answered ${reply.status}: ${reply.text}`);
+    });
     // Rounds until every instance is placed and reported healthy: a round learns what to run
     // from its replies, the next reports it running. The measured phase starts from that steady state.
     let healthy = 0;

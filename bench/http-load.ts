@@ -34,6 +34,16 @@ function request(agent: http.Agent, method: string, url: string, headers: Record
 export const postJson = (agent: http.Agent, url: string, headers: Record<string, string>, body: unknown) => request(agent, 'POST', url, headers, body);
 export const getJson = (agent: http.Agent, url: string, headers: Record<string, string>) => request(agent, 'GET', url, headers);
 
+/** Runs `task(0)` … `task(count - 1)`, at most `concurrency` at a time, each index once; rejects with the first failure. */
+export async function inParallel(count: number, concurrency: number, task: (index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, count) }, async () => {
+      while (next < count) await task(next++);
+    }),
+  );
+}
+
 /** Latencies in ms; percentiles by sorting once at the end (a run holds at most a few 100k). */
 export class Latencies {
   private values: number[] = [];

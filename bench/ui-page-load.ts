@@ -18,7 +18,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
 import { freePort } from '../src/agent/drivers/process-driver.js';
-import { CREDENTIAL_HEADER, getJson, postJson } from './http-load.js';
+import { CREDENTIAL_HEADER, getJson, inParallel, postJson } from './http-load.js';
 import { appendRun } from './results.js';
 
 const { values } = parseArgs({
@@ -104,26 +104,20 @@ try {
   // Register and heartbeat every node (as agents do at start), with components: a third on node-agent 2.0.0.
   const setupStarted = performance.now();
   const registered: { id: string; hostname: string }[] = [];
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (next < nodes) {
-        const n = next++;
-        const hostname = `node-${String(n).padStart(4, '0')}`;
-        const reply = await postJson(agent, `${base}/api/v1/agent/register`, agentAuth, {
-          hostname, region: REGIONS[n % REGIONS.length], role: 'worker', max_instances: 8, agent_version: '1.0.0', protocol_version: 1,
-        });
-        if (reply.status !== 200) throw new Error(`register answered ${reply.status}: ${reply.text}`);
-        const body = JSON.parse(reply.text) as { node_id: string; node_credential: string };
-        const components = { 'node-agent': n % 3 === 0 ? '2.0.0' : '1.0.0', runtime: n % 2 === 0 ? '1.4.2' : '1.5.0' };
-        const beat = await postJson(agent, `${base}/api/v1/agent/heartbeat`, { ...agentAuth, [CREDENTIAL_HEADER]: body.node_credential }, {
-          node_id: body.node_id, agent_version: '1.0.0', protocol_version: 1, components, instances: [], generation: 0,
-        });
-        if (beat.status !== 200) throw new Error(`heartbeat answered ${beat.status}: ${beat.text}`);
-        registered.push({ id: body.node_id, hostname });
-      }
-    }),
-  );
+  await inParallel(nodes, 16, async (n) => {
+    const hostname = `node-${String(n).padStart(4, '0')}`;
+    const reply = await postJson(agent, `${base}/api/v1/agent/register`, agentAuth, {
+      hostname, region: REGIONS[n % REGIONS.length], role: 'worker', max_instances: 8, agent_version: '1.0.0', protocol_version: 1,
+    });
+    if (reply.status !== 200) throw new Error(`register answered ${reply.status}: ${reply.text}`);
+    const body = JSON.parse(reply.text) as { node_id: string; node_credential: string };
+    const components = { 'node-agent': n % 3 === 0 ? '2.0.0' : '1.0.0', runtime: n % 2 === 0 ? '1.4.2' : '1.5.0' };
+    const beat = await postJson(agent, `${base}/api/v1/agent/heartbeat`, { ...agentAuth, [CREDENTIAL_HEADER]: body.node_credential }, {
+      node_id: body.node_id, agent_version: '1.0.0', protocol_version: 1, components, instances: [], generation: 0,
+    });
+    if (beat.status !== 200) throw new Error(`heartbeat answered ${beat.status}: ${beat.text}`);
+    registered.push({ id: body.node_id, hostname });
+  });
   // Some instances: one deployment placed over the fleet.
   const deployment = await postJson(agent, `${base}/api/v1/deployments`, operatorAuth, { name: 'web', replicas: 400, workload: { command: 'sleep', args: ['3600'] } });
   if (deployment.status !== 201) throw new Error(`create deployment answered ${deployment.status}: ${deployment.text}`);

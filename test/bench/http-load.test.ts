@@ -2,7 +2,7 @@
 // from what prom-client really prints, with the operator's buckets.
 import { Gauge, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { bucketQuantiles, durationBuckets, metricValue } from '../../bench/http-load.js';
+import { bucketQuantiles, durationBuckets, inParallel, metricValue } from '../../bench/http-load.js';
 
 const ROUTE = '/api/v1/agent/heartbeat';
 
@@ -54,5 +54,23 @@ describe('one series of the operator’s metrics', () => {
     expect(metricValue(text, 'drydock_reconcile_queue_depth{queue="deployment"}')).toBe(3);
     expect(metricValue(text, 'nodejs_eventloop_lag_max_seconds')).toBe(0.0421);
     expect(metricValue(text, 'drydock_reconcile_queue_depth{queue="liveness"}')).toBeNaN();
+  });
+});
+
+describe('the load generators’ bounded concurrency', () => {
+  it('runs every index once, never more than the limit at a time, and fails with the first failure', async () => {
+    const seen: number[] = [];
+    let running = 0;
+    let most = 0;
+    await inParallel(25, 4, async (k) => {
+      running++;
+      most = Math.max(most, running);
+      await new Promise((resolve) => setTimeout(resolve, 1 + (k % 3)));
+      seen.push(k);
+      running--;
+    });
+    expect([...seen].sort((a, b) => a - b)).toEqual(Array.from({ length: 25 }, (_, k) => k));
+    expect(most).toBe(4);
+    await expect(inParallel(5, 2, async (k) => { if (k === 3) throw new Error('task 3 failed'); })).rejects.toThrow('task 3 failed');
   });
 });
